@@ -1,0 +1,240 @@
+//! The conformance battery every [`Store`] backend must pass. A backend's tests call
+//! [`run_all`] with a factory that returns a fresh, empty store.
+
+use std::collections::BTreeMap;
+
+use portcullis_accounting::{AccountingRecord, session_key};
+
+use crate::{Counter, Entry, RawPacket, SessionQuery, Store};
+
+/// Runs every check; panics with the check's name on the first failure.
+pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
+    let checks: [(&str, fn(&mut S)); 9] = [
+        ("start_then_stop", start_then_stop),
+        ("stop_without_start", stop_without_start),
+        ("interim_counters_never_double_count", interim_counters_never_double_count),
+        ("accounting_on_off_close_only_that_nas", accounting_on_off_close_only_that_nas),
+        ("retransmit_is_idempotent", retransmit_is_idempotent),
+        ("stop_keeps_start_endpoint", stop_keeps_start_endpoint),
+        ("query_filters", query_filters),
+        ("raw_packets_kept_paged_and_pruned", raw_packets_kept_paged_and_pruned),
+        ("counters_round_trip", counters_round_trip),
+    ];
+    for (name, check) in checks {
+        let mut store = fresh();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut store)));
+        if let Err(e) = result {
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+                .unwrap_or_default();
+            panic!("storage conformance check {name} failed: {msg}");
+        }
+    }
+}
+
+/// A record as the normaliser would produce it.
+pub fn record(status: u32, user: &str, nas: &str, session_id: &str, event_time: i64) -> AccountingRecord {
+    let session = matches!(status, 1..=3);
+    AccountingRecord {
+        status,
+        event_time,
+        arrival_ms: event_time * 1000,
+        delay: 0,
+        user_raw: (!user.is_empty()).then(|| format!("EXAMPLE\\{user}")),
+        user: (!user.is_empty()).then(|| user.to_string()),
+        nas: nas.to_string(),
+        nas_ip: None,
+        nas_port: None,
+        session_id: (!session_id.is_empty()).then(|| session_id.to_string()),
+        multi_session_id: None,
+        session_key: session.then(|| session_key(nas, session_id, user)),
+        client_ip: None,
+        device: None,
+        framed_ip: None,
+        framed_ipv6: None,
+        session_time: None,
+        input_octets: None,
+        output_octets: None,
+        input_packets: None,
+        output_packets: None,
+        terminate_cause: None,
+        class: None,
+        details: BTreeMap::new(),
+    }
+}
+
+fn raw(n: i64) -> RawPacket {
+    RawPacket {
+        received_ms: n,
+        client: "nas-1".into(),
+        vendor: "generic".into(),
+        source: "127.0.0.1:5000".into(),
+        packet: vec![4, 0, 0, 20],
+    }
+}
+
+fn commit<S: Store>(s: &mut S, records: Vec<AccountingRecord>) {
+    let batch: Vec<Entry> = records.into_iter().map(|r| Entry { raw: None, record: Some(r) }).collect();
+    s.commit(&batch).expect("commit");
+}
+
+fn all<S: Store>(s: &S) -> Vec<crate::Session> {
+    s.sessions(&SessionQuery::default()).expect("sessions")
+}
+
+fn start_then_stop<S: Store>(s: &mut S) {
+    let mut start = record(1, "alice", "nas-1", "A1", 1000);
+    start.client_ip = Some("198.51.100.7".parse().unwrap());
+    start.framed_ip = Some("10.8.0.5".parse().unwrap());
+    commit(s, vec![start]);
+    let open = all(s);
+    assert_eq!(open.len(), 1);
+    assert!(open[0].open);
+    assert_eq!(open[0].started_at, 1000);
+    assert_eq!(open[0].stopped_at, None);
+    assert_eq!(open[0].client_ip.as_deref(), Some("198.51.100.7"));
+    let mut stop = record(2, "alice", "nas-1", "A1", 4600);
+    stop.session_time = Some(3600);
+    stop.input_octets = Some(5_000_000_000);
+    stop.output_octets = Some(42);
+    stop.terminate_cause = Some("User-Request".into());
+    commit(s, vec![stop]);
+    let closed = all(s);
+    assert_eq!(closed.len(), 1);
+    let c = &closed[0];
+    assert!(!c.open);
+    assert_eq!((c.started_at, c.stopped_at), (1000, Some(4600)));
+    assert_eq!(c.input_octets, Some(5_000_000_000));
+    assert_eq!(c.output_octets, Some(42));
+    assert_eq!(c.terminate_cause.as_deref(), Some("User-Request"));
+    assert_eq!(c.framed_ip.as_deref(), Some("10.8.0.5"));
+}
+
+fn stop_without_start<S: Store>(s: &mut S) {
+    let mut stop = record(2, "bob", "nas-1", "B1", 10_000);
+    stop.session_time = Some(600);
+    commit(s, vec![stop]);
+    let v = all(s);
+    assert_eq!(v.len(), 1);
+    assert!(!v[0].open);
+    assert_eq!((v[0].started_at, v[0].stopped_at), (9_400, Some(10_000)));
+}
+
+fn interim_counters_never_double_count<S: Store>(s: &mut S) {
+    commit(s, vec![record(1, "carol", "nas-1", "C1", 100)]);
+    let mut i1 = record(3, "carol", "nas-1", "C1", 700);
+    i1.session_time = Some(600);
+    i1.input_octets = Some(1000);
+    commit(s, vec![i1.clone(), i1.clone()]);
+    commit(s, vec![i1]);
+    let mut late = record(3, "carol", "nas-1", "C1", 400);
+    late.session_time = Some(300);
+    late.input_octets = Some(500);
+    commit(s, vec![late]);
+    let v = all(s);
+    assert_eq!(v.len(), 1);
+    assert!(v[0].open);
+    assert_eq!(v[0].input_octets, Some(1000));
+    assert_eq!(v[0].session_time, Some(600));
+    assert_eq!(v[0].updated_at, 700);
+}
+
+fn accounting_on_off_close_only_that_nas<S: Store>(s: &mut S) {
+    commit(
+        s,
+        vec![
+            record(1, "a", "nas-1", "1", 100),
+            record(1, "b", "nas-1", "2", 100),
+            record(1, "c", "nas-2", "3", 100),
+        ],
+    );
+    commit(s, vec![record(7, "", "nas-1", "", 200)]);
+    let v = all(s);
+    let by_user = |u: &str| v.iter().find(|x| x.user.as_deref() == Some(u)).unwrap().clone();
+    for u in ["a", "b"] {
+        let x = by_user(u);
+        assert!(!x.open, "{u} must be closed by Accounting-On");
+        assert_eq!(x.stopped_at, Some(200));
+        assert_eq!(x.terminate_cause.as_deref(), Some("NAS-Reboot"));
+    }
+    assert!(by_user("c").open);
+    commit(s, vec![record(8, "", "nas-2", "", 300)]);
+    assert!(all(s).iter().all(|x| !x.open));
+}
+
+fn retransmit_is_idempotent<S: Store>(s: &mut S) {
+    let mut stop = record(2, "dave", "nas-1", "D1", 500);
+    stop.session_time = Some(100);
+    stop.output_octets = Some(77);
+    commit(s, vec![record(1, "dave", "nas-1", "D1", 400)]);
+    commit(s, vec![stop.clone()]);
+    let once = all(s);
+    commit(s, vec![stop]);
+    commit(s, vec![record(1, "dave", "nas-1", "D1", 400)]);
+    assert_eq!(all(s), once);
+}
+
+fn stop_keeps_start_endpoint<S: Store>(s: &mut S) {
+    let mut start = record(1, "erin", "bigip", "E1", 10);
+    start.client_ip = Some("203.0.113.9".parse().unwrap());
+    start.device = Some("LAPTOP".into());
+    start.details.insert("tunnel_group".into(), "STAFF".into());
+    let mut stop = record(2, "erin", "bigip", "E1", 20);
+    stop.details.insert("calling_station_id".into(), "x".into());
+    commit(s, vec![start, stop]);
+    let v = all(s);
+    assert_eq!(v[0].client_ip.as_deref(), Some("203.0.113.9"));
+    assert_eq!(v[0].device.as_deref(), Some("LAPTOP"));
+    assert_eq!(v[0].details["tunnel_group"], "STAFF");
+    assert_eq!(v[0].details["calling_station_id"], "x");
+}
+
+fn query_filters<S: Store>(s: &mut S) {
+    commit(
+        s,
+        vec![
+            record(1, "alice", "nas-1", "1", 100),
+            record(1, "alice", "nas-1", "2", 200),
+            record(1, "bob", "nas-1", "3", 300),
+            record(2, "bob", "nas-1", "4", 50),
+        ],
+    );
+    let q = |user: Option<&str>, open_only, since| SessionQuery {
+        user: user.map(str::to_string),
+        open_only,
+        since,
+        limit: None,
+    };
+    assert_eq!(s.sessions(&q(Some("alice"), false, None)).unwrap().len(), 2);
+    assert_eq!(s.sessions(&q(Some("ALICE"), false, None)).unwrap().len(), 2);
+    assert_eq!(s.sessions(&q(Some("EXAMPLE\\alice"), false, None)).unwrap().len(), 2);
+    assert_eq!(s.sessions(&q(Some("bob"), true, None)).unwrap().len(), 1);
+    assert_eq!(s.sessions(&q(None, false, Some(60))).unwrap().len(), 3);
+    let newest = s.sessions(&SessionQuery { limit: Some(1), ..SessionQuery::default() }).unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].started_at, 300);
+}
+
+fn raw_packets_kept_paged_and_pruned<S: Store>(s: &mut S) {
+    let batch: Vec<Entry> = (0..5).map(|n| Entry { raw: Some(raw(n * 1000)), record: None }).collect();
+    s.commit(&batch).unwrap();
+    assert_eq!(s.raw_count().unwrap(), 5);
+    let first = s.raw_packets(0, 2).unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].1, raw(0));
+    let rest = s.raw_packets(first[1].0, 10).unwrap();
+    assert_eq!(rest.len(), 3);
+    assert_eq!(s.prune_raw(2000).unwrap(), 2);
+    assert_eq!(s.raw_count().unwrap(), 3);
+    s.clear_sessions().unwrap();
+}
+
+fn counters_round_trip<S: Store>(s: &mut S) {
+    let c = |client: &str, reason: &str, count| Counter { client: client.into(), reason: reason.into(), count };
+    s.save_counters(&[c("rras", "bad_authenticator", 3), c("rras", "accepted", 10)]).unwrap();
+    s.save_counters(&[c("rras", "bad_authenticator", 4)]).unwrap();
+    let got = s.counters().unwrap();
+    assert_eq!(got, vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]);
+}

@@ -1,0 +1,344 @@
+//! The embedded backend: one SQLite database in WAL mode inside the data directory.
+
+use std::path::{Path, PathBuf};
+
+use portcullis_accounting::{AccountingRecord, StatusType};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Counter, Entry, RawPacket, Session, SessionQuery, StorageError, Store};
+
+/// How hard a commit pushes data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// WAL with `synchronous = NORMAL`: a committed record survives a crash of the
+    /// process (the data is in the operating system), not a power loss.
+    #[default]
+    Normal,
+    /// WAL with `synchronous = FULL`: every commit is fsynced and survives power loss.
+    /// Group commit amortises the fsync over every request in the batch.
+    Fsync,
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS raw_packets (
+    id INTEGER PRIMARY KEY,
+    received_ms INTEGER NOT NULL,
+    client TEXT NOT NULL,
+    vendor TEXT NOT NULL,
+    source TEXT NOT NULL,
+    packet BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS raw_packets_received ON raw_packets(received_ms);
+CREATE TABLE IF NOT EXISTS sessions (
+    session_key TEXT PRIMARY KEY,
+    user TEXT,
+    user_raw TEXT,
+    nas TEXT NOT NULL,
+    nas_ip TEXT,
+    session_id TEXT,
+    client_ip TEXT,
+    device TEXT,
+    framed_ip TEXT,
+    framed_ipv6 TEXT,
+    started_at INTEGER NOT NULL,
+    stopped_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    open INTEGER NOT NULL,
+    session_time INTEGER,
+    input_octets INTEGER,
+    output_octets INTEGER,
+    input_packets INTEGER,
+    output_packets INTEGER,
+    terminate_cause TEXT,
+    details TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, started_at);
+CREATE INDEX IF NOT EXISTS sessions_nas_open ON sessions(nas, open);
+CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
+CREATE TABLE IF NOT EXISTS counters (
+    client TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (client, reason)
+) WITHOUT ROWID;
+";
+
+/// One statement for Start, Interim-Update and Stop. Counters are cumulative on the
+/// wire, so they take the larger value: a retransmit or a late Interim never adds.
+/// Attributes a Stop lacks (F5 sends no endpoint in Stops) keep the earlier value.
+const UPSERT: &str = "
+INSERT INTO sessions (session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip,
+    framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
+    input_packets, output_packets, terminate_cause, details)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+ON CONFLICT(session_key) DO UPDATE SET
+    user_raw = COALESCE(user_raw, excluded.user_raw),
+    nas_ip = COALESCE(nas_ip, excluded.nas_ip),
+    client_ip = COALESCE(client_ip, excluded.client_ip),
+    device = COALESCE(device, excluded.device),
+    framed_ip = COALESCE(excluded.framed_ip, framed_ip),
+    framed_ipv6 = COALESCE(excluded.framed_ipv6, framed_ipv6),
+    started_at = MIN(started_at, excluded.started_at),
+    stopped_at = COALESCE(stopped_at, excluded.stopped_at),
+    updated_at = MAX(updated_at, excluded.updated_at),
+    open = CASE WHEN stopped_at IS NOT NULL OR excluded.open = 0 THEN 0 ELSE 1 END,
+    session_time = COALESCE(MAX(session_time, excluded.session_time), session_time, excluded.session_time),
+    input_octets = COALESCE(MAX(input_octets, excluded.input_octets), input_octets, excluded.input_octets),
+    output_octets = COALESCE(MAX(output_octets, excluded.output_octets), output_octets, excluded.output_octets),
+    input_packets = COALESCE(MAX(input_packets, excluded.input_packets), input_packets, excluded.input_packets),
+    output_packets = COALESCE(MAX(output_packets, excluded.output_packets), output_packets, excluded.output_packets),
+    terminate_cause = COALESCE(terminate_cause, excluded.terminate_cause),
+    details = json_patch(details, excluded.details)
+";
+
+const CLOSE_NAS: &str = "
+UPDATE sessions SET open = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2), terminate_cause = 'NAS-Reboot'
+WHERE nas = ?1 AND open = 1 AND started_at <= ?2
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `portcullis.db` in `data_dir`.
+    pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join("portcullis.db");
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if sync == SyncMode::Fsync { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(StorageError::Corrupt(format!(
+                "database schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
+            )));
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Self { conn, path })
+    }
+
+    /// Opens the database for reading only (CLI queries while the server runs).
+    pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
+        let path = data_dir.join("portcullis.db");
+        if !path.exists() {
+            return Err(StorageError::DataDir {
+                path: path.display().to_string(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet (has the server run?)"),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(Self { conn, path })
+    }
+
+    fn apply(tx: &rusqlite::Transaction<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
+        let status = r.status_type();
+        if status.is_nas_restart() {
+            tx.prepare_cached(CLOSE_NAS)?.execute(params![r.nas, r.event_time])?;
+            return Ok(());
+        }
+        let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
+            return Ok(());
+        };
+        let stop = status == StatusType::Stop;
+        let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        tx.prepare_cached(UPSERT)?.execute(params![
+            key,
+            r.user,
+            r.user_raw,
+            r.nas,
+            r.nas_ip.map(|i| i.to_string()),
+            r.session_id,
+            r.client_ip.map(|i| i.to_string()),
+            r.device,
+            r.framed_ip.map(|i| i.to_string()),
+            r.framed_ipv6,
+            r.started_at(),
+            stop.then_some(r.event_time),
+            r.event_time,
+            !stop,
+            r.session_time,
+            r.input_octets.map(clamp),
+            r.output_octets.map(clamp),
+            r.input_packets,
+            r.output_packets,
+            if stop { r.terminate_cause.clone() } else { None },
+            details,
+        ])?;
+        Ok(())
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
+    let details: String = row.get(20)?;
+    Ok(Session {
+        session_key: row.get(0)?,
+        user: row.get(1)?,
+        user_raw: row.get(2)?,
+        nas: row.get(3)?,
+        nas_ip: row.get(4)?,
+        session_id: row.get(5)?,
+        client_ip: row.get(6)?,
+        device: row.get(7)?,
+        framed_ip: row.get(8)?,
+        framed_ipv6: row.get(9)?,
+        started_at: row.get(10)?,
+        stopped_at: row.get(11)?,
+        updated_at: row.get(12)?,
+        open: row.get(13)?,
+        session_time: row.get(14)?,
+        input_octets: row.get(15)?,
+        output_octets: row.get(16)?,
+        input_packets: row.get(17)?,
+        output_packets: row.get(18)?,
+        terminate_cause: row.get(19)?,
+        details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+impl Store for SqliteStore {
+    fn commit(&mut self, batch: &[Entry]) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert_raw = tx.prepare_cached(
+                "INSERT INTO raw_packets (received_ms, client, vendor, source, packet) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for e in batch {
+                if let Some(raw) = &e.raw {
+                    insert_raw.execute(params![raw.received_ms, raw.client, raw.vendor, raw.source, raw.packet])?;
+                }
+            }
+        }
+        for e in batch {
+            if let Some(r) = &e.record {
+                Self::apply(&tx, r)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
+        let mut sql = String::from(
+            "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
+             started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
+             output_packets, terminate_cause, details FROM sessions WHERE 1 = 1",
+        );
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(u) = &q.user {
+            args.push(portcullis_accounting::canonical_user(u).into());
+            args.push(u.clone().into());
+            sql.push_str(&format!(" AND (user = ?{} OR user_raw = ?{})", args.len() - 1, args.len()));
+        }
+        if q.open_only {
+            sql.push_str(" AND open = 1");
+        }
+        if let Some(since) = q.since {
+            args.push(since.into());
+            sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{})", args.len()));
+        }
+        sql.push_str(" ORDER BY started_at DESC, session_key");
+        if let Some(limit) = q.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_session)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn raw_count(&self) -> Result<u64, StorageError> {
+        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM raw_packets", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    fn raw_packets(&self, after: i64, limit: usize) -> Result<Vec<(i64, RawPacket)>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, received_ms, client, vendor, source, packet FROM raw_packets WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((
+                r.get(0)?,
+                RawPacket {
+                    received_ms: r.get(1)?,
+                    client: r.get(2)?,
+                    vendor: r.get(3)?,
+                    source: r.get(4)?,
+                    packet: r.get(5)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn clear_sessions(&mut self) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM sessions", [])?;
+        Ok(())
+    }
+
+    fn prune_raw(&mut self, before_ms: i64) -> Result<u64, StorageError> {
+        let n = self.conn.execute("DELETE FROM raw_packets WHERE received_ms < ?1", [before_ms])?;
+        Ok(n as u64)
+    }
+
+    fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO counters (client, reason, count) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(client, reason) DO UPDATE SET count = excluded.count",
+            )?;
+            for c in counters {
+                stmt.execute(params![c.client, c.reason, clamp(c.count)])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn counters(&self) -> Result<Vec<Counter>, StorageError> {
+        let mut stmt = self.conn.prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
+        let rows = stmt.query_map([], |r| {
+            let n: i64 = r.get(2)?;
+            Ok(Counter { client: r.get(0)?, reason: r.get(1)?, count: u64::try_from(n).unwrap_or(0) })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl SqliteStore {
+    /// One session by key.
+    pub fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
+                 started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
+                 output_packets, terminate_cause, details FROM sessions WHERE session_key = ?1",
+                [key],
+                row_to_session,
+            )
+            .optional()?)
+    }
+}
