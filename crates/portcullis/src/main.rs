@@ -1,1 +1,204 @@
-fn main() {}
+//! The `portcullis` binary: parse the command line, load configuration, build the
+//! parts, run.
+
+mod bench;
+mod cli;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use portcullis_server::config::{Config, LogFormat};
+
+use crate::cli::{Cli, Command, DictionaryCommand};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn load(config: Option<&PathBuf>) -> Result<Config> {
+    match config {
+        Some(path) => Config::load(path).map_err(anyhow::Error::from),
+        None => Ok(Config::demo()),
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve { config } => {
+            let demo = config.is_none();
+            let config = load(config.as_ref())?;
+            init_logging(&config);
+            if demo {
+                tracing::warn!(
+                    "no --config given: running the demo configuration (data in ./portcullis-data, accounting on \
+                     127.0.0.1:1813, one client 127.0.0.1 with secret \"testing123\"); do not use it in production"
+                );
+            }
+            serve(&config)
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(&config)?;
+            load_dictionary(&config)?;
+            let clients = config.client_list().count();
+            println!(
+                "configuration is valid: {} accounting listener(s), {clients} client(s), data in {}",
+                config.radius.acct_listen.len(),
+                config.storage.data_dir.display()
+            );
+            if clients == 0 {
+                println!("warning: no [[client]] is configured, so every packet will be discarded");
+            }
+            for c in config.client_list() {
+                let len = c.secret.as_ref().map_or(0, |s| s.expose().len());
+                if len < 16 {
+                    println!(
+                        "warning: client {:?} has a {len}-character secret; RFC 2865 §3 recommends at least 16",
+                        c.name
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Sessions {
+            config,
+            user,
+            open,
+            since,
+            limit,
+            format,
+        } => {
+            let config = load(config.as_ref())?;
+            let since = since
+                .map(|s| output::parse_time(&s, now_unix()))
+                .transpose()?;
+            let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
+            let q = portcullis_storage::SessionQuery {
+                user,
+                open_only: open,
+                since,
+                limit,
+            };
+            let sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            output::print_sessions(&sessions, format)
+        }
+        Command::Stats { config, format } => {
+            let config = load(config.as_ref())?;
+            let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
+            let counters = portcullis_storage::Store::counters(&store)?;
+            let applied = portcullis_storage::Store::applied_position(&store)?;
+            let journal =
+                portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config))
+                    .size()?;
+            output::print_stats(&counters, journal, &applied.to_string(), format)
+        }
+        Command::Rebuild { config } => {
+            let config = load(config.as_ref())?;
+            let mut store = portcullis_server::open_store(&config)?;
+            let reader =
+                portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
+            let report = portcullis_server::rebuild::rebuild(&mut store, &reader, |r| {
+                eprintln!("rebuild: {} packets read", r.packets);
+            })?;
+            println!(
+                "rebuilt sessions from {} raw packets ({} applied, {} skipped)",
+                report.packets, report.records, report.skipped
+            );
+            Ok(())
+        }
+        Command::Dictionary {
+            command: DictionaryCommand::Lookup { key, config },
+        } => {
+            let config = match config {
+                Some(path) => Some(Config::load(&path)?),
+                None => None,
+            };
+            let dict = match &config {
+                Some(c) => load_dictionary(c)?,
+                None => portcullis_radius::Dictionary::builtin(),
+            };
+            output::print_dictionary_entry(&dict, &key)
+        }
+        Command::Bench(args) => bench::run(&args),
+    }
+}
+
+fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {
+    let mut dict = portcullis_radius::Dictionary::builtin();
+    for f in &config.dictionary.files {
+        dict.load_file(f)?;
+    }
+    Ok(dict)
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn serve(config: &Config) -> Result<()> {
+    load_dictionary(config)?;
+    if config.client_list().next().is_none() {
+        bail!("no [[client]] is configured; every packet would be discarded");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let server = portcullis_server::Server::start(config)?;
+        tracing::info!(
+            data_dir = %config.storage.data_dir.display(),
+            clients = server.clients().iter().count(),
+            "portcullis is running"
+        );
+        shutdown_signal().await;
+        tracing::info!("shutting down: answering every queued request first");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

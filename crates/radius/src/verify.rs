@@ -1,7 +1,7 @@
 //! [`VerifiedRequest`]: the only way an inbound request reaches policy code.
 
-use crate::crypto::{verify_message_authenticator, verify_request_authenticator};
 use crate::attr::{EAP_MESSAGE, PROXY_STATE};
+use crate::crypto::{verify_message_authenticator, verify_request_authenticator};
 use crate::{Code, Error, Packet, SharedSecret};
 
 /// How strictly Access-Requests are checked (BlastRADIUS, CVE-2024-3596).
@@ -15,7 +15,10 @@ pub struct VerifyPolicy {
 
 impl Default for VerifyPolicy {
     fn default() -> Self {
-        Self { require_message_authenticator: true, limit_proxy_state: true }
+        Self {
+            require_message_authenticator: true,
+            limit_proxy_state: true,
+        }
     }
 }
 
@@ -35,7 +38,11 @@ impl<'a> VerifiedRequest<'a> {
     ///   EAP-Message is present (RFC 3579 §3.2).
     ///
     /// Responses are not requests and are refused with [`Error::UnknownCode`].
-    pub fn verify(packet: Packet<'a>, secret: &SharedSecret, policy: VerifyPolicy) -> Result<Self, Error> {
+    pub fn verify(
+        packet: Packet<'a>,
+        secret: &SharedSecret,
+        policy: VerifyPolicy,
+    ) -> Result<Self, Error> {
         let code = packet.code();
         if code.is_response() || code == Code::StatusClient {
             return Err(Error::UnknownCode(code.to_u8()));
@@ -58,7 +65,19 @@ impl<'a> VerifiedRequest<'a> {
                 return Err(Error::MissingMessageAuthenticator);
             }
         }
-        Ok(Self { packet, message_authenticator })
+        Ok(Self {
+            packet,
+            message_authenticator,
+        })
+    }
+
+    /// Wraps a packet that was verified before it was stored (raw packets are kept only
+    /// after verification). Use only for packets read back from Portcullis's own storage.
+    pub fn assume_verified_from_storage(packet: Packet<'a>) -> Self {
+        Self {
+            packet,
+            message_authenticator: false,
+        }
     }
 
     /// The verified packet.

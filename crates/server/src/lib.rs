@@ -1,1 +1,179 @@
-//! placeholder
+//! The I/O shell around the sans-IO cores: configuration, the RADIUS client table,
+//! UDP listeners, ingestion counters and the storage writer.
+//!
+//! It owns sockets, threads, files and clocks; decisions about packets are made by
+//! `portcullis-radius` and `portcullis-accounting`, and data is kept by
+//! `portcullis-storage`.
+
+pub mod acct;
+pub mod clients;
+pub mod config;
+pub mod rebuild;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use portcullis_radius::dedup::DuplicateCache;
+use portcullis_storage::{
+    GroupCommitter, Journal, JournalReader, JournalSync, SqliteStore, StorageError, SyncMode,
+};
+
+use crate::clients::ClientTable;
+use crate::config::{Config, SyncSetting};
+
+/// Opens the configured store for writing.
+pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
+    SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)
+}
+
+/// The journal directory inside the data directory.
+pub fn journal_dir(config: &Config) -> std::path::PathBuf {
+    config.storage.data_dir.join("journal")
+}
+
+/// Opens the journal for appending.
+pub fn open_journal(config: &Config) -> Result<Journal, StorageError> {
+    let sync = match config.storage.sync {
+        SyncSetting::Normal => JournalSync::Process,
+        SyncSetting::Fsync => JournalSync::Fsync,
+    };
+    Journal::open(&journal_dir(config), sync)
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<acct::Shared>,
+    writer: GroupCommitter,
+    applier: std::thread::JoinHandle<()>,
+    applier_tx: std::sync::mpsc::SyncSender<rebuild::ApplierMessage>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The bound accounting addresses (useful when port 0 was configured).
+    pub acct_addrs: Vec<SocketAddr>,
+}
+
+/// A start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Opens storage, binds every listener and starts serving. Must run inside a
+    /// tokio runtime.
+    pub fn start(config: &Config) -> Result<Self, StartError> {
+        let store = open_store(config)?;
+        let journal = open_journal(config)?;
+        let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
+        let dir = journal_dir(config);
+        let retention = (config.storage.raw_retention_days > 0)
+            .then(|| Duration::from_secs(u64::from(config.storage.raw_retention_days) * 86_400));
+        // One Wake in the channel at a time: the flag is set when one is queued and
+        // cleared when the applier takes it, so counters always find room.
+        let wake_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pending = Arc::clone(&wake_pending);
+        let applier = std::thread::Builder::new()
+            .name("applier".into())
+            .spawn(move || {
+                let reader = JournalReader::new(&dir);
+                rebuild::run_applier(store, &reader, &dir, &applier_rx, &pending, retention);
+            })
+            .map_err(|source| StartError::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        let wake = applier_tx.clone();
+        let (writer, submitter) = GroupCommitter::spawn(
+            journal,
+            config.storage.queue_capacity,
+            config.storage.max_batch,
+            move |_| {
+                if !wake_pending.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                    let _ = wake.try_send(rebuild::ApplierMessage::Wake);
+                }
+            },
+        );
+        let shared = Arc::new(acct::Shared {
+            clients: ClientTable::from_config(config),
+            cache: Mutex::new(DuplicateCache::new(
+                Duration::from_secs(config.radius.duplicate_retention_seconds),
+                config.radius.duplicate_cache_entries,
+            )),
+            submitter,
+        });
+        let mut tasks = Vec::new();
+        let mut acct_addrs = Vec::new();
+        for &addr in &config.radius.acct_listen {
+            let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = socket
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?;
+            acct_addrs.push(local);
+            let shared = Arc::clone(&shared);
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = acct::serve(socket, shared).await {
+                    tracing::error!(%local, error = %e, "accounting listener stopped");
+                }
+            }));
+            tracing::info!(%local, "accounting listener ready");
+        }
+        // Counters reach storage every two seconds, so `portcullis stats` sees them.
+        let counters = Arc::clone(&shared);
+        let counters_tx = applier_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                let _ = counters_tx.try_send(rebuild::ApplierMessage::Counters(
+                    counters.clients.snapshot(),
+                ));
+            }
+        }));
+        Ok(Self {
+            shared,
+            writer,
+            applier,
+            applier_tx,
+            tasks,
+            acct_addrs,
+        })
+    }
+
+    /// The client table with its live counters.
+    pub fn clients(&self) -> &ClientTable {
+        &self.shared.clients
+    }
+
+    /// Stops listening, lets the writer finish every queued request (answering them),
+    /// and saves the counters.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let _ = self.applier_tx.send(rebuild::ApplierMessage::Counters(
+            self.shared.clients.snapshot(),
+        ));
+        let writer = self.writer;
+        let applier = self.applier;
+        // The listener tasks held the last other references; once `shared` is gone the
+        // queue closes, the writer drains it, and then the applier catches up and stops.
+        drop(self.shared);
+        drop(self.applier_tx);
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = writer.join();
+            let _ = applier.join();
+        })
+        .await;
+    }
+}

@@ -1,29 +1,23 @@
-//! Group commit: one writer thread drains a bounded queue into one transaction per
-//! batch, then tells every submitter its entry is durable.
+//! Group commit: one writer thread drains a bounded queue into one journal append per
+//! batch, then tells every submitter its packet is durable.
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
-use crate::{Counter, Entry, Store};
+use crate::{Journal, Position, RawPacket};
 
-/// Called once with `true` after the entry is durable, or `false` if the commit failed.
+/// Called once with `true` after the packet is durable, or `false` if the append failed.
 pub type Completion = Box<dyn FnOnce(bool) + Send>;
 
-enum Message {
-    Entry(Entry, Completion),
-    Counters(Vec<Counter>),
-    PruneRaw(i64),
-}
-
-/// The queue is full; the entry was not accepted (the caller must not acknowledge it).
+/// The queue is full; the packet was not accepted (the caller must not acknowledge it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("storage queue is full")]
 pub struct QueueFull;
 
-/// Submits entries to the writer thread. Cheap to clone.
+/// Submits packets to the writer thread. Cheap to clone.
 #[derive(Clone)]
 pub struct Submitter {
-    tx: SyncSender<Message>,
+    tx: SyncSender<(RawPacket, Completion)>,
 }
 
 impl std::fmt::Debug for Submitter {
@@ -33,87 +27,75 @@ impl std::fmt::Debug for Submitter {
 }
 
 impl Submitter {
-    /// Queues an entry; `done` runs on the writer thread after the commit.
-    pub fn submit(&self, entry: Entry, done: Completion) -> Result<(), QueueFull> {
-        self.tx.try_send(Message::Entry(entry, done)).map_err(|e| match e {
+    /// Queues a packet; `done` runs on the writer thread after the append.
+    pub fn submit(&self, packet: RawPacket, done: Completion) -> Result<(), QueueFull> {
+        self.tx.try_send((packet, done)).map_err(|e| match e {
             TrySendError::Full(_) | TrySendError::Disconnected(_) => QueueFull,
         })
-    }
-
-    /// Queues a snapshot of the ingestion counters (best effort).
-    pub fn save_counters(&self, counters: Vec<Counter>) {
-        let _ = self.tx.try_send(Message::Counters(counters));
-    }
-
-    /// Queues deletion of raw packets older than `before_ms` (best effort).
-    pub fn prune_raw(&self, before_ms: i64) {
-        let _ = self.tx.try_send(Message::PruneRaw(before_ms));
     }
 }
 
 /// The writer thread.
 #[derive(Debug)]
 pub struct GroupCommitter {
-    handle: JoinHandle<()>,
+    handle: JoinHandle<Journal>,
 }
 
 impl GroupCommitter {
-    /// Starts the writer thread owning `store`. `capacity` bounds the queue; at most
-    /// `max_batch` entries go into one transaction.
-    pub fn spawn<S: Store + 'static>(store: S, capacity: usize, max_batch: usize) -> (Self, Submitter) {
+    /// Starts the writer thread owning `journal`. `capacity` bounds the queue; at most
+    /// `max_batch` packets go into one append. After each append, `appended` is called
+    /// with the new end position (to wake whatever consumes the journal).
+    pub fn spawn(
+        journal: Journal,
+        capacity: usize,
+        max_batch: usize,
+        appended: impl Fn(Position) + Send + 'static,
+    ) -> (Self, Submitter) {
         let (tx, rx) = sync_channel(capacity.max(1));
         let handle = std::thread::Builder::new()
-            .name("storage-writer".into())
-            .spawn(move || run(store, &rx, max_batch.max(1)))
-            .expect("spawning the storage writer thread");
+            .name("journal-writer".into())
+            .spawn(move || run(journal, &rx, max_batch.max(1), &appended))
+            .expect("spawning the journal writer thread");
         (Self { handle }, Submitter { tx })
     }
 
-    /// Waits until every submitter is dropped and the queue is drained.
-    pub fn join(self) {
-        let _ = self.handle.join();
+    /// Waits until every submitter is dropped and the queue is drained; returns the
+    /// journal.
+    pub fn join(self) -> Option<Journal> {
+        self.handle.join().ok()
     }
 }
 
-fn run<S: Store>(mut store: S, rx: &Receiver<Message>, max_batch: usize) {
-    let mut entries = Vec::with_capacity(max_batch);
+fn run(
+    mut journal: Journal,
+    rx: &Receiver<(RawPacket, Completion)>,
+    max_batch: usize,
+    appended: &dyn Fn(Position),
+) -> Journal {
+    let mut packets = Vec::with_capacity(max_batch);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next.take() {
-            match msg {
-                Message::Entry(e, done) => {
-                    entries.push(e);
-                    completions.push(done);
-                }
-                Message::Counters(c) => {
-                    if let Err(e) = store.save_counters(&c) {
-                        tracing::warn!(error = %e, "saving ingestion counters failed");
-                    }
-                }
-                Message::PruneRaw(before) => match store.prune_raw(before) {
-                    Ok(n) if n > 0 => tracing::info!(deleted = n, "raw packet retention applied"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "raw packet retention failed"),
-                },
-            }
-            if entries.len() < max_batch {
-                next = rx.try_recv().ok();
-            }
+    while let Ok((p, done)) = rx.recv() {
+        packets.push(p);
+        completions.push(done);
+        while packets.len() < max_batch {
+            let Ok((p, done)) = rx.try_recv() else { break };
+            packets.push(p);
+            completions.push(done);
         }
-        if entries.is_empty() {
-            continue;
-        }
-        let ok = match store.commit(&entries) {
-            Ok(()) => true,
+        let ok = match journal.append(&packets) {
+            Ok(position) => {
+                appended(position);
+                true
+            }
             Err(e) => {
-                tracing::error!(error = %e, batch = entries.len(), "commit failed; requests stay unacknowledged");
+                tracing::error!(error = %e, batch = packets.len(), "journal append failed; requests stay unacknowledged");
                 false
             }
         };
-        entries.clear();
+        packets.clear();
         for done in completions.drain(..) {
             done(ok);
         }
     }
+    journal
 }

@@ -1,17 +1,20 @@
-//! Durable storage for Portcullis behind the [`Store`] trait, with the embedded SQLite
-//! backend, a group committer that makes one transaction of many requests, and the
-//! conformance battery that every backend must pass.
+//! Durable storage for Portcullis: the [`Journal`] (append-only log of accepted packets,
+//! the commit point of ingestion) with its group committer, and the [`Store`] trait for
+//! everything derived from it (sessions, counters), with the embedded SQLite backend
+//! and the conformance battery every backend must pass.
 //!
-//! Callers never see SQL: they hand over raw packets and normalised records and get
-//! sessions back. A backend's `commit` returns only once the batch is durable.
+//! Callers never see SQL or file formats: they append raw packets, apply normalised
+//! records, and query sessions.
 
 mod committer;
 pub mod conformance;
+mod journal;
 mod sqlite;
 
 use portcullis_accounting::AccountingRecord;
 
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
+pub use journal::{Journal, JournalReader, JournalSync, Position, crc32, prune, segments};
 pub use sqlite::{SqliteStore, SyncMode};
 
 /// A storage failure.
@@ -21,7 +24,10 @@ pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("cannot use data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -38,13 +44,6 @@ pub struct RawPacket {
     /// Source address and port.
     pub source: String,
     pub packet: Vec<u8>,
-}
-
-/// One unit of a commit: the raw packet and, if it normalised, its record.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub raw: Option<RawPacket>,
-    pub record: Option<AccountingRecord>,
 }
 
 /// A VPN session as stored. Times are Unix seconds.
@@ -92,24 +91,25 @@ pub struct Counter {
     pub count: u64,
 }
 
-/// What every storage backend provides.
+/// What every storage backend provides for derived data.
 ///
-/// **Contract:** `commit` returns `Ok` only after every entry of the batch is durable
-/// (as the backend's sync mode defines it); on `Err` nothing of the batch is visible.
-/// Applying the same record twice leaves the same session state as applying it once.
+/// **Contract:** `apply` is atomic: the records and the new applied position become
+/// visible together, or not at all. Applying the same record twice leaves the same
+/// session state as applying it once, so replaying the journal from an older position
+/// is always safe.
 pub trait Store: Send {
-    /// Appends the raw packets and applies the records, atomically and durably.
-    fn commit(&mut self, batch: &[Entry]) -> Result<(), StorageError>;
+    /// Applies records and records the journal position they reach.
+    fn apply(
+        &mut self,
+        records: &[AccountingRecord],
+        through: Position,
+    ) -> Result<(), StorageError>;
+    /// The journal position applied so far.
+    fn applied_position(&self) -> Result<Position, StorageError>;
     /// Lists sessions, most recently started first.
     fn sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StorageError>;
-    /// Number of raw packets kept.
-    fn raw_count(&self) -> Result<u64, StorageError>;
-    /// Raw packets with id greater than `after`, oldest first, at most `limit`.
-    fn raw_packets(&self, after: i64, limit: usize) -> Result<Vec<(i64, RawPacket)>, StorageError>;
-    /// Deletes every session (before a rebuild from raw packets).
-    fn clear_sessions(&mut self) -> Result<(), StorageError>;
-    /// Deletes raw packets received before `before_ms`; returns how many.
-    fn prune_raw(&mut self, before_ms: i64) -> Result<u64, StorageError>;
+    /// Deletes every session and resets the applied position (before a rebuild).
+    fn reset_sessions(&mut self) -> Result<(), StorageError>;
     /// Replaces the stored ingestion counters with these totals.
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError>;
     /// The stored ingestion counters.

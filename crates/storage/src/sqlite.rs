@@ -5,17 +5,17 @@ use std::path::{Path, PathBuf};
 use portcullis_accounting::{AccountingRecord, StatusType};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Counter, Entry, RawPacket, Session, SessionQuery, StorageError, Store};
+use crate::{Counter, Position, Session, SessionQuery, StorageError, Store};
 
-/// How hard a commit pushes data to disk.
+/// How hard a commit pushes data to disk. Sessions are derived from the journal, so
+/// `Normal` is enough for them: after a power loss the applied position rolls back with
+/// the sessions and the journal is replayed from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
-    /// WAL with `synchronous = NORMAL`: a committed record survives a crash of the
-    /// process (the data is in the operating system), not a power loss.
+    /// WAL with `synchronous = NORMAL`: survives a crash of the process.
     #[default]
     Normal,
-    /// WAL with `synchronous = FULL`: every commit is fsynced and survives power loss.
-    /// Group commit amortises the fsync over every request in the batch.
+    /// WAL with `synchronous = FULL`: every commit is fsynced.
     Fsync,
 }
 
@@ -27,24 +27,23 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
 const SCHEMA_VERSION: i64 = 1;
 
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS raw_packets (
-    id INTEGER PRIMARY KEY,
-    received_ms INTEGER NOT NULL,
-    client TEXT NOT NULL,
-    vendor TEXT NOT NULL,
-    source TEXT NOT NULL,
-    packet BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS raw_packets_received ON raw_packets(received_ms);
+CREATE TABLE IF NOT EXISTS applied (
+    journal TEXT PRIMARY KEY,
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sessions (
-    session_key TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY,
+    session_key TEXT NOT NULL UNIQUE,
     user TEXT,
     user_raw TEXT,
     nas TEXT NOT NULL,
@@ -65,10 +64,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     output_packets INTEGER,
     terminate_cause TEXT,
     details TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user, started_at);
-CREATE INDEX IF NOT EXISTS sessions_nas_open ON sessions(nas, open);
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
+CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions(nas) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
+
 CREATE TABLE IF NOT EXISTS counters (
     client TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -113,14 +113,29 @@ WHERE nas = ?1 AND open = 1 AND started_at <= ?2
 impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir`.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let path = data_dir.join("portcullis.db");
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if sync == SyncMode::Fsync { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if sync == SyncMode::Fsync {
+                "FULL"
+            } else {
+                "NORMAL"
+            },
+        )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Keep hot index pages in memory and checkpoint the WAL in larger steps.
+        conn.pragma_update(None, "cache_size", -131_072)?;
+        conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
             return Err(StorageError::Corrupt(format!(
@@ -138,7 +153,10 @@ impl SqliteStore {
         if !path.exists() {
             return Err(StorageError::DataDir {
                 path: path.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet (has the server run?)"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no database here yet (has the server run?)",
+                ),
             });
         }
         let conn = Connection::open_with_flags(
@@ -149,17 +167,23 @@ impl SqliteStore {
         Ok(Self { conn, path })
     }
 
-    fn apply(tx: &rusqlite::Transaction<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
+    fn apply_one(tx: &rusqlite::Transaction<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
         let status = r.status_type();
         if status.is_nas_restart() {
-            tx.prepare_cached(CLOSE_NAS)?.execute(params![r.nas, r.event_time])?;
+            tx.prepare_cached(CLOSE_NAS)?
+                .execute(params![r.nas, r.event_time])?;
             return Ok(());
         }
-        let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
+        let Some(key) = r
+            .session_key
+            .as_deref()
+            .filter(|_| status.is_session_event())
+        else {
             return Ok(());
         };
         let stop = status == StatusType::Stop;
-        let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let details =
+            serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         tx.prepare_cached(UPSERT)?.execute(params![
             key,
             r.user,
@@ -180,7 +204,11 @@ impl SqliteStore {
             r.output_octets.map(clamp),
             r.input_packets,
             r.output_packets,
-            if stop { r.terminate_cause.clone() } else { None },
+            if stop {
+                r.terminate_cause.clone()
+            } else {
+                None
+            },
             details,
         ])?;
         Ok(())
@@ -219,25 +247,39 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
 }
 
 impl Store for SqliteStore {
-    fn commit(&mut self, batch: &[Entry]) -> Result<(), StorageError> {
+    fn apply(
+        &mut self,
+        records: &[AccountingRecord],
+        through: Position,
+    ) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
-        {
-            let mut insert_raw = tx.prepare_cached(
-                "INSERT INTO raw_packets (received_ms, client, vendor, source, packet) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for e in batch {
-                if let Some(raw) = &e.raw {
-                    insert_raw.execute(params![raw.received_ms, raw.client, raw.vendor, raw.source, raw.packet])?;
-                }
-            }
+        for r in records {
+            Self::apply_one(&tx, r)?;
         }
-        for e in batch {
-            if let Some(r) = &e.record {
-                Self::apply(&tx, r)?;
-            }
-        }
+        tx.prepare_cached(
+            "INSERT INTO applied (journal, segment, offset) VALUES ('local', ?1, ?2)
+             ON CONFLICT(journal) DO UPDATE SET segment = excluded.segment, offset = excluded.offset",
+        )?
+        .execute(params![clamp(through.segment), clamp(through.offset)])?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn applied_position(&self) -> Result<Position, StorageError> {
+        let row: Option<(i64, i64)> = self
+            .conn
+            .query_row(
+                "SELECT segment, offset FROM applied WHERE journal = 'local'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(
+            row.map_or_else(Position::default, |(segment, offset)| Position {
+                segment: u64::try_from(segment).unwrap_or(0),
+                offset: u64::try_from(offset).unwrap_or(0),
+            }),
+        )
     }
 
     fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
@@ -250,14 +292,21 @@ impl Store for SqliteStore {
         if let Some(u) = &q.user {
             args.push(portcullis_accounting::canonical_user(u).into());
             args.push(u.clone().into());
-            sql.push_str(&format!(" AND (user = ?{} OR user_raw = ?{})", args.len() - 1, args.len()));
+            sql.push_str(&format!(
+                " AND (user = ?{} OR user_raw = ?{})",
+                args.len() - 1,
+                args.len()
+            ));
         }
         if q.open_only {
             sql.push_str(" AND open = 1");
         }
         if let Some(since) = q.since {
             args.push(since.into());
-            sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{})", args.len()));
+            sql.push_str(&format!(
+                " AND (stopped_at IS NULL OR stopped_at >= ?{})",
+                args.len()
+            ));
         }
         sql.push_str(" ORDER BY started_at DESC, session_key");
         if let Some(limit) = q.limit {
@@ -268,38 +317,12 @@ impl Store for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn raw_count(&self) -> Result<u64, StorageError> {
-        let n: i64 = self.conn.query_row("SELECT COUNT(*) FROM raw_packets", [], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
-    fn raw_packets(&self, after: i64, limit: usize) -> Result<Vec<(i64, RawPacket)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, received_ms, client, vendor, source, packet FROM raw_packets WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok((
-                r.get(0)?,
-                RawPacket {
-                    received_ms: r.get(1)?,
-                    client: r.get(2)?,
-                    vendor: r.get(3)?,
-                    source: r.get(4)?,
-                    packet: r.get(5)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    fn clear_sessions(&mut self) -> Result<(), StorageError> {
-        self.conn.execute("DELETE FROM sessions", [])?;
+    fn reset_sessions(&mut self) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM sessions", [])?;
+        tx.execute("DELETE FROM applied", [])?;
+        tx.commit()?;
         Ok(())
-    }
-
-    fn prune_raw(&mut self, before_ms: i64) -> Result<u64, StorageError> {
-        let n = self.conn.execute("DELETE FROM raw_packets WHERE received_ms < ?1", [before_ms])?;
-        Ok(n as u64)
     }
 
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError> {
@@ -318,10 +341,16 @@ impl Store for SqliteStore {
     }
 
     fn counters(&self) -> Result<Vec<Counter>, StorageError> {
-        let mut stmt = self.conn.prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
         let rows = stmt.query_map([], |r| {
             let n: i64 = r.get(2)?;
-            Ok(Counter { client: r.get(0)?, reason: r.get(1)?, count: u64::try_from(n).unwrap_or(0) })
+            Ok(Counter {
+                client: r.get(0)?,
+                reason: r.get(1)?,
+                count: u64::try_from(n).unwrap_or(0),
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

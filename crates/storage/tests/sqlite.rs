@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis_storage::conformance::{record, run_all};
-use portcullis_storage::{Entry, GroupCommitter, SessionQuery, SqliteStore, Store, SyncMode};
+use portcullis_storage::{
+    GroupCommitter, Journal, JournalReader, JournalSync, Position, RawPacket, SessionQuery,
+    SqliteStore, Store, SyncMode,
+};
 
 #[test]
 fn sqlite_normal_passes_conformance() {
@@ -33,7 +36,14 @@ fn data_survives_reopen() {
     let d = tempfile::tempdir().unwrap();
     {
         let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
-        s.commit(&[Entry { raw: None, record: Some(record(1, "alice", "nas", "1", 5)) }]).unwrap();
+        s.apply(
+            &[record(1, "alice", "nas", "1", 5)],
+            Position {
+                segment: 1,
+                offset: 9,
+            },
+        )
+        .unwrap();
     }
     let s = SqliteStore::open_read_only(d.path()).unwrap();
     assert_eq!(s.sessions(&SessionQuery::default()).unwrap().len(), 1);
@@ -46,40 +56,66 @@ fn read_only_open_of_missing_database_says_so() {
     assert!(e.to_string().contains("has the server run"), "{e}");
 }
 
+fn raw(n: i64) -> RawPacket {
+    RawPacket {
+        received_ms: n,
+        client: "c".into(),
+        vendor: "generic".into(),
+        source: "127.0.0.1:9".into(),
+        packet: vec![1; 30],
+    }
+}
+
 #[test]
-fn group_committer_acknowledges_after_commit() {
+fn group_committer_acknowledges_after_append() {
     let d = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
-    let (writer, submit) = GroupCommitter::spawn(store, 1024, 64);
+    let journal = Journal::open(d.path(), JournalSync::Process).unwrap();
+    let last = Arc::new(std::sync::Mutex::new(Position::default()));
+    let seen = last.clone();
+    let (writer, submit) =
+        GroupCommitter::spawn(journal, 1024, 64, move |p| *seen.lock().unwrap() = p);
     let acked = Arc::new(AtomicUsize::new(0));
     for n in 0..500 {
         let acked = acked.clone();
-        let r = record(1, &format!("user{n}"), "nas", &n.to_string(), n);
         submit
-            .submit(Entry { raw: None, record: Some(r) }, Box::new(move |ok| {
-                assert!(ok);
-                acked.fetch_add(1, Ordering::SeqCst);
-            }))
+            .submit(
+                raw(n),
+                Box::new(move |ok| {
+                    assert!(ok);
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }),
+            )
             .unwrap();
     }
     drop(submit);
-    writer.join();
+    let journal = writer.join().unwrap();
     assert_eq!(acked.load(Ordering::SeqCst), 500);
-    let s = SqliteStore::open_read_only(d.path()).unwrap();
-    assert_eq!(s.sessions(&SessionQuery::default()).unwrap().len(), 500);
+    assert_eq!(*last.lock().unwrap(), journal.position());
+    let (records, _) = JournalReader::new(d.path())
+        .read(Position::default(), 1000)
+        .unwrap();
+    assert_eq!(records.len(), 500);
+    assert_eq!(records[499].1, raw(499));
 }
 
 #[test]
 fn full_queue_refuses_instead_of_blocking() {
     let d = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
-    let (writer, submit) = GroupCommitter::spawn(store, 1, 1);
+    let journal = Journal::open(d.path(), JournalSync::Process).unwrap();
+    let (writer, submit) = GroupCommitter::spawn(journal, 1, 1, |_| {});
     // Block the writer inside a completion so the queue fills.
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    submit.submit(Entry { raw: None, record: None }, Box::new(move |_| { let _ = rx.recv(); })).unwrap();
+    submit
+        .submit(
+            raw(0),
+            Box::new(move |_| {
+                let _ = rx.recv();
+            }),
+        )
+        .unwrap();
     let mut refused = 0;
-    for _ in 0..10 {
-        if submit.submit(Entry { raw: None, record: None }, Box::new(|_| {})).is_err() {
+    for n in 0..10 {
+        if submit.submit(raw(n), Box::new(|_| {})).is_err() {
             refused += 1;
         }
     }

@@ -1,0 +1,210 @@
+//! The RADIUS client table and its per-client ingestion counters.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use portcullis_accounting::Vendor;
+use portcullis_radius::SharedSecret;
+use portcullis_storage::Counter;
+
+use crate::config::{Config, Network};
+
+/// Why a datagram was counted. Every discard has a reason an operator can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Datagrams received from this client.
+    Received,
+    /// Accounting-Requests durably recorded and answered.
+    Acknowledged,
+    /// Status-Server requests answered.
+    StatusServer,
+    /// Retransmits discarded while the original was still being recorded.
+    DuplicateInFlight,
+    /// Retransmits answered again from the response cache.
+    DuplicateResent,
+    /// Datagrams that are not well-formed RADIUS.
+    Malformed,
+    /// Request Authenticator wrong: almost always a shared-secret mismatch.
+    BadAuthenticator,
+    /// Message-Authenticator present but wrong, or required and missing.
+    BadMessageAuthenticator,
+    /// RADIUS codes this port does not serve.
+    UnsupportedCode,
+    /// Accounting-Requests missing Acct-Status-Type or carrying forbidden attributes.
+    InvalidRequest,
+    /// Dropped unanswered because the storage queue was full (the NAS retransmits).
+    QueueFull,
+    /// Dropped unanswered because the storage commit failed.
+    StorageFailed,
+    /// The response could not be sent.
+    SendFailed,
+}
+
+impl Reason {
+    /// Every reason, in display order.
+    pub const ALL: [Self; 13] = [
+        Self::Received,
+        Self::Acknowledged,
+        Self::StatusServer,
+        Self::DuplicateInFlight,
+        Self::DuplicateResent,
+        Self::Malformed,
+        Self::BadAuthenticator,
+        Self::BadMessageAuthenticator,
+        Self::UnsupportedCode,
+        Self::InvalidRequest,
+        Self::QueueFull,
+        Self::StorageFailed,
+        Self::SendFailed,
+    ];
+
+    /// The counter name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Acknowledged => "acknowledged",
+            Self::StatusServer => "status_server",
+            Self::DuplicateInFlight => "duplicate_in_flight",
+            Self::DuplicateResent => "duplicate_resent",
+            Self::Malformed => "malformed",
+            Self::BadAuthenticator => "bad_authenticator",
+            Self::BadMessageAuthenticator => "bad_message_authenticator",
+            Self::UnsupportedCode => "unsupported_code",
+            Self::InvalidRequest => "invalid_request",
+            Self::QueueFull => "queue_full",
+            Self::StorageFailed => "storage_failed",
+            Self::SendFailed => "send_failed",
+        }
+    }
+}
+
+/// Counters of one client.
+#[derive(Debug, Default)]
+pub struct Counters {
+    values: [AtomicU64; Reason::ALL.len()],
+}
+
+impl Counters {
+    /// Adds one.
+    pub fn bump(&self, reason: Reason) -> u64 {
+        self.values[reason as usize].fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The current value.
+    pub fn value(&self, reason: Reason) -> u64 {
+        self.values[reason as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// One configured RADIUS client.
+#[derive(Debug)]
+pub struct Client {
+    pub name: String,
+    pub network: Network,
+    pub secret: SharedSecret,
+    pub vendor: Vendor,
+    pub counters: Counters,
+}
+
+/// Most distinct unknown source addresses tracked individually.
+const UNKNOWN_SOURCES_TRACKED: usize = 1024;
+
+/// Lookup by source address: the most specific matching network wins.
+#[derive(Debug)]
+pub struct ClientTable {
+    clients: Vec<Client>,
+    unknown: Mutex<HashMap<IpAddr, u64>>,
+    unknown_other: AtomicU64,
+}
+
+impl ClientTable {
+    /// Builds the table from validated configuration.
+    pub fn from_config(config: &Config) -> Self {
+        let mut clients: Vec<Client> = config
+            .client_list()
+            .map(|c| Client {
+                name: c.name.clone(),
+                network: c.address,
+                secret: SharedSecret::new(
+                    c.secret.as_ref().map(|s| s.expose()).unwrap_or_default(),
+                ),
+                vendor: c.vendor,
+                counters: Counters::default(),
+            })
+            .collect();
+        clients.sort_by(|a, b| b.network.prefix.cmp(&a.network.prefix));
+        Self {
+            clients,
+            unknown: Mutex::new(HashMap::new()),
+            unknown_other: AtomicU64::new(0),
+        }
+    }
+
+    /// The client a datagram from `ip` belongs to.
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Client> {
+        self.clients.iter().find(|c| c.network.contains(ip))
+    }
+
+    /// A client by configured name.
+    pub fn by_name(&self, name: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.name == name)
+    }
+
+    /// Every client.
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.clients.iter()
+    }
+
+    /// Counts a datagram from an address no client matches; returns the new count.
+    pub fn count_unknown(&self, ip: IpAddr) -> u64 {
+        let mut map = self
+            .unknown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = map.get_mut(&ip) {
+            *n += 1;
+            return *n;
+        }
+        if map.len() < UNKNOWN_SOURCES_TRACKED {
+            map.insert(ip, 1);
+            return 1;
+        }
+        self.unknown_other.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A snapshot of every counter, for storage and display.
+    pub fn snapshot(&self) -> Vec<Counter> {
+        let mut out = Vec::new();
+        for c in &self.clients {
+            for r in Reason::ALL {
+                out.push(Counter {
+                    client: c.name.clone(),
+                    reason: r.name().into(),
+                    count: c.counters.value(r),
+                });
+            }
+        }
+        let map = self
+            .unknown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (ip, n) in map.iter() {
+            out.push(Counter {
+                client: format!("unknown:{ip}"),
+                reason: "unknown_client".into(),
+                count: *n,
+            });
+        }
+        let other = self.unknown_other.load(Ordering::Relaxed);
+        if other > 0 {
+            out.push(Counter {
+                client: "unknown:other".into(),
+                reason: "unknown_client".into(),
+                count: other,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,456 @@
+//! TOML configuration. Unknown keys and bad values are errors that name the key and
+//! the line; secrets are redacted from every `Debug` print.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use portcullis_accounting::Vendor;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub radius: RadiusConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default, rename = "client")]
+    pub clients: Vec<Spanned<ClientConfig>>,
+    #[serde(default)]
+    pub dictionary: DictionaryConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[radius]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusConfig {
+    /// Accounting listeners (RFC 2866, UDP 1813).
+    pub acct_listen: Vec<SocketAddr>,
+    /// Socket receive buffer; a large one avoids kernel drops under bursts.
+    pub receive_buffer_bytes: usize,
+    /// How long answered requests stay in the duplicate cache (RFC 5080: 5–30 s).
+    pub duplicate_retention_seconds: u64,
+    /// Upper bound on duplicate-cache entries.
+    pub duplicate_cache_entries: usize,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        Self {
+            acct_listen: vec![
+                SocketAddr::from(([0, 0, 0, 0], 1813)),
+                SocketAddr::from(([0u16; 8], 1813)),
+            ],
+            receive_buffer_bytes: 4 * 1024 * 1024,
+            duplicate_retention_seconds: 10,
+            duplicate_cache_entries: 65_536,
+        }
+    }
+}
+
+/// `storage.sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncSetting {
+    /// Survives a crash of the process.
+    #[default]
+    Normal,
+    /// Survives power loss (fsync per group commit).
+    Fsync,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub sync: SyncSetting,
+    /// Days to keep raw packets; 0 keeps them forever.
+    pub raw_retention_days: u32,
+    /// Requests waiting for the writer; beyond this, requests are dropped unanswered
+    /// (the NAS retransmits) and counted as `queue_full`.
+    pub queue_capacity: usize,
+    /// Most requests in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("/var/lib/portcullis"),
+            sync: SyncSetting::Normal,
+            raw_retention_days: 90,
+            queue_capacity: 65_536,
+            max_batch: 4096,
+        }
+    }
+}
+
+/// `[dictionary]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DictionaryConfig {
+    /// Extra FreeRADIUS-format dictionary files.
+    pub files: Vec<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    pub level: String,
+    /// `text` or `json`.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One `[[client]]`: a NAS or a network of them sharing a secret.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub name: String,
+    pub address: Network,
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "vendor")]
+    pub vendor: Vendor,
+}
+
+fn vendor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vendor, D::Error> {
+    let s = String::deserialize(d)?;
+    Vendor::from_name(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "unknown vendor {s:?}; expected one of generic, microsoft, cisco-asa, f5, checkpoint, fortinet, palo-alto"
+        ))
+    })
+}
+
+/// A shared secret as configured. `Debug` never shows it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// An IP address or CIDR network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(Self {
+            addr: addr.to_canonical(),
+            prefix,
+        })
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration problem, with file, line and key where known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Parses and validates configuration text; `base` resolves relative paths.
+    pub fn parse(file: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut config: Self = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError {
+                file: file.to_string(),
+                line,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        config.validate(file, text, base)?;
+        Ok(config)
+    }
+
+    /// The demo configuration used when `serve` runs without a file.
+    pub fn demo() -> Self {
+        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n";
+        Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid")
+    }
+
+    fn validate(&mut self, file: &str, text: &str, base: &Path) -> Result<(), ConfigError> {
+        let at = |span: std::ops::Range<usize>, message: String| ConfigError {
+            file: file.to_string(),
+            line: Some(line_of(text, span.start)),
+            message,
+        };
+        if self.radius.acct_listen.is_empty() {
+            return Err(ConfigError {
+                file: file.into(),
+                line: None,
+                message: "radius.acct_listen is empty".into(),
+            });
+        }
+        if !(5..=30).contains(&self.radius.duplicate_retention_seconds) {
+            return Err(ConfigError {
+                file: file.into(),
+                line: None,
+                message: "radius.duplicate_retention_seconds must be 5..=30 (RFC 5080 §2.2.2)"
+                    .into(),
+            });
+        }
+        if self.storage.data_dir.is_relative() {
+            self.storage.data_dir = base.join(&self.storage.data_dir);
+        }
+        for f in &mut self.dictionary.files {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for client in &mut self.clients {
+            let span = client.span();
+            let c = client.get_mut();
+            if c.name.trim().is_empty() {
+                return Err(at(span, "client.name must not be empty".into()));
+            }
+            if !names.insert(c.name.clone()) {
+                return Err(at(span, format!("client.name {:?} is used twice", c.name)));
+            }
+            match (&c.secret, &c.secret_file) {
+                (Some(_), Some(_)) => {
+                    return Err(at(
+                        span,
+                        format!("client {:?}: set secret or secret_file, not both", c.name),
+                    ));
+                }
+                (None, None) => {
+                    return Err(at(
+                        span,
+                        format!("client {:?}: secret or secret_file is required", c.name),
+                    ));
+                }
+                (None, Some(path)) => {
+                    let path = if path.is_relative() {
+                        base.join(path)
+                    } else {
+                        path.clone()
+                    };
+                    let s = std::fs::read_to_string(&path).map_err(|e| {
+                        at(
+                            span.clone(),
+                            format!("client {:?}: secret_file {}: {e}", c.name, path.display()),
+                        )
+                    })?;
+                    c.secret = Some(Secret(s.trim_end_matches(['\r', '\n']).to_string()));
+                }
+                (Some(_), None) => {}
+            }
+            if c.secret.as_ref().is_none_or(|s| s.0.is_empty()) {
+                return Err(at(
+                    span,
+                    format!("client {:?}: the secret is empty", c.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The clients without their spans.
+    pub fn client_list(&self) -> impl Iterator<Item = &ClientConfig> {
+        self.clients.iter().map(Spanned::get_ref)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse("test.toml", text, Path::new("/etc/portcullis"))
+    }
+
+    const OK: &str = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\n\n[storage]\ndata_dir = \"/var/lib/portcullis\"\n\n[[client]]\nname = \"rras-1\"\naddress = \"127.0.0.1\"\nsecret = \"s3cret\"\nvendor = \"microsoft\"\n";
+
+    #[test]
+    fn acceptance_shape_parses() {
+        let c = parse(OK).unwrap();
+        assert_eq!(
+            c.radius.acct_listen,
+            vec!["127.0.0.1:1813".parse().unwrap()]
+        );
+        let client = c.client_list().next().unwrap();
+        assert_eq!(client.vendor, Vendor::Microsoft);
+        assert_eq!(client.address, "127.0.0.1/32".parse().unwrap());
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets must not reach Debug output"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse(&OK.replace("vendor = \"microsoft\"", "vendr = \"microsoft\"")).unwrap_err();
+        assert_eq!(e.line, Some(11));
+        assert!(e.message.contains("vendr"), "{e}");
+        assert!(e.to_string().starts_with("test.toml:11: "), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_line() {
+        let e = parse(&OK.replace("127.0.0.1\"\nsecret", "127.0.0.999\"\nsecret")).unwrap_err();
+        assert_eq!(e.line, Some(9));
+        assert!(e.message.contains("127.0.0.999"), "{e}");
+        let e = parse(&OK.replace("microsoft", "juniper")).unwrap_err();
+        assert!(e.message.contains("unknown vendor"), "{e}");
+        let e = parse(&OK.replace("[storage]", "[storage]\nsync = \"sometimes\"")).unwrap_err();
+        assert_eq!(e.line, Some(5));
+    }
+
+    #[test]
+    fn secret_rules() {
+        let e = parse(&OK.replace("secret = \"s3cret\"\n", "")).unwrap_err();
+        assert!(e.message.contains("secret or secret_file is required"));
+        assert_eq!(e.line, Some(7));
+        let e = parse(&OK.replace(
+            "secret = \"s3cret\"",
+            "secret = \"s3cret\"\nsecret_file = \"x\"",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("not both"));
+        let e = parse(&OK.replace(
+            "secret = \"s3cret\"",
+            "secret_file = \"/nonexistent/secret\"",
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("/nonexistent/secret"));
+    }
+
+    #[test]
+    fn networks() {
+        let n: Network = "10.0.0.0/8".parse().unwrap();
+        assert!(n.contains("10.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("1.2.3.4".parse().unwrap()));
+        let v6: Network = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn demo_is_valid() {
+        let d = Config::demo();
+        assert_eq!(d.client_list().count(), 1);
+    }
+}
