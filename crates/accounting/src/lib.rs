@@ -187,28 +187,16 @@ pub fn normalise(
     let event_time = int(p, attr::EVENT_TIMESTAMP).map_or(arrival_s - i64::from(delay), i64::from);
 
     let user_raw = text(p, attr::USER_NAME);
-    let user = user_raw
-        .as_deref()
-        .map(canonical_user)
-        .filter(|u| !u.is_empty());
+    let user = user_raw.as_deref().map(canonical_user).filter(|u| !u.is_empty());
     let nas_identifier = text(p, attr::NAS_IDENTIFIER).filter(|s| !s.is_empty());
-    let nas_ip = ip(p, attr::NAS_IP_ADDRESS).map(IpAddr::V4).or_else(|| {
-        p.attribute(attr::NAS_IPV6_ADDRESS)
-            .and_then(ipv6)
-            .map(IpAddr::V6)
-    });
-    let nas = nas_identifier
-        .clone()
-        .or_else(|| nas_ip.map(|i| i.to_string()))
-        .unwrap_or_else(|| source.to_string());
+    let nas_ip = ip(p, attr::NAS_IP_ADDRESS)
+        .map(IpAddr::V4)
+        .or_else(|| p.attribute(attr::NAS_IPV6_ADDRESS).and_then(ipv6).map(IpAddr::V6));
+    let nas = nas_identifier.clone().or_else(|| nas_ip.map(|i| i.to_string())).unwrap_or_else(|| source.to_string());
     let session_id = text(p, attr::ACCT_SESSION_ID);
-    let session_key = StatusType::from_u32(status).is_session_event().then(|| {
-        session_key(
-            &nas,
-            session_id.as_deref().unwrap_or(""),
-            user.as_deref().unwrap_or(""),
-        )
-    });
+    let session_key = StatusType::from_u32(status)
+        .is_session_event()
+        .then(|| session_key(&nas, session_id.as_deref().unwrap_or(""), user.as_deref().unwrap_or("")));
 
     let mut details = BTreeMap::new();
     if let Some(id) = nas_identifier.filter(|_| nas_ip.is_some()) {
@@ -285,9 +273,7 @@ pub fn terminate_cause_name(v: u32) -> String {
 }
 
 pub(crate) fn int(p: &Packet<'_>, typ: u8) -> Option<u32> {
-    p.attribute(typ)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes)
+    p.attribute(typ).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(u32::from_be_bytes)
 }
 
 pub(crate) fn text(p: &Packet<'_>, typ: u8) -> Option<String> {
@@ -295,15 +281,11 @@ pub(crate) fn text(p: &Packet<'_>, typ: u8) -> Option<String> {
 }
 
 pub(crate) fn lossy(v: &[u8]) -> String {
-    String::from_utf8_lossy(v)
-        .trim_matches(|c: char| c == '\0' || c.is_whitespace())
-        .to_string()
+    String::from_utf8_lossy(v).trim_matches(|c: char| c == '\0' || c.is_whitespace()).to_string()
 }
 
 fn ip(p: &Packet<'_>, typ: u8) -> Option<Ipv4Addr> {
-    p.attribute(typ)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(Ipv4Addr::from)
+    p.attribute(typ).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(Ipv4Addr::from)
 }
 
 fn ipv6(v: &[u8]) -> Option<std::net::Ipv6Addr> {
@@ -325,15 +307,13 @@ fn octets(p: &Packet<'_>, low: u8, giga: u8) -> Option<u64> {
 }
 
 pub(crate) fn tagged_text(p: &Packet<'_>, typ: u8) -> Option<String> {
-    p.attribute(typ)
-        .map(|v| lossy(&split_tag(DataType::Text, v).1))
+    p.attribute(typ).map(|v| lossy(&split_tag(DataType::Text, v).1))
 }
 
 fn hex(v: &[u8]) -> String {
     use std::fmt::Write;
-    v.iter()
-        .fold(String::with_capacity(v.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    v.iter().fold(String::with_capacity(v.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

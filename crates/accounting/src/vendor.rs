@@ -9,9 +9,7 @@ use portcullis_radius::{Packet, attr, attr::vendor as id};
 use crate::{int, lossy, tagged_text, text};
 
 /// The VPN family a RADIUS client belongs to (configured per client).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Vendor {
     #[default]
@@ -40,17 +38,9 @@ impl Vendor {
 
     /// Parses the configuration spelling.
     pub fn from_name(s: &str) -> Option<Self> {
-        [
-            Self::Generic,
-            Self::Microsoft,
-            Self::CiscoAsa,
-            Self::F5,
-            Self::Checkpoint,
-            Self::Fortinet,
-            Self::PaloAlto,
-        ]
-        .into_iter()
-        .find(|v| v.name() == s)
+        [Self::Generic, Self::Microsoft, Self::CiscoAsa, Self::F5, Self::Checkpoint, Self::Fortinet, Self::PaloAlto]
+            .into_iter()
+            .find(|v| v.name() == s)
     }
 }
 
@@ -78,9 +68,7 @@ pub fn parse_endpoint(s: &str) -> Option<IpAddr> {
         return inner.split_once(']').and_then(|(a, _)| a.parse().ok());
     }
     // v4:port
-    s.rsplit_once(':')
-        .filter(|(a, _)| !a.contains(':'))
-        .and_then(|(a, _)| a.parse().ok())
+    s.rsplit_once(':').filter(|(a, _)| !a.contains(':')).and_then(|(a, _)| a.parse().ok())
 }
 
 fn cisco_avpairs<'a>(p: &Packet<'a>) -> impl Iterator<Item = String> + use<'a> {
@@ -98,22 +86,16 @@ fn mdm_tlv(p: &Packet<'_>, key: &str) -> Option<String> {
     cisco_avpairs(p).find_map(|pair| {
         let rest = pair.strip_prefix("mdm-tlv=")?;
         let (k, v) = rest.split_once('=')?;
-        (k.trim() == key)
-            .then(|| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        (k.trim() == key).then(|| v.trim().to_string()).filter(|v| !v.is_empty())
     })
 }
 
 fn vsa_text(p: &Packet<'_>, vendor: u32, typ: u8) -> Option<String> {
-    p.vendor_attribute(vendor, typ)
-        .map(lossy)
-        .filter(|s| !s.is_empty())
+    p.vendor_attribute(vendor, typ).map(lossy).filter(|s| !s.is_empty())
 }
 
 fn vsa_int(p: &Packet<'_>, vendor: u32, typ: u8) -> Option<u32> {
-    p.vendor_attribute(vendor, typ)
-        .and_then(|v| <[u8; 4]>::try_from(v).ok())
-        .map(u32::from_be_bytes)
+    p.vendor_attribute(vendor, typ).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(u32::from_be_bytes)
 }
 
 /// Client address candidates in precedence order.
@@ -123,34 +105,21 @@ fn client_ip(p: &Packet<'_>, vendor: Vendor) -> Option<IpAddr> {
     let cisco = || cisco_avpair(p, "ip:source-ip").and_then(|s| parse_endpoint(&s));
     let palo = || vsa_text(p, id::PALO_ALTO, 7).and_then(|s| parse_endpoint(&s));
     let forti = || {
-        p.vendor_attribute(id::FORTINET, 2)
-            .and_then(|v| <[u8; 4]>::try_from(v).ok())
-            .map(|o| IpAddr::from(o))
-            .or_else(|| {
-                p.vendor_attribute(id::FORTINET, 4)
-                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
-                    .map(IpAddr::from)
-            })
+        p.vendor_attribute(id::FORTINET, 2).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(IpAddr::from).or_else(|| {
+            p.vendor_attribute(id::FORTINET, 4).and_then(|v| <[u8; 16]>::try_from(v).ok()).map(IpAddr::from)
+        })
     };
     match vendor {
         Vendor::Fortinet => forti().or_else(tce).or_else(calling),
         Vendor::PaloAlto => palo().or_else(tce).or_else(calling),
         Vendor::CiscoAsa => tce().or_else(calling).or_else(cisco),
-        _ => tce()
-            .or_else(calling)
-            .or_else(cisco)
-            .or_else(palo)
-            .or_else(forti),
+        _ => tce().or_else(calling).or_else(cisco).or_else(palo).or_else(forti),
     }
 }
 
 fn device(p: &Packet<'_>, vendor: Vendor) -> Option<String> {
     let microsoft = || vsa_text(p, id::MICROSOFT, 50).or_else(|| vsa_text(p, id::MICROSOFT, 34));
-    let cisco = || {
-        mdm_tlv(p, "device-uid")
-            .or_else(|| mdm_tlv(p, "device-mac"))
-            .or_else(|| mdm_tlv(p, "device-type"))
-    };
+    let cisco = || mdm_tlv(p, "device-uid").or_else(|| mdm_tlv(p, "device-mac")).or_else(|| mdm_tlv(p, "device-type"));
     let palo = || vsa_text(p, id::PALO_ALTO, 9);
     match vendor {
         Vendor::Microsoft => microsoft(),
@@ -160,11 +129,7 @@ fn device(p: &Packet<'_>, vendor: Vendor) -> Option<String> {
     }
 }
 
-pub(crate) fn observe(
-    p: &Packet<'_>,
-    vendor: Vendor,
-    details: &mut BTreeMap<String, String>,
-) -> Observed {
+pub(crate) fn observe(p: &Packet<'_>, vendor: Vendor, details: &mut BTreeMap<String, String>) -> Observed {
     let mut put = |k: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             details.insert(k.to_string(), v);
@@ -172,14 +137,8 @@ pub(crate) fn observe(
     };
     put("calling_station_id", text(p, attr::CALLING_STATION_ID));
     put("called_station_id", text(p, attr::CALLED_STATION_ID));
-    put(
-        "tunnel_client_endpoint",
-        tagged_text(p, attr::TUNNEL_CLIENT_ENDPOINT),
-    );
-    put(
-        "nas_port_type",
-        int(p, attr::NAS_PORT_TYPE).map(|v| v.to_string()),
-    );
+    put("tunnel_client_endpoint", tagged_text(p, attr::TUNNEL_CLIENT_ENDPOINT));
+    put("nas_port_type", int(p, attr::NAS_PORT_TYPE).map(|v| v.to_string()));
     put(
         "tunnel_type",
         p.attribute(attr::TUNNEL_TYPE)
@@ -194,19 +153,10 @@ pub(crate) fn observe(
     // Cisco ASA / AnyConnect
     put("tunnel_group", vsa_text(p, id::CISCO_ASA, 146));
     put("group_policy", vsa_text(p, id::CISCO_ASA, 25));
-    put(
-        "client_type",
-        vsa_int(p, id::CISCO_ASA, 150).map(|v| v.to_string()),
-    );
-    put(
-        "session_type",
-        vsa_int(p, id::CISCO_ASA, 151).map(|v| v.to_string()),
-    );
+    put("client_type", vsa_int(p, id::CISCO_ASA, 150).map(|v| v.to_string()));
+    put("session_type", vsa_int(p, id::CISCO_ASA, 151).map(|v| v.to_string()));
     put("device_platform", mdm_tlv(p, "device-platform"));
-    put(
-        "device_platform_version",
-        mdm_tlv(p, "device-platform-version"),
-    );
+    put("device_platform_version", mdm_tlv(p, "device-platform-version"));
     put("device_type", mdm_tlv(p, "device-type"));
     put("client_version", mdm_tlv(p, "ac-user-agent"));
     put("audit_session_id", cisco_avpair(p, "audit-session-id"));
@@ -216,10 +166,7 @@ pub(crate) fn observe(
     put("globalprotect_version", vsa_text(p, id::PALO_ALTO, 10));
     // Fortinet
     put("fortinet_group", vsa_text(p, id::FORTINET, 1));
-    Observed {
-        client_ip: client_ip(p, vendor),
-        device: device(p, vendor),
-    }
+    Observed { client_ip: client_ip(p, vendor), device: device(p, vendor) }
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 
 use portcullis_accounting::{NormaliseError, StatusType, Vendor, normalise};
-use portcullis_radius::{
-    Code, Identifier, Packet, PacketBuilder, SharedSecret, VerifiedRequest, VerifyPolicy, attr,
-};
+use portcullis_radius::{Code, Identifier, Packet, PacketBuilder, SharedSecret, VerifiedRequest, VerifyPolicy, attr};
 
 const ARRIVAL_MS: i64 = 1_700_000_000_000;
 
@@ -15,10 +13,7 @@ fn build(f: impl FnOnce(&mut PacketBuilder)) -> Vec<u8> {
     b.encode_computed_request(&SharedSecret::new("s")).unwrap()
 }
 
-fn run(
-    bytes: &[u8],
-    vendor: Vendor,
-) -> Result<portcullis_accounting::AccountingRecord, NormaliseError> {
+fn run(bytes: &[u8], vendor: Vendor) -> Result<portcullis_accounting::AccountingRecord, NormaliseError> {
     let p = Packet::decode(bytes).unwrap();
     let v = VerifiedRequest::verify(p, &SharedSecret::new("s"), VerifyPolicy::default()).unwrap();
     normalise(&v, "192.0.2.10".parse().unwrap(), vendor, ARRIVAL_MS)
@@ -35,15 +30,11 @@ fn microsoft_rras_start() {
         b.attribute(attr::USER_NAME, b"CONTOSO\\Alice").unwrap();
         b.attribute(attr::NAS_IP_ADDRESS, &[10, 0, 0, 1]).unwrap();
         b.attribute(attr::ACCT_SESSION_ID, b"37").unwrap();
-        b.attribute(attr::FRAMED_IP_ADDRESS, &[10, 8, 0, 5])
-            .unwrap();
-        b.attribute(attr::CALLING_STATION_ID, b"198.51.100.7")
-            .unwrap();
-        b.attribute(attr::TUNNEL_CLIENT_ENDPOINT, b"\x00198.51.100.7")
-            .unwrap();
+        b.attribute(attr::FRAMED_IP_ADDRESS, &[10, 8, 0, 5]).unwrap();
+        b.attribute(attr::CALLING_STATION_ID, b"198.51.100.7").unwrap();
+        b.attribute(attr::TUNNEL_CLIENT_ENDPOINT, b"\x00198.51.100.7").unwrap();
         b.attribute(attr::ACCT_DELAY_TIME, &int(3)).unwrap();
-        b.vendor_attributes(311, &[(50, b"LAPTOP-ALICE"), (35, b"Windows 11")])
-            .unwrap();
+        b.vendor_attributes(311, &[(50, b"LAPTOP-ALICE"), (35, b"Windows 11")]).unwrap();
     });
     let r = run(&bytes, Vendor::Microsoft).unwrap();
     assert_eq!(r.status_type(), StatusType::Start);
@@ -54,10 +45,7 @@ fn microsoft_rras_start() {
     assert_eq!(r.device.as_deref(), Some("LAPTOP-ALICE"));
     assert_eq!(r.framed_ip, Some("10.8.0.5".parse().unwrap()));
     assert_eq!(r.event_time, 1_700_000_000 - 3);
-    assert_eq!(
-        r.details.get("ras_client_version").map(String::as_str),
-        Some("Windows 11")
-    );
+    assert_eq!(r.details.get("ras_client_version").map(String::as_str), Some("Windows 11"));
     assert!(r.session_key.is_some());
 }
 
@@ -68,22 +56,16 @@ fn cisco_asa_interim_with_anyconnect_device() {
         b.attribute(attr::USER_NAME, b"bob@example.com").unwrap();
         b.attribute(attr::NAS_IP_ADDRESS, &[10, 0, 0, 2]).unwrap();
         b.attribute(attr::ACCT_SESSION_ID, b"C0A80001000A").unwrap();
-        b.attribute(attr::TUNNEL_CLIENT_ENDPOINT, b"\x00203.0.113.9")
-            .unwrap();
-        b.attribute(attr::EVENT_TIMESTAMP, &int(1_699_999_000))
-            .unwrap();
+        b.attribute(attr::TUNNEL_CLIENT_ENDPOINT, b"\x00203.0.113.9").unwrap();
+        b.attribute(attr::EVENT_TIMESTAMP, &int(1_699_999_000)).unwrap();
         b.attribute(attr::ACCT_SESSION_TIME, &int(600)).unwrap();
         b.attribute(attr::ACCT_INPUT_OCTETS, &int(5)).unwrap();
         b.attribute(attr::ACCT_INPUT_GIGAWORDS, &int(2)).unwrap();
         b.attribute(attr::ACCT_OUTPUT_OCTETS, &int(7)).unwrap();
-        b.vendor_attribute(9, 1, b"mdm-tlv=device-platform=win")
-            .unwrap();
-        b.vendor_attribute(9, 1, b"mdm-tlv=device-platform-version=10.0.19041 ")
-            .unwrap();
-        b.vendor_attribute(9, 1, b"mdm-tlv=device-uid=ABCDEF0123")
-            .unwrap();
-        b.vendor_attribute(9, 1, b"mdm-tlv=ac-user-agent=AnyConnect Windows 4.6.01098")
-            .unwrap();
+        b.vendor_attribute(9, 1, b"mdm-tlv=device-platform=win").unwrap();
+        b.vendor_attribute(9, 1, b"mdm-tlv=device-platform-version=10.0.19041 ").unwrap();
+        b.vendor_attribute(9, 1, b"mdm-tlv=device-uid=ABCDEF0123").unwrap();
+        b.vendor_attribute(9, 1, b"mdm-tlv=ac-user-agent=AnyConnect Windows 4.6.01098").unwrap();
         b.vendor_attribute(3076, 146, b"EMPLOYEES").unwrap();
         b.vendor_attribute(3076, 150, &int(2)).unwrap();
     });
@@ -106,8 +88,7 @@ fn cisco_source_ip_avpair_when_no_endpoint() {
     let bytes = build(|b| {
         b.attribute(attr::ACCT_STATUS_TYPE, &int(1)).unwrap();
         b.attribute(attr::NAS_IDENTIFIER, b"asa-1").unwrap();
-        b.vendor_attribute(9, 1, b"ip:source-ip=198.51.100.99")
-            .unwrap();
+        b.vendor_attribute(9, 1, b"ip:source-ip=198.51.100.99").unwrap();
     });
     let r = run(&bytes, Vendor::CiscoAsa).unwrap();
     assert_eq!(r.client_ip, Some("198.51.100.99".parse().unwrap()));
@@ -130,10 +111,7 @@ fn f5_stop_with_gigawords_and_cause() {
     assert_eq!(r.status_type(), StatusType::Stop);
     assert_eq!(r.output_octets, Some((1 << 32) + 1));
     assert_eq!(r.terminate_cause.as_deref(), Some("User-Request"));
-    assert_eq!(
-        r.client_ip, None,
-        "F5 Stops carry no endpoint; storage keeps the Start's"
-    );
+    assert_eq!(r.client_ip, None, "F5 Stops carry no endpoint; storage keeps the Start's");
 }
 
 #[test]
@@ -142,15 +120,9 @@ fn strongswan_calling_station_with_port_and_ipv6_framed() {
         b.attribute(attr::ACCT_STATUS_TYPE, &int(1)).unwrap();
         b.attribute(attr::USER_NAME, b"dave").unwrap();
         b.attribute(attr::NAS_IP_ADDRESS, &[10, 0, 0, 3]).unwrap();
-        b.attribute(attr::CALLING_STATION_ID, b"203.0.113.5[4500]")
+        b.attribute(attr::CALLING_STATION_ID, b"203.0.113.5[4500]").unwrap();
+        b.attribute(attr::FRAMED_IPV6_PREFIX, &[0, 128, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9])
             .unwrap();
-        b.attribute(
-            attr::FRAMED_IPV6_PREFIX,
-            &[
-                0, 128, 0x20, 1, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9,
-            ],
-        )
-        .unwrap();
     });
     let r = run(&bytes, Vendor::Generic).unwrap();
     assert_eq!(r.client_ip, Some("203.0.113.5".parse::<IpAddr>().unwrap()));
@@ -184,18 +156,12 @@ fn missing_status_and_forbidden_attributes_are_refused() {
     let bytes = build(|b| {
         b.attribute(attr::USER_NAME, b"x").unwrap();
     });
-    assert_eq!(
-        run(&bytes, Vendor::Generic).unwrap_err(),
-        NormaliseError::MissingStatusType
-    );
+    assert_eq!(run(&bytes, Vendor::Generic).unwrap_err(), NormaliseError::MissingStatusType);
     let bytes = build(|b| {
         b.attribute(attr::ACCT_STATUS_TYPE, &int(1)).unwrap();
         b.attribute(attr::USER_PASSWORD, &[0; 16]).unwrap();
     });
-    assert_eq!(
-        run(&bytes, Vendor::Generic).unwrap_err(),
-        NormaliseError::ForbiddenAttribute("User-Password")
-    );
+    assert_eq!(run(&bytes, Vendor::Generic).unwrap_err(), NormaliseError::ForbiddenAttribute("User-Password"));
 }
 
 #[test]

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use portcullis_radius::{
-    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, attr,
-    verify_response_authenticator,
+    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, attr, verify_response_authenticator,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -41,23 +40,17 @@ struct InFlight {
 
 pub(crate) fn run(args: &BenchArgs) -> Result<()> {
     if !args.target.ip().is_loopback() {
-        bail!(
-            "the load generator only sends to loopback addresses, not {}",
-            args.target
-        );
+        bail!("the load generator only sends to loopback addresses, not {}", args.target);
     }
     if args.window == 0 || args.requests == 0 {
         bail!("--window and --requests must be positive");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
     let tally = runtime.block_on(drive(args))?;
     let elapsed = started.elapsed().as_secs_f64();
     if let Some(path) = &args.ack_log {
-        let mut f =
-            std::io::BufWriter::new(std::fs::File::create(path).context("creating the ack log")?);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).context("creating the ack log")?);
         for line in &tally.acked {
             writeln!(f, "{line}")?;
         }
@@ -98,22 +91,14 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
 async fn drive(args: &BenchArgs) -> Result<Tally> {
     let sockets = args.window.div_ceil(256).max(1);
     let per_socket_window = args.window.div_ceil(sockets);
-    let run_id = args
-        .run_id
-        .clone()
-        .unwrap_or_else(|| format!("{:08x}", rand::thread_rng().next_u32()));
+    let run_id = args.run_id.clone().unwrap_or_else(|| format!("{:08x}", rand::thread_rng().next_u32()));
     let tally = Rc::new(RefCell::new(Tally::default()));
     let next = Rc::new(RefCell::new(0u64));
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
     let started = Instant::now();
     let local = tokio::task::LocalSet::new();
     for _ in 0..sockets {
-        let bind: SocketAddr = if args.target.is_ipv4() {
-            "127.0.0.1:0"
-        } else {
-            "[::1]:0"
-        }
-        .parse()?;
+        let bind: SocketAddr = if args.target.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" }.parse()?;
         let socket = UdpSocket::bind(bind).await?;
         socket.connect(args.target).await?;
         let args = args.clone();
@@ -121,26 +106,15 @@ async fn drive(args: &BenchArgs) -> Result<Tally> {
         let next = Rc::clone(&next);
         let run_id = run_id.clone();
         local.spawn_local(async move {
-            if let Err(e) = socket_loop(
-                socket,
-                &args,
-                per_socket_window,
-                &run_id,
-                &next,
-                &tally,
-                deadline,
-                started,
-            )
-            .await
+            if let Err(e) =
+                socket_loop(socket, &args, per_socket_window, &run_id, &next, &tally, deadline, started).await
             {
                 eprintln!("load generator socket failed: {e}");
             }
         });
     }
     local.await;
-    Ok(Rc::try_unwrap(tally)
-        .map(RefCell::into_inner)
-        .unwrap_or_default())
+    Ok(Rc::try_unwrap(tally).map(RefCell::into_inner).unwrap_or_default())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -183,22 +157,11 @@ async fn socket_loop(
             let id = next_id;
             next_id = next_id.wrapping_add(1);
             let (bytes, label) = build(args.mode, n, id, run_id, &secret)?;
-            let authenticator = Packet::decode(&bytes)
-                .map(|p| p.authenticator())
-                .unwrap_or(Authenticator::ZERO);
+            let authenticator = Packet::decode(&bytes).map(|p| p.authenticator()).unwrap_or(Authenticator::ZERO);
             let now = Instant::now();
-            socket.send(&bytes).await?;
-            inflight.insert(
-                id,
-                InFlight {
-                    bytes,
-                    authenticator,
-                    first_sent: now,
-                    last_sent: now,
-                    tries: 0,
-                    label,
-                },
-            );
+            // A refused send (ICMP from a stopped server) is retried like a lost one.
+            let _ = socket.send(&bytes).await;
+            inflight.insert(id, InFlight { bytes, authenticator, first_sent: now, last_sent: now, tries: 0, label });
         }
         let exhausted = *next.borrow() >= args.requests || Instant::now() >= deadline;
         if inflight.is_empty() && exhausted {
@@ -254,16 +217,8 @@ async fn socket_loop(
     }
 }
 
-fn build(
-    mode: BenchMode,
-    n: u64,
-    id: u8,
-    run_id: &str,
-    secret: &SharedSecret,
-) -> Result<(Vec<u8>, String)> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as u32;
+fn build(mode: BenchMode, n: u64, id: u8, run_id: &str, secret: &SharedSecret) -> Result<(Vec<u8>, String)> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
     let mut b = match mode {
         BenchMode::Status => PacketBuilder::new(Code::StatusServer, Identifier(id)),
         _ => PacketBuilder::new(Code::AccountingRequest, Identifier(id)),
@@ -272,10 +227,7 @@ fn build(
         b.message_authenticator();
         let mut auth = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut auth);
-        return Ok((
-            b.encode_with_authenticator(Authenticator(auth), secret)?,
-            format!("status {n}"),
-        ));
+        return Ok((b.encode_with_authenticator(Authenticator(auth), secret)?, format!("status {n}")));
     }
     // Acct: Start/Stop pairs; AcctStart: Starts only. Twelve attributes in a Stop.
     let (status, session) = match mode {
@@ -290,14 +242,8 @@ fn build(
     b.attribute(attr::NAS_IP_ADDRESS, &[127, 0, 0, 1])?;
     b.attribute(attr::NAS_PORT, &(session as u32).to_be_bytes())?;
     b.attribute(attr::ACCT_SESSION_ID, session_id.as_bytes())?;
-    b.attribute(
-        attr::FRAMED_IP_ADDRESS,
-        &[10, 8, (session / 250 % 250) as u8, octet],
-    )?;
-    b.attribute(
-        attr::CALLING_STATION_ID,
-        format!("203.0.113.{octet}").as_bytes(),
-    )?;
+    b.attribute(attr::FRAMED_IP_ADDRESS, &[10, 8, (session / 250 % 250) as u8, octet])?;
+    b.attribute(attr::CALLING_STATION_ID, format!("203.0.113.{octet}").as_bytes())?;
     b.attribute(attr::EVENT_TIMESTAMP, &now.to_be_bytes())?;
     b.attribute(attr::NAS_PORT_TYPE, &5u32.to_be_bytes())?;
     if status == 2 {
@@ -306,9 +252,6 @@ fn build(
         b.attribute(attr::ACCT_OUTPUT_OCTETS, &654_321u32.to_be_bytes())?;
         b.attribute(attr::ACCT_TERMINATE_CAUSE, &1u32.to_be_bytes())?;
     }
-    let label = format!(
-        "{} {session_id}",
-        if status == 1 { "start" } else { "stop" }
-    );
+    let label = format!("{} {session_id}", if status == 1 { "start" } else { "stop" });
     Ok((b.encode_computed_request(secret)?, label))
 }

@@ -35,9 +35,7 @@ fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -81,25 +79,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions {
-            config,
-            user,
-            open,
-            since,
-            limit,
-            format,
-        } => {
+        Command::Sessions { config, user, open, since, limit, format } => {
             let config = load(config.as_ref())?;
-            let since = since
-                .map(|s| output::parse_time(&s, now_unix()))
-                .transpose()?;
+            let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-            let q = portcullis_storage::SessionQuery {
-                user,
-                open_only: open,
-                since,
-                limit,
-            };
+            let q = portcullis_storage::SessionQuery { user, open_only: open, since, limit };
             let sessions = portcullis_storage::Store::sessions(&store, &q)?;
             output::print_sessions(&sessions, format)
         }
@@ -108,16 +92,13 @@ fn run(cli: Cli) -> Result<()> {
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
             let counters = portcullis_storage::Store::counters(&store)?;
             let applied = portcullis_storage::Store::applied_position(&store)?;
-            let journal =
-                portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config))
-                    .size()?;
+            let journal = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config)).size()?;
             output::print_stats(&counters, journal, &applied.to_string(), format)
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;
             let mut store = portcullis_server::open_store(&config)?;
-            let reader =
-                portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
+            let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let report = portcullis_server::rebuild::rebuild(&mut store, &reader, |r| {
                 eprintln!("rebuild: {} packets read", r.packets);
             })?;
@@ -127,9 +108,7 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Dictionary {
-            command: DictionaryCommand::Lookup { key, config },
-        } => {
+        Command::Dictionary { command: DictionaryCommand::Lookup { key, config } } => {
             let config = match config {
                 Some(path) => Some(Config::load(&path)?),
                 None => None,
@@ -153,9 +132,7 @@ fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {
 }
 
 fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn serve(config: &Config) -> Result<()> {
@@ -186,14 +163,10 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = ctrl_c.await;
+            return;
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

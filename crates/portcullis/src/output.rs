@@ -11,10 +11,7 @@ use crate::cli::Format;
 
 /// RFC 3339 UTC.
 pub(crate) fn rfc3339(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_else(|| t.to_string())
+    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
 /// Parses `--since`: RFC 3339, a date, or an age such as 90m, 12h, 7d.
@@ -84,10 +81,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                         s.nas.clone(),
                         s.session_id.clone().unwrap_or_default(),
                         s.client_ip.clone().unwrap_or_default(),
-                        s.framed_ip
-                            .clone()
-                            .or_else(|| s.framed_ipv6.clone())
-                            .unwrap_or_default(),
+                        s.framed_ip.clone().or_else(|| s.framed_ipv6.clone()).unwrap_or_default(),
                         rfc3339(s.started_at),
                         s.stopped_at.map(rfc3339).unwrap_or_default(),
                         if s.open { "open" } else { "closed" }.into(),
@@ -119,12 +113,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
     Ok(())
 }
 
-pub(crate) fn print_stats(
-    counters: &[Counter],
-    journal_bytes: u64,
-    applied: &str,
-    format: Format,
-) -> Result<()> {
+pub(crate) fn print_stats(counters: &[Counter], journal_bytes: u64, applied: &str, format: Format) -> Result<()> {
     match format {
         Format::Json => {
             let mut clients = serde_json::Map::new();
@@ -142,9 +131,7 @@ pub(crate) fn print_stats(
                 .map(|c| vec![c.client.clone(), c.reason.clone(), c.count.to_string()])
                 .collect();
             print_table(&["CLIENT", "COUNTER", "VALUE"], &rows);
-            println!(
-                "journal: {journal_bytes} bytes of raw packets kept; sessions applied through {applied}"
-            );
+            println!("journal: {journal_bytes} bytes of raw packets kept; sessions applied through {applied}");
         }
     }
     Ok(())
@@ -156,33 +143,20 @@ pub(crate) fn print_dictionary_entry(dict: &Dictionary, key: &str) -> Result<()>
     } else {
         let parsed = match key.split_once(['/', ':', '.']) {
             Some((v, n)) => {
-                let vendor = v
-                    .parse::<u32>()
-                    .ok()
-                    .or_else(|| dict.vendor_by_name(v).map(|d| d.id));
-                vendor
-                    .zip(n.parse::<u32>().ok())
-                    .map(|(vendor, number)| AttributeKey { vendor, number })
+                let vendor = v.parse::<u32>().ok().or_else(|| dict.vendor_by_name(v).map(|d| d.id));
+                vendor.zip(n.parse::<u32>().ok()).map(|(vendor, number)| AttributeKey { vendor, number })
             }
-            None => key
-                .parse::<u32>()
-                .ok()
-                .map(|number| AttributeKey { vendor: 0, number }),
+            None => key.parse::<u32>().ok().map(|number| AttributeKey { vendor: 0, number }),
         };
         match parsed.and_then(|k| dict.by_key(k)) {
             Some(d) => d,
-            None => bail!(
-                "no attribute {key:?} in the dictionary (try a name like Acct-Status-Type, 44, or 311/16)"
-            ),
+            None => bail!("no attribute {key:?} in the dictionary (try a name like Acct-Status-Type, 44, or 311/16)"),
         }
     };
     let vendor = if def.key.vendor == 0 {
         "-".to_string()
     } else {
-        dict.vendor(def.key.vendor)
-            .map_or(def.key.vendor.to_string(), |v| {
-                format!("{} ({})", v.name, v.id)
-            })
+        dict.vendor(def.key.vendor).map_or(def.key.vendor.to_string(), |v| format!("{} ({})", v.name, v.id))
     };
     println!("name:    {}", def.name);
     println!("number:  {}", def.key.number);
@@ -215,11 +189,7 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let s: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(headers.iter().map(|h| (*h).to_string()).collect());
@@ -234,10 +204,7 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(
-            parse_time("2026-11-21T00:00:00Z", 0).unwrap(),
-            1_795_219_200
-        );
+        assert_eq!(parse_time("2026-11-21T00:00:00Z", 0).unwrap(), 1_795_219_200);
         assert_eq!(parse_time("2026-11-21", 0).unwrap(), 1_795_219_200);
         assert_eq!(parse_time("2h", 10_000).unwrap(), 2_800);
         assert!(parse_time("yesterday", 0).is_err());

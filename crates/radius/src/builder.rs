@@ -18,12 +18,7 @@ pub struct PacketBuilder {
 impl PacketBuilder {
     /// Starts a packet with this code and Identifier.
     pub fn new(code: Code, identifier: Identifier) -> Self {
-        Self {
-            code,
-            identifier,
-            attributes: Vec::with_capacity(128),
-            message_authenticator: false,
-        }
+        Self { code, identifier, attributes: Vec::with_capacity(128), message_authenticator: false }
     }
 
     /// The code being built.
@@ -43,21 +38,12 @@ impl PacketBuilder {
     }
 
     /// Appends a Vendor-Specific attribute with one sub-attribute (RFC 2865 §5.26).
-    pub fn vendor_attribute(
-        &mut self,
-        vendor: u32,
-        typ: u8,
-        value: &[u8],
-    ) -> Result<&mut Self, Error> {
+    pub fn vendor_attribute(&mut self, vendor: u32, typ: u8, value: &[u8]) -> Result<&mut Self, Error> {
         self.vendor_attributes(vendor, &[(typ, value)])
     }
 
     /// Appends one Vendor-Specific attribute carrying several sub-attributes.
-    pub fn vendor_attributes(
-        &mut self,
-        vendor: u32,
-        subs: &[(u8, &[u8])],
-    ) -> Result<&mut Self, Error> {
+    pub fn vendor_attributes(&mut self, vendor: u32, subs: &[(u8, &[u8])]) -> Result<&mut Self, Error> {
         let mut data = Vec::with_capacity(MAX_VALUE_LEN);
         data.extend_from_slice(&vendor.to_be_bytes());
         for (typ, value) in subs {
@@ -110,11 +96,7 @@ impl PacketBuilder {
     }
 
     /// Encodes a response to a request with authenticator `request`.
-    pub fn encode_response(
-        &self,
-        request: &Authenticator,
-        secret: &SharedSecret,
-    ) -> Result<Vec<u8>, Error> {
+    pub fn encode_response(&self, request: &Authenticator, secret: &SharedSecret) -> Result<Vec<u8>, Error> {
         let mut out = self.layout(*request)?;
         self.sign_message_authenticator(&mut out, Some(*request), secret);
         let auth = packet_md5(&out, request, secret);
@@ -143,12 +125,7 @@ impl PacketBuilder {
         Ok(out)
     }
 
-    fn sign_message_authenticator(
-        &self,
-        out: &mut [u8],
-        request: Option<Authenticator>,
-        secret: &SharedSecret,
-    ) {
+    fn sign_message_authenticator(&self, out: &mut [u8], request: Option<Authenticator>, secret: &SharedSecret) {
         if !self.message_authenticator {
             return;
         }

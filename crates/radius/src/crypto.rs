@@ -59,14 +59,9 @@ pub fn packet_md5(packet: &[u8], auth: &Authenticator, secret: &SharedSecret) ->
 
 /// Verifies the Request Authenticator of an Accounting-Request, CoA-Request or
 /// Disconnect-Request (RFC 2866 §3, RFC 5176 §3.5).
-pub fn verify_request_authenticator(
-    packet: &Packet<'_>,
-    secret: &SharedSecret,
-) -> Result<(), Error> {
+pub fn verify_request_authenticator(packet: &Packet<'_>, secret: &SharedSecret) -> Result<(), Error> {
     let expected = packet_md5(packet.as_bytes(), &Authenticator::ZERO, secret);
-    ct_eq(&expected.0, &packet.authenticator().0)
-        .then_some(())
-        .ok_or(Error::BadAuthenticator)
+    ct_eq(&expected.0, &packet.authenticator().0).then_some(()).ok_or(Error::BadAuthenticator)
 }
 
 /// Verifies a response's Response Authenticator against the request's authenticator.
@@ -76,23 +71,15 @@ pub fn verify_response_authenticator(
     secret: &SharedSecret,
 ) -> Result<(), Error> {
     let expected = packet_md5(response.as_bytes(), request, secret);
-    ct_eq(&expected.0, &response.authenticator().0)
-        .then_some(())
-        .ok_or(Error::BadAuthenticator)
+    ct_eq(&expected.0, &response.authenticator().0).then_some(()).ok_or(Error::BadAuthenticator)
 }
 
 /// Which value stands in the Authenticator field while the Message-Authenticator of
 /// a packet is computed (RFC 3579 §3.2, RFC 5176 §3.3, FreeRADIUS `rad_sign`).
-pub fn message_authenticator_basis(
-    code: Code,
-    own: Authenticator,
-    request: Option<Authenticator>,
-) -> Authenticator {
+pub fn message_authenticator_basis(code: Code, own: Authenticator, request: Option<Authenticator>) -> Authenticator {
     match code {
         Code::AccessRequest | Code::StatusServer | Code::StatusClient => own,
-        Code::AccessAccept | Code::AccessReject | Code::AccessChallenge | Code::ProtocolError => {
-            request.unwrap_or(own)
-        }
+        Code::AccessAccept | Code::AccessReject | Code::AccessChallenge | Code::ProtocolError => request.unwrap_or(own),
         // A reply to Status-Server on the accounting port uses the request's authenticator.
         Code::AccountingResponse => request.unwrap_or(Authenticator::ZERO),
         _ => Authenticator::ZERO,
@@ -107,8 +94,7 @@ pub(crate) fn compute_message_authenticator(
     basis: &Authenticator,
     secret: &SharedSecret,
 ) -> [u8; 16] {
-    let mut mac =
-        <HmacMd5 as Mac>::new_from_slice(secret.expose()).expect("HMAC accepts any key length");
+    let mut mac = <HmacMd5 as Mac>::new_from_slice(secret.expose()).expect("HMAC accepts any key length");
     mac.update(&packet[..4]);
     mac.update(&basis.0);
     mac.update(&packet[HEADER_LEN..ma_value_at]);
@@ -147,11 +133,7 @@ pub fn verify_message_authenticator(
     let basis = message_authenticator_basis(packet.code(), packet.authenticator(), request);
     let bytes = packet.as_bytes();
     let expected = compute_message_authenticator(bytes, at, &basis, secret);
-    if ct_eq(&expected, &bytes[at..at + 16]) {
-        Ok(true)
-    } else {
-        Err(Error::BadMessageAuthenticator)
-    }
+    if ct_eq(&expected, &bytes[at..at + 16]) { Ok(true) } else { Err(Error::BadMessageAuthenticator) }
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -159,15 +141,9 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Hides a User-Password (RFC 2865 §5.2).
-pub fn hide_user_password(
-    password: &[u8],
-    secret: &SharedSecret,
-    auth: &Authenticator,
-) -> Result<Vec<u8>, Error> {
+pub fn hide_user_password(password: &[u8], secret: &SharedSecret, auth: &Authenticator) -> Result<Vec<u8>, Error> {
     if password.len() > 128 {
-        return Err(Error::PasswordTooLong {
-            len: password.len(),
-        });
+        return Err(Error::PasswordTooLong { len: password.len() });
     }
     let padded_len = password.len().div_ceil(16).max(1) * 16;
     let mut out = vec![0u8; padded_len];
@@ -236,11 +212,7 @@ pub fn salt_encrypt(
 }
 
 /// Reverses [`salt_encrypt`]: `value` is `salt ‖ ciphertext`.
-pub fn salt_decrypt(
-    value: &[u8],
-    secret: &SharedSecret,
-    request: &Authenticator,
-) -> Result<Zeroizing<Vec<u8>>, Error> {
+pub fn salt_decrypt(value: &[u8], secret: &SharedSecret, request: &Authenticator) -> Result<Zeroizing<Vec<u8>>, Error> {
     let Some((salt, cipher)) = value.split_first_chunk::<2>() else {
         return Err(Error::BadHiddenLength { len: value.len() });
     };

@@ -47,23 +47,11 @@ pub struct DuplicateCache {
 impl DuplicateCache {
     /// `retention` should be 5–30 s (RFC 5080); `capacity` bounds memory.
     pub fn new(retention: Duration, capacity: usize) -> Self {
-        Self {
-            entries: HashMap::new(),
-            order: VecDeque::new(),
-            retention,
-            capacity: capacity.max(1),
-            generation: 0,
-        }
+        Self { entries: HashMap::new(), order: VecDeque::new(), retention, capacity: capacity.max(1), generation: 0 }
     }
 
     /// Classifies an arriving, already verified request.
-    pub fn lookup(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        id: Identifier,
-        auth: Authenticator,
-    ) -> Lookup {
+    pub fn lookup(&mut self, now: Instant, source: SocketAddr, id: Identifier, auth: Authenticator) -> Lookup {
         self.expire(now);
         let key = (source, id.0);
         if let Some(e) = self.entries.get(&key) {
@@ -104,11 +92,7 @@ impl DuplicateCache {
     /// processed again, e.g. after the storage queue was full).
     pub fn abandon(&mut self, source: SocketAddr, id: Identifier, auth: Authenticator) {
         let key = (source, id.0);
-        if self
-            .entries
-            .get(&key)
-            .is_some_and(|e| e.authenticator == auth && e.response.is_none())
-        {
+        if self.entries.get(&key).is_some_and(|e| e.authenticator == auth && e.response.is_none()) {
             self.entries.remove(&key);
         }
     }
@@ -123,30 +107,16 @@ impl DuplicateCache {
         self.entries.is_empty()
     }
 
-    fn insert(
-        &mut self,
-        now: Instant,
-        key: Key,
-        authenticator: Authenticator,
-        response: Option<Vec<u8>>,
-    ) {
+    fn insert(&mut self, now: Instant, key: Key, authenticator: Authenticator, response: Option<Vec<u8>>) {
         self.generation += 1;
         let expires = now + self.retention;
-        self.entries.insert(
-            key,
-            Entry {
-                authenticator,
-                response,
-                generation: self.generation,
-            },
-        );
+        self.entries.insert(key, Entry { authenticator, response, generation: self.generation });
         self.order.push_back((expires, key, self.generation));
         // Stale order records (superseded generations) are dropped lazily; keep the
         // queue from growing without bound when entries are refreshed often.
         if self.order.len() > self.capacity.saturating_mul(4) {
             let entries = &self.entries;
-            self.order
-                .retain(|(_, k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
+            self.order.retain(|(_, k, g)| entries.get(k).is_some_and(|e| e.generation == *g));
         }
     }
 
@@ -156,11 +126,7 @@ impl DuplicateCache {
                 break;
             }
             self.order.pop_front();
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.generation == generation)
-            {
+            if self.entries.get(&key).is_some_and(|e| e.generation == generation) {
                 self.entries.remove(&key);
             }
         }
@@ -168,11 +134,7 @@ impl DuplicateCache {
 
     fn evict_oldest(&mut self) -> bool {
         while let Some((_, key, generation)) = self.order.pop_front() {
-            if self
-                .entries
-                .get(&key)
-                .is_some_and(|e| e.generation == generation)
-            {
+            if self.entries.get(&key).is_some_and(|e| e.generation == generation) {
                 self.entries.remove(&key);
                 return true;
             }
@@ -199,10 +161,7 @@ mod tests {
         assert_eq!(c.lookup(t0, addr(1), Identifier(7), a), Lookup::InFlight);
         c.answered(t0, addr(1), Identifier(7), a, vec![5, 7]);
         // Duplicate after: resend the original response without reprocessing.
-        assert_eq!(
-            c.lookup(t0 + Duration::from_secs(4), addr(1), Identifier(7), a),
-            Lookup::Answered(vec![5, 7])
-        );
+        assert_eq!(c.lookup(t0 + Duration::from_secs(4), addr(1), Identifier(7), a), Lookup::Answered(vec![5, 7]));
         // Different Request Authenticator: a new request replaces the entry.
         let b = Authenticator([2; 16]);
         assert_eq!(c.lookup(t0, addr(1), Identifier(7), b), Lookup::New);
@@ -218,10 +177,7 @@ mod tests {
         let a = Authenticator([1; 16]);
         c.lookup(t0, addr(1), Identifier(1), a);
         c.answered(t0, addr(1), Identifier(1), a, vec![1]);
-        assert_eq!(
-            c.lookup(t0 + Duration::from_secs(6), addr(1), Identifier(1), a),
-            Lookup::New
-        );
+        assert_eq!(c.lookup(t0 + Duration::from_secs(6), addr(1), Identifier(1), a), Lookup::New);
     }
 
     #[test]
@@ -230,13 +186,7 @@ mod tests {
         let mut c = DuplicateCache::new(Duration::from_secs(30), 10);
         for port in 0..1000u16 {
             c.lookup(t0, addr(port), Identifier(1), Authenticator([3; 16]));
-            c.answered(
-                t0,
-                addr(port),
-                Identifier(1),
-                Authenticator([3; 16]),
-                vec![0; 20],
-            );
+            c.answered(t0, addr(port), Identifier(1), Authenticator([3; 16]), vec![0; 20]);
             assert!(c.len() <= 10);
         }
         assert!(c.order.len() <= 40 + 1);

@@ -70,66 +70,21 @@ pub struct Dictionary {
 }
 
 const BUILTIN: &[(&str, &str)] = &[
-    (
-        "dictionary.rfc2865",
-        include_str!("../dictionaries/dictionary.rfc2865"),
-    ),
-    (
-        "dictionary.rfc2866",
-        include_str!("../dictionaries/dictionary.rfc2866"),
-    ),
-    (
-        "dictionary.rfc2867",
-        include_str!("../dictionaries/dictionary.rfc2867"),
-    ),
-    (
-        "dictionary.rfc2868",
-        include_str!("../dictionaries/dictionary.rfc2868"),
-    ),
-    (
-        "dictionary.rfc2869",
-        include_str!("../dictionaries/dictionary.rfc2869"),
-    ),
-    (
-        "dictionary.rfc3162",
-        include_str!("../dictionaries/dictionary.rfc3162"),
-    ),
-    (
-        "dictionary.rfc4072",
-        include_str!("../dictionaries/dictionary.rfc4072"),
-    ),
-    (
-        "dictionary.rfc5176",
-        include_str!("../dictionaries/dictionary.rfc5176"),
-    ),
-    (
-        "dictionary.microsoft",
-        include_str!("../dictionaries/dictionary.microsoft"),
-    ),
-    (
-        "dictionary.cisco",
-        include_str!("../dictionaries/dictionary.cisco"),
-    ),
-    (
-        "dictionary.cisco.asa",
-        include_str!("../dictionaries/dictionary.cisco.asa"),
-    ),
-    (
-        "dictionary.f5",
-        include_str!("../dictionaries/dictionary.f5"),
-    ),
-    (
-        "dictionary.checkpoint",
-        include_str!("../dictionaries/dictionary.checkpoint"),
-    ),
-    (
-        "dictionary.fortinet",
-        include_str!("../dictionaries/dictionary.fortinet"),
-    ),
-    (
-        "dictionary.paloalto",
-        include_str!("../dictionaries/dictionary.paloalto"),
-    ),
+    ("dictionary.rfc2865", include_str!("../dictionaries/dictionary.rfc2865")),
+    ("dictionary.rfc2866", include_str!("../dictionaries/dictionary.rfc2866")),
+    ("dictionary.rfc2867", include_str!("../dictionaries/dictionary.rfc2867")),
+    ("dictionary.rfc2868", include_str!("../dictionaries/dictionary.rfc2868")),
+    ("dictionary.rfc2869", include_str!("../dictionaries/dictionary.rfc2869")),
+    ("dictionary.rfc3162", include_str!("../dictionaries/dictionary.rfc3162")),
+    ("dictionary.rfc4072", include_str!("../dictionaries/dictionary.rfc4072")),
+    ("dictionary.rfc5176", include_str!("../dictionaries/dictionary.rfc5176")),
+    ("dictionary.microsoft", include_str!("../dictionaries/dictionary.microsoft")),
+    ("dictionary.cisco", include_str!("../dictionaries/dictionary.cisco")),
+    ("dictionary.cisco.asa", include_str!("../dictionaries/dictionary.cisco.asa")),
+    ("dictionary.f5", include_str!("../dictionaries/dictionary.f5")),
+    ("dictionary.checkpoint", include_str!("../dictionaries/dictionary.checkpoint")),
+    ("dictionary.fortinet", include_str!("../dictionaries/dictionary.fortinet")),
+    ("dictionary.paloalto", include_str!("../dictionaries/dictionary.paloalto")),
 ];
 
 /// Deepest `$INCLUDE` nesting accepted (stops include loops).
@@ -159,9 +114,7 @@ impl Dictionary {
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut include = |name: &str| -> Option<(String, String)> {
             let p: PathBuf = base.join(name);
-            std::fs::read_to_string(&p)
-                .ok()
-                .map(|t| (p.display().to_string(), t))
+            std::fs::read_to_string(&p).ok().map(|t| (p.display().to_string(), t))
         };
         self.parse_with(&path.display().to_string(), &text, &mut include, 0)
     }
@@ -187,11 +140,7 @@ impl Dictionary {
         let mut vendor_block: Option<u32> = None;
         for (index, raw) in text.lines().enumerate() {
             let line = index + 1;
-            let err = |message: String| DictionaryError {
-                file: file.to_string(),
-                line,
-                message,
-            };
+            let err = |message: String| DictionaryError { file: file.to_string(), line, message };
             let content = raw.split('#').next().unwrap_or("");
             let tokens: Vec<&str> = content.split_whitespace().collect();
             let Some((&keyword, args)) = tokens.split_first() else {
@@ -203,9 +152,7 @@ impl Dictionary {
                         return Err(err("$INCLUDE takes one file name".into()));
                     };
                     if depth >= MAX_INCLUDE_DEPTH {
-                        return Err(err(format!(
-                            "$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} levels"
-                        )));
+                        return Err(err(format!("$INCLUDE nested deeper than {MAX_INCLUDE_DEPTH} levels")));
                     }
                     match include(name) {
                         Some((child_name, child_text)) => {
@@ -233,16 +180,13 @@ impl Dictionary {
                     };
                     let id = self.vendor_by_name.get(*name).copied();
                     if id.is_none() || id != vendor_block {
-                        return Err(err(format!(
-                            "END-VENDOR {name:?} does not close the open BEGIN-VENDOR"
-                        )));
+                        return Err(err(format!("END-VENDOR {name:?} does not close the open BEGIN-VENDOR")));
                     }
                     vendor_block = None;
                 }
                 "ATTRIBUTE" => self.parse_attribute(args, vendor_block).map_err(err)?,
                 "VALUE" => self.parse_value(args).map_err(err)?,
-                "BEGIN-PROTOCOL" | "END-PROTOCOL" | "BEGIN-TLV" | "END-TLV" | "PROTOCOL"
-                | "FLAGS" => {
+                "BEGIN-PROTOCOL" | "END-PROTOCOL" | "BEGIN-TLV" | "END-TLV" | "PROTOCOL" | "FLAGS" => {
                     // Accepted for compatibility with FreeRADIUS files; nothing to record.
                 }
                 other => return Err(err(format!("unknown keyword {other:?}"))),
@@ -270,30 +214,14 @@ impl Dictionary {
             let Some(fmt) = flag.strip_prefix("format=") else {
                 return Err(format!("unknown VENDOR option {flag:?}"));
             };
-            let (t, l) = fmt
-                .split_once(',')
-                .ok_or_else(|| format!("bad format {fmt:?}"))?;
+            let (t, l) = fmt.split_once(',').ok_or_else(|| format!("bad format {fmt:?}"))?;
             type_len = t.parse().map_err(|_| format!("bad format {fmt:?}"))?;
-            length_len = l
-                .trim_end_matches(",c")
-                .parse()
-                .map_err(|_| format!("bad format {fmt:?}"))?;
-            if !matches!(
-                (type_len, length_len),
-                (1, 1) | (2, 2) | (4, 0) | (1, 0) | (2, 0) | (1, 2)
-            ) {
+            length_len = l.trim_end_matches(",c").parse().map_err(|_| format!("bad format {fmt:?}"))?;
+            if !matches!((type_len, length_len), (1, 1) | (2, 2) | (4, 0) | (1, 0) | (2, 0) | (1, 2)) {
                 return Err(format!("unsupported vendor format {fmt:?}"));
             }
         }
-        self.vendors.insert(
-            id,
-            VendorDef {
-                name: name.to_string(),
-                id,
-                type_len,
-                length_len,
-            },
-        );
+        self.vendors.insert(id, VendorDef { name: name.to_string(), id, type_len, length_len });
         self.vendor_by_name.insert(name.to_string(), id);
         Ok(())
     }
@@ -303,19 +231,14 @@ impl Dictionary {
             [name, number, type_word, rest @ ..] => (*name, *number, *type_word, rest),
             _ => return Err("ATTRIBUTE needs a name, a number and a type".into()),
         };
-        let number =
-            parse_number(number).ok_or_else(|| format!("bad attribute number {number:?}"))?;
+        let number = parse_number(number).ok_or_else(|| format!("bad attribute number {number:?}"))?;
         let number = u32::try_from(number).map_err(|_| "attribute number too large".to_string())?;
         // `octets[16]` style sizes are accepted and ignored.
         let base_type = type_word.split('[').next().unwrap_or(type_word);
-        let data_type = DataType::from_keyword(base_type)
-            .ok_or_else(|| format!("unknown data type {type_word:?}"))?;
+        let data_type = DataType::from_keyword(base_type).ok_or_else(|| format!("unknown data type {type_word:?}"))?;
         let mut def = AttributeDef {
             name: name.to_string(),
-            key: AttributeKey {
-                vendor: vendor_block.unwrap_or(0),
-                number,
-            },
+            key: AttributeKey { vendor: vendor_block.unwrap_or(0), number },
             data_type,
             has_tag: false,
             encrypt: None,
@@ -339,19 +262,14 @@ impl Dictionary {
             }
         }
         if def.key.vendor != 0 {
-            let vendor = self
-                .vendors
-                .get(&def.key.vendor)
-                .ok_or("vendor is not defined")?;
+            let vendor = self.vendors.get(&def.key.vendor).ok_or("vendor is not defined")?;
             let limit = match vendor.type_len {
                 1 => 255,
                 2 => 65535,
                 _ => u32::MAX,
             };
             if number > limit {
-                return Err(format!(
-                    "attribute number {number} does not fit the vendor's format"
-                ));
+                return Err(format!("attribute number {number} does not fit the vendor's format"));
             }
         } else if number > 255 {
             return Err(format!("standard attribute number {number} is above 255"));
@@ -366,10 +284,7 @@ impl Dictionary {
             [attr, name, number] => (*attr, *name, *number),
             _ => return Err("VALUE needs an attribute name, a value name and a number".into()),
         };
-        let key = *self
-            .by_name
-            .get(attr)
-            .ok_or_else(|| format!("VALUE for unknown attribute {attr:?}"))?;
+        let key = *self.by_name.get(attr).ok_or_else(|| format!("VALUE for unknown attribute {attr:?}"))?;
         let number = parse_number(number).ok_or_else(|| format!("bad value number {number:?}"))?;
         self.values.insert((key, number), name.to_string());
         self.value_by_name.insert((key, name.to_string()), number);
@@ -393,9 +308,7 @@ impl Dictionary {
 
     /// A vendor by name.
     pub fn vendor_by_name(&self, name: &str) -> Option<&VendorDef> {
-        self.vendor_by_name
-            .get(name)
-            .and_then(|id| self.vendors.get(id))
+        self.vendor_by_name.get(name).and_then(|id| self.vendors.get(id))
     }
 
     /// The name of an enumerated value.
@@ -410,12 +323,8 @@ impl Dictionary {
 
     /// Every enumerated value of an attribute, sorted by number.
     pub fn values_of(&self, key: AttributeKey) -> Vec<(u64, &str)> {
-        let mut v: Vec<(u64, &str)> = self
-            .values
-            .iter()
-            .filter(|((k, _), _)| *k == key)
-            .map(|((_, n), name)| (*n, name.as_str()))
-            .collect();
+        let mut v: Vec<(u64, &str)> =
+            self.values.iter().filter(|((k, _), _)| *k == key).map(|((_, n), name)| (*n, name.as_str())).collect();
         v.sort_unstable();
         v
     }

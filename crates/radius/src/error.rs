@@ -9,11 +9,7 @@ pub enum Error {
     TooShort { len: usize },
     /// The Length field is outside the range the RFC allows for this code.
     #[error("Length field {length} is outside {min}..={max}")]
-    BadLength {
-        length: usize,
-        min: usize,
-        max: usize,
-    },
+    BadLength { length: usize, min: usize, max: usize },
     /// The datagram holds fewer octets than its Length field claims.
     #[error("Length field says {length} octets but the datagram has only {received}")]
     Truncated { length: usize, received: usize },

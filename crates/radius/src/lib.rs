@@ -18,17 +18,15 @@ pub mod attr;
 
 pub use builder::PacketBuilder;
 pub use crypto::{
-    SharedSecret, find_message_authenticator, hide_user_password, message_authenticator_basis,
-    packet_md5, salt_decrypt, salt_encrypt, unhide_user_password, verify_message_authenticator,
-    verify_request_authenticator, verify_response_authenticator,
+    SharedSecret, find_message_authenticator, hide_user_password, message_authenticator_basis, packet_md5,
+    salt_decrypt, salt_encrypt, unhide_user_password, verify_message_authenticator, verify_request_authenticator,
+    verify_response_authenticator,
 };
-pub use dictionary::{
-    AttributeDef, AttributeKey, Dictionary, DictionaryError, Encryption, VendorDef,
-};
+pub use dictionary::{AttributeDef, AttributeKey, Dictionary, DictionaryError, Encryption, VendorDef};
 pub use error::Error;
 pub use packet::{
-    Attribute, Attributes, Authenticator, Code, HEADER_LEN, Identifier, MAX_ACCOUNTING_LEN,
-    MAX_PACKET_LEN, MAX_VALUE_LEN, Packet, SubAttributes, VendorSpecific,
+    Attribute, Attributes, Authenticator, Code, HEADER_LEN, Identifier, MAX_ACCOUNTING_LEN, MAX_PACKET_LEN,
+    MAX_VALUE_LEN, Packet, SubAttributes, VendorSpecific,
 };
 pub use value::{DataType, Value, split_tag};
 pub use verify::{VerifiedRequest, VerifyPolicy};

@@ -107,10 +107,7 @@ impl Code {
     /// Whether the Request Authenticator of this code is an MD5 over the packet
     /// (RFC 2866 §3, RFC 5176 §3) rather than random octets.
     pub const fn has_computed_request_authenticator(self) -> bool {
-        matches!(
-            self,
-            Self::AccountingRequest | Self::DisconnectRequest | Self::CoaRequest
-        )
+        matches!(self, Self::AccountingRequest | Self::DisconnectRequest | Self::CoaRequest)
     }
 
     /// Whether this code is a response to some request.
@@ -207,23 +204,14 @@ impl<'a> Packet<'a> {
         let header: &[u8; HEADER_LEN] = datagram
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
-            .ok_or(Error::TooShort {
-                len: datagram.len(),
-            })?;
+            .ok_or(Error::TooShort { len: datagram.len() })?;
         let code = Code::from_u8(header[0]).ok_or(Error::UnknownCode(header[0]))?;
         let length = usize::from(u16::from_be_bytes([header[2], header[3]]));
         let max = code.max_len();
         if !(HEADER_LEN..=max).contains(&length) {
-            return Err(Error::BadLength {
-                length,
-                min: HEADER_LEN,
-                max,
-            });
+            return Err(Error::BadLength { length, min: HEADER_LEN, max });
         }
-        let bytes = datagram.get(..length).ok_or(Error::Truncated {
-            length,
-            received: datagram.len(),
-        })?;
+        let bytes = datagram.get(..length).ok_or(Error::Truncated { length, received: datagram.len() })?;
         validate_attributes(bytes)?;
         Ok(Self { code, bytes })
     }
@@ -257,9 +245,7 @@ impl<'a> Packet<'a> {
 
     /// Every attribute in wire order.
     pub fn attributes(&self) -> Attributes<'a> {
-        Attributes {
-            rest: self.attribute_bytes(),
-        }
+        Attributes { rest: self.attribute_bytes() }
     }
 
     /// The value of the first attribute of this type.
@@ -269,9 +255,7 @@ impl<'a> Packet<'a> {
 
     /// The values of every attribute of this type, in order.
     pub fn attributes_of(&self, typ: u8) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        self.attributes()
-            .filter(move |a| a.typ == typ)
-            .map(|a| a.value)
+        self.attributes().filter(move |a| a.typ == typ).map(|a| a.value)
     }
 
     /// Whether at least one attribute of this type is present.
@@ -281,8 +265,7 @@ impl<'a> Packet<'a> {
 
     /// Every Vendor-Specific attribute whose structure parses, in order.
     pub fn vendor_specific(&self) -> impl Iterator<Item = VendorSpecific<'a>> + use<'a> {
-        self.attributes_of(VENDOR_SPECIFIC)
-            .filter_map(|v| VendorSpecific::parse(v).ok())
+        self.attributes_of(VENDOR_SPECIFIC).filter_map(|v| VendorSpecific::parse(v).ok())
     }
 
     /// The first sub-attribute `typ` of vendor `vendor` (RFC 2865 §5.26 layout).
@@ -291,11 +274,7 @@ impl<'a> Packet<'a> {
     }
 
     /// Every sub-attribute `typ` of vendor `vendor`, in order.
-    pub fn vendor_attributes(
-        &self,
-        vendor: u32,
-        typ: u8,
-    ) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+    pub fn vendor_attributes(&self, vendor: u32, typ: u8) -> impl Iterator<Item = &'a [u8]> + use<'a> {
         self.vendor_specific()
             .filter(move |v| v.vendor_id == vendor)
             .flat_map(|v| v.sub_attributes())
@@ -369,29 +348,18 @@ pub struct VendorSpecific<'a> {
 impl<'a> VendorSpecific<'a> {
     /// Splits the Vendor-Id from the vendor data.
     pub fn parse(value: &'a [u8]) -> Result<Self, Error> {
-        let (id, data) = value
-            .split_first_chunk::<4>()
-            .ok_or(Error::BadVendorSpecific(
-                "shorter than the 4-octet Vendor-Id",
-            ))?;
+        let (id, data) =
+            value.split_first_chunk::<4>().ok_or(Error::BadVendorSpecific("shorter than the 4-octet Vendor-Id"))?;
         if id[0] != 0 {
-            return Err(Error::BadVendorSpecific(
-                "high octet of Vendor-Id is not zero",
-            ));
+            return Err(Error::BadVendorSpecific("high octet of Vendor-Id is not zero"));
         }
-        Ok(Self {
-            vendor_id: u32::from_be_bytes(*id),
-            data,
-        })
+        Ok(Self { vendor_id: u32::from_be_bytes(*id), data })
     }
 
     /// The sub-attributes in the recommended one-octet type, one-octet length layout.
     /// A malformed sub-attribute ends the iteration with one `Err`.
     pub fn sub_attributes(&self) -> SubAttributes<'a> {
-        SubAttributes {
-            rest: self.data,
-            failed: false,
-        }
+        SubAttributes { rest: self.data, failed: false }
     }
 }
 
@@ -412,10 +380,7 @@ impl<'a> Iterator for SubAttributes<'a> {
         let parsed = match self.rest {
             [typ, len, ..] if *len >= 2 && usize::from(*len) <= self.rest.len() => {
                 let len = usize::from(*len);
-                let attr = Attribute {
-                    typ: *typ,
-                    value: &self.rest[2..len],
-                };
+                let attr = Attribute { typ: *typ, value: &self.rest[2..len] };
                 self.rest = &self.rest[len..];
                 Ok(attr)
             }

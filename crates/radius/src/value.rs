@@ -110,22 +110,15 @@ pub enum Value<'a> {
 impl<'a> Value<'a> {
     /// Decodes `data` as `data_type`. Text that is not UTF-8 decodes as octets.
     pub fn decode(data_type: DataType, data: &'a [u8]) -> Result<Self, Error> {
-        let bad = || Error::BadValue {
-            data_type: data_type.keyword(),
-            len: data.len(),
-        };
+        let bad = || Error::BadValue { data_type: data_type.keyword(), len: data.len() };
         Ok(match data_type {
             DataType::Text => match std::str::from_utf8(data) {
                 Ok(s) => Self::Text(s),
                 Err(_) => Self::Octets(data),
             },
             DataType::Octets | DataType::Vsa => Self::Octets(data),
-            DataType::Integer => {
-                Self::Integer(u32::from_be_bytes(data.try_into().map_err(|_| bad())?))
-            }
-            DataType::Signed => {
-                Self::Signed(i32::from_be_bytes(data.try_into().map_err(|_| bad())?))
-            }
+            DataType::Integer => Self::Integer(u32::from_be_bytes(data.try_into().map_err(|_| bad())?)),
+            DataType::Signed => Self::Signed(i32::from_be_bytes(data.try_into().map_err(|_| bad())?)),
             DataType::Byte => match data {
                 [b] => Self::Integer(u32::from(*b)),
                 _ => return Err(bad()),
@@ -134,39 +127,25 @@ impl<'a> Value<'a> {
                 [a, b] => Self::Integer(u32::from(u16::from_be_bytes([*a, *b]))),
                 _ => return Err(bad()),
             },
-            DataType::Integer64 => {
-                Self::Integer64(u64::from_be_bytes(data.try_into().map_err(|_| bad())?))
-            }
+            DataType::Integer64 => Self::Integer64(u64::from_be_bytes(data.try_into().map_err(|_| bad())?)),
             DataType::Date => Self::Date(u32::from_be_bytes(data.try_into().map_err(|_| bad())?)),
-            DataType::IpAddr => Self::IpAddr(Ipv4Addr::from(
-                <[u8; 4]>::try_from(data).map_err(|_| bad())?,
-            )),
-            DataType::Ipv6Addr => Self::Ipv6Addr(Ipv6Addr::from(
-                <[u8; 16]>::try_from(data).map_err(|_| bad())?,
-            )),
+            DataType::IpAddr => Self::IpAddr(Ipv4Addr::from(<[u8; 4]>::try_from(data).map_err(|_| bad())?)),
+            DataType::Ipv6Addr => Self::Ipv6Addr(Ipv6Addr::from(<[u8; 16]>::try_from(data).map_err(|_| bad())?)),
             DataType::ComboIp => match data.len() {
-                4 => Self::IpAddr(Ipv4Addr::from(
-                    <[u8; 4]>::try_from(data).map_err(|_| bad())?,
-                )),
-                16 => Self::Ipv6Addr(Ipv6Addr::from(
-                    <[u8; 16]>::try_from(data).map_err(|_| bad())?,
-                )),
+                4 => Self::IpAddr(Ipv4Addr::from(<[u8; 4]>::try_from(data).map_err(|_| bad())?)),
+                16 => Self::Ipv6Addr(Ipv6Addr::from(<[u8; 16]>::try_from(data).map_err(|_| bad())?)),
                 _ => return Err(bad()),
             },
             DataType::Ipv6Prefix => {
                 let [_, prefix_len, rest @ ..] = data else {
                     return Err(bad());
                 };
-                if *prefix_len > 128 || rest.len() > 16 || rest.len() * 8 < usize::from(*prefix_len)
-                {
+                if *prefix_len > 128 || rest.len() > 16 || rest.len() * 8 < usize::from(*prefix_len) {
                     return Err(bad());
                 }
                 let mut octets = [0u8; 16];
                 octets[..rest.len()].copy_from_slice(rest);
-                Self::Ipv6Prefix {
-                    prefix_len: *prefix_len,
-                    addr: Ipv6Addr::from(octets),
-                }
+                Self::Ipv6Prefix { prefix_len: *prefix_len, addr: Ipv6Addr::from(octets) }
             }
             DataType::Ipv4Prefix => {
                 let [_, prefix_len, a, b, c, d] = data else {
@@ -175,10 +154,7 @@ impl<'a> Value<'a> {
                 if *prefix_len > 32 {
                     return Err(bad());
                 }
-                Self::Ipv4Prefix {
-                    prefix_len: *prefix_len,
-                    addr: Ipv4Addr::new(*a, *b, *c, *d),
-                }
+                Self::Ipv4Prefix { prefix_len: *prefix_len, addr: Ipv4Addr::new(*a, *b, *c, *d) }
             }
             DataType::Ifid => Self::Ifid(data.try_into().map_err(|_| bad())?),
             DataType::Ether => Self::Ether(data.try_into().map_err(|_| bad())?),
@@ -232,11 +208,9 @@ impl std::fmt::Display for Value<'_> {
                 "{:02x}{:02x}:{:02x}{:02x}:{:02x}{:02x}:{:02x}{:02x}",
                 i[0], i[1], i[2], i[3], i[4], i[5], i[6], i[7]
             ),
-            Self::Ether(e) => write!(
-                f,
-                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-                e[0], e[1], e[2], e[3], e[4], e[5]
-            ),
+            Self::Ether(e) => {
+                write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", e[0], e[1], e[2], e[3], e[4], e[5])
+            }
         }
     }
 }
@@ -250,9 +224,7 @@ pub fn split_tag(data_type: DataType, data: &[u8]) -> (Option<u8>, std::borrow::
             (tag, std::borrow::Cow::Owned([&[0u8][..], rest].concat()))
         }
         (_, [tag @ 0x01..=0x1f, rest @ ..]) => (Some(*tag), std::borrow::Cow::Borrowed(rest)),
-        (_, [0, rest @ ..]) if data_type != DataType::Integer => {
-            (None, std::borrow::Cow::Borrowed(rest))
-        }
+        (_, [0, rest @ ..]) if data_type != DataType::Integer => (None, std::borrow::Cow::Borrowed(rest)),
         _ => (None, std::borrow::Cow::Borrowed(data)),
     }
 }

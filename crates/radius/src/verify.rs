@@ -15,10 +15,7 @@ pub struct VerifyPolicy {
 
 impl Default for VerifyPolicy {
     fn default() -> Self {
-        Self {
-            require_message_authenticator: true,
-            limit_proxy_state: true,
-        }
+        Self { require_message_authenticator: true, limit_proxy_state: true }
     }
 }
 
@@ -38,11 +35,7 @@ impl<'a> VerifiedRequest<'a> {
     ///   EAP-Message is present (RFC 3579 §3.2).
     ///
     /// Responses are not requests and are refused with [`Error::UnknownCode`].
-    pub fn verify(
-        packet: Packet<'a>,
-        secret: &SharedSecret,
-        policy: VerifyPolicy,
-    ) -> Result<Self, Error> {
+    pub fn verify(packet: Packet<'a>, secret: &SharedSecret, policy: VerifyPolicy) -> Result<Self, Error> {
         let code = packet.code();
         if code.is_response() || code == Code::StatusClient {
             return Err(Error::UnknownCode(code.to_u8()));
@@ -65,19 +58,13 @@ impl<'a> VerifiedRequest<'a> {
                 return Err(Error::MissingMessageAuthenticator);
             }
         }
-        Ok(Self {
-            packet,
-            message_authenticator,
-        })
+        Ok(Self { packet, message_authenticator })
     }
 
     /// Wraps a packet that was verified before it was stored (raw packets are kept only
     /// after verification). Use only for packets read back from Portcullis's own storage.
     pub fn assume_verified_from_storage(packet: Packet<'a>) -> Self {
-        Self {
-            packet,
-            message_authenticator: false,
-        }
+        Self { packet, message_authenticator: false }
     }
 
     /// The verified packet.

@@ -2,19 +2,14 @@
 //! no input makes the decoder panic.
 
 use portcullis_radius::{
-    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, VerifiedRequest,
-    VerifyPolicy, hide_user_password, unhide_user_password,
+    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, VerifiedRequest, VerifyPolicy,
+    hide_user_password, unhide_user_password,
 };
 use proptest::prelude::*;
 
 fn attributes() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
-    prop::collection::vec(
-        (1u8..=255, prop::collection::vec(any::<u8>(), 0..=253)),
-        0..12,
-    )
-    .prop_filter("message authenticator is placed by the builder", |v| {
-        v.iter().all(|(t, _)| *t != 80)
-    })
+    prop::collection::vec((1u8..=255, prop::collection::vec(any::<u8>(), 0..=253)), 0..12)
+        .prop_filter("message authenticator is placed by the builder", |v| v.iter().all(|(t, _)| *t != 80))
 }
 
 proptest! {

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use portcullis_accounting::normalise;
 use portcullis_radius::dedup::{DuplicateCache, Lookup};
 use portcullis_radius::{
-    Code, Error as RadiusError, Identifier, Packet, PacketBuilder, VerifiedRequest, VerifyPolicy,
-    attr,
+    Code, Error as RadiusError, Identifier, Packet, PacketBuilder, VerifiedRequest, VerifyPolicy, attr,
 };
 use portcullis_storage::{RawPacket, Submitter};
 use tokio::net::UdpSocket;
@@ -62,18 +61,11 @@ pub async fn serve(socket: StdUdpSocket, shared: Arc<Shared>) -> std::io::Result
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Handles one datagram. Public for the in-process tests and benchmarks.
-pub fn handle(
-    shared: &Arc<Shared>,
-    sender: &Arc<StdUdpSocket>,
-    datagram: &[u8],
-    source: SocketAddr,
-) {
+pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8], source: SocketAddr) {
     let ip = source.ip().to_canonical();
     let Some(client) = shared.clients.lookup(ip) else {
         let n = shared.clients.count_unknown(ip);
@@ -91,18 +83,10 @@ pub fn handle(
         }
     };
     if !matches!(packet.code(), Code::AccountingRequest | Code::StatusServer) {
-        discard(
-            client,
-            Reason::UnsupportedCode,
-            source,
-            &RadiusError::UnknownCode(packet.code().to_u8()),
-        );
+        discard(client, Reason::UnsupportedCode, source, &RadiusError::UnknownCode(packet.code().to_u8()));
         return;
     }
-    let policy = VerifyPolicy {
-        require_message_authenticator: false,
-        limit_proxy_state: false,
-    };
+    let policy = VerifyPolicy { require_message_authenticator: false, limit_proxy_state: false };
     let request = match VerifiedRequest::verify(packet, &client.secret, policy) {
         Ok(r) => r,
         Err(e) => {
@@ -226,9 +210,7 @@ fn send(sender: &StdUdpSocket, bytes: &[u8], to: SocketAddr, client: &Client) ->
     for _ in 0..100 {
         match sender.send_to(bytes, to) {
             Ok(_) => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_micros(50))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_micros(50)),
             Err(e) => {
                 tracing::debug!(client = %client.name, %to, error = %e, "send failed");
                 break;

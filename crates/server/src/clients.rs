@@ -127,19 +127,13 @@ impl ClientTable {
             .map(|c| Client {
                 name: c.name.clone(),
                 network: c.address,
-                secret: SharedSecret::new(
-                    c.secret.as_ref().map(|s| s.expose()).unwrap_or_default(),
-                ),
+                secret: SharedSecret::new(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default()),
                 vendor: c.vendor,
                 counters: Counters::default(),
             })
             .collect();
-        clients.sort_by(|a, b| b.network.prefix.cmp(&a.network.prefix));
-        Self {
-            clients,
-            unknown: Mutex::new(HashMap::new()),
-            unknown_other: AtomicU64::new(0),
-        }
+        clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));
+        Self { clients, unknown: Mutex::new(HashMap::new()), unknown_other: AtomicU64::new(0) }
     }
 
     /// The client a datagram from `ip` belongs to.
@@ -159,10 +153,7 @@ impl ClientTable {
 
     /// Counts a datagram from an address no client matches; returns the new count.
     pub fn count_unknown(&self, ip: IpAddr) -> u64 {
-        let mut map = self
-            .unknown
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.unknown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = map.get_mut(&ip) {
             *n += 1;
             return *n;
@@ -179,31 +170,16 @@ impl ClientTable {
         let mut out = Vec::new();
         for c in &self.clients {
             for r in Reason::ALL {
-                out.push(Counter {
-                    client: c.name.clone(),
-                    reason: r.name().into(),
-                    count: c.counters.value(r),
-                });
+                out.push(Counter { client: c.name.clone(), reason: r.name().into(), count: c.counters.value(r) });
             }
         }
-        let map = self
-            .unknown
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = self.unknown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (ip, n) in map.iter() {
-            out.push(Counter {
-                client: format!("unknown:{ip}"),
-                reason: "unknown_client".into(),
-                count: *n,
-            });
+            out.push(Counter { client: format!("unknown:{ip}"), reason: "unknown_client".into(), count: *n });
         }
         let other = self.unknown_other.load(Ordering::Relaxed);
         if other > 0 {
-            out.push(Counter {
-                client: "unknown:other".into(),
-                reason: "unknown_client".into(),
-                count: other,
-            });
+            out.push(Counter { client: "unknown:other".into(), reason: "unknown_client".into(), count: other });
         }
         out
     }

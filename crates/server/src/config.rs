@@ -41,10 +41,7 @@ pub struct RadiusConfig {
 impl Default for RadiusConfig {
     fn default() -> Self {
         Self {
-            acct_listen: vec![
-                SocketAddr::from(([0, 0, 0, 0], 1813)),
-                SocketAddr::from(([0u16; 8], 1813)),
-            ],
+            acct_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1813)), SocketAddr::from(([0u16; 8], 1813))],
             receive_buffer_bytes: 4 * 1024 * 1024,
             duplicate_retention_seconds: 10,
             duplicate_cache_entries: 65_536,
@@ -110,10 +107,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: "info".into(),
-            format: LogFormat::Text,
-        }
+        Self { level: "info".into(), format: LogFormat::Text }
     }
 }
 
@@ -184,15 +178,11 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -208,10 +198,7 @@ impl std::str::FromStr for Network {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             Some(p) => p
@@ -222,10 +209,7 @@ impl std::str::FromStr for Network {
                 .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?,
             None => max,
         };
-        Ok(Self {
-            addr: addr.to_canonical(),
-            prefix,
-        })
+        Ok(Self { addr: addr.to_canonical(), prefix })
     }
 }
 
@@ -267,11 +251,7 @@ impl Config {
     pub fn parse(file: &str, text: &str, base: &Path) -> Result<Self, ConfigError> {
         let mut config: Self = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| line_of(text, s.start));
-            ConfigError {
-                file: file.to_string(),
-                line,
-                message: e.message().trim().to_string(),
-            }
+            ConfigError { file: file.to_string(), line, message: e.message().trim().to_string() }
         })?;
         config.validate(file, text, base)?;
         Ok(config)
@@ -290,18 +270,13 @@ impl Config {
             message,
         };
         if self.radius.acct_listen.is_empty() {
-            return Err(ConfigError {
-                file: file.into(),
-                line: None,
-                message: "radius.acct_listen is empty".into(),
-            });
+            return Err(ConfigError { file: file.into(), line: None, message: "radius.acct_listen is empty".into() });
         }
         if !(5..=30).contains(&self.radius.duplicate_retention_seconds) {
             return Err(ConfigError {
                 file: file.into(),
                 line: None,
-                message: "radius.duplicate_retention_seconds must be 5..=30 (RFC 5080 §2.2.2)"
-                    .into(),
+                message: "radius.duplicate_retention_seconds must be 5..=30 (RFC 5080 §2.2.2)".into(),
             });
         }
         if self.storage.data_dir.is_relative() {
@@ -324,38 +299,22 @@ impl Config {
             }
             match (&c.secret, &c.secret_file) {
                 (Some(_), Some(_)) => {
-                    return Err(at(
-                        span,
-                        format!("client {:?}: set secret or secret_file, not both", c.name),
-                    ));
+                    return Err(at(span, format!("client {:?}: set secret or secret_file, not both", c.name)));
                 }
                 (None, None) => {
-                    return Err(at(
-                        span,
-                        format!("client {:?}: secret or secret_file is required", c.name),
-                    ));
+                    return Err(at(span, format!("client {:?}: secret or secret_file is required", c.name)));
                 }
                 (None, Some(path)) => {
-                    let path = if path.is_relative() {
-                        base.join(path)
-                    } else {
-                        path.clone()
-                    };
+                    let path = if path.is_relative() { base.join(path) } else { path.clone() };
                     let s = std::fs::read_to_string(&path).map_err(|e| {
-                        at(
-                            span.clone(),
-                            format!("client {:?}: secret_file {}: {e}", c.name, path.display()),
-                        )
+                        at(span.clone(), format!("client {:?}: secret_file {}: {e}", c.name, path.display()))
                     })?;
                     c.secret = Some(Secret(s.trim_end_matches(['\r', '\n']).to_string()));
                 }
                 (Some(_), None) => {}
             }
             if c.secret.as_ref().is_none_or(|s| s.0.is_empty()) {
-                return Err(at(
-                    span,
-                    format!("client {:?}: the secret is empty", c.name),
-                ));
+                return Err(at(span, format!("client {:?}: the secret is empty", c.name)));
             }
         }
         Ok(())
@@ -384,17 +343,11 @@ mod tests {
     #[test]
     fn acceptance_shape_parses() {
         let c = parse(OK).unwrap();
-        assert_eq!(
-            c.radius.acct_listen,
-            vec!["127.0.0.1:1813".parse().unwrap()]
-        );
+        assert_eq!(c.radius.acct_listen, vec!["127.0.0.1:1813".parse().unwrap()]);
         let client = c.client_list().next().unwrap();
         assert_eq!(client.vendor, Vendor::Microsoft);
         assert_eq!(client.address, "127.0.0.1/32".parse().unwrap());
-        assert!(
-            !format!("{c:?}").contains("s3cret"),
-            "secrets must not reach Debug output"
-        );
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets must not reach Debug output");
     }
 
     #[test]
@@ -421,17 +374,9 @@ mod tests {
         let e = parse(&OK.replace("secret = \"s3cret\"\n", "")).unwrap_err();
         assert!(e.message.contains("secret or secret_file is required"));
         assert_eq!(e.line, Some(7));
-        let e = parse(&OK.replace(
-            "secret = \"s3cret\"",
-            "secret = \"s3cret\"\nsecret_file = \"x\"",
-        ))
-        .unwrap_err();
+        let e = parse(&OK.replace("secret = \"s3cret\"", "secret = \"s3cret\"\nsecret_file = \"x\"")).unwrap_err();
         assert!(e.message.contains("not both"));
-        let e = parse(&OK.replace(
-            "secret = \"s3cret\"",
-            "secret_file = \"/nonexistent/secret\"",
-        ))
-        .unwrap_err();
+        let e = parse(&OK.replace("secret = \"s3cret\"", "secret_file = \"/nonexistent/secret\"")).unwrap_err();
         assert!(e.message.contains("/nonexistent/secret"));
     }
 

@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_radius::dedup::DuplicateCache;
-use portcullis_storage::{
-    GroupCommitter, Journal, JournalReader, JournalSync, SqliteStore, StorageError, SyncMode,
-};
+use portcullis_storage::{GroupCommitter, Journal, JournalReader, JournalSync, SqliteStore, StorageError, SyncMode};
 
 use crate::clients::ClientTable;
 use crate::config::{Config, SyncSetting};
@@ -59,10 +57,7 @@ pub enum StartError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
 }
 
 impl Server {
@@ -85,21 +80,14 @@ impl Server {
                 let reader = JournalReader::new(&dir);
                 rebuild::run_applier(store, &reader, &dir, &applier_rx, &pending, retention);
             })
-            .map_err(|source| StartError::Bind {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })?;
+            .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
-        let (writer, submitter) = GroupCommitter::spawn(
-            journal,
-            config.storage.queue_capacity,
-            config.storage.max_batch,
-            move |_| {
+        let (writer, submitter) =
+            GroupCommitter::spawn(journal, config.storage.queue_capacity, config.storage.max_batch, move |_| {
                 if !wake_pending.swap(true, std::sync::atomic::Ordering::AcqRel) {
                     let _ = wake.try_send(rebuild::ApplierMessage::Wake);
                 }
-            },
-        );
+            });
         let shared = Arc::new(acct::Shared {
             clients: ClientTable::from_config(config),
             cache: Mutex::new(DuplicateCache::new(
@@ -113,9 +101,7 @@ impl Server {
         for &addr in &config.radius.acct_listen {
             let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                 .map_err(|source| StartError::Bind { addr, source })?;
-            let local = socket
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = socket.local_addr().map_err(|source| StartError::Bind { addr, source })?;
             acct_addrs.push(local);
             let shared = Arc::clone(&shared);
             tasks.push(tokio::spawn(async move {
@@ -132,19 +118,10 @@ impl Server {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                let _ = counters_tx.try_send(rebuild::ApplierMessage::Counters(
-                    counters.clients.snapshot(),
-                ));
+                let _ = counters_tx.try_send(rebuild::ApplierMessage::Counters(counters.clients.snapshot()));
             }
         }));
-        Ok(Self {
-            shared,
-            writer,
-            applier,
-            applier_tx,
-            tasks,
-            acct_addrs,
-        })
+        Ok(Self { shared, writer, applier, applier_tx, tasks, acct_addrs })
     }
 
     /// The client table with its live counters.
@@ -161,9 +138,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        let _ = self.applier_tx.send(rebuild::ApplierMessage::Counters(
-            self.shared.clients.snapshot(),
-        ));
+        let _ = self.applier_tx.send(rebuild::ApplierMessage::Counters(self.shared.clients.snapshot()));
         let writer = self.writer;
         let applier = self.applier;
         // The listener tasks held the last other references; once `shared` is gone the

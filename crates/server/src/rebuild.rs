@@ -45,10 +45,7 @@ pub fn catch_up<S: Store>(
     reader: &JournalReader,
     mut progress: impl FnMut(&Report),
 ) -> Result<Report, StorageError> {
-    let mut report = Report {
-        position: store.applied_position()?,
-        ..Report::default()
-    };
+    let mut report = Report { position: store.applied_position()?, ..Report::default() };
     loop {
         let (rows, next) = reader.read(report.position, APPLY_BATCH)?;
         if rows.is_empty() {

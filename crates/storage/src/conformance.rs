@@ -7,26 +7,19 @@ use portcullis_accounting::{AccountingRecord, session_key};
 
 use crate::{Counter, Position, SessionQuery, Store};
 
+type Check<S> = (&'static str, fn(&mut S));
+
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [(&str, fn(&mut S)); 9] = [
+    let checks: [Check<S>; 9] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
-        (
-            "interim_counters_never_double_count",
-            interim_counters_never_double_count,
-        ),
-        (
-            "accounting_on_off_close_only_that_nas",
-            accounting_on_off_close_only_that_nas,
-        ),
+        ("interim_counters_never_double_count", interim_counters_never_double_count),
+        ("accounting_on_off_close_only_that_nas", accounting_on_off_close_only_that_nas),
         ("retransmit_is_idempotent", retransmit_is_idempotent),
         ("stop_keeps_start_endpoint", stop_keeps_start_endpoint),
         ("query_filters", query_filters),
-        (
-            "applied_position_moves_with_records",
-            applied_position_moves_with_records,
-        ),
+        ("applied_position_moves_with_records", applied_position_moves_with_records),
         ("counters_round_trip", counters_round_trip),
     ];
     for (name, check) in checks {
@@ -44,13 +37,7 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
 }
 
 /// A record as the normaliser would produce it.
-pub fn record(
-    status: u32,
-    user: &str,
-    nas: &str,
-    session_id: &str,
-    event_time: i64,
-) -> AccountingRecord {
+pub fn record(status: u32, user: &str, nas: &str, session_id: &str, event_time: i64) -> AccountingRecord {
     let session = matches!(status, 1..=3);
     AccountingRecord {
         status,
@@ -150,20 +137,11 @@ fn interim_counters_never_double_count<S: Store>(s: &mut S) {
 fn accounting_on_off_close_only_that_nas<S: Store>(s: &mut S) {
     commit(
         s,
-        vec![
-            record(1, "a", "nas-1", "1", 100),
-            record(1, "b", "nas-1", "2", 100),
-            record(1, "c", "nas-2", "3", 100),
-        ],
+        vec![record(1, "a", "nas-1", "1", 100), record(1, "b", "nas-1", "2", 100), record(1, "c", "nas-2", "3", 100)],
     );
     commit(s, vec![record(7, "", "nas-1", "", 200)]);
     let v = all(s);
-    let by_user = |u: &str| {
-        v.iter()
-            .find(|x| x.user.as_deref() == Some(u))
-            .unwrap()
-            .clone()
-    };
+    let by_user = |u: &str| v.iter().find(|x| x.user.as_deref() == Some(u)).unwrap().clone();
     for u in ["a", "b"] {
         let x = by_user(u);
         assert!(!x.open, "{u} must be closed by Accounting-On");
@@ -220,56 +198,20 @@ fn query_filters<S: Store>(s: &mut S) {
     };
     assert_eq!(s.sessions(&q(Some("alice"), false, None)).unwrap().len(), 2);
     assert_eq!(s.sessions(&q(Some("ALICE"), false, None)).unwrap().len(), 2);
-    assert_eq!(
-        s.sessions(&q(Some("EXAMPLE\\alice"), false, None))
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(s.sessions(&q(Some("EXAMPLE\\alice"), false, None)).unwrap().len(), 2);
     assert_eq!(s.sessions(&q(Some("bob"), true, None)).unwrap().len(), 1);
     assert_eq!(s.sessions(&q(None, false, Some(60))).unwrap().len(), 3);
-    let newest = s
-        .sessions(&SessionQuery {
-            limit: Some(1),
-            ..SessionQuery::default()
-        })
-        .unwrap();
+    let newest = s.sessions(&SessionQuery { limit: Some(1), ..SessionQuery::default() }).unwrap();
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].started_at, 300);
 }
 
 fn applied_position_moves_with_records<S: Store>(s: &mut S) {
     assert_eq!(s.applied_position().unwrap(), Position::default());
-    s.apply(
-        &[record(1, "a", "nas", "1", 1)],
-        Position {
-            segment: 1,
-            offset: 100,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        s.applied_position().unwrap(),
-        Position {
-            segment: 1,
-            offset: 100
-        }
-    );
-    s.apply(
-        &[],
-        Position {
-            segment: 2,
-            offset: 7,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        s.applied_position().unwrap(),
-        Position {
-            segment: 2,
-            offset: 7
-        }
-    );
+    s.apply(&[record(1, "a", "nas", "1", 1)], Position { segment: 1, offset: 100 }).unwrap();
+    assert_eq!(s.applied_position().unwrap(), Position { segment: 1, offset: 100 });
+    s.apply(&[], Position { segment: 2, offset: 7 }).unwrap();
+    assert_eq!(s.applied_position().unwrap(), Position { segment: 2, offset: 7 });
     assert_eq!(all(s).len(), 1);
     s.reset_sessions().unwrap();
     assert_eq!(s.applied_position().unwrap(), Position::default());
@@ -277,18 +219,9 @@ fn applied_position_moves_with_records<S: Store>(s: &mut S) {
 }
 
 fn counters_round_trip<S: Store>(s: &mut S) {
-    let c = |client: &str, reason: &str, count| Counter {
-        client: client.into(),
-        reason: reason.into(),
-        count,
-    };
-    s.save_counters(&[c("rras", "bad_authenticator", 3), c("rras", "accepted", 10)])
-        .unwrap();
-    s.save_counters(&[c("rras", "bad_authenticator", 4)])
-        .unwrap();
+    let c = |client: &str, reason: &str, count| Counter { client: client.into(), reason: reason.into(), count };
+    s.save_counters(&[c("rras", "bad_authenticator", 3), c("rras", "accepted", 10)]).unwrap();
+    s.save_counters(&[c("rras", "bad_authenticator", 4)]).unwrap();
     let got = s.counters().unwrap();
-    assert_eq!(
-        got,
-        vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]
-    );
+    assert_eq!(got, vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]);
 }

@@ -43,10 +43,7 @@ pub enum JournalSync {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> StorageError {
-    StorageError::DataDir {
-        path: path.display().to_string(),
-        source,
-    }
+    StorageError::DataDir { path: path.display().to_string(), source }
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -64,11 +61,7 @@ pub fn segments(dir: &Path) -> Result<Vec<u64>, StorageError> {
     for entry in rd {
         let entry = entry.map_err(|e| io_err(dir, e))?;
         let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
+        let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse::<u64>().ok()) else {
             continue;
         };
         out.push(n);
@@ -93,12 +86,8 @@ impl Journal {
         std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let segment = segments(dir)?.last().copied().unwrap_or(1);
         let path = segment_path(dir, segment);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
+        let mut file =
+            OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
         let valid = scan_valid_length(&mut file).map_err(|e| io_err(&path, e))?;
         let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
         if valid < len {
@@ -109,10 +98,7 @@ impl Journal {
         Ok(Self {
             dir: dir.to_path_buf(),
             file,
-            position: Position {
-                segment,
-                offset: valid,
-            },
+            position: Position { segment, offset: valid },
             sync,
             buffer: Vec::new(),
         })
@@ -155,32 +141,19 @@ impl Journal {
     fn roll(&mut self) -> Result<(), StorageError> {
         let next = self.position.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_err(&path, e))?;
+        self.file =
+            OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
         if self.sync == JournalSync::Fsync {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io_err(&self.dir, e))?;
+            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))?;
         }
-        self.position = Position {
-            segment: next,
-            offset: 0,
-        };
+        self.position = Position { segment: next, offset: 0 };
         Ok(())
     }
 }
 
 /// Deletes whole segments of the journal in `dir` last modified before `before` that
 /// lie entirely before `applied` and are not the newest segment. Returns how many.
-pub fn prune(
-    dir: &Path,
-    before: std::time::SystemTime,
-    applied: Position,
-) -> Result<usize, StorageError> {
+pub fn prune(dir: &Path, before: std::time::SystemTime, applied: Position) -> Result<usize, StorageError> {
     let all = segments(dir)?;
     let newest = all.last().copied().unwrap_or(0);
     let mut removed = 0;
@@ -189,9 +162,7 @@ pub fn prune(
             break;
         }
         let path = segment_path(dir, n);
-        let modified = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .map_err(|e| io_err(&path, e))?;
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(|e| io_err(&path, e))?;
         if modified < before {
             std::fs::remove_file(&path).map_err(|e| io_err(&path, e))?;
             removed += 1;
@@ -210,18 +181,12 @@ pub struct JournalReader {
 impl JournalReader {
     /// A reader of the journal in `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-        }
+        Self { dir: dir.to_path_buf() }
     }
 
     /// Up to `max` records after `from`, each with the position after it, and the
     /// position to continue from.
-    pub fn read(
-        &self,
-        from: Position,
-        max: usize,
-    ) -> Result<(Vec<(Position, RawPacket)>, Position), StorageError> {
+    pub fn read(&self, from: Position, max: usize) -> Result<(Vec<(Position, RawPacket)>, Position), StorageError> {
         let mut out = Vec::new();
         let mut pos = from;
         let all = segments(&self.dir)?;
@@ -229,10 +194,7 @@ impl JournalReader {
         // have been pruned).
         if let Some(first) = all.iter().copied().find(|&s| s >= pos.segment) {
             if first != pos.segment {
-                pos = Position {
-                    segment: first,
-                    offset: 0,
-                };
+                pos = Position { segment: first, offset: 0 };
             }
         } else {
             return Ok((out, pos));
@@ -245,8 +207,7 @@ impl JournalReader {
                 Err(e) => return Err(io_err(&path, e)),
             };
             let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
-            file.seek(SeekFrom::Start(pos.offset))
-                .map_err(|e| io_err(&path, e))?;
+            file.seek(SeekFrom::Start(pos.offset)).map_err(|e| io_err(&path, e))?;
             let mut reader = std::io::BufReader::with_capacity(256 * 1024, file);
             let mut ended_cleanly = true;
             while out.len() < max && pos.offset < len {
@@ -273,18 +234,10 @@ impl JournalReader {
             // At the end of this segment: move on only if a newer segment exists.
             let next = segments(&self.dir)?.into_iter().find(|&s| s > pos.segment);
             match next {
-                Some(n) if ended_cleanly || pos.offset >= len => {
-                    pos = Position {
-                        segment: n,
-                        offset: 0,
-                    }
-                }
+                Some(n) if ended_cleanly || pos.offset >= len => pos = Position { segment: n, offset: 0 },
                 Some(n) => {
                     tracing::error!(segment = %path.display(), offset = pos.offset, "corrupt journal record; skipping to the next segment");
-                    pos = Position {
-                        segment: n,
-                        offset: 0,
-                    };
+                    pos = Position { segment: n, offset: 0 };
                 }
                 None => break,
             }
@@ -297,9 +250,7 @@ impl JournalReader {
         let mut total = 0;
         for n in segments(&self.dir)? {
             let path = segment_path(&self.dir, n);
-            total += std::fs::metadata(&path)
-                .map_err(|e| io_err(&path, e))?
-                .len();
+            total += std::fs::metadata(&path).map_err(|e| io_err(&path, e))?.len();
         }
         Ok(total)
     }
@@ -372,13 +323,7 @@ fn decode_payload(p: &[u8]) -> Option<RawPacket> {
     let vendor = String::from_utf8(take()?).ok()?;
     let source = String::from_utf8(take()?).ok()?;
     let packet = take()?;
-    Some(RawPacket {
-        received_ms: i64::from_le_bytes(*ms),
-        client,
-        vendor,
-        source,
-        packet,
-    })
+    Some(RawPacket { received_ms: i64::from_le_bytes(*ms), client, vendor, source, packet })
 }
 
 /// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320).
@@ -390,11 +335,7 @@ pub fn crc32(data: &[u8]) -> u32 {
             let mut c = i as u32;
             let mut k = 0;
             while k < 8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
                 k += 1;
             }
             table[i] = c;
@@ -435,10 +376,7 @@ mod tests {
         let end = j.append(&[raw(1), raw(2), raw(3)]).unwrap();
         let r = JournalReader::new(d.path());
         let (got, pos) = r.read(Position::default(), 2).unwrap();
-        assert_eq!(
-            got.iter().map(|g| g.1.received_ms).collect::<Vec<_>>(),
-            vec![1, 2]
-        );
+        assert_eq!(got.iter().map(|g| g.1.received_ms).collect::<Vec<_>>(), vec![1, 2]);
         let (rest, pos2) = r.read(pos, 10).unwrap();
         assert_eq!(rest.len(), 1);
         assert_eq!(pos2, end);
@@ -460,9 +398,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let (got, pos) = JournalReader::new(d.path())
-            .read(Position::default(), 10)
-            .unwrap();
+        let (got, pos) = JournalReader::new(d.path()).read(Position::default(), 10).unwrap();
         assert_eq!((got.len(), pos), (1, end));
         let j = Journal::open(d.path(), JournalSync::Process).unwrap();
         assert_eq!(j.position(), end);
@@ -480,9 +416,7 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).unwrap();
-        let (got, _) = JournalReader::new(d.path())
-            .read(Position::default(), 10)
-            .unwrap();
+        let (got, _) = JournalReader::new(d.path()).read(Position::default(), 10).unwrap();
         assert_eq!(got.len(), 1);
     }
 
@@ -499,22 +433,8 @@ mod tests {
         let (got, _) = r.read(Position::default(), 10).unwrap();
         assert_eq!(got.len(), 3);
         let future = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
-        assert_eq!(
-            prune(
-                d.path(),
-                future,
-                Position {
-                    segment: 3,
-                    offset: 0
-                }
-            )
-            .unwrap(),
-            2
-        );
+        assert_eq!(prune(d.path(), future, Position { segment: 3, offset: 0 }).unwrap(), 2);
         let (got, _) = r.read(Position::default(), 10).unwrap();
-        assert_eq!(
-            got.iter().map(|g| g.1.received_ms).collect::<Vec<_>>(),
-            vec![3]
-        );
+        assert_eq!(got.iter().map(|g| g.1.received_ms).collect::<Vec<_>>(), vec![3]);
     }
 }

@@ -24,10 +24,7 @@ pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
+    DataDir { path: String, source: std::io::Error },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -99,11 +96,7 @@ pub struct Counter {
 /// is always safe.
 pub trait Store: Send {
     /// Applies records and records the journal position they reach.
-    fn apply(
-        &mut self,
-        records: &[AccountingRecord],
-        through: Position,
-    ) -> Result<(), StorageError>;
+    fn apply(&mut self, records: &[AccountingRecord], through: Position) -> Result<(), StorageError>;
     /// The journal position applied so far.
     fn applied_position(&self) -> Result<Position, StorageError>;
     /// Lists sessions, most recently started first.

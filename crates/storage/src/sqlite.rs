@@ -27,9 +27,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -113,23 +111,13 @@ WHERE nas = ?1 AND open = 1 AND started_at <= ?2
 impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir`.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StorageError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("portcullis.db");
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            if sync == SyncMode::Fsync {
-                "FULL"
-            } else {
-                "NORMAL"
-            },
-        )?;
+        conn.pragma_update(None, "synchronous", if sync == SyncMode::Fsync { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Keep hot index pages in memory and checkpoint the WAL in larger steps.
         conn.pragma_update(None, "cache_size", -131_072)?;
@@ -153,10 +141,7 @@ impl SqliteStore {
         if !path.exists() {
             return Err(StorageError::DataDir {
                 path: path.display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no database here yet (has the server run?)",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet (has the server run?)"),
             });
         }
         let conn = Connection::open_with_flags(
@@ -170,20 +155,14 @@ impl SqliteStore {
     fn apply_one(tx: &rusqlite::Transaction<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
         let status = r.status_type();
         if status.is_nas_restart() {
-            tx.prepare_cached(CLOSE_NAS)?
-                .execute(params![r.nas, r.event_time])?;
+            tx.prepare_cached(CLOSE_NAS)?.execute(params![r.nas, r.event_time])?;
             return Ok(());
         }
-        let Some(key) = r
-            .session_key
-            .as_deref()
-            .filter(|_| status.is_session_event())
-        else {
+        let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
             return Ok(());
         };
         let stop = status == StatusType::Stop;
-        let details =
-            serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         tx.prepare_cached(UPSERT)?.execute(params![
             key,
             r.user,
@@ -204,11 +183,7 @@ impl SqliteStore {
             r.output_octets.map(clamp),
             r.input_packets,
             r.output_packets,
-            if stop {
-                r.terminate_cause.clone()
-            } else {
-                None
-            },
+            if stop { r.terminate_cause.clone() } else { None },
             details,
         ])?;
         Ok(())
@@ -247,11 +222,7 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
 }
 
 impl Store for SqliteStore {
-    fn apply(
-        &mut self,
-        records: &[AccountingRecord],
-        through: Position,
-    ) -> Result<(), StorageError> {
+    fn apply(&mut self, records: &[AccountingRecord], through: Position) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
         for r in records {
             Self::apply_one(&tx, r)?;
@@ -268,18 +239,14 @@ impl Store for SqliteStore {
     fn applied_position(&self) -> Result<Position, StorageError> {
         let row: Option<(i64, i64)> = self
             .conn
-            .query_row(
-                "SELECT segment, offset FROM applied WHERE journal = 'local'",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .query_row("SELECT segment, offset FROM applied WHERE journal = 'local'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
-        Ok(
-            row.map_or_else(Position::default, |(segment, offset)| Position {
-                segment: u64::try_from(segment).unwrap_or(0),
-                offset: u64::try_from(offset).unwrap_or(0),
-            }),
-        )
+        Ok(row.map_or_else(Position::default, |(segment, offset)| Position {
+            segment: u64::try_from(segment).unwrap_or(0),
+            offset: u64::try_from(offset).unwrap_or(0),
+        }))
     }
 
     fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
@@ -292,21 +259,14 @@ impl Store for SqliteStore {
         if let Some(u) = &q.user {
             args.push(portcullis_accounting::canonical_user(u).into());
             args.push(u.clone().into());
-            sql.push_str(&format!(
-                " AND (user = ?{} OR user_raw = ?{})",
-                args.len() - 1,
-                args.len()
-            ));
+            sql.push_str(&format!(" AND (user = ?{} OR user_raw = ?{})", args.len() - 1, args.len()));
         }
         if q.open_only {
             sql.push_str(" AND open = 1");
         }
         if let Some(since) = q.since {
             args.push(since.into());
-            sql.push_str(&format!(
-                " AND (stopped_at IS NULL OR stopped_at >= ?{})",
-                args.len()
-            ));
+            sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{})", args.len()));
         }
         sql.push_str(" ORDER BY started_at DESC, session_key");
         if let Some(limit) = q.limit {
@@ -341,16 +301,10 @@ impl Store for SqliteStore {
     }
 
     fn counters(&self) -> Result<Vec<Counter>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
+        let mut stmt = self.conn.prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
         let rows = stmt.query_map([], |r| {
             let n: i64 = r.get(2)?;
-            Ok(Counter {
-                client: r.get(0)?,
-                reason: r.get(1)?,
-                count: u64::try_from(n).unwrap_or(0),
-            })
+            Ok(Counter { client: r.get(0)?, reason: r.get(1)?, count: u64::try_from(n).unwrap_or(0) })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use portcullis_storage::conformance::{record, run_all};
 use portcullis_storage::{
-    GroupCommitter, Journal, JournalReader, JournalSync, Position, RawPacket, SessionQuery,
-    SqliteStore, Store, SyncMode,
+    GroupCommitter, Journal, JournalReader, JournalSync, Position, RawPacket, SessionQuery, SqliteStore, Store,
+    SyncMode,
 };
 
 #[test]
@@ -36,14 +36,7 @@ fn data_survives_reopen() {
     let d = tempfile::tempdir().unwrap();
     {
         let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
-        s.apply(
-            &[record(1, "alice", "nas", "1", 5)],
-            Position {
-                segment: 1,
-                offset: 9,
-            },
-        )
-        .unwrap();
+        s.apply(&[record(1, "alice", "nas", "1", 5)], Position { segment: 1, offset: 9 }).unwrap();
     }
     let s = SqliteStore::open_read_only(d.path()).unwrap();
     assert_eq!(s.sessions(&SessionQuery::default()).unwrap().len(), 1);
@@ -72,8 +65,7 @@ fn group_committer_acknowledges_after_append() {
     let journal = Journal::open(d.path(), JournalSync::Process).unwrap();
     let last = Arc::new(std::sync::Mutex::new(Position::default()));
     let seen = last.clone();
-    let (writer, submit) =
-        GroupCommitter::spawn(journal, 1024, 64, move |p| *seen.lock().unwrap() = p);
+    let (writer, submit) = GroupCommitter::spawn(journal, 1024, 64, move |p| *seen.lock().unwrap() = p);
     let acked = Arc::new(AtomicUsize::new(0));
     for n in 0..500 {
         let acked = acked.clone();
@@ -91,9 +83,7 @@ fn group_committer_acknowledges_after_append() {
     let journal = writer.join().unwrap();
     assert_eq!(acked.load(Ordering::SeqCst), 500);
     assert_eq!(*last.lock().unwrap(), journal.position());
-    let (records, _) = JournalReader::new(d.path())
-        .read(Position::default(), 1000)
-        .unwrap();
+    let (records, _) = JournalReader::new(d.path()).read(Position::default(), 1000).unwrap();
     assert_eq!(records.len(), 500);
     assert_eq!(records[499].1, raw(499));
 }

@@ -1,0 +1,203 @@
+//! Test harness: runs the real `portcullis` binary on 127.0.0.1 with a random port and a
+//! temporary data directory, and finds the third-party peers the tests drive.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis_radius::{Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret};
+
+pub const SECRET: &str = "testing123";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_portcullis")
+}
+
+/// A free UDP port on 127.0.0.1 (released before returning; fine for tests).
+pub fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Fails loudly when a peer is missing: the test setup installs them.
+pub fn require(tool: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(tool)).find(|p| p.is_file()));
+    found.unwrap_or_else(|| panic!("{tool} is not installed: run scripts/install-test-deps.sh first"))
+}
+
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+pub fn dictionary_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../radius/dictionaries")
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub config: PathBuf,
+}
+
+impl Server {
+    /// Writes a configuration with `extra` appended and starts the server.
+    pub fn start(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        Self::start_in(dir, port, extra)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, port: u16, extra: &str) -> Self {
+        let config = dir.path().join("portcullis.toml");
+        let text = format!(
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\n\n[storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n\n\
+             [[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}"
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut s = Self { child: None, dir, port, config };
+        s.spawn();
+        s
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Waits until a Status-Server is answered.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if status_server(self.addr(), SECRET).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not come up; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs a CLI subcommand against this server's configuration.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin()).args(args).arg("--config").arg(&self.config).output().unwrap()
+    }
+
+    /// `sessions --format json`, waiting until `until` holds (sessions apply
+    /// asynchronously, within milliseconds).
+    pub fn sessions_until(
+        &self,
+        extra: &[&str],
+        until: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut args = vec!["sessions", "--format", "json"];
+        args.extend_from_slice(extra);
+        loop {
+            let out = self.cli(&args);
+            let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if until(&v) || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `stats --format json`, waiting until `until` holds (counters are saved every 2 s).
+    pub fn stats_until(&self, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let out = self.cli(&["stats", "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if until(&v) || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends Status-Server and returns the reply, if any arrives within 300 ms.
+pub fn status_server(addr: SocketAddr, secret: &str) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    let mut b = PacketBuilder::new(Code::StatusServer, Identifier(1));
+    b.message_authenticator();
+    let bytes = b.encode_with_authenticator(Authenticator([7; 16]), &SharedSecret::new(secret)).ok()?;
+    s.send_to(&bytes, addr).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = s.recv(&mut buf).ok()?;
+    Packet::decode(&buf[..n]).ok()?;
+    Some(buf[..n].to_vec())
+}
+
+/// Runs radclient with `input` on stdin; returns (success, stdout + stderr).
+pub fn radclient(addr: SocketAddr, kind: &str, secret: &str, input: &str) -> (bool, String) {
+    require("radclient");
+    use std::io::Write;
+    let mut child = Command::new("radclient")
+        .args(["-r", "2", "-t", "1", "-x"])
+        .arg(addr.to_string())
+        .args([kind, secret])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+pub fn by_user<'a>(v: &'a [serde_json::Value], user: &str) -> Vec<&'a serde_json::Value> {
+    v.iter().filter(|s| s["user"] == user).collect()
+}
