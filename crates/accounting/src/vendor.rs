@@ -145,6 +145,9 @@ pub(crate) fn observe(p: &Packet<'_>, vendor: Vendor, details: &mut BTreeMap<Str
             .and_then(|v| v.get(1..4))
             .map(|v| u32::from_be_bytes([0, v[0], v[1], v[2]]).to_string()),
     );
+    if !p.has_attribute(attr::VENDOR_SPECIFIC) {
+        return Observed { client_ip: client_ip(p, vendor), device: None };
+    }
     // Microsoft RRAS
     put("machine_name", vsa_text(p, id::MICROSOFT, 50));
     put("ras_client_name", vsa_text(p, id::MICROSOFT, 34));

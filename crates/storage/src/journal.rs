@@ -77,7 +77,6 @@ pub struct Journal {
     file: File,
     position: Position,
     sync: JournalSync,
-    buffer: Vec<u8>,
 }
 
 impl Journal {
@@ -95,13 +94,7 @@ impl Journal {
             file.set_len(valid).map_err(|e| io_err(&path, e))?;
             file.sync_all().map_err(|e| io_err(&path, e))?;
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            file,
-            position: Position { segment, offset: valid },
-            sync,
-            buffer: Vec::new(),
-        })
+        Ok(Self { dir: dir.to_path_buf(), file, position: Position { segment, offset: valid }, sync })
     }
 
     /// Where the next record will go.
@@ -115,18 +108,9 @@ impl Journal {
         if self.position.offset >= SEGMENT_BYTES {
             self.roll()?;
         }
-        self.buffer.clear();
-        for r in records {
-            let start = self.buffer.len();
-            self.buffer.extend_from_slice(&[0; FRAME_HEADER]);
-            encode_payload(r, &mut self.buffer);
-            let payload_len = (self.buffer.len() - start - FRAME_HEADER) as u32;
-            let crc = crc32(&self.buffer[start + FRAME_HEADER..]);
-            self.buffer[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
-            self.buffer[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        }
+        let buffer = encode_segment(records);
         let path = segment_path(&self.dir, self.position.segment);
-        if let Err(e) = self.file.write_all(&self.buffer) {
+        if let Err(e) = self.file.write_all(&buffer) {
             // Never leave half a batch behind: the next append must start on a frame.
             let _ = self.file.set_len(self.position.offset);
             return Err(io_err(&path, e));
@@ -134,7 +118,7 @@ impl Journal {
         if self.sync == JournalSync::Fsync {
             self.file.sync_data().map_err(|e| io_err(&path, e))?;
         }
-        self.position.offset += self.buffer.len() as u64;
+        self.position.offset += buffer.len() as u64;
         Ok(self.position)
     }
 
@@ -274,6 +258,42 @@ fn read_frame(r: &mut impl Read, available: u64) -> std::io::Result<Option<(Vec<
         return Ok(None);
     }
     Ok(Some((payload, u64::from(len) + FRAME_HEADER as u64)))
+}
+
+/// Decodes the records of a whole segment image; returns them and the length of the
+/// valid prefix. (The reader streams files; this is the same parser over a slice.)
+pub fn decode_segment(bytes: &[u8]) -> (Vec<RawPacket>, u64) {
+    let mut cursor = std::io::Cursor::new(bytes);
+    let mut out = Vec::new();
+    let mut valid = 0u64;
+    let len = bytes.len() as u64;
+    while valid < len {
+        match read_frame(&mut cursor, len - valid) {
+            Ok(Some((payload, size))) => {
+                valid += size;
+                if let Some(r) = decode_payload(&payload) {
+                    out.push(r);
+                }
+            }
+            _ => break,
+        }
+    }
+    (out, valid)
+}
+
+/// Encodes records exactly as [`Journal::append`] writes them.
+pub fn encode_segment(records: &[RawPacket]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER]);
+        encode_payload(r, &mut out);
+        let payload_len = (out.len() - start - FRAME_HEADER) as u32;
+        let crc = crc32(&out[start + FRAME_HEADER..]);
+        out[start..start + 4].copy_from_slice(&payload_len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+    out
 }
 
 /// Length of the valid prefix of a segment.

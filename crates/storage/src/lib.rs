@@ -14,7 +14,9 @@ mod sqlite;
 use portcullis_accounting::AccountingRecord;
 
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
-pub use journal::{Journal, JournalReader, JournalSync, Position, crc32, prune, segments};
+pub use journal::{
+    Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
+};
 pub use sqlite::{SqliteStore, SyncMode};
 
 /// A storage failure.

@@ -152,10 +152,14 @@ impl SqliteStore {
         Ok(Self { conn, path })
     }
 
-    fn apply_one(tx: &rusqlite::Transaction<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
+    fn apply_one(
+        upsert: &mut rusqlite::CachedStatement<'_>,
+        close_nas: &mut rusqlite::CachedStatement<'_>,
+        r: &AccountingRecord,
+    ) -> Result<(), StorageError> {
         let status = r.status_type();
         if status.is_nas_restart() {
-            tx.prepare_cached(CLOSE_NAS)?.execute(params![r.nas, r.event_time])?;
+            close_nas.execute(params![r.nas, r.event_time])?;
             return Ok(());
         }
         let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
@@ -163,7 +167,7 @@ impl SqliteStore {
         };
         let stop = status == StatusType::Stop;
         let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        tx.prepare_cached(UPSERT)?.execute(params![
+        upsert.execute(params![
             key,
             r.user,
             r.user_raw,
@@ -224,8 +228,12 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
 impl Store for SqliteStore {
     fn apply(&mut self, records: &[AccountingRecord], through: Position) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
-        for r in records {
-            Self::apply_one(&tx, r)?;
+        {
+            let mut upsert = tx.prepare_cached(UPSERT)?;
+            let mut close_nas = tx.prepare_cached(CLOSE_NAS)?;
+            for r in records {
+                Self::apply_one(&mut upsert, &mut close_nas, r)?;
+            }
         }
         tx.prepare_cached(
             "INSERT INTO applied (journal, segment, offset) VALUES ('local', ?1, ?2)
