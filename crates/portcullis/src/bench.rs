@@ -171,7 +171,21 @@ async fn socket_loop(
             tally.borrow_mut().lost += inflight.len() as u64;
             return Ok(());
         }
+        // When pacing, wake exactly when the next request is due instead of on the tick,
+        // so the offered load is smooth rather than bursty.
+        let next_due = {
+            let n = *next.borrow();
+            (args.rate > 0 && n < args.requests && inflight.len() < window)
+                .then(|| started + Duration::from_secs_f64(n as f64 / args.rate as f64))
+        };
+        let pace = async {
+            match next_due {
+                Some(due) => tokio::time::sleep_until(due.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = pace => {}
             r = socket.recv(&mut buf) => {
                 let Ok(n) = r else { continue };
                 let Ok(p) = Packet::decode(&buf[..n]) else {

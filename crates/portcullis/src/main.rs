@@ -99,7 +99,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = load(config.as_ref())?;
             let mut store = portcullis_server::open_store(&config)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
-            let report = portcullis_server::rebuild::rebuild(&mut store, &reader, |r| {
+            let report = portcullis_server::applier::rebuild(&mut store, &reader, |r| {
                 eprintln!("rebuild: {} packets read", r.packets);
             })?;
             println!(

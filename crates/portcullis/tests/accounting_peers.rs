@@ -240,7 +240,7 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         let ack_log = s.dir.path().join(format!("acked-{round}.txt"));
         let generator = Command::new(common::bin())
             .args(["bench", "--mode", "acct-start", "--requests", "1000000", "--window", "64"])
-            .args(["--timeout", "0.3", "--retries", "1", "--max-seconds", "30"])
+            .args(["--timeout", "0.3", "--retries", "1", "--max-seconds", "4"])
             .args(["--run-id", &format!("kill{round}")])
             .arg("--target")
             .arg(s.addr().to_string())

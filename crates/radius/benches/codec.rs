@@ -38,7 +38,9 @@ fn codec(c: &mut Criterion) {
     c.bench_function("encode 12-attribute Accounting-Request", |b| b.iter(|| typical_stop(black_box(&secret))));
     let request = Packet::decode(&bytes).unwrap().authenticator();
     c.bench_function("encode Accounting-Response", |b| {
-        b.iter(|| PacketBuilder::new(Code::AccountingResponse, Identifier(7)).encode_response(&request, &secret).unwrap())
+        b.iter(|| {
+            PacketBuilder::new(Code::AccountingResponse, Identifier(7)).encode_response(&request, &secret).unwrap()
+        })
     });
 }
 

@@ -6,9 +6,9 @@
 //! `portcullis-storage`.
 
 pub mod acct;
+pub mod applier;
 pub mod clients;
 pub mod config;
-pub mod rebuild;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -45,7 +45,7 @@ pub struct Server {
     shared: Arc<acct::Shared>,
     writer: GroupCommitter,
     applier: std::thread::JoinHandle<()>,
-    applier_tx: std::sync::mpsc::SyncSender<rebuild::ApplierMessage>,
+    applier_tx: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
@@ -70,24 +70,23 @@ impl Server {
         let dir = journal_dir(config);
         let retention = (config.storage.raw_retention_days > 0)
             .then(|| Duration::from_secs(u64::from(config.storage.raw_retention_days) * 86_400));
-        // One Wake in the channel at a time: the flag is set when one is queued and
-        // cleared when the applier takes it, so counters always find room.
-        let wake_pending = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let pending = Arc::clone(&wake_pending);
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                rebuild::run_applier(store, &reader, &dir, &applier_rx, &pending, retention);
+                applier::run_applier(store, &reader, &dir, &applier_rx, retention);
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
-        let (writer, submitter) =
-            GroupCommitter::spawn(journal, config.storage.queue_capacity, config.storage.max_batch, move |_| {
-                if !wake_pending.swap(true, std::sync::atomic::Ordering::AcqRel) {
-                    let _ = wake.try_send(rebuild::ApplierMessage::Wake);
-                }
-            });
+        let (writer, submitter) = GroupCommitter::spawn(
+            journal,
+            config.storage.queue_capacity,
+            config.storage.max_batch,
+            move |start, end, packets| {
+                // If the applier is behind and its inbox is full, it reads the gap from the journal.
+                let _ = wake.try_send(applier::ApplierMessage::Appended { start, end, packets });
+            },
+        );
         let shared = Arc::new(acct::Shared {
             clients: ClientTable::from_config(config),
             cache: Mutex::new(DuplicateCache::new(
@@ -118,7 +117,7 @@ impl Server {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                let _ = counters_tx.try_send(rebuild::ApplierMessage::Counters(counters.clients.snapshot()));
+                let _ = counters_tx.try_send(applier::ApplierMessage::Counters(counters.clients.snapshot()));
             }
         }));
         Ok(Self { shared, writer, applier, applier_tx, tasks, acct_addrs })
@@ -138,7 +137,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        let _ = self.applier_tx.send(rebuild::ApplierMessage::Counters(self.shared.clients.snapshot()));
+        let _ = self.applier_tx.send(applier::ApplierMessage::Counters(self.shared.clients.snapshot()));
         let writer = self.writer;
         let applier = self.applier;
         // The listener tasks held the last other references; once `shared` is gone the

@@ -43,13 +43,14 @@ pub struct GroupCommitter {
 
 impl GroupCommitter {
     /// Starts the writer thread owning `journal`. `capacity` bounds the queue; at most
-    /// `max_batch` packets go into one append. After each append, `appended` is called
-    /// with the new end position (to wake whatever consumes the journal).
+    /// `max_batch` packets go into one append. After each append, `appended` receives
+    /// the batch with the journal positions before and after it, so a consumer can use
+    /// the packets without reading them back from disk.
     pub fn spawn(
         journal: Journal,
         capacity: usize,
         max_batch: usize,
-        appended: impl Fn(Position) + Send + 'static,
+        appended: impl Fn(Position, Position, Vec<RawPacket>) + Send + 'static,
     ) -> (Self, Submitter) {
         let (tx, rx) = sync_channel(capacity.max(1));
         let handle = std::thread::Builder::new()
@@ -70,7 +71,7 @@ fn run(
     mut journal: Journal,
     rx: &Receiver<(RawPacket, Completion)>,
     max_batch: usize,
-    appended: &dyn Fn(Position),
+    appended: &dyn Fn(Position, Position, Vec<RawPacket>),
 ) -> Journal {
     let mut packets = Vec::with_capacity(max_batch);
     let mut completions: Vec<Completion> = Vec::with_capacity(max_batch);
@@ -82,19 +83,18 @@ fn run(
             packets.push(p);
             completions.push(done);
         }
-        let ok = match journal.append(&packets) {
-            Ok(position) => {
-                appended(position);
-                true
-            }
-            Err(e) => {
-                tracing::error!(error = %e, batch = packets.len(), "journal append failed; requests stay unacknowledged");
-                false
-            }
-        };
-        packets.clear();
+        let start = journal.position();
+        let result = journal.append(&packets);
+        let ok = result.is_ok();
         for done in completions.drain(..) {
             done(ok);
+        }
+        match result {
+            Ok(end) => appended(start, end, std::mem::replace(&mut packets, Vec::with_capacity(max_batch))),
+            Err(e) => {
+                tracing::error!(error = %e, batch = packets.len(), "journal append failed; requests stay unacknowledged");
+                packets.clear();
+            }
         }
     }
     journal

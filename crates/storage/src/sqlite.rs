@@ -122,7 +122,7 @@ impl SqliteStore {
         // Keep hot index pages in memory and checkpoint the WAL in larger steps.
         conn.pragma_update(None, "cache_size", -131_072)?;
         conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 4096)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {

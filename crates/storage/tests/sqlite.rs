@@ -65,7 +65,7 @@ fn group_committer_acknowledges_after_append() {
     let journal = Journal::open(d.path(), JournalSync::Process).unwrap();
     let last = Arc::new(std::sync::Mutex::new(Position::default()));
     let seen = last.clone();
-    let (writer, submit) = GroupCommitter::spawn(journal, 1024, 64, move |p| *seen.lock().unwrap() = p);
+    let (writer, submit) = GroupCommitter::spawn(journal, 1024, 64, move |_, end, _| *seen.lock().unwrap() = end);
     let acked = Arc::new(AtomicUsize::new(0));
     for n in 0..500 {
         let acked = acked.clone();
@@ -92,7 +92,7 @@ fn group_committer_acknowledges_after_append() {
 fn full_queue_refuses_instead_of_blocking() {
     let d = tempfile::tempdir().unwrap();
     let journal = Journal::open(d.path(), JournalSync::Process).unwrap();
-    let (writer, submit) = GroupCommitter::spawn(journal, 1, 1, |_| {});
+    let (writer, submit) = GroupCommitter::spawn(journal, 1, 1, |_, _, _| {});
     // Block the writer inside a completion so the queue fills.
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     submit

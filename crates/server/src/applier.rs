@@ -4,7 +4,6 @@
 //! starts from the beginning).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +12,7 @@ use portcullis_radius::{Packet, VerifiedRequest};
 use portcullis_storage::{Counter, JournalReader, Position, RawPacket, StorageError, Store};
 
 /// Records applied per transaction at most.
-const APPLY_BATCH: usize = 8192;
+const APPLY_BATCH: usize = 1024;
 
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,56 +82,104 @@ pub fn rebuild<S: Store>(
 /// Messages to the applier thread.
 #[derive(Debug)]
 pub enum ApplierMessage {
-    /// The journal grew.
-    Wake,
+    /// The journal writer appended these packets between `start` and `end`.
+    Appended { start: Position, end: Position, packets: Vec<RawPacket> },
     /// Persist these counter totals.
     Counters(Vec<Counter>),
 }
 
 /// Runs the applier until its channel closes, then applies what is left and returns.
-/// Raw journal segments older than `retention` (and already applied) are pruned hourly.
+///
+/// Appended batches arrive in memory and are applied without reading the journal back;
+/// when a batch is missing (the channel was full) or out of order, the applier reads
+/// the gap from the journal instead. Journal segments older than `retention` (and
+/// already applied) are pruned hourly.
 pub fn run_applier<S: Store>(
     mut store: S,
     reader: &JournalReader,
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
-    wake_pending: &AtomicBool,
     retention: Option<Duration>,
 ) {
+    let mut position = recover(&mut store, reader);
     let mut last_prune = SystemTime::now();
+    let mut pending: Option<ApplierMessage> = None;
     loop {
-        match catch_up(&mut store, reader, |_| {}) {
-            Ok(r) if r.packets > 0 => {
-                tracing::debug!(records = r.records, position = %r.position, "applied")
+        let message = match pending.take() {
+            Some(m) => Ok(m),
+            None => inbox.recv_timeout(Duration::from_secs(1)),
+        };
+        match message {
+            Ok(ApplierMessage::Appended { start, end, packets }) => {
+                if end <= position {
+                    continue;
+                }
+                if start != position {
+                    position = recover(&mut store, reader);
+                    continue;
+                }
+                // Fold directly following batches into one transaction.
+                let mut records: Vec<AccountingRecord> = packets.iter().filter_map(record_of).collect();
+                let mut through = end;
+                while records.len() < APPLY_BATCH {
+                    match inbox.try_recv() {
+                        Ok(ApplierMessage::Appended { start, end, packets }) if start == through => {
+                            records.extend(packets.iter().filter_map(record_of));
+                            through = end;
+                        }
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                match store.apply(&records, through) {
+                    Ok(()) => position = through,
+                    Err(e) => {
+                        tracing::error!(error = %e, "applying records failed; re-reading the journal");
+                        std::thread::sleep(Duration::from_millis(500));
+                        position = recover(&mut store, reader);
+                    }
+                }
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "applying the journal failed; will retry"),
+            Ok(ApplierMessage::Counters(c)) => {
+                if let Err(e) = store.save_counters(&c) {
+                    tracing::warn!(error = %e, "saving ingestion counters failed");
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader),
+            Err(RecvTimeoutError::Disconnected) => {
+                recover(&mut store, reader);
+                return;
+            }
         }
         if let Some(keep) = retention {
             if last_prune.elapsed().unwrap_or_default() >= Duration::from_secs(3600) {
                 last_prune = SystemTime::now();
-                let applied = store.applied_position().unwrap_or_default();
-                match portcullis_storage::prune(journal_dir, SystemTime::now() - keep, applied) {
+                match portcullis_storage::prune(journal_dir, SystemTime::now() - keep, position) {
                     Ok(n) if n > 0 => tracing::info!(segments = n, "journal retention applied"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "journal retention failed"),
                 }
             }
         }
-        match inbox.recv_timeout(Duration::from_millis(200)) {
-            Ok(ApplierMessage::Wake) => wake_pending.store(false, Ordering::Release),
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(ApplierMessage::Counters(c)) => {
-                if let Err(e) = store.save_counters(&c) {
-                    tracing::warn!(error = %e, "saving ingestion counters failed");
-                }
+    }
+}
+
+/// Applies whatever the journal holds beyond the store's applied position; returns
+/// the position reached (or the stored one if reading fails).
+fn recover<S: Store>(store: &mut S, reader: &JournalReader) -> Position {
+    match catch_up(store, reader, |_| {}) {
+        Ok(r) => {
+            if r.packets > 0 {
+                tracing::info!(records = r.records, position = %r.position, "applied journal records from disk");
             }
-            Err(RecvTimeoutError::Disconnected) => {
-                if let Err(e) = catch_up(&mut store, reader, |_| {}) {
-                    tracing::error!(error = %e, "final apply failed; it resumes at the next start");
-                }
-                return;
-            }
+            r.position
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading the journal failed; will retry");
+            store.applied_position().unwrap_or_default()
         }
     }
 }
