@@ -1,0 +1,92 @@
+//! The command line: configuration checking, dictionary lookups, and error messages.
+
+mod common;
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn example_configuration_is_valid_apart_from_its_secret_file() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../portcullis.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("asa.secret");
+    std::fs::write(&secret, "a-long-secret-from-a-file\n").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, text.replace("/etc/portcullis/asa.secret", secret.to_str().unwrap())).unwrap();
+    let (ok, out, err) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("configuration is valid: 2 accounting listener(s), 2 client(s)"), "{out}");
+}
+
+#[test]
+fn configuration_errors_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nacct_lisen = []\n").unwrap();
+    let (ok, _, err) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("bad.toml:3:") && err.contains("acct_lisen"), "{err}");
+}
+
+#[test]
+fn short_secrets_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[[client]]\nname = \"n\"\naddress = \"127.0.0.1\"\nsecret = \"short\"\n").unwrap();
+    let (ok, out, _) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(ok);
+    assert!(out.contains("recommends at least 16"), "{out}");
+    assert!(!out.contains("short\""), "the secret itself is never printed: {out}");
+}
+
+#[test]
+fn dictionary_lookup_by_name_number_and_vendor() {
+    let (ok, out, _) = run(&["dictionary", "lookup", "Acct-Status-Type"]);
+    assert!(ok);
+    assert!(out.contains("number:  40") && out.contains("value:   7 Accounting-On"), "{out}");
+    let (ok, out, _) = run(&["dictionary", "lookup", "44"]);
+    assert!(ok && out.contains("Acct-Session-Id"), "{out}");
+    let (ok, out, _) = run(&["dictionary", "lookup", "311/16"]);
+    assert!(ok && out.contains("MS-MPPE-Send-Key") && out.contains("Microsoft (311)"), "{out}");
+    let (ok, out, _) = run(&["dictionary", "lookup", "Microsoft:50"]);
+    assert!(ok && out.contains("MS-Machine-Name"), "{out}");
+    let (ok, _, err) = run(&["dictionary", "lookup", "No-Such-Thing"]);
+    assert!(!ok && err.contains("no attribute"), "{err}");
+}
+
+#[test]
+fn extra_dictionary_files_load_and_bad_lines_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dictionary.local"), "VENDOR Example 32473\nBEGIN-VENDOR Example\nATTRIBUTE Example-Thing 1 string\nEND-VENDOR Example\n").unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[dictionary]\nfiles = [\"dictionary.local\"]\n[[client]]\nname = \"n\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n").unwrap();
+    let (ok, out, err) = run(&["dictionary", "lookup", "Example-Thing", "--config", config.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Example (32473)"), "{out}");
+    std::fs::write(dir.path().join("dictionary.local"), "ATTRIBUTE Broken 1\n").unwrap();
+    let (ok, _, err) = run(&["check-config", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("dictionary.local:1:"), "{err}");
+}
+
+#[test]
+fn load_generator_refuses_non_loopback_targets() {
+    let (ok, _, err) = run(&["bench", "--target", "192.0.2.1:1813", "--requests", "1"]);
+    assert!(!ok);
+    assert!(err.contains("only sends to loopback"), "{err}");
+}
+
+#[test]
+fn sessions_without_a_database_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[storage]\ndata_dir = \"d\"\n[[client]]\nname = \"n\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n").unwrap();
+    let (ok, _, err) = run(&["sessions", "--config", config.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("has the server run"), "{err}");
+}
