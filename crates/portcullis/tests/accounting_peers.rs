@@ -297,3 +297,45 @@ fn clean_shutdown_answers_queued_requests_and_keeps_counters() {
     let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.len(), 1);
 }
+
+#[test]
+fn ipv6_listener_and_client_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("v6.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n[storage]\ndata_dir = \"data\"\n\
+             [[client]]\nname = \"v4\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
+             [[client]]\nname = \"v6\"\naddress = \"::1/128\"\nsecret = \"v6-secret\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(common::bin()).args(["serve", "--config"]).arg(&config).spawn().unwrap();
+    let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+    let mut answered = false;
+    for _ in 0..100 {
+        let (ok, _) = radclient(
+            v6,
+            "acct",
+            "v6-secret",
+            "Acct-Status-Type = Start\nUser-Name = \"six\"\nNAS-IPv6-Address = 2001:db8::1\nAcct-Session-Id = \"v6\"\nCalling-Station-Id = \"2001:db8:8000::5\"\n",
+        );
+        if ok {
+            answered = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A clean stop applies everything acknowledged before the process exits.
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert!(answered, "no answer over IPv6");
+    let out =
+        Command::new(common::bin()).args(["sessions", "--format", "json", "--config"]).arg(&config).output().unwrap();
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0]["nas"], "2001:db8::1");
+    assert_eq!(v[0]["client_ip"], "2001:db8:8000::5");
+}

@@ -62,7 +62,11 @@ fn dictionary_lookup_by_name_number_and_vendor() {
 #[test]
 fn extra_dictionary_files_load_and_bad_lines_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("dictionary.local"), "VENDOR Example 32473\nBEGIN-VENDOR Example\nATTRIBUTE Example-Thing 1 string\nEND-VENDOR Example\n").unwrap();
+    std::fs::write(
+        dir.path().join("dictionary.local"),
+        "VENDOR Example 32473\nBEGIN-VENDOR Example\nATTRIBUTE Example-Thing 1 string\nEND-VENDOR Example\n",
+    )
+    .unwrap();
     let config = dir.path().join("p.toml");
     std::fs::write(&config, "[dictionary]\nfiles = [\"dictionary.local\"]\n[[client]]\nname = \"n\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n").unwrap();
     let (ok, out, err) = run(&["dictionary", "lookup", "Example-Thing", "--config", config.to_str().unwrap()]);
