@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: unit, RFC conformance, property tests, storage conformance, the
 # integration tests against radclient and pyrad, and a short run of every fuzz target.
+# Ends with one summary line: "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-test-deps.sh
-cargo test --release --workspace
-scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --workspace 2>&1 | tee "$log" || status=$?
+scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}" || status=$?
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
