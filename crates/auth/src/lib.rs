@@ -5,6 +5,7 @@
 //! Callers pass salts, keys and `now`; nothing here touches sockets, files or clocks.
 
 pub mod mschap;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -10,6 +10,7 @@ mod committer;
 pub mod conformance;
 mod journal;
 mod sqlite;
+mod users;
 
 use portcullis_accounting::AccountingRecord;
 
@@ -18,6 +19,7 @@ pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
 pub use sqlite::{SqliteStore, SyncMode};
+pub use users::{SqliteUsers, User, UserStore};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,177 @@
+//! Local users: credentials, groups, disabled flag and expiry, in the data directory.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::StorageError;
+
+/// A local user. Names are matched case-insensitively (stored in lower case).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// Argon2id PHC string, for PAP.
+    pub password_hash: Option<String>,
+    /// MD4 of the UTF-16LE password, for MS-CHAPv2.
+    pub nt_hash: Option<[u8; 16]>,
+    /// The password itself, only for users who opted into CHAP.
+    pub reversible: Option<String>,
+    pub groups: Vec<String>,
+    pub disabled: bool,
+    /// Unix seconds after which the account is expired.
+    pub expires_at: Option<i64>,
+    /// Bumped on every credential or status change (invalidates cached verifications).
+    pub generation: i64,
+}
+
+/// What a local user store provides.
+pub trait UserStore: Send {
+    /// The user with this name (case-insensitive).
+    fn user(&self, name: &str) -> Result<Option<User>, StorageError>;
+    /// Inserts or replaces a user; the generation is bumped.
+    fn put_user(&mut self, user: &User) -> Result<(), StorageError>;
+    /// Deletes a user; returns whether it existed.
+    fn delete_user(&mut self, name: &str) -> Result<bool, StorageError>;
+    /// Every user, by name.
+    fn users(&self) -> Result<Vec<User>, StorageError>;
+}
+
+/// Users in `users.db` inside the data directory.
+pub struct SqliteUsers {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SqliteUsers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteUsers")
+    }
+}
+
+impl SqliteUsers {
+    /// Opens (creating if needed) the user database.
+    pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
+        let path = data_dir.join("users.db");
+        let conn = Connection::open(&path)?;
+        restrict_permissions(&path);
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (
+                name TEXT PRIMARY KEY,
+                password_hash TEXT,
+                nt_hash BLOB,
+                reversible TEXT,
+                groups TEXT NOT NULL,
+                disabled INTEGER NOT NULL,
+                expires_at INTEGER,
+                generation INTEGER NOT NULL
+            ) WITHOUT ROWID;",
+        )?;
+        Ok(Self { conn })
+    }
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_: &Path) {}
+
+fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let nt: Option<Vec<u8>> = r.get(2)?;
+    let groups: String = r.get(4)?;
+    Ok(User {
+        name: r.get(0)?,
+        password_hash: r.get(1)?,
+        nt_hash: nt.and_then(|v| v.try_into().ok()),
+        reversible: r.get(3)?,
+        groups: groups.split('\n').filter(|g| !g.is_empty()).map(str::to_string).collect(),
+        disabled: r.get(5)?,
+        expires_at: r.get(6)?,
+        generation: r.get(7)?,
+    })
+}
+
+const COLUMNS: &str = "name, password_hash, nt_hash, reversible, groups, disabled, expires_at, generation";
+
+impl UserStore for SqliteUsers {
+    fn user(&self, name: &str) -> Result<Option<User>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE name = ?1"))?
+            .query_row([name.to_lowercase()], row_to_user)
+            .optional()?)
+    }
+
+    fn put_user(&mut self, u: &User) -> Result<(), StorageError> {
+        self.conn.execute(
+            &format!(
+                "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
+                 ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, nt_hash = excluded.nt_hash,
+                 reversible = excluded.reversible, groups = excluded.groups, disabled = excluded.disabled,
+                 expires_at = excluded.expires_at, generation = generation + 1"
+            ),
+            params![
+                u.name.to_lowercase(),
+                u.password_hash,
+                u.nt_hash.map(|h| h.to_vec()),
+                u.reversible,
+                u.groups.join("\n"),
+                u.disabled,
+                u.expires_at,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn delete_user(&mut self, name: &str) -> Result<bool, StorageError> {
+        Ok(self.conn.execute("DELETE FROM users WHERE name = ?1", [name.to_lowercase()])? > 0)
+    }
+
+    fn users(&self) -> Result<Vec<User>, StorageError> {
+        let mut stmt = self.conn.prepare(&format!("SELECT {COLUMNS} FROM users ORDER BY name"))?;
+        let rows = stmt.query_map([], row_to_user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_get_update_delete() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteUsers::open(d.path()).unwrap();
+        let mut u = User {
+            name: "Bob".into(),
+            password_hash: Some("$argon2id$x".into()),
+            nt_hash: Some([1; 16]),
+            reversible: None,
+            groups: vec!["vpn".into(), "staff".into()],
+            disabled: false,
+            expires_at: None,
+            generation: 0,
+        };
+        s.put_user(&u).unwrap();
+        let got = s.user("BOB").unwrap().unwrap();
+        assert_eq!(got.name, "bob");
+        assert_eq!(got.groups, vec!["vpn", "staff"]);
+        assert_eq!(got.nt_hash, Some([1; 16]));
+        assert_eq!(got.generation, 1);
+        u.disabled = true;
+        s.put_user(&u).unwrap();
+        let got = s.user("bob").unwrap().unwrap();
+        assert!(got.disabled);
+        assert_eq!(got.generation, 2);
+        assert_eq!(s.users().unwrap().len(), 1);
+        assert!(s.delete_user("bob").unwrap());
+        assert!(s.user("bob").unwrap().is_none());
+    }
+}
