@@ -55,6 +55,7 @@ start_portcullis() { # $1 = sync mode
   cat >"$work/pc-$1/portcullis.toml" <<TOML
 [radius]
 acct_listen = ["127.0.0.1:$pc_acct"]
+auth_listen = []
 [storage]
 data_dir = "data"
 sync = "$1"

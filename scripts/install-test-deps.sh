@@ -11,7 +11,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if ! python3 -c 'import pyrad' 2>/dev/null; then
-  python3 -m pip install --quiet pyrad==2.6.0 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages pyrad==2.6.0
+# pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
+# MD4 and DES, which Python's standard library lacks.
+if ! python3 -c 'import pyrad, Crypto.Hash.MD4' 2>/dev/null; then
+  python3 -m pip install --quiet pyrad==2.6.0 pycryptodome==3.23.0 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages pyrad==2.6.0 pycryptodome==3.23.0
 fi

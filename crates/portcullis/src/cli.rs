@@ -70,6 +70,122 @@ pub(crate) enum Command {
     },
     /// Load generator: send requests on loopback, verify every response, print JSON.
     Bench(BenchArgs),
+    /// Manage local users (the built-in user store).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// List authentication decisions (NPS-style events 6272/6273), newest first.
+    AuthLog {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: Option<String>,
+        /// accept or reject.
+        #[arg(long)]
+        result: Option<String>,
+        /// RFC 3339, a date, or an age (90m, 12h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Explain which network policy a login would match and why.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Evaluate the configured network policies for a user.
+    Test {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        user: String,
+        /// NAS-Identifier the request would carry.
+        #[arg(long)]
+        nas: Option<String>,
+        /// pap, chap, mschapv2, eap-mschapv2 or peap.
+        #[arg(long, default_value = "pap")]
+        method: String,
+        /// NAS-Port-Type (5 = Virtual).
+        #[arg(long)]
+        nas_port_type: Option<u32>,
+        #[arg(long)]
+        calling_station_id: Option<String>,
+        /// When the login happens (RFC 3339; default now).
+        #[arg(long)]
+        at: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UserCommand {
+    /// Add (or replace) a user. The password is read from standard input.
+    Add {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Read the password from the first line of standard input.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Group membership (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Also keep the password reversibly so CHAP works (see docs/authentication.md).
+        #[arg(long)]
+        chap: bool,
+        /// Account expiry (RFC 3339 or a date).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Change a user's password (read from standard input).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long)]
+        chap: bool,
+    },
+    /// Disable a user.
+    Disable {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Enable a user.
+    Enable {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Delete a user.
+    Delete {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Replace a user's groups.
+    Groups {
+        name: String,
+        groups: Vec<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List users (never their credentials).
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

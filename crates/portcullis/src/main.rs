@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod output;
+mod users;
 
 use std::path::PathBuf;
 
@@ -59,7 +60,8 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config)?;
-            load_dictionary(&config)?;
+            let dict = load_dictionary(&config)?;
+            portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
             let clients = config.client_list().count();
             println!(
                 "configuration is valid: {} accounting listener(s), {clients} client(s), data in {}",
@@ -121,6 +123,16 @@ fn run(cli: Cli) -> Result<()> {
             output::print_dictionary_entry(&dict, &key)
         }
         Command::Bench(args) => bench::run(&args),
+        Command::User { command } => users::run_user(command, load),
+        Command::AuthLog { config, user, result, since, limit, format } => {
+            let config = load(config.as_ref())?;
+            users::run_auth_log(&config, user, result, since, limit, format)
+        }
+        Command::Policy { command } => {
+            let crate::cli::PolicyCommand::Test { config, .. } = &command;
+            let config = load(config.as_ref())?;
+            users::run_policy(command, &config)
+        }
     }
 }
 
@@ -132,12 +144,13 @@ fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {
     Ok(dict)
 }
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn serve(config: &Config) -> Result<()> {
-    load_dictionary(config)?;
+    let dict = load_dictionary(config)?;
+    portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
     if config.client_list().next().is_none() {
         bail!("no [[client]] is configured; every packet would be discarded");
     }

@@ -14,6 +14,14 @@ pub(crate) fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
 }
 
+/// RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
 /// Parses `--since`: RFC 3339, a date, or an age such as 90m, 12h, 7d.
 pub(crate) fn parse_time(s: &str, now: i64) -> Result<i64> {
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {

@@ -306,7 +306,7 @@ fn ipv6_listener_and_client_network() {
     std::fs::write(
         &config,
         format!(
-            "[radius]\nacct_listen = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\n[storage]\ndata_dir = \"data\"\n\
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\", \"[::1]:{port}\"]\nauth_listen = []\n[storage]\ndata_dir = \"data\"\n\
              [[client]]\nname = \"v4\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n\
              [[client]]\nname = \"v6\"\naddress = \"::1/128\"\nsecret = \"v6-secret\"\n"
         ),

@@ -21,7 +21,7 @@ use crate::clients::{Client, ClientTable, Reason};
 /// State shared by every accounting socket.
 #[derive(Debug)]
 pub struct Shared {
-    pub clients: ClientTable,
+    pub clients: Arc<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
     pub submitter: Submitter,
 }

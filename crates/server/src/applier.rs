@@ -86,6 +86,8 @@ pub enum ApplierMessage {
     Appended { start: Position, end: Position, packets: Vec<RawPacket> },
     /// Persist these counter totals.
     Counters(Vec<Counter>),
+    /// Record an authentication decision.
+    AuthEvent(portcullis_storage::AuthEvent),
 }
 
 /// Runs the applier until its channel closes, then applies what is left and returns.
@@ -141,6 +143,11 @@ pub fn run_applier<S: Store>(
                         std::thread::sleep(Duration::from_millis(500));
                         position = recover(&mut store, reader);
                     }
+                }
+            }
+            Ok(ApplierMessage::AuthEvent(e)) => {
+                if let Err(e) = store.record_auth_events(&[e]) {
+                    tracing::warn!(error = %e, "recording an authentication event failed");
                 }
             }
             Ok(ApplierMessage::Counters(c)) => {

@@ -40,11 +40,15 @@ pub enum Reason {
     StorageFailed,
     /// The response could not be sent.
     SendFailed,
+    /// Access-Requests answered with Access-Accept.
+    AccessAccept,
+    /// Access-Requests answered with Access-Reject.
+    AccessReject,
 }
 
 impl Reason {
     /// Every reason, in display order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 15] = [
         Self::Received,
         Self::Acknowledged,
         Self::StatusServer,
@@ -58,6 +62,8 @@ impl Reason {
         Self::QueueFull,
         Self::StorageFailed,
         Self::SendFailed,
+        Self::AccessAccept,
+        Self::AccessReject,
     ];
 
     /// The counter name.
@@ -76,6 +82,8 @@ impl Reason {
             Self::QueueFull => "queue_full",
             Self::StorageFailed => "storage_failed",
             Self::SendFailed => "send_failed",
+            Self::AccessAccept => "access_accept",
+            Self::AccessReject => "access_reject",
         }
     }
 }
@@ -106,6 +114,8 @@ pub struct Client {
     pub secret: SharedSecret,
     pub vendor: Vendor,
     pub counters: Counters,
+    pub verify: portcullis_radius::VerifyPolicy,
+    pub send_message_authenticator: bool,
 }
 
 /// Most distinct unknown source addresses tracked individually.
@@ -130,6 +140,11 @@ impl ClientTable {
                 secret: SharedSecret::new(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default()),
                 vendor: c.vendor,
                 counters: Counters::default(),
+                verify: portcullis_radius::VerifyPolicy {
+                    require_message_authenticator: c.require_message_authenticator,
+                    limit_proxy_state: c.limit_proxy_state,
+                },
+                send_message_authenticator: c.send_message_authenticator,
             })
             .collect();
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));

@@ -22,6 +22,36 @@ pub struct Config {
     pub dictionary: DictionaryConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default, rename = "network_policy")]
+    pub network_policies: Vec<portcullis_auth::policy::NetworkPolicy>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// UTC offset for policy day-and-time windows, `+HH:MM` or `-HH:MM`.
+    pub time_zone: String,
+    /// How long a verified PAP credential is remembered (0 disables the cache).
+    pub credential_cache_seconds: u64,
+    /// Strip `DOMAIN\` and `@realm` from User-Name before looking up local users.
+    pub strip_realm: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self { time_zone: "+00:00".into(), credential_cache_seconds: 300, strip_realm: true }
+    }
+}
+
+impl AuthConfig {
+    /// The configured offset.
+    pub fn offset(&self) -> Option<time::UtcOffset> {
+        let format = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
+        time::UtcOffset::parse(&self.time_zone, &format).ok()
+    }
 }
 
 /// `[radius]`.
@@ -30,6 +60,8 @@ pub struct Config {
 pub struct RadiusConfig {
     /// Accounting listeners (RFC 2866, UDP 1813).
     pub acct_listen: Vec<SocketAddr>,
+    /// Authentication listeners (RFC 2865, UDP 1812); empty disables authentication.
+    pub auth_listen: Vec<SocketAddr>,
     /// Socket receive buffer; a large one avoids kernel drops under bursts.
     pub receive_buffer_bytes: usize,
     /// How long answered requests stay in the duplicate cache (RFC 5080: 5–30 s).
@@ -42,6 +74,7 @@ impl Default for RadiusConfig {
     fn default() -> Self {
         Self {
             acct_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1813)), SocketAddr::from(([0u16; 8], 1813))],
+            auth_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1812)), SocketAddr::from(([0u16; 8], 1812))],
             receive_buffer_bytes: 4 * 1024 * 1024,
             duplicate_retention_seconds: 10,
             duplicate_cache_entries: 65_536,
@@ -132,6 +165,20 @@ pub struct ClientConfig {
     pub secret_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "vendor")]
     pub vendor: Vendor,
+    /// Discard Access-Requests without a valid Message-Authenticator (BlastRADIUS).
+    #[serde(default = "yes")]
+    pub require_message_authenticator: bool,
+    /// Discard Access-Requests that carry Proxy-State without a Message-Authenticator.
+    #[serde(default = "yes")]
+    pub limit_proxy_state: bool,
+    /// Put a Message-Authenticator first in every Access-Accept/Reject/Challenge.
+    /// Turn off only for NAS that drop such packets (older Check Point).
+    #[serde(default = "yes")]
+    pub send_message_authenticator: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn vendor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vendor, D::Error> {
@@ -259,7 +306,7 @@ impl Config {
 
     /// The demo configuration used when `serve` runs without a file.
     pub fn demo() -> Self {
-        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n";
+        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n";
         Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid")
     }
 
@@ -269,6 +316,43 @@ impl Config {
             line: Some(line_of(text, span.start)),
             message,
         };
+        if self.auth.offset().is_none() {
+            return Err(ConfigError {
+                file: file.into(),
+                line: None,
+                message: format!("auth.time_zone {:?} must be a UTC offset such as \"+01:00\"", self.auth.time_zone),
+            });
+        }
+        let mut policy_names = std::collections::HashSet::new();
+        for p in &self.network_policies {
+            if !policy_names.insert(p.name.clone()) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    line: None,
+                    message: format!("network_policy {:?} is defined twice", p.name),
+                });
+            }
+            for w in &p.time_windows {
+                if let Some(h) = &w.hours {
+                    if portcullis_auth::policy::parse_hours(h).is_none() {
+                        return Err(ConfigError {
+                            file: file.into(),
+                            line: None,
+                            message: format!("network_policy {:?}: hours {h:?} must be HH:MM-HH:MM", p.name),
+                        });
+                    }
+                }
+                for d in &w.days {
+                    if !portcullis_auth::policy::DAYS.iter().any(|x| x.eq_ignore_ascii_case(d)) {
+                        return Err(ConfigError {
+                            file: file.into(),
+                            line: None,
+                            message: format!("network_policy {:?}: unknown day {d:?} (mon..sun)", p.name),
+                        });
+                    }
+                }
+            }
+        }
         if self.radius.acct_listen.is_empty() {
             return Err(ConfigError { file: file.into(), line: None, message: "radius.acct_listen is empty".into() });
         }

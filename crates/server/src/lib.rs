@@ -7,6 +7,7 @@
 
 pub mod acct;
 pub mod applier;
+pub mod auth;
 pub mod clients;
 pub mod config;
 
@@ -87,8 +88,10 @@ impl Server {
                 let _ = wake.try_send(applier::ApplierMessage::Appended { start, end, packets });
             },
         );
+        let clients = Arc::new(ClientTable::from_config(config));
+        let auth_tx = applier_tx.clone();
         let shared = Arc::new(acct::Shared {
-            clients: ClientTable::from_config(config),
+            clients: Arc::clone(&clients),
             cache: Mutex::new(DuplicateCache::new(
                 Duration::from_secs(config.radius.duplicate_retention_seconds),
                 config.radius.duplicate_cache_entries,
@@ -109,6 +112,59 @@ impl Server {
                 }
             }));
             tracing::info!(%local, "accounting listener ready");
+        }
+        if !config.radius.auth_listen.is_empty() {
+            let users = portcullis_storage::SqliteUsers::open(&config.storage.data_dir)?;
+            let audit_path = config.storage.data_dir.join("auth.log");
+            let audit_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&audit_path)
+                .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
+            let mut dictionary = portcullis_radius::Dictionary::builtin();
+            for f in &config.dictionary.files {
+                if let Err(e) = dictionary.load_file(f) {
+                    tracing::warn!(error = %e, "dictionary file not loaded");
+                }
+            }
+            for c in clients.iter().filter(|c| !c.send_message_authenticator) {
+                tracing::warn!(client = %c.name, "responses to this client carry no Message-Authenticator (BlastRADIUS exposure)");
+            }
+            for c in clients.iter().filter(|c| !c.verify.require_message_authenticator) {
+                tracing::warn!(client = %c.name, "Access-Requests from this client are accepted without Message-Authenticator");
+            }
+            let auth_shared = Arc::new(auth::AuthShared {
+                clients: Arc::clone(&clients),
+                cache: Mutex::new(DuplicateCache::new(
+                    Duration::from_secs(config.radius.duplicate_retention_seconds),
+                    config.radius.duplicate_cache_entries,
+                )),
+                users: Mutex::new(users),
+                credentials: Mutex::new(portcullis_auth::CredentialCache::new(
+                    auth::random_key(),
+                    Duration::from_secs(config.auth.credential_cache_seconds),
+                    if config.auth.credential_cache_seconds == 0 { 0 } else { 100_000 },
+                )),
+                policies: config.network_policies.clone(),
+                offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
+                strip_realm: config.auth.strip_realm,
+                dictionary,
+                audit_file: Mutex::new(audit_file),
+                applier: auth_tx,
+                pending: std::sync::atomic::AtomicUsize::new(0),
+            });
+            for &addr in &config.radius.auth_listen {
+                let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let local = socket.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+                let shared = Arc::clone(&auth_shared);
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = auth::serve(socket, shared).await {
+                        tracing::error!(%local, error = %e, "authentication listener stopped");
+                    }
+                }));
+                tracing::info!(%local, "authentication listener ready");
+            }
         }
         // Counters reach storage every two seconds, so `portcullis stats` sees them.
         let counters = Arc::clone(&shared);

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 
 use portcullis_accounting::{AccountingRecord, session_key};
 
-use crate::{Counter, Position, SessionQuery, Store};
+use crate::{AuthEvent, AuthQuery, Counter, Position, SessionQuery, Store};
 
 type Check<S> = (&'static str, fn(&mut S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 9] = [
+    let checks: [Check<S>; 10] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -21,6 +21,7 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("query_filters", query_filters),
         ("applied_position_moves_with_records", applied_position_moves_with_records),
         ("counters_round_trip", counters_round_trip),
+        ("auth_events_round_trip", auth_events_round_trip),
     ];
     for (name, check) in checks {
         let mut store = fresh();
@@ -224,4 +225,30 @@ fn counters_round_trip<S: Store>(s: &mut S) {
     s.save_counters(&[c("rras", "bad_authenticator", 4)]).unwrap();
     let got = s.counters().unwrap();
     assert_eq!(got, vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]);
+}
+
+fn auth_events_round_trip<S: Store>(s: &mut S) {
+    let e = |t: i64, user: &str, decision: &str| AuthEvent {
+        time_ms: t,
+        user: user.into(),
+        user_raw: user.to_uppercase(),
+        nas: "nas".into(),
+        client: "c".into(),
+        calling_station_id: None,
+        method: "pap".into(),
+        decision: decision.into(),
+        reason_code: if decision == "accept" { 0 } else { 16 },
+        event_id: if decision == "accept" { 6272 } else { 6273 },
+        policy: None,
+        message: String::new(),
+    };
+    s.record_auth_events(&[e(1, "bob", "reject"), e(2, "bob", "accept"), e(3, "alice", "accept")]).unwrap();
+    let all = s.auth_events(&AuthQuery::default()).unwrap();
+    assert_eq!(all.iter().map(|x| x.time_ms).collect::<Vec<_>>(), vec![3, 2, 1]);
+    let bob = s.auth_events(&AuthQuery { user: Some("BOB".into()), ..AuthQuery::default() }).unwrap();
+    assert_eq!(bob.len(), 2);
+    let rejects = s.auth_events(&AuthQuery { decision: Some("reject".into()), ..AuthQuery::default() }).unwrap();
+    assert_eq!(rejects, vec![e(1, "bob", "reject")]);
+    let recent = s.auth_events(&AuthQuery { since_ms: Some(2), limit: Some(1), ..AuthQuery::default() }).unwrap();
+    assert_eq!(recent.len(), 1);
 }

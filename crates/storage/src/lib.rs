@@ -92,6 +92,35 @@ pub struct Counter {
     pub count: u64,
 }
 
+/// One authentication decision, NPS style (event 6272 granted, 6273 denied).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthEvent {
+    /// Unix milliseconds.
+    pub time_ms: i64,
+    pub user: String,
+    pub user_raw: String,
+    pub nas: String,
+    pub client: String,
+    pub calling_station_id: Option<String>,
+    pub method: String,
+    /// `accept`, `reject` or `challenge`.
+    pub decision: String,
+    pub reason_code: u32,
+    pub event_id: u32,
+    pub policy: Option<String>,
+    pub message: String,
+}
+
+/// Which authentication events to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuthQuery {
+    pub user: Option<String>,
+    pub decision: Option<String>,
+    /// Unix milliseconds.
+    pub since_ms: Option<i64>,
+    pub limit: Option<usize>,
+}
+
 /// What every storage backend provides for derived data.
 ///
 /// **Contract:** `apply` is atomic: the records and the new applied position become
@@ -111,4 +140,8 @@ pub trait Store: Send {
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError>;
     /// The stored ingestion counters.
     fn counters(&self) -> Result<Vec<Counter>, StorageError>;
+    /// Appends authentication events.
+    fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError>;
+    /// Lists authentication events, newest first.
+    fn auth_events(&self, query: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError>;
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use portcullis_accounting::{AccountingRecord, StatusType};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Counter, Position, Session, SessionQuery, StorageError, Store};
+use crate::{AuthEvent, AuthQuery, Counter, Position, Session, SessionQuery, StorageError, Store};
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
 /// `Normal` is enough for them: after a power loss the applied position rolls back with
@@ -67,6 +67,14 @@ CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions(nas) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
 
+CREATE TABLE IF NOT EXISTS auth_events (
+    id INTEGER PRIMARY KEY,
+    time_ms INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auth_events_time ON auth_events(time_ms);
+CREATE INDEX IF NOT EXISTS auth_events_user ON auth_events(user, time_ms);
 CREATE TABLE IF NOT EXISTS counters (
     client TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -308,6 +316,47 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached("INSERT INTO auth_events (time_ms, user, event) VALUES (?1, ?2, ?3)")?;
+            for e in events {
+                let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                stmt.execute(params![e.time_ms, e.user, json])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn auth_events(&self, q: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError> {
+        let mut sql = String::from("SELECT event FROM auth_events WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(u) = &q.user {
+            args.push(u.to_lowercase().into());
+            sql.push_str(&format!(" AND user = ?{}", args.len()));
+        }
+        if let Some(since) = q.since_ms {
+            args.push(since.into());
+            sql.push_str(&format!(" AND time_ms >= ?{}", args.len()));
+        }
+        sql.push_str(" ORDER BY time_ms DESC, id DESC");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let e: AuthEvent = serde_json::from_str(&row?).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if q.decision.as_ref().is_some_and(|d| *d != e.decision) {
+                continue;
+            }
+            out.push(e);
+            if q.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     fn counters(&self) -> Result<Vec<Counter>, StorageError> {
         let mut stmt = self.conn.prepare("SELECT client, reason, count FROM counters ORDER BY client, reason")?;
         let rows = stmt.query_map([], |r| {
@@ -315,21 +364,5 @@ impl Store for SqliteStore {
             Ok(Counter { client: r.get(0)?, reason: r.get(1)?, count: u64::try_from(n).unwrap_or(0) })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-}
-
-impl SqliteStore {
-    /// One session by key.
-    pub fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
-                 started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
-                 output_packets, terminate_cause, details FROM sessions WHERE session_key = ?1",
-                [key],
-                row_to_session,
-            )
-            .optional()?)
     }
 }

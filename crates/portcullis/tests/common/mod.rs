@@ -40,6 +40,7 @@ pub struct Server {
     pub child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    pub auth_port: u16,
     pub config: PathBuf,
 }
 
@@ -53,12 +54,13 @@ impl Server {
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, extra: &str) -> Self {
         let config = dir.path().join("portcullis.toml");
+        let auth_port = free_port();
         let text = format!(
-            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\n\n[storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n\n\
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\nauth_listen = [\"127.0.0.1:{auth_port}\"]\n\n[storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n\n\
              [[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}"
         );
         std::fs::write(&config, text).unwrap();
-        let mut s = Self { child: None, dir, port, config };
+        let mut s = Self { child: None, dir, port, auth_port, config };
         s.spawn();
         s
     }
@@ -78,6 +80,10 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn auth_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.auth_port))
     }
 
     /// Waits until a Status-Server is answered.

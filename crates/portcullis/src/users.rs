@@ -1,0 +1,250 @@
+//! `portcullis user ...`, `auth-log` and `policy test`.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+use portcullis_auth::policy::{Method, PolicyRequest, evaluate};
+use portcullis_server::config::Config;
+use portcullis_storage::{AuthQuery, SqliteUsers, Store, User, UserStore};
+use rand::RngCore;
+use serde_json::json;
+
+use crate::cli::{Format, PolicyCommand, UserCommand};
+use crate::output;
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    Ok(password)
+}
+
+fn set_password(user: &mut User, password: &str, chap: bool) -> Result<()> {
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    user.password_hash = Some(portcullis_auth::hash_password(password.as_bytes(), &salt)?);
+    user.nt_hash = Some(portcullis_auth::mschap::nt_password_hash(password));
+    user.reversible = chap.then(|| password.to_string());
+    Ok(())
+}
+
+fn existing(users: &SqliteUsers, name: &str) -> Result<User> {
+    users.user(name)?.with_context(|| format!("no local user {name:?}"))
+}
+
+pub(crate) fn run_user(
+    command: UserCommand,
+    load: impl Fn(Option<&std::path::PathBuf>) -> Result<Config>,
+) -> Result<()> {
+    let open = |config: Option<&std::path::PathBuf>| -> Result<SqliteUsers> {
+        let config = load(config)?;
+        Ok(SqliteUsers::open(&config.storage.data_dir)?)
+    };
+    match command {
+        UserCommand::Add { name, config, password_stdin: _, groups, chap, expires } => {
+            let mut users = open(config.as_ref())?;
+            let password = read_password()?;
+            let now = super::now_unix();
+            let expires_at = expires.map(|e| output::parse_time(&e, now)).transpose()?;
+            let mut user = User {
+                name: name.clone(),
+                password_hash: None,
+                nt_hash: None,
+                reversible: None,
+                groups,
+                disabled: false,
+                expires_at,
+                generation: 0,
+            };
+            set_password(&mut user, &password, chap)?;
+            users.put_user(&user)?;
+            println!(
+                "user {} saved{}",
+                name.to_lowercase(),
+                if chap { " (CHAP enabled: reversible password kept)" } else { "" }
+            );
+        }
+        UserCommand::Passwd { name, config, password_stdin: _, chap } => {
+            let mut users = open(config.as_ref())?;
+            let mut user = existing(&users, &name)?;
+            let password = read_password()?;
+            set_password(&mut user, &password, chap)?;
+            users.put_user(&user)?;
+            println!("password of {} changed", user.name);
+        }
+        UserCommand::Disable { name, config } => {
+            let mut users = open(config.as_ref())?;
+            let mut user = existing(&users, &name)?;
+            user.disabled = true;
+            users.put_user(&user)?;
+            println!("user {} disabled", user.name);
+        }
+        UserCommand::Enable { name, config } => {
+            let mut users = open(config.as_ref())?;
+            let mut user = existing(&users, &name)?;
+            user.disabled = false;
+            users.put_user(&user)?;
+            println!("user {} enabled", user.name);
+        }
+        UserCommand::Delete { name, config } => {
+            let mut users = open(config.as_ref())?;
+            if !users.delete_user(&name)? {
+                bail!("no local user {name:?}");
+            }
+            println!("user {} deleted", name.to_lowercase());
+        }
+        UserCommand::Groups { name, groups, config } => {
+            let mut users = open(config.as_ref())?;
+            let mut user = existing(&users, &name)?;
+            user.groups = groups;
+            users.put_user(&user)?;
+            println!("user {} groups: {}", user.name, user.groups.join(", "));
+        }
+        UserCommand::List { config, format } => {
+            let users = open(config.as_ref())?;
+            let list = users.users()?;
+            match format {
+                Format::Json => {
+                    let v: Vec<_> = list
+                        .iter()
+                        .map(|u| {
+                            json!({
+                                "name": u.name,
+                                "groups": u.groups,
+                                "disabled": u.disabled,
+                                "expires_at": u.expires_at.map(output::rfc3339),
+                                "methods": methods(u),
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Format::Table => {
+                    for u in &list {
+                        println!(
+                            "{:<20} {:<8} groups={} methods={}{}",
+                            u.name,
+                            if u.disabled { "disabled" } else { "enabled" },
+                            u.groups.join(","),
+                            methods(u).join(","),
+                            u.expires_at.map(|t| format!(" expires={}", output::rfc3339(t))).unwrap_or_default()
+                        );
+                    }
+                    println!("{} user(s)", list.len());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn methods(u: &User) -> Vec<&'static str> {
+    let mut m = Vec::new();
+    if u.password_hash.is_some() {
+        m.push("pap");
+    }
+    if u.reversible.is_some() {
+        m.push("chap");
+    }
+    if u.nt_hash.is_some() {
+        m.push("mschapv2");
+    }
+    m
+}
+
+pub(crate) fn run_auth_log(
+    config: &Config,
+    user: Option<String>,
+    result: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+    format: Format,
+) -> Result<()> {
+    if let Some(r) = &result {
+        if r != "accept" && r != "reject" && r != "challenge" {
+            bail!("--result takes accept, reject or challenge");
+        }
+    }
+    let since_ms = since.map(|s| output::parse_time(&s, super::now_unix())).transpose()?.map(|s| s * 1000);
+    let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
+    let events = store.auth_events(&AuthQuery { user, decision: result, since_ms, limit })?;
+    match format {
+        Format::Json => {
+            let v: Vec<_> = events
+                .iter()
+                .map(|e| {
+                    json!({
+                        "time": output::rfc3339_ms(e.time_ms),
+                        "user": e.user,
+                        "user_raw": e.user_raw,
+                        "nas": e.nas,
+                        "client": e.client,
+                        "calling_station_id": e.calling_station_id,
+                        "method": e.method,
+                        "decision": e.decision,
+                        "reason_code": e.reason_code,
+                        "event_id": e.event_id,
+                        "policy": e.policy,
+                        "message": e.message,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            for e in &events {
+                println!(
+                    "{}  {:<16} {:<12} {:<8} {:<6} {:>3} {}  {}",
+                    output::rfc3339_ms(e.time_ms),
+                    e.user,
+                    e.nas,
+                    e.method,
+                    e.decision,
+                    e.reason_code,
+                    e.policy.as_deref().unwrap_or("-"),
+                    e.message
+                );
+            }
+            println!("{} event(s)", events.len());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> {
+    let PolicyCommand::Test { user, nas, method, nas_port_type, calling_station_id, at, .. } = command;
+    let method = Method::from_name(&method).with_context(|| format!("unknown method {method:?}"))?;
+    let users = SqliteUsers::open(&config.storage.data_dir)?;
+    let record = users.user(&portcullis_accounting::canonical_user(&user))?;
+    let groups = record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
+    let offset = config.auth.offset().unwrap_or(time::UtcOffset::UTC);
+    let when = match at {
+        Some(t) => time::OffsetDateTime::from_unix_timestamp(output::parse_time(&t, super::now_unix())?)?,
+        None => time::OffsetDateTime::now_utc(),
+    }
+    .to_offset(offset);
+    let req = PolicyRequest {
+        groups: &groups,
+        nas_identifier: nas.as_deref(),
+        nas_port_type,
+        called_station_id: None,
+        calling_station_id: calling_station_id.as_deref(),
+        method: Some(method),
+        weekday: when.weekday().number_days_from_monday(),
+        minute: u16::from(when.hour()) * 60 + u16::from(when.minute()),
+    };
+    match &record {
+        Some(u) => println!("user {}: groups {:?}{}", u.name, u.groups, if u.disabled { ", DISABLED" } else { "" }),
+        None => println!("user {user}: not a local user (groups unknown)"),
+    }
+    println!("evaluated at {when} ({}) with method {}", when.weekday(), method.name());
+    let (decision, why) = evaluate(&config.network_policies, &req);
+    for line in why {
+        println!("  {line}");
+    }
+    println!("decision: {decision:?}");
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! The authentication server against radtest/radclient and pyrad: PAP, CHAP and
+//! MS-CHAPv2 with local users, network policies, BlastRADIUS rules and the audit log.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{SECRET, Server, python, require};
+
+const POLICIES: &str = r#"
+[[network_policy]]
+name = "deny contractors"
+groups = ["contractors"]
+grant = false
+
+[[network_policy]]
+name = "vpn staff"
+groups = ["vpn"]
+methods = ["pap", "chap", "mschapv2"]
+session_timeout = 28800
+[network_policy.reply]
+Class = "staff"
+Filter-Id = "vpn-staff"
+
+[[network_policy]]
+name = "night shift"
+groups = ["night"]
+[[network_policy.time_windows]]
+hours = "HOURS"
+
+[[network_policy]]
+name = "pap only"
+groups = ["papers"]
+methods = ["pap"]
+"#;
+
+/// A one-minute window twelve hours away from now, so "night shift" never matches now.
+fn never_now() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let minute = ((now / 60) + 12 * 60) % 1440;
+    format!("{:02}:{:02}-{:02}:{:02}", minute / 60, minute % 60, (minute + 1) / 60 % 24, (minute + 1) % 60)
+}
+
+fn server() -> Server {
+    let s = Server::start(&format!("\n{}", POLICIES.replace("HOURS", &never_now())));
+    for (name, password, groups, extra) in [
+        ("bob", "hello", vec!["vpn"], vec!["--chap"]),
+        ("alice", "wonderland", vec!["vpn"], vec![]),
+        ("carl", "contract", vec!["contractors"], vec![]),
+        ("nina", "nightly", vec!["night"], vec![]),
+        ("pat", "paperwork", vec!["papers"], vec![]),
+        ("gus", "guest", vec!["guests"], vec![]),
+        ("dora", "disabled", vec!["vpn"], vec![]),
+    ] {
+        add_user(&s, name, password, &groups, &extra);
+    }
+    let out = s.cli(&["user", "disable", "dora"]);
+    assert!(out.status.success());
+    s
+}
+
+fn add_user(s: &Server, name: &str, password: &str, groups: &[&str], extra: &[&str]) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    for g in groups {
+        args.extend(["--group", g]);
+    }
+    args.extend(extra);
+    let mut child = Command::new(common::bin())
+        .args(&args)
+        .arg("--config")
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+}
+
+fn radtest(s: &Server, kind: &str, user: &str, password: &str) -> (bool, String) {
+    require("radtest");
+    let out = Command::new("radtest")
+        .args(["-t", kind, user, password])
+        .arg(format!("127.0.0.1:{}", s.auth_port))
+        .args(["0", SECRET])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text.contains("Received Access-Accept"), text)
+}
+
+fn pyrad(s: &Server, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
+        .arg(common::dictionary_dir())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pyrad: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn auth_log(s: &Server, user: &str) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = s.cli(&["auth-log", "--format", "json", "--user", user]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if !v.is_empty() || std::time::Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn radtest_pap_and_chap_decisions_with_reason_codes() {
+    let s = server();
+    assert!(radtest(&s, "pap", "bob", "hello").0, "PAP accept");
+    assert!(radtest(&s, "chap", "bob", "hello").0, "CHAP accept for a user with a reversible password");
+    assert!(!radtest(&s, "pap", "bob", "nope").0, "wrong password");
+    assert!(!radtest(&s, "chap", "alice", "wonderland").0, "CHAP without a reversible password");
+    assert!(!radtest(&s, "pap", "nobody", "x").0, "unknown user");
+    assert!(!radtest(&s, "pap", "dora", "disabled").0, "disabled user");
+    assert!(!radtest(&s, "pap", "carl", "contract").0, "deny policy");
+    assert!(!radtest(&s, "pap", "nina", "nightly").0, "outside the time window");
+    assert!(!radtest(&s, "chap", "pat", "paperwork").0, "method not allowed");
+    assert!(!radtest(&s, "pap", "gus", "guest").0, "no matching policy");
+    let reason = |user: &str| {
+        let v = auth_log(&s, user);
+        let last = v.first().cloned().unwrap_or_default();
+        (last["decision"].as_str().unwrap_or("").to_string(), last["reason_code"].as_u64().unwrap_or(999))
+    };
+    assert_eq!(reason("nobody"), ("reject".into(), 8));
+    assert_eq!(reason("dora"), ("reject".into(), 34));
+    assert_eq!(reason("carl"), ("reject".into(), 65));
+    assert_eq!(reason("nina"), ("reject".into(), 37));
+    assert_eq!(reason("pat"), ("reject".into(), 16), "CHAP fails first: pat has no reversible password");
+    assert_eq!(reason("gus"), ("reject".into(), 48));
+    let bob = auth_log(&s, "bob");
+    assert_eq!(bob.len(), 3);
+    let accept = bob.iter().find(|e| e["decision"] == "accept").unwrap();
+    assert_eq!(accept["event_id"], 6272);
+    assert_eq!(accept["policy"], "vpn staff");
+    assert_eq!(accept["nas"].as_str().map(|n| !n.is_empty()), Some(true));
+    for key in ["time", "user", "nas", "method", "decision", "reason_code", "event_id", "policy"] {
+        assert!(accept.get(key).is_some(), "{key} missing: {accept}");
+    }
+    let reject = bob.iter().find(|e| e["decision"] == "reject").unwrap();
+    assert_eq!((reject["reason_code"].as_u64(), reject["event_id"].as_u64()), (Some(16), Some(6273)));
+    // The audit log never carries passwords.
+    let audit = std::fs::read_to_string(s.dir.path().join("data/auth.log")).unwrap();
+    assert!(audit.lines().count() >= 10);
+    for secret in ["hello", "wonderland", "nope", SECRET] {
+        assert!(!audit.contains(secret), "{secret} leaked into the audit log");
+        assert!(!s.log().contains(secret), "{secret} leaked into the server log");
+    }
+}
+
+#[test]
+fn chap_method_restriction_reports_66_when_credentials_are_fine() {
+    let s = server();
+    add_user(&s, "paula", "paperwork", &["papers"], &["--chap"]);
+    assert!(!radtest(&s, "chap", "paula", "paperwork").0);
+    assert_eq!(auth_log(&s, "paula")[0]["reason_code"], 66);
+}
+
+#[test]
+fn pyrad_message_authenticator_rules_reply_attributes_and_retransmits() {
+    let s = server();
+    let ok = pyrad(&s, &["pap", "alice", "wonderland"]);
+    assert_eq!(ok["code"], "accept", "{ok}");
+    assert_eq!(ok["ma_first"], true, "Message-Authenticator must be the first attribute: {ok}");
+    assert_eq!(ok["Session-Timeout"], 28800);
+    assert_eq!(ok["Class"], "staff");
+    assert_eq!(ok["Filter-Id"], "vpn-staff");
+    let rej = pyrad(&s, &["pap", "alice", "wrong"]);
+    assert_eq!((rej["code"].as_str(), rej["ma_first"].as_bool()), (Some("reject"), Some(true)));
+    assert_eq!(pyrad(&s, &["no-ma", "alice", "wonderland"])["code"], "timeout");
+    assert_eq!(pyrad(&s, &["bad-ma", "alice", "wonderland"])["code"], "timeout");
+    let ps = pyrad(&s, &["proxy-state", "alice", "wonderland"]);
+    assert_eq!(ps["proxy_state"], serde_json::json!(["hop-1"]));
+    let rt = pyrad(&s, &["retransmit", "alice", "wonderland"]);
+    assert_eq!(rt["identical"], true, "{rt}");
+    let stats = s.stats_until(|v| {
+        v["clients"]["local"]["bad_message_authenticator"].as_u64() >= Some(2)
+            && v["clients"]["local"]["duplicate_resent"].as_u64() >= Some(2)
+    });
+    let local = &stats["clients"]["local"];
+    assert!(local["bad_message_authenticator"].as_u64() >= Some(2), "{stats}");
+    assert!(local["duplicate_resent"].as_u64() >= Some(2), "{stats}");
+}
+
+#[test]
+fn clients_may_opt_out_of_message_authenticator_but_proxy_state_still_needs_it() {
+    let s = Server::start("require_message_authenticator = false\n\n[[network_policy]]\nname = \"all\"\n");
+    add_user(&s, "alice", "wonderland", &[], &[]);
+    assert_eq!(pyrad(&s, &["no-ma", "alice", "wonderland"])["code"], "accept");
+    assert_eq!(pyrad(&s, &["proxy-state-no-ma", "alice", "wonderland"])["code"], "timeout", "limit_proxy_state");
+    assert!(s.log().contains("accepted without Message-Authenticator"), "start-up warning expected: {}", s.log());
+}
+
+#[test]
+fn pyrad_mschapv2_success_mppe_keys_and_error() {
+    let s = server();
+    let ok = pyrad(&s, &["mschapv2", "alice", "wonderland"]);
+    assert_eq!(ok["code"], "accept", "{ok}");
+    assert_eq!(ok["ident"], 5);
+    assert_eq!(ok["success_verified"], true, "MS-CHAP2-Success must verify at the client: {ok}");
+    assert_eq!(ok["send_key_ok"], true, "MS-MPPE-Send-Key = server send key (Magic3): {ok}");
+    assert_eq!(ok["recv_key_ok"], true, "MS-MPPE-Recv-Key = server receive key (Magic2): {ok}");
+    assert_eq!(ok["ma_first"], true);
+    let domain = pyrad(&s, &["mschapv2", "CONTOSO\\alice", "wonderland"]);
+    assert_eq!(domain["code"], "accept", "DOMAIN\\user must verify with the bare name: {domain}");
+    let bad = pyrad(&s, &["mschapv2", "alice", "wrong", "wonderland"]);
+    assert_eq!(bad["code"], "reject");
+    assert!(bad["error"].as_str().unwrap().starts_with("E=691 R=0 C="), "{bad}");
+    let disabled = pyrad(&s, &["mschapv2", "dora", "disabled"]);
+    assert!(disabled["error"].as_str().unwrap().starts_with("E=647 "), "{disabled}");
+}
+
+#[test]
+fn policy_test_explains_the_decision() {
+    let s = server();
+    let out = s.cli(&["policy", "test", "--user", "carl", "--nas", "rras-1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("policy \"deny contractors\" matched"), "{text}");
+    assert!(text.contains("reason: 65"), "{text}");
+    let out = s.cli(&["policy", "test", "--user", "bob", "--method", "mschapv2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("skipped: user groups") && text.contains("Grant"), "{text}");
+    let out = s.cli(&["policy", "test", "--user", "pat", "--method", "chap"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reason: 66"));
+}
+
+#[test]
+fn user_management_cli() {
+    let s = server();
+    let out = s.cli(&["user", "list", "--format", "json"]);
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let bob = v.iter().find(|u| u["name"] == "bob").unwrap();
+    assert_eq!(bob["methods"], serde_json::json!(["pap", "chap", "mschapv2"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("argon2") && !text.contains("hello"), "credentials must not be listed");
+    assert!(s.cli(&["user", "groups", "gus", "vpn"]).status.success());
+    assert!(radtest(&s, "pap", "gus", "guest").0, "new group takes effect at once");
+    assert!(s.cli(&["user", "disable", "gus"]).status.success());
+    assert!(!radtest(&s, "pap", "gus", "guest").0, "disable takes effect at once (cache dropped)");
+    assert!(s.cli(&["user", "enable", "gus"]).status.success());
+    assert!(radtest(&s, "pap", "gus", "guest").0);
+    let mut child = Command::new(common::bin())
+        .args(["user", "passwd", "gus", "--password-stdin", "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "changed").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(!radtest(&s, "pap", "gus", "guest").0, "old password stops working at once");
+    assert!(radtest(&s, "pap", "gus", "changed").0);
+    assert!(s.cli(&["user", "delete", "gus"]).status.success());
+    assert!(!radtest(&s, "pap", "gus", "changed").0);
+    assert!(!s.cli(&["user", "delete", "gus"]).status.success());
+}

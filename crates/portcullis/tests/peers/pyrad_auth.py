@@ -1,0 +1,176 @@
+"""Drives Portcullis's authentication port with pyrad (an independent RADIUS client).
+
+Usage: pyrad_auth.py HOST PORT SECRET DICTIONARY_DIR SCENARIO [ARGS...]
+Prints one JSON object per line describing what came back. MS-CHAPv2 client values are
+computed with pycryptodome (MD4, DES) following RFC 2759, and the server's
+MS-CHAP2-Success and MPPE keys are checked here, independently of the server's code.
+"""
+import glob
+import hashlib
+import json
+import os
+import sys
+
+from Crypto.Cipher import DES
+from Crypto.Hash import MD4
+from pyrad import packet
+from pyrad.client import Client, Timeout
+from pyrad.dictionary import Dictionary
+
+host, port, secret, dict_dir, scenario = sys.argv[1:6]
+args = sys.argv[6:]
+files = sorted(glob.glob(os.path.join(dict_dir, "dictionary.*")))
+client = Client(server=host, authport=int(port), secret=secret.encode(), dict=Dictionary(*files))
+client.retries = 1
+client.timeout = 1.5
+
+
+def out(**kv):
+    print(json.dumps(kv), flush=True)
+
+
+def send(req):
+    try:
+        reply = client.SendPacket(req)
+    except Timeout:
+        return None
+    return reply
+
+
+def code_name(reply):
+    if reply is None:
+        return "timeout"
+    return {packet.AccessAccept: "accept", packet.AccessReject: "reject", packet.AccessChallenge: "challenge"}.get(reply.code, str(reply.code))
+
+
+def first_attr_is_ma(reply):
+    raw = reply.raw_packet if hasattr(reply, "raw_packet") and reply.raw_packet else None
+    return raw is not None and len(raw) > 20 and raw[20] == 80
+
+
+def pap(user, password, ma=True, proxy_state=None):
+    req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=user, message_authenticator=ma)
+    req["User-Password"] = req.PwCrypt(password)
+    req["NAS-Identifier"] = "pyrad-nas"
+    if proxy_state:
+        req["Proxy-State"] = proxy_state.encode()
+    if ma:
+        req.add_message_authenticator()
+    return req
+
+
+# --- MS-CHAPv2 client side (RFC 2759) -------------------------------------------------
+def nt_hash(pw):
+    return MD4.new(pw.encode("utf-16-le")).digest()
+
+
+def des_key(k7):
+    k = [k7[0], ((k7[0] << 7) | (k7[1] >> 1)) & 0xFF, ((k7[1] << 6) | (k7[2] >> 2)) & 0xFF,
+         ((k7[2] << 5) | (k7[3] >> 3)) & 0xFF, ((k7[3] << 4) | (k7[4] >> 4)) & 0xFF,
+         ((k7[4] << 3) | (k7[5] >> 5)) & 0xFF, ((k7[5] << 2) | (k7[6] >> 6)) & 0xFF, (k7[6] << 1) & 0xFF]
+    return bytes(k)
+
+
+def challenge_hash(peer, auth, user):
+    user = user.split("\\")[-1]
+    return hashlib.sha1(peer + auth + user.encode()).digest()[:8]
+
+
+def nt_response(auth, peer, user, pw):
+    ch = challenge_hash(peer, auth, user)
+    z = nt_hash(pw) + b"\0" * 5
+    return b"".join(DES.new(des_key(z[i:i + 7]), DES.MODE_ECB).encrypt(ch) for i in (0, 7, 14))
+
+
+def auth_response(pw, ntr, peer, auth, user):
+    hh = MD4.new(nt_hash(pw)).digest()
+    d = hashlib.sha1(hh + ntr + b"Magic server to client signing constant").digest()
+    d = hashlib.sha1(d + challenge_hash(peer, auth, user) + b"Pad to make it do more than one iteration").digest()
+    return "S=" + d.hex().upper()
+
+
+def mppe_keys(pw, ntr):
+    hh = MD4.new(nt_hash(pw)).digest()
+    master = hashlib.sha1(hh + ntr + b"This is the MPPE Master Key").digest()[:16]
+    m2 = b"On the client side, this is the send key; on the server side, it is the receive key."
+    m3 = b"On the client side, this is the receive key; on the server side, it is the send key."
+    start = lambda magic: hashlib.sha1(master + b"\0" * 40 + magic + b"\xf2" * 40).digest()[:16]
+    return start(m3), start(m2)  # server send, server receive
+
+
+def mschapv2(user, password, server_password):
+    auth = os.urandom(16)
+    peer = os.urandom(16)
+    ntr = nt_response(auth, peer, user, password)
+    req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=user)
+    req["NAS-Identifier"] = "pyrad-nas"
+    req["MS-CHAP-Challenge"] = auth
+    req["MS-CHAP2-Response"] = b"\x05\x00" + peer + b"\0" * 8 + ntr
+    req.add_message_authenticator()
+    reply = send(req)
+    result = {"code": code_name(reply)}
+    if reply is not None and reply.code == packet.AccessAccept:
+        success = reply["MS-CHAP2-Success"][0]
+        result["ident"] = success[0]
+        result["success_verified"] = success[1:].decode() == auth_response(server_password, ntr, peer, auth, user)
+        send_key, recv_key = mppe_keys(server_password, ntr)
+        # pyrad salt-decrypts encrypt=2 attributes itself (its own RFC 2548 code).
+        result["send_key_ok"] = reply["MS-MPPE-Send-Key"][0] == send_key
+        result["recv_key_ok"] = reply["MS-MPPE-Recv-Key"][0] == recv_key
+        result["ma_first"] = first_attr_is_ma(reply)
+    elif reply is not None:
+        err = reply.get("MS-CHAP-Error")
+        value = err[0] if err else None
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        result["error"] = value[1:] if value else None
+    out(**result)
+
+
+if scenario == "pap":
+    user, password = args[0], args[1]
+    reply = send(pap(user, password))
+    r = {"code": code_name(reply)}
+    if reply is not None:
+        r["ma_first"] = first_attr_is_ma(reply)
+        for name in ("Session-Timeout", "Class", "Filter-Id"):
+            if name in reply:
+                v = reply[name][0]
+                r[name] = v.decode() if isinstance(v, bytes) else v
+    out(**r)
+elif scenario == "no-ma":
+    out(code=code_name(send(pap(args[0], args[1], ma=False))))
+elif scenario == "bad-ma":
+    req = pap(args[0], args[1])
+    raw = bytearray(req.RequestPacket())
+    assert raw[20] == 80, "pyrad puts the Message-Authenticator first"
+    raw[22] ^= 0xFF  # corrupt the Message-Authenticator value
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.5)
+    s.sendto(bytes(raw), (host, int(port)))
+    try:
+        s.recv(4096)
+        out(code="answered")
+    except socket.timeout:
+        out(code="timeout")
+elif scenario == "proxy-state":
+    reply = send(pap(args[0], args[1], proxy_state="hop-1"))
+    out(code=code_name(reply), proxy_state=[p.decode() for p in reply.get("Proxy-State", [])] if reply else [])
+elif scenario == "proxy-state-no-ma":
+    out(code=code_name(send(pap(args[0], args[1], ma=False, proxy_state="hop-1"))))
+elif scenario == "retransmit":
+    import socket
+    req = pap(args[0], args[1])
+    raw = req.RequestPacket()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    replies = []
+    for _ in range(3):
+        s.sendto(raw, (host, int(port)))
+        replies.append(s.recv(4096))
+    out(identical=len(set(replies)) == 1, count=len(replies), code=replies[0][0])
+elif scenario == "mschapv2":
+    mschapv2(args[0], args[1], args[2] if len(args) > 2 else args[1])
+else:
+    sys.exit(f"unknown scenario {scenario}")

@@ -1,0 +1,521 @@
+//! The authentication listener: Access-Request → verify (BlastRADIUS rules) → duplicate
+//! cache → credentials (local users) → network policy → Access-Accept/Reject, each
+//! decision audited.
+//!
+//! Credential checks run on the blocking pool (Argon2 is slow by design), at most
+//! `MAX_PENDING` at once; beyond that requests are dropped unanswered and counted.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use portcullis_accounting::canonical_user;
+use portcullis_auth::mschap::{self, MschapError};
+use portcullis_auth::policy::{self, Method, NetworkPolicy, PolicyDecision, PolicyRequest, reason};
+use portcullis_auth::{CredentialCache, verify_chap, verify_password};
+use portcullis_radius::dedup::{DuplicateCache, Lookup};
+use portcullis_radius::{
+    Authenticator, Code, DataType, Dictionary, Error as RadiusError, Identifier, Packet, PacketBuilder,
+    VerifiedRequest, attr, salt_encrypt, unhide_user_password,
+};
+use portcullis_storage::{AuthEvent, SqliteUsers, UserStore};
+use rand::RngCore;
+use tokio::net::UdpSocket;
+
+use crate::applier::ApplierMessage;
+use crate::clients::{Client, ClientTable, Reason};
+
+/// Most credential checks queued or running at once.
+const MAX_PENDING: usize = 1024;
+/// MS-CHAP-Challenge and MS-CHAP2-Response (RFC 2548 §2.3).
+const MS_CHAP_CHALLENGE: u8 = 11;
+const MS_CHAP2_RESPONSE: u8 = 25;
+const MS_CHAP2_SUCCESS: u8 = 26;
+const MS_CHAP_ERROR: u8 = 2;
+const MS_MPPE_ENCRYPTION_POLICY: u8 = 7;
+const MS_MPPE_ENCRYPTION_TYPES: u8 = 8;
+const MS_MPPE_SEND_KEY: u8 = 16;
+const MS_MPPE_RECV_KEY: u8 = 17;
+const MICROSOFT: u32 = attr::vendor::MICROSOFT;
+const SESSION_TIMEOUT: u8 = 27;
+const IDLE_TIMEOUT: u8 = 28;
+
+/// State shared by every authentication socket.
+pub struct AuthShared {
+    pub clients: Arc<ClientTable>,
+    pub cache: Mutex<DuplicateCache>,
+    pub users: Mutex<SqliteUsers>,
+    pub credentials: Mutex<CredentialCache>,
+    pub policies: Vec<NetworkPolicy>,
+    pub offset: time::UtcOffset,
+    pub strip_realm: bool,
+    pub dictionary: Dictionary,
+    pub audit_file: Mutex<File>,
+    pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
+    pub pending: AtomicUsize,
+}
+
+impl std::fmt::Debug for AuthShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthShared").field("policies", &self.policies.len()).finish_non_exhaustive()
+    }
+}
+
+/// Serves one authentication socket until the task is dropped.
+pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std::io::Result<()> {
+    let socket = Arc::new(UdpSocket::from_std(socket)?);
+    let mut buf = vec![0u8; 4096 + 1];
+    loop {
+        let Ok((n, source)) = socket.recv_from(&mut buf).await else { continue };
+        let datagram = buf[..n].to_vec();
+        let shared = Arc::clone(&shared);
+        let socket = Arc::clone(&socket);
+        if let Some(work) = accept(&shared, &datagram, source, &socket).await {
+            if shared.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+                lock(&shared.cache).abandon(source, work.id, work.auth);
+                if let Some(c) = shared.clients.lookup(source.ip()) {
+                    c.counters.bump(Reason::QueueFull);
+                }
+                continue;
+            }
+            tokio::spawn(async move {
+                let s2 = Arc::clone(&shared);
+                let result = tokio::task::spawn_blocking(move || decide(&s2, &datagram, source)).await;
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+                if let Ok(Some(reply)) = result {
+                    lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
+                    let _ = socket.send_to(&reply, source).await;
+                } else {
+                    lock(&shared.cache).abandon(source, work.id, work.auth);
+                }
+            });
+        }
+    }
+}
+
+struct Work {
+    id: Identifier,
+    auth: Authenticator,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Cheap checks on the receiving task; `Some` when the request needs a decision.
+async fn accept(shared: &AuthShared, datagram: &[u8], source: SocketAddr, socket: &UdpSocket) -> Option<Work> {
+    let ip = source.ip().to_canonical();
+    let Some(client) = shared.clients.lookup(ip) else {
+        let n = shared.clients.count_unknown(ip);
+        if n.is_power_of_two() {
+            tracing::warn!(%source, count = n, "Access-Request from an address that is no configured client; discarded");
+        }
+        return None;
+    };
+    client.counters.bump(Reason::Received);
+    let packet = match Packet::decode(datagram) {
+        Ok(p) => p,
+        Err(e) => {
+            count(client, Reason::Malformed, source, &e);
+            return None;
+        }
+    };
+    if !matches!(packet.code(), Code::AccessRequest | Code::StatusServer) {
+        count(client, Reason::UnsupportedCode, source, &RadiusError::UnknownCode(packet.code().to_u8()));
+        return None;
+    }
+    let request = match VerifiedRequest::verify(packet, &client.secret, client.verify) {
+        Ok(r) => r,
+        Err(e) => {
+            count(client, Reason::BadMessageAuthenticator, source, &e);
+            return None;
+        }
+    };
+    if packet.code() == Code::StatusServer {
+        let mut b = PacketBuilder::new(Code::AccessAccept, packet.identifier());
+        b.message_authenticator();
+        if let Ok(reply) = b.encode_response(&packet.authenticator(), &client.secret) {
+            let _ = socket.send_to(&reply, source).await;
+            client.counters.bump(Reason::StatusServer);
+        }
+        return None;
+    }
+    let (id, auth) = (request.identifier(), request.authenticator());
+    let lookup = lock(&shared.cache).lookup(Instant::now(), source, id, auth);
+    match lookup {
+        Lookup::New => Some(Work { id, auth }),
+        Lookup::InFlight => {
+            client.counters.bump(Reason::DuplicateInFlight);
+            None
+        }
+        Lookup::Answered(reply) => {
+            client.counters.bump(Reason::DuplicateResent);
+            let _ = socket.send_to(&reply, source).await;
+            None
+        }
+    }
+}
+
+fn count(client: &Client, reason: Reason, source: SocketAddr, error: &dyn std::fmt::Display) {
+    let n = client.counters.bump(reason);
+    if n.is_power_of_two() {
+        tracing::warn!(client = %client.name, %source, reason = reason.name(), count = n, "Access-Request discarded: {error}");
+    }
+}
+
+/// What the credential check concluded.
+enum Verdict {
+    Ok { mschap: Option<mschap::Mschapv2Success>, ident: u8 },
+    Fail { reason: u32, mschap_error: MschapError, message: String },
+}
+
+/// Decides one verified, new Access-Request (on the blocking pool). Returns the reply.
+fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
+    let client = shared.clients.lookup(source.ip().to_canonical())?;
+    let packet = Packet::decode(datagram).ok()?;
+    let user_raw =
+        packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
+    let user = if shared.strip_realm { canonical_user(&user_raw) } else { user_raw.trim().to_lowercase() };
+    let ms_challenge = packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE);
+    let ms_response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE);
+    let method = if packet.has_attribute(attr::EAP_MESSAGE) {
+        None
+    } else if packet.has_attribute(attr::USER_PASSWORD) {
+        Some(Method::Pap)
+    } else if packet.has_attribute(attr::CHAP_PASSWORD) {
+        Some(Method::Chap)
+    } else if ms_challenge.is_some() && ms_response.is_some() {
+        Some(Method::Mschapv2)
+    } else {
+        None
+    };
+    let verdict = match method {
+        None => Verdict::Fail {
+            reason: reason::METHOD_NOT_ALLOWED,
+            mschap_error: MschapError::AuthenticationFailure,
+            message: "no supported authentication method in the request (EAP is not served yet)".into(),
+        },
+        Some(m) => check_credentials(shared, client, &packet, &user, &user_raw, m),
+    };
+    let user_record = lock(&shared.users).user(&user).ok().flatten();
+    let groups = user_record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
+    let (decision, policy_name, reason_code, message, mschap_error) = match verdict {
+        Verdict::Fail { reason, mschap_error, message } => (None, None, reason, message, mschap_error),
+        Verdict::Ok { mschap, ident } => {
+            let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
+            let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
+            let nas_identifier = text(attr::NAS_IDENTIFIER);
+            let called = text(attr::CALLED_STATION_ID);
+            let calling = text(attr::CALLING_STATION_ID);
+            let req = PolicyRequest {
+                groups: &groups,
+                nas_identifier: nas_identifier.as_deref(),
+                nas_port_type: packet
+                    .attribute(attr::NAS_PORT_TYPE)
+                    .and_then(|v| v.try_into().ok())
+                    .map(u32::from_be_bytes),
+                called_station_id: called.as_deref(),
+                calling_station_id: calling.as_deref(),
+                method,
+                weekday: now.weekday().number_days_from_monday(),
+                minute: u16::from(now.hour()) * 60 + u16::from(now.minute()),
+            };
+            match policy::evaluate(&shared.policies, &req) {
+                (PolicyDecision::Grant { policy }, _) => (
+                    Some((mschap, ident)),
+                    Some(policy),
+                    reason::SUCCESS,
+                    "access granted".to_string(),
+                    MschapError::AuthenticationFailure,
+                ),
+                (PolicyDecision::Deny { policy, reason: r }, why) => {
+                    let e = match r {
+                        reason::LOGON_HOURS => MschapError::RestrictedLogonHours,
+                        reason::DIALIN_DENIED => MschapError::NoDialinPermission,
+                        _ => MschapError::AuthenticationFailure,
+                    };
+                    (None, policy, r, why.join("; "), e)
+                }
+            }
+        }
+    };
+    let policy = policy_name.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
+    let reply = match &decision {
+        Some((mschap, ident)) => {
+            client.counters.bump(Reason::AccessAccept);
+            accept_reply(shared, client, &packet, policy, mschap.as_ref(), *ident)
+        }
+        None => {
+            client.counters.bump(Reason::AccessReject);
+            reject_reply(client, &packet, method, ms_challenge, ms_response, mschap_error)
+        }
+    };
+    let event = AuthEvent {
+        time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        user,
+        user_raw,
+        nas: packet
+            .attribute(attr::NAS_IDENTIFIER)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .or_else(|| {
+                packet
+                    .attribute(attr::NAS_IP_ADDRESS)
+                    .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                    .map(|o| IpAddr::from(o).to_string())
+            })
+            .unwrap_or_else(|| source.ip().to_string()),
+        client: client.name.clone(),
+        calling_station_id: packet.attribute(attr::CALLING_STATION_ID).map(|v| String::from_utf8_lossy(v).into_owned()),
+        method: method.map_or("none", Method::name).to_string(),
+        decision: if decision.is_some() { "accept" } else { "reject" }.into(),
+        reason_code,
+        event_id: if decision.is_some() { 6272 } else { 6273 },
+        policy: policy_name,
+        message,
+    };
+    audit(shared, event);
+    reply
+}
+
+fn check_credentials(
+    shared: &AuthShared,
+    client: &Client,
+    packet: &Packet<'_>,
+    user: &str,
+    user_raw: &str,
+    method: Method,
+) -> Verdict {
+    let fail =
+        |reason: u32, e: MschapError, message: &str| Verdict::Fail { reason, mschap_error: e, message: message.into() };
+    let record = match lock(&shared.users).user(user) {
+        Ok(Some(u)) => u,
+        Ok(None) => return fail(reason::NO_SUCH_USER, MschapError::AuthenticationFailure, "no such user"),
+        Err(e) => {
+            tracing::error!(error = %e, "user lookup failed");
+            return fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "user store unavailable");
+        }
+    };
+    if record.disabled {
+        return fail(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled");
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if record.expires_at.is_some_and(|t| t <= now) {
+        return fail(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account expired");
+    }
+    let generation = u64::try_from(record.generation).unwrap_or(0);
+    match method {
+        Method::Pap => {
+            let Some(hidden) = packet.attribute(attr::USER_PASSWORD) else {
+                return fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "no password");
+            };
+            let Ok(password) = unhide_user_password(hidden, &client.secret, &packet.authenticator()) else {
+                return fail(
+                    reason::AUTHENTICATION_FAILED,
+                    MschapError::AuthenticationFailure,
+                    "malformed User-Password",
+                );
+            };
+            if lock(&shared.credentials).check(Instant::now(), user, &password, generation) {
+                return Verdict::Ok { mschap: None, ident: 0 };
+            }
+            let ok = record.password_hash.as_deref().is_some_and(|h| verify_password(h, &password).unwrap_or(false))
+                || (record.password_hash.is_none()
+                    && record.nt_hash.is_some_and(|h| {
+                        String::from_utf8(password.to_vec()).is_ok_and(|p| mschap::nt_password_hash(&p) == h)
+                    }));
+            if ok {
+                lock(&shared.credentials).insert(Instant::now(), user, &password, generation);
+                Verdict::Ok { mschap: None, ident: 0 }
+            } else {
+                fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
+            }
+        }
+        Method::Chap => {
+            let Some(secret) = record.reversible.as_deref() else {
+                return fail(
+                    reason::AUTHENTICATION_FAILED,
+                    MschapError::AuthenticationFailure,
+                    "CHAP needs a reversible password and this user has none",
+                );
+            };
+            let chap = packet.attribute(attr::CHAP_PASSWORD).unwrap_or_default();
+            let challenge = packet
+                .attribute(attr::CHAP_CHALLENGE)
+                .map_or_else(|| packet.authenticator().0.to_vec(), <[u8]>::to_vec);
+            if verify_chap(chap, secret.as_bytes(), &challenge) {
+                Verdict::Ok { mschap: None, ident: 0 }
+            } else {
+                fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
+            }
+        }
+        Method::Mschapv2 => {
+            let Some(hash) = record.nt_hash else {
+                return fail(
+                    reason::AUTHENTICATION_FAILED,
+                    MschapError::AuthenticationFailure,
+                    "no NT hash for this user",
+                );
+            };
+            let challenge: Option<[u8; 16]> =
+                packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE).and_then(|c| c.try_into().ok());
+            let response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE).unwrap_or_default();
+            let ident = response.first().copied().unwrap_or(0);
+            match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw)) {
+                Some(ok) => Verdict::Ok { mschap: Some(ok), ident },
+                None => fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password"),
+            }
+        }
+        Method::EapMschapv2 | Method::Peap => {
+            fail(reason::METHOD_NOT_ALLOWED, MschapError::AuthenticationFailure, "EAP is not served yet")
+        }
+    }
+}
+
+fn base_reply(code: Code, client: &Client, request: &Packet<'_>) -> PacketBuilder {
+    let mut b = PacketBuilder::new(code, request.identifier());
+    if client.send_message_authenticator {
+        b.message_authenticator();
+    }
+    b
+}
+
+fn finish(mut b: PacketBuilder, client: &Client, request: &Packet<'_>) -> Option<Vec<u8>> {
+    for ps in request.attributes_of(attr::PROXY_STATE) {
+        b.attribute(attr::PROXY_STATE, ps).ok()?;
+    }
+    b.encode_response(&request.authenticator(), &client.secret).ok()
+}
+
+fn accept_reply(
+    shared: &AuthShared,
+    client: &Client,
+    request: &Packet<'_>,
+    policy: Option<&NetworkPolicy>,
+    mschap: Option<&mschap::Mschapv2Success>,
+    ident: u8,
+) -> Option<Vec<u8>> {
+    let mut b = base_reply(Code::AccessAccept, client, request);
+    if let Some(p) = policy {
+        if let Some(t) = p.session_timeout {
+            b.attribute(SESSION_TIMEOUT, &t.to_be_bytes()).ok()?;
+        }
+        if let Some(t) = p.idle_timeout {
+            b.attribute(IDLE_TIMEOUT, &t.to_be_bytes()).ok()?;
+        }
+        for (name, value) in &p.reply {
+            match encode_reply_attribute(&shared.dictionary, name, value) {
+                Ok((0, typ, v)) => {
+                    b.attribute(typ, &v).ok()?;
+                }
+                Ok((vendor, typ, v)) => {
+                    b.vendor_attribute(vendor, typ, &v).ok()?;
+                }
+                Err(e) => tracing::warn!(policy = %p.name, attribute = %name, "reply attribute skipped: {e}"),
+            }
+        }
+    }
+    if let Some(ok) = mschap {
+        let mut success = vec![ident];
+        success.extend_from_slice(ok.authenticator_response.as_bytes());
+        b.vendor_attribute(MICROSOFT, MS_CHAP2_SUCCESS, &success).ok()?;
+        let request_auth = request.authenticator();
+        for (typ, key) in [(MS_MPPE_SEND_KEY, ok.send_key), (MS_MPPE_RECV_KEY, ok.recv_key)] {
+            let mut salt = [0u8; 2];
+            rand::thread_rng().fill_bytes(&mut salt);
+            let enc = salt_encrypt(&key, &client.secret, &request_auth, salt).ok()?;
+            b.vendor_attribute(MICROSOFT, typ, &enc).ok()?;
+        }
+        b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes()).ok()?;
+        b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes()).ok()?;
+    }
+    finish(b, client, request)
+}
+
+fn reject_reply(
+    client: &Client,
+    request: &Packet<'_>,
+    method: Option<Method>,
+    challenge: Option<&[u8]>,
+    response: Option<&[u8]>,
+    error: MschapError,
+) -> Option<Vec<u8>> {
+    let mut b = base_reply(Code::AccessReject, client, request);
+    if method == Some(Method::Mschapv2) {
+        let ident = response.and_then(|r| r.first().copied()).unwrap_or(0);
+        let c: [u8; 16] = challenge.and_then(|c| c.try_into().ok()).unwrap_or([0; 16]);
+        let text =
+            if error == MschapError::AuthenticationFailure { "Authentication rejected" } else { "Access denied" };
+        b.vendor_attribute(MICROSOFT, MS_CHAP_ERROR, &mschap::error_value(ident, error, false, &c, text)).ok()?;
+    }
+    finish(b, client, request)
+}
+
+/// Encodes a reply attribute given by dictionary name and text value.
+pub fn encode_reply_attribute(dict: &Dictionary, name: &str, value: &str) -> Result<(u32, u8, Vec<u8>), String> {
+    let def = dict.by_name(name).ok_or_else(|| format!("unknown attribute {name:?}"))?;
+    let typ = u8::try_from(def.key.number).map_err(|_| format!("{name} has a number above 255"))?;
+    let bytes = match def.data_type {
+        DataType::Text => value.as_bytes().to_vec(),
+        DataType::Octets => match value.strip_prefix("0x") {
+            Some(hex) => (0..hex.len())
+                .step_by(2)
+                .map(|i| hex.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| format!("{name}: bad hex {value:?}"))?,
+            None => value.as_bytes().to_vec(),
+        },
+        DataType::Integer | DataType::Date => {
+            let n = value
+                .parse::<u32>()
+                .ok()
+                .or_else(|| dict.value_number(def.key, value).and_then(|v| u32::try_from(v).ok()))
+                .ok_or_else(|| format!("{name}: {value:?} is neither a number nor a known value"))?;
+            n.to_be_bytes().to_vec()
+        }
+        DataType::IpAddr => value
+            .parse::<std::net::Ipv4Addr>()
+            .map(|a| a.octets().to_vec())
+            .map_err(|_| format!("{name}: {value:?} is not an IPv4 address"))?,
+        DataType::Ipv6Addr => value
+            .parse::<std::net::Ipv6Addr>()
+            .map(|a| a.octets().to_vec())
+            .map_err(|_| format!("{name}: {value:?} is not an IPv6 address"))?,
+        other => return Err(format!("{name}: type {} cannot be configured as a reply yet", other.keyword())),
+    };
+    Ok((def.key.vendor, typ, bytes))
+}
+
+/// Checks every policy's reply attributes against the dictionary.
+pub fn validate_replies(dict: &Dictionary, policies: &[NetworkPolicy]) -> Result<(), String> {
+    for p in policies {
+        for (name, value) in &p.reply {
+            encode_reply_attribute(dict, name, value).map_err(|e| format!("network_policy {:?}: {e}", p.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn audit(shared: &AuthShared, event: AuthEvent) {
+    if let Ok(line) = serde_json::to_string(&event) {
+        let mut f = lock(&shared.audit_file);
+        if let Err(e) = writeln!(f, "{line}") {
+            tracing::warn!(error = %e, "writing the audit log failed");
+        }
+    }
+    tracing::info!(
+        user = %event.user, decision = %event.decision, reason_code = event.reason_code, method = %event.method,
+        policy = ?event.policy, "{}", event.message
+    );
+    let _ = shared.applier.try_send(ApplierMessage::AuthEvent(event));
+}
+
+/// A new random key for the credential cache.
+pub fn random_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut k);
+    k
+}
