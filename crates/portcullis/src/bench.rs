@@ -11,7 +11,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use portcullis_radius::{
-    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, attr, verify_response_authenticator,
+    Authenticator, Code, Identifier, Packet, PacketBuilder, SharedSecret, attr, hide_user_password,
+    verify_response_authenticator,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -25,6 +26,7 @@ struct Tally {
     lost: u64,
     retransmits: u64,
     bad_responses: u64,
+    rejected: u64,
     latencies_us: Vec<u32>,
     acked: Vec<String>,
 }
@@ -75,6 +77,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<()> {
         "lost": tally.lost,
         "retransmits": tally.retransmits,
         "bad_responses": tally.bad_responses,
+        "rejected": tally.rejected,
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "rps": if elapsed > 0.0 { (tally.completed as f64 / elapsed).round() } else { 0.0 },
         "latency_ms": {
@@ -156,7 +159,7 @@ async fn socket_loop(
             }
             let id = next_id;
             next_id = next_id.wrapping_add(1);
-            let (bytes, label) = build(args.mode, n, id, run_id, &secret)?;
+            let (bytes, label) = build(args, n, id, run_id, &secret)?;
             let authenticator = Packet::decode(&bytes).map(|p| p.authenticator()).unwrap_or(Authenticator::ZERO);
             let now = Instant::now();
             // A refused send (ICMP from a stopped server) is retried like a lost one.
@@ -201,6 +204,9 @@ async fn socket_loop(
                 let Some(req) = inflight.remove(&id) else { continue };
                 let mut t = tally.borrow_mut();
                 t.completed += 1;
+                if p.code() == Code::AccessReject {
+                    t.rejected += 1;
+                }
                 let us = req.first_sent.elapsed().as_micros();
                 t.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
                 if args.ack_log.is_some() {
@@ -231,8 +237,22 @@ async fn socket_loop(
     }
 }
 
-fn build(mode: BenchMode, n: u64, id: u8, run_id: &str, secret: &SharedSecret) -> Result<(Vec<u8>, String)> {
+fn build(args: &BenchArgs, n: u64, id: u8, run_id: &str, secret: &SharedSecret) -> Result<(Vec<u8>, String)> {
+    let mode = args.mode;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as u32;
+    if mode == BenchMode::Pap {
+        let mut auth = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut auth);
+        let authenticator = Authenticator(auth);
+        let mut b = PacketBuilder::new(Code::AccessRequest, Identifier(id));
+        b.message_authenticator();
+        b.attribute(attr::USER_NAME, args.user.as_bytes())?;
+        b.attribute(attr::USER_PASSWORD, &hide_user_password(args.password.as_bytes(), secret, &authenticator)?)?;
+        b.attribute(attr::NAS_IP_ADDRESS, &[127, 0, 0, 1])?;
+        b.attribute(attr::NAS_PORT, &(n as u32).to_be_bytes())?;
+        b.attribute(attr::CALLING_STATION_ID, format!("198.51.100.{}", n % 250 + 1).as_bytes())?;
+        return Ok((b.encode_with_authenticator(authenticator, secret)?, format!("pap {n}")));
+    }
     let mut b = match mode {
         BenchMode::Status => PacketBuilder::new(Code::StatusServer, Identifier(id)),
         _ => PacketBuilder::new(Code::AccountingRequest, Identifier(id)),

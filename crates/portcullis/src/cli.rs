@@ -208,6 +208,8 @@ pub(crate) enum BenchMode {
     AcctStart,
     /// Status-Server.
     Status,
+    /// PAP Access-Requests (with Message-Authenticator) for --user / --password.
+    Pap,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -243,4 +245,10 @@ pub(crate) struct BenchArgs {
     /// Write one line per acknowledged request: "<status> <Acct-Session-Id>".
     #[arg(long)]
     pub ack_log: Option<PathBuf>,
+    /// User for --mode pap.
+    #[arg(long, default_value = "load")]
+    pub user: String,
+    /// Password for --mode pap.
+    #[arg(long, default_value = "loadpass")]
+    pub password: String,
 }

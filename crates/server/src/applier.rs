@@ -146,7 +146,19 @@ pub fn run_applier<S: Store>(
                 }
             }
             Ok(ApplierMessage::AuthEvent(e)) => {
-                if let Err(e) = store.record_auth_events(&[e]) {
+                // Fold the events waiting behind this one into the same transaction.
+                let mut events = vec![e];
+                while events.len() < APPLY_BATCH {
+                    match inbox.try_recv() {
+                        Ok(ApplierMessage::AuthEvent(e)) => events.push(e),
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if let Err(e) = store.record_auth_events(&events) {
                     tracing::warn!(error = %e, "recording an authentication event failed");
                 }
             }

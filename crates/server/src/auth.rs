@@ -82,9 +82,30 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
                 }
                 continue;
             }
+            // Most requests are decided right here (cached or cheap credentials); only
+            // an Argon2 verification goes to the blocking pool.
+            let result = match decide(&shared, &datagram, source, false) {
+                Outcome::Reply(reply) => Some(Some(reply)),
+                Outcome::Dropped => Some(None),
+                Outcome::NeedsSlowPath => None,
+            };
+            if let Some(result) = result {
+                shared.pending.fetch_sub(1, Ordering::AcqRel);
+                if let Some(reply) = result {
+                    lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
+                    let _ = socket.send_to(&reply, source).await;
+                } else {
+                    lock(&shared.cache).abandon(source, work.id, work.auth);
+                }
+                continue;
+            }
             tokio::spawn(async move {
                 let s2 = Arc::clone(&shared);
-                let result = tokio::task::spawn_blocking(move || decide(&s2, &datagram, source)).await;
+                let result = tokio::task::spawn_blocking(move || match decide(&s2, &datagram, source, true) {
+                    Outcome::Reply(r) => Some(r),
+                    Outcome::Dropped | Outcome::NeedsSlowPath => None,
+                })
+                .await;
                 shared.pending.fetch_sub(1, Ordering::AcqRel);
                 if let Ok(Some(reply)) = result {
                     lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
@@ -169,14 +190,32 @@ fn count(client: &Client, reason: Reason, source: SocketAddr, error: &dyn std::f
 
 /// What the credential check concluded.
 enum Verdict {
-    Ok { mschap: Option<mschap::Mschapv2Success>, ident: u8 },
-    Fail { reason: u32, mschap_error: MschapError, message: String },
+    Ok {
+        mschap: Option<mschap::Mschapv2Success>,
+        ident: u8,
+        groups: Vec<String>,
+    },
+    Fail {
+        reason: u32,
+        mschap_error: MschapError,
+        message: String,
+    },
+    /// Only an Argon2 verification can tell; retry with `allow_slow`.
+    NeedsSlowPath,
 }
 
-/// Decides one verified, new Access-Request (on the blocking pool). Returns the reply.
-fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr) -> Option<Vec<u8>> {
-    let client = shared.clients.lookup(source.ip().to_canonical())?;
-    let packet = Packet::decode(datagram).ok()?;
+/// What [`decide`] produced.
+enum Outcome {
+    Reply(Vec<u8>),
+    Dropped,
+    NeedsSlowPath,
+}
+
+/// Decides one verified, new Access-Request. Without `allow_slow` it refuses to run an
+/// Argon2 verification and says so, so the caller can move the work off the I/O task.
+fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: bool) -> Outcome {
+    let Some(client) = shared.clients.lookup(source.ip().to_canonical()) else { return Outcome::Dropped };
+    let Ok(packet) = Packet::decode(datagram) else { return Outcome::Dropped };
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
     let user = if shared.strip_realm { canonical_user(&user_raw) } else { user_raw.trim().to_lowercase() };
@@ -199,13 +238,12 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr) -> Option<Ve
             mschap_error: MschapError::AuthenticationFailure,
             message: "no supported authentication method in the request (EAP is not served yet)".into(),
         },
-        Some(m) => check_credentials(shared, client, &packet, &user, &user_raw, m),
+        Some(m) => check_credentials(shared, client, &packet, &user, &user_raw, m, allow_slow),
     };
-    let user_record = lock(&shared.users).user(&user).ok().flatten();
-    let groups = user_record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
     let (decision, policy_name, reason_code, message, mschap_error) = match verdict {
+        Verdict::NeedsSlowPath => return Outcome::NeedsSlowPath,
         Verdict::Fail { reason, mschap_error, message } => (None, None, reason, message, mschap_error),
-        Verdict::Ok { mschap, ident } => {
+        Verdict::Ok { mschap, ident, groups } => {
             let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
             let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
             let nas_identifier = text(attr::NAS_IDENTIFIER);
@@ -278,7 +316,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr) -> Option<Ve
         message,
     };
     audit(shared, event);
-    reply
+    reply.map_or(Outcome::Dropped, Outcome::Reply)
 }
 
 fn check_credentials(
@@ -288,6 +326,7 @@ fn check_credentials(
     user: &str,
     user_raw: &str,
     method: Method,
+    allow_slow: bool,
 ) -> Verdict {
     let fail =
         |reason: u32, e: MschapError, message: &str| Verdict::Fail { reason, mschap_error: e, message: message.into() };
@@ -320,7 +359,10 @@ fn check_credentials(
                 );
             };
             if lock(&shared.credentials).check(Instant::now(), user, &password, generation) {
-                return Verdict::Ok { mschap: None, ident: 0 };
+                return Verdict::Ok { mschap: None, ident: 0, groups: record.groups };
+            }
+            if !allow_slow && record.password_hash.is_some() {
+                return Verdict::NeedsSlowPath;
             }
             let ok = record.password_hash.as_deref().is_some_and(|h| verify_password(h, &password).unwrap_or(false))
                 || (record.password_hash.is_none()
@@ -329,7 +371,7 @@ fn check_credentials(
                     }));
             if ok {
                 lock(&shared.credentials).insert(Instant::now(), user, &password, generation);
-                Verdict::Ok { mschap: None, ident: 0 }
+                Verdict::Ok { mschap: None, ident: 0, groups: record.groups }
             } else {
                 fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
             }
@@ -347,7 +389,7 @@ fn check_credentials(
                 .attribute(attr::CHAP_CHALLENGE)
                 .map_or_else(|| packet.authenticator().0.to_vec(), <[u8]>::to_vec);
             if verify_chap(chap, secret.as_bytes(), &challenge) {
-                Verdict::Ok { mschap: None, ident: 0 }
+                Verdict::Ok { mschap: None, ident: 0, groups: record.groups }
             } else {
                 fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
             }
@@ -365,7 +407,7 @@ fn check_credentials(
             let response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE).unwrap_or_default();
             let ident = response.first().copied().unwrap_or(0);
             match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw)) {
-                Some(ok) => Verdict::Ok { mschap: Some(ok), ident },
+                Some(ok) => Verdict::Ok { mschap: Some(ok), ident, groups: record.groups },
                 None => fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password"),
             }
         }
