@@ -53,7 +53,8 @@ fn run(cli: Cli) -> Result<()> {
             if demo {
                 tracing::warn!(
                     "no --config given: running the demo configuration (data in ./portcullis-data, accounting on \
-                     127.0.0.1:1813, one client 127.0.0.1 with secret \"testing123\"); do not use it in production"
+                     127.0.0.1:1813, authentication on 127.0.0.1:1812, one client 127.0.0.1 with secret \
+                     \"testing123\", every local user admitted); do not use it in production"
                 );
             }
             serve(&config)
