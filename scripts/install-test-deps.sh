@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the third-party peers the tests drive: radclient (Debian freeradius-utils)
-# and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
+# Installs the third-party peers the tests drive: radclient/radtest (Debian
+# freeradius-utils), eapol_test (Debian eapoltest) and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need_apt=()
 command -v radclient >/dev/null || need_apt+=(freeradius-utils)
+command -v eapol_test >/dev/null || need_apt+=(eapoltest)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""

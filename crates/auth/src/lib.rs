@@ -4,6 +4,7 @@
 //!
 //! Callers pass salts, keys and `now`; nothing here touches sockets, files or clocks.
 
+pub mod eap;
 pub mod mschap;
 pub mod policy;
 

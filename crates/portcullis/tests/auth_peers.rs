@@ -17,7 +17,7 @@ grant = false
 [[network_policy]]
 name = "vpn staff"
 groups = ["vpn"]
-methods = ["pap", "chap", "mschapv2"]
+methods = ["pap", "chap", "mschapv2", "eap-mschapv2"]
 session_timeout = 28800
 [network_policy.reply]
 Class = "staff"
@@ -263,4 +263,46 @@ fn user_management_cli() {
     assert!(s.cli(&["user", "delete", "gus"]).status.success());
     assert!(!radtest(&s, "pap", "gus", "changed").0);
     assert!(!s.cli(&["user", "delete", "gus"]).status.success());
+}
+
+fn eapol_test(s: &Server, user: &str, password: &str) -> (bool, String) {
+    require("eapol_test");
+    let conf = s.dir.path().join(format!("eap-{user}-{}.conf", password.len()));
+    std::fs::write(
+        &conf,
+        format!(
+            "network={{\n\tkey_mgmt=IEEE8021X\n\teap=MSCHAPV2\n\tidentity=\"{user}\"\n\tpassword=\"{password}\"\n}}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("eapol_test")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "10"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    (out.status.success() && text.lines().last() == Some("SUCCESS"), text)
+}
+
+#[test]
+fn eapol_test_eap_mschapv2_with_matching_mppe_keys() {
+    let s = server();
+    let (ok, log) = eapol_test(&s, "bob", "hello");
+    assert!(ok, "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    let (ok, log) = eapol_test(&s, "CONTOSO\\alice", "wonderland");
+    assert!(ok, "DOMAIN\\user: {log}");
+    assert!(!eapol_test(&s, "bob", "wrong").0);
+    assert!(!eapol_test(&s, "nobody", "x").0);
+    assert!(!eapol_test(&s, "carl", "contract").0, "denied by policy");
+    assert!(!eapol_test(&s, "dora", "disabled").0);
+    let reason = |user: &str| auth_log(&s, user)[0]["reason_code"].as_u64();
+    assert_eq!(reason("nobody"), Some(8));
+    assert_eq!(reason("carl"), Some(65));
+    assert_eq!(reason("dora"), Some(34));
+    let bob = auth_log(&s, "bob");
+    assert_eq!(bob.iter().filter(|e| e["method"] == "eap-mschapv2").count(), 2);
+    assert_eq!(bob.iter().find(|e| e["decision"] == "accept").unwrap()["event_id"], 6272);
+    assert_eq!(bob.iter().find(|e| e["decision"] == "reject").unwrap()["reason_code"], 16);
 }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_accounting::canonical_user;
+use portcullis_auth::eap;
 use portcullis_auth::mschap::{self, MschapError};
 use portcullis_auth::policy::{self, Method, NetworkPolicy, PolicyDecision, PolicyRequest, reason};
 use portcullis_auth::{CredentialCache, verify_chap, verify_password};
@@ -48,6 +49,7 @@ pub struct AuthShared {
     pub clients: Arc<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
     pub users: Mutex<SqliteUsers>,
+    pub eap: Mutex<EapTable>,
     pub credentials: Mutex<CredentialCache>,
     pub policies: Vec<NetworkPolicy>,
     pub offset: time::UtcOffset,
@@ -216,14 +218,15 @@ enum Outcome {
 fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: bool) -> Outcome {
     let Some(client) = shared.clients.lookup(source.ip().to_canonical()) else { return Outcome::Dropped };
     let Ok(packet) = Packet::decode(datagram) else { return Outcome::Dropped };
+    if packet.has_attribute(attr::EAP_MESSAGE) {
+        return decide_eap(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
+    }
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
     let user = if shared.strip_realm { canonical_user(&user_raw) } else { user_raw.trim().to_lowercase() };
     let ms_challenge = packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE);
     let ms_response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE);
-    let method = if packet.has_attribute(attr::EAP_MESSAGE) {
-        None
-    } else if packet.has_attribute(attr::USER_PASSWORD) {
+    let method = if packet.has_attribute(attr::USER_PASSWORD) {
         Some(Method::Pap)
     } else if packet.has_attribute(attr::CHAP_PASSWORD) {
         Some(Method::Chap)
@@ -243,43 +246,16 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     let (decision, policy_name, reason_code, message, mschap_error) = match verdict {
         Verdict::NeedsSlowPath => return Outcome::NeedsSlowPath,
         Verdict::Fail { reason, mschap_error, message } => (None, None, reason, message, mschap_error),
-        Verdict::Ok { mschap, ident, groups } => {
-            let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
-            let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
-            let nas_identifier = text(attr::NAS_IDENTIFIER);
-            let called = text(attr::CALLED_STATION_ID);
-            let calling = text(attr::CALLING_STATION_ID);
-            let req = PolicyRequest {
-                groups: &groups,
-                nas_identifier: nas_identifier.as_deref(),
-                nas_port_type: packet
-                    .attribute(attr::NAS_PORT_TYPE)
-                    .and_then(|v| v.try_into().ok())
-                    .map(u32::from_be_bytes),
-                called_station_id: called.as_deref(),
-                calling_station_id: calling.as_deref(),
-                method,
-                weekday: now.weekday().number_days_from_monday(),
-                minute: u16::from(now.hour()) * 60 + u16::from(now.minute()),
-            };
-            match policy::evaluate(&shared.policies, &req) {
-                (PolicyDecision::Grant { policy }, _) => (
-                    Some((mschap, ident)),
-                    Some(policy),
-                    reason::SUCCESS,
-                    "access granted".to_string(),
-                    MschapError::AuthenticationFailure,
-                ),
-                (PolicyDecision::Deny { policy, reason: r }, why) => {
-                    let e = match r {
-                        reason::LOGON_HOURS => MschapError::RestrictedLogonHours,
-                        reason::DIALIN_DENIED => MschapError::NoDialinPermission,
-                        _ => MschapError::AuthenticationFailure,
-                    };
-                    (None, policy, r, why.join("; "), e)
-                }
-            }
-        }
+        Verdict::Ok { mschap, ident, groups } => match authorize(shared, &packet, &groups, method) {
+            Ok(policy) => (
+                Some((mschap, ident)),
+                Some(policy),
+                reason::SUCCESS,
+                "access granted".to_string(),
+                MschapError::AuthenticationFailure,
+            ),
+            Err((policy, r, e, why)) => (None, policy, r, why, e),
+        },
     };
     let policy = policy_name.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
     let reply = match &decision {
@@ -292,7 +268,29 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
             reject_reply(client, &packet, method, ms_challenge, ms_response, mschap_error)
         }
     };
-    let event = AuthEvent {
+    let decision = Decided { accepted: decision.is_some(), reason_code, policy: policy_name, message };
+    audit(shared, event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), decision));
+    reply.map_or(Outcome::Dropped, Outcome::Reply)
+}
+
+/// A final decision, for the audit event.
+struct Decided {
+    accepted: bool,
+    reason_code: u32,
+    policy: Option<String>,
+    message: String,
+}
+
+fn event(
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    user: String,
+    user_raw: String,
+    method: &str,
+    d: Decided,
+) -> AuthEvent {
+    AuthEvent {
         time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
         user,
         user_raw,
@@ -308,15 +306,49 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
             .unwrap_or_else(|| source.ip().to_string()),
         client: client.name.clone(),
         calling_station_id: packet.attribute(attr::CALLING_STATION_ID).map(|v| String::from_utf8_lossy(v).into_owned()),
-        method: method.map_or("none", Method::name).to_string(),
-        decision: if decision.is_some() { "accept" } else { "reject" }.into(),
-        reason_code,
-        event_id: if decision.is_some() { 6272 } else { 6273 },
-        policy: policy_name,
-        message,
+        method: method.to_string(),
+        decision: if d.accepted { "accept" } else { "reject" }.into(),
+        reason_code: d.reason_code,
+        event_id: if d.accepted { 6272 } else { 6273 },
+        policy: d.policy,
+        message: d.message,
+    }
+}
+
+/// Evaluates the network policies for a request whose credentials verified. Returns
+/// the granting policy, or the denying policy, reason, MS-CHAP error and explanation.
+fn authorize(
+    shared: &AuthShared,
+    packet: &Packet<'_>,
+    groups: &[String],
+    method: Option<Method>,
+) -> Result<String, (Option<String>, u32, MschapError, String)> {
+    let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
+    let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
+    let nas_identifier = text(attr::NAS_IDENTIFIER);
+    let called = text(attr::CALLED_STATION_ID);
+    let calling = text(attr::CALLING_STATION_ID);
+    let req = PolicyRequest {
+        groups,
+        nas_identifier: nas_identifier.as_deref(),
+        nas_port_type: packet.attribute(attr::NAS_PORT_TYPE).and_then(|v| v.try_into().ok()).map(u32::from_be_bytes),
+        called_station_id: called.as_deref(),
+        calling_station_id: calling.as_deref(),
+        method,
+        weekday: now.weekday().number_days_from_monday(),
+        minute: u16::from(now.hour()) * 60 + u16::from(now.minute()),
     };
-    audit(shared, event);
-    reply.map_or(Outcome::Dropped, Outcome::Reply)
+    match policy::evaluate(&shared.policies, &req) {
+        (PolicyDecision::Grant { policy }, _) => Ok(policy),
+        (PolicyDecision::Deny { policy, reason: r }, why) => {
+            let e = match r {
+                reason::LOGON_HOURS => MschapError::RestrictedLogonHours,
+                reason::DIALIN_DENIED => MschapError::NoDialinPermission,
+                _ => MschapError::AuthenticationFailure,
+            };
+            Err((policy, r, e, why.join("; ")))
+        }
+    }
 }
 
 fn check_credentials(
@@ -441,40 +473,57 @@ fn accept_reply(
     ident: u8,
 ) -> Option<Vec<u8>> {
     let mut b = base_reply(Code::AccessAccept, client, request);
-    if let Some(p) = policy {
-        if let Some(t) = p.session_timeout {
-            b.attribute(SESSION_TIMEOUT, &t.to_be_bytes()).ok()?;
-        }
-        if let Some(t) = p.idle_timeout {
-            b.attribute(IDLE_TIMEOUT, &t.to_be_bytes()).ok()?;
-        }
-        for (name, value) in &p.reply {
-            match encode_reply_attribute(&shared.dictionary, name, value) {
-                Ok((0, typ, v)) => {
-                    b.attribute(typ, &v).ok()?;
-                }
-                Ok((vendor, typ, v)) => {
-                    b.vendor_attribute(vendor, typ, &v).ok()?;
-                }
-                Err(e) => tracing::warn!(policy = %p.name, attribute = %name, "reply attribute skipped: {e}"),
-            }
-        }
-    }
+    add_policy_replies(shared, &mut b, policy)?;
     if let Some(ok) = mschap {
         let mut success = vec![ident];
         success.extend_from_slice(ok.authenticator_response.as_bytes());
         b.vendor_attribute(MICROSOFT, MS_CHAP2_SUCCESS, &success).ok()?;
-        let request_auth = request.authenticator();
-        for (typ, key) in [(MS_MPPE_SEND_KEY, ok.send_key), (MS_MPPE_RECV_KEY, ok.recv_key)] {
-            let mut salt = [0u8; 2];
-            rand::thread_rng().fill_bytes(&mut salt);
-            let enc = salt_encrypt(&key, &client.secret, &request_auth, salt).ok()?;
-            b.vendor_attribute(MICROSOFT, typ, &enc).ok()?;
-        }
-        b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes()).ok()?;
-        b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes()).ok()?;
+        add_mppe_keys(&mut b, client, request, ok.send_key, ok.recv_key)?;
     }
     finish(b, client, request)
+}
+
+/// Session-Timeout, Idle-Timeout and the configured reply attributes of the policy.
+fn add_policy_replies(shared: &AuthShared, b: &mut PacketBuilder, policy: Option<&NetworkPolicy>) -> Option<()> {
+    let Some(p) = policy else { return Some(()) };
+    if let Some(t) = p.session_timeout {
+        b.attribute(SESSION_TIMEOUT, &t.to_be_bytes()).ok()?;
+    }
+    if let Some(t) = p.idle_timeout {
+        b.attribute(IDLE_TIMEOUT, &t.to_be_bytes()).ok()?;
+    }
+    for (name, value) in &p.reply {
+        match encode_reply_attribute(&shared.dictionary, name, value) {
+            Ok((0, typ, v)) => {
+                b.attribute(typ, &v).ok()?;
+            }
+            Ok((vendor, typ, v)) => {
+                b.vendor_attribute(vendor, typ, &v).ok()?;
+            }
+            Err(e) => tracing::warn!(policy = %p.name, attribute = %name, "reply attribute skipped: {e}"),
+        }
+    }
+    Some(())
+}
+
+/// MS-MPPE-Send/Recv-Key, salt-encrypted (RFC 2548), with encryption policy and types.
+fn add_mppe_keys(
+    b: &mut PacketBuilder,
+    client: &Client,
+    request: &Packet<'_>,
+    send_key: [u8; 16],
+    recv_key: [u8; 16],
+) -> Option<()> {
+    let request_auth = request.authenticator();
+    for (typ, key) in [(MS_MPPE_SEND_KEY, send_key), (MS_MPPE_RECV_KEY, recv_key)] {
+        let mut salt = [0u8; 2];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let enc = salt_encrypt(&key, &client.secret, &request_auth, salt).ok()?;
+        b.vendor_attribute(MICROSOFT, typ, &enc).ok()?;
+    }
+    b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes()).ok()?;
+    b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes()).ok()?;
+    Some(())
 }
 
 fn reject_reply(
@@ -560,4 +609,124 @@ pub fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut k);
     k
+}
+
+/// EAP conversations between round trips, keyed by the State we issued.
+#[derive(Debug, Default)]
+pub struct EapTable {
+    conversations: std::collections::HashMap<[u8; 16], (eap::Conversation, Instant)>,
+}
+
+/// How long an EAP conversation may wait for the next round trip.
+const EAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most EAP conversations held at once.
+const EAP_MAX: usize = 65_536;
+
+impl EapTable {
+    fn take(&mut self, state: &[u8]) -> Option<eap::Conversation> {
+        let key: [u8; 16] = state.try_into().ok()?;
+        let (c, expires) = self.conversations.remove(&key)?;
+        (Instant::now() < expires).then_some(c)
+    }
+
+    fn put(&mut self, state: [u8; 16], c: eap::Conversation) -> bool {
+        let now = Instant::now();
+        if self.conversations.len() >= EAP_MAX {
+            self.conversations.retain(|_, (_, e)| *e > now);
+            if self.conversations.len() >= EAP_MAX {
+                return false;
+            }
+        }
+        self.conversations.insert(state, (c, now + EAP_TIMEOUT));
+        true
+    }
+}
+
+fn random16() -> [u8; 16] {
+    let mut v = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut v);
+    v
+}
+
+/// One round of an EAP-MSCHAPv2 conversation.
+fn decide_eap(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: SocketAddr) -> Option<Vec<u8>> {
+    let eap_bytes = packet.eap_message()?;
+    let user_raw =
+        packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
+    let reject = |eap_packet: Vec<u8>, user: String, d: Decided| {
+        client.counters.bump(Reason::AccessReject);
+        audit(shared, event(client, packet, source, user, user_raw.clone(), Method::EapMschapv2.name(), d));
+        let mut b = PacketBuilder::new(Code::AccessReject, packet.identifier());
+        b.eap_message(&eap_packet).ok()?;
+        finish(b, client, packet)
+    };
+    let Ok(message) = eap::Eap::decode(&eap_bytes) else {
+        let d = Decided { accepted: false, reason_code: 16, policy: None, message: "malformed EAP-Message".into() };
+        return reject(eap::encode(eap::FAILURE, 0, None, &[]), canonical_user(&user_raw), d);
+    };
+    let challenge = |c: &eap::Conversation, request: Vec<u8>, state: [u8; 16]| {
+        if !lock(&shared.eap).put(state, c.clone()) {
+            tracing::warn!("too many EAP conversations in progress; request dropped");
+            return None;
+        }
+        let mut b = PacketBuilder::new(Code::AccessChallenge, packet.identifier());
+        b.eap_message(&request).ok()?;
+        b.attribute(attr::STATE, &state).ok()?;
+        finish(b, client, packet)
+    };
+    let existing = packet.attribute(attr::STATE).and_then(|s| lock(&shared.eap).take(s));
+    let Some(mut conversation) = existing else {
+        let Some((c, request)) = eap::start(&message, random16(), rand::random(), "portcullis") else {
+            let d = Decided {
+                accepted: false,
+                reason_code: 16,
+                policy: None,
+                message: "EAP conversation must start with an Identity response".into(),
+            };
+            return reject(eap::encode(eap::FAILURE, message.id, None, &[]), canonical_user(&user_raw), d);
+        };
+        return challenge(&c, request, random16());
+    };
+    let user = canonical_user(&conversation.identity);
+    let record = lock(&shared.users).user(&user).ok().flatten();
+    let groups = record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let credentials = |_: &str| match &record {
+        None => eap::Credentials {
+            nt_hash: None,
+            refused: Some((reason::NO_SUCH_USER, MschapError::AuthenticationFailure)),
+        },
+        Some(u) if u.disabled => {
+            eap::Credentials { nt_hash: None, refused: Some((reason::ACCOUNT_DISABLED, MschapError::AccountDisabled)) }
+        }
+        Some(u) if u.expires_at.is_some_and(|t| t <= now) => {
+            eap::Credentials { nt_hash: None, refused: Some((reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled)) }
+        }
+        Some(u) => eap::Credentials { nt_hash: u.nt_hash, refused: None },
+    };
+    let authorize_eap = || {
+        authorize(shared, packet, &groups, Some(Method::EapMschapv2)).map(Some).map_err(|(_, r, e, why)| (r, e, why))
+    };
+    match eap::step(&mut conversation, &message, credentials, authorize_eap) {
+        eap::Step::Challenge(request) => {
+            let state: [u8; 16] =
+                packet.attribute(attr::STATE).and_then(|s| s.try_into().ok()).unwrap_or_else(random16);
+            challenge(&conversation, request, state)
+        }
+        eap::Step::Accept { eap: success, send_key, recv_key, policy } => {
+            client.counters.bump(Reason::AccessAccept);
+            let policy_def = policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
+            let mut b = PacketBuilder::new(Code::AccessAccept, packet.identifier());
+            b.eap_message(&success).ok()?;
+            add_policy_replies(shared, &mut b, policy_def)?;
+            add_mppe_keys(&mut b, client, packet, send_key, recv_key)?;
+            b.attribute(attr::USER_NAME, conversation.identity.as_bytes()).ok()?;
+            let d = Decided { accepted: true, reason_code: 0, policy, message: "access granted".into() };
+            audit(shared, event(client, packet, source, user, user_raw.clone(), Method::EapMschapv2.name(), d));
+            finish(b, client, packet)
+        }
+        eap::Step::Reject { eap: failure, reason: r, message } => {
+            reject(failure, user, Decided { accepted: false, reason_code: r, policy: None, message })
+        }
+    }
 }

@@ -140,6 +140,7 @@ impl Server {
                     config.radius.duplicate_cache_entries,
                 )),
                 users: Mutex::new(users),
+                eap: Mutex::new(auth::EapTable::default()),
                 credentials: Mutex::new(portcullis_auth::CredentialCache::new(
                     auth::random_key(),
                     Duration::from_secs(config.auth.credential_cache_seconds),
