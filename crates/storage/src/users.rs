@@ -39,7 +39,13 @@ pub trait UserStore: Send {
 /// Users in `users.db` inside the data directory.
 pub struct SqliteUsers {
     conn: Connection,
+    /// Users read recently, valid while SQLite's `data_version` is unchanged (any
+    /// commit from another connection, such as the CLI, changes it).
+    cache: std::cell::RefCell<(i64, std::collections::HashMap<String, Option<User>>)>,
 }
+
+/// Most users kept in the read cache.
+const CACHED_USERS: usize = 100_000;
 
 impl std::fmt::Debug for SqliteUsers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +76,15 @@ impl SqliteUsers {
                 generation INTEGER NOT NULL
             ) WITHOUT ROWID;",
         )?;
-        Ok(Self { conn })
+        Ok(Self { conn, cache: std::cell::RefCell::new((-1, std::collections::HashMap::new())) })
+    }
+
+    fn fetch(&self, name: &str) -> Result<Option<User>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE name = ?1"))?
+            .query_row([name], row_to_user)
+            .optional()?)
     }
 }
 
@@ -102,14 +116,22 @@ const COLUMNS: &str = "name, password_hash, nt_hash, reversible, groups, disable
 
 impl UserStore for SqliteUsers {
     fn user(&self, name: &str) -> Result<Option<User>, StorageError> {
-        Ok(self
-            .conn
-            .prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE name = ?1"))?
-            .query_row([name.to_lowercase()], row_to_user)
-            .optional()?)
+        let name = name.to_lowercase();
+        let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let mut cache = self.cache.borrow_mut();
+        if cache.0 != version || cache.1.len() >= CACHED_USERS {
+            *cache = (version, std::collections::HashMap::new());
+        }
+        if let Some(u) = cache.1.get(&name) {
+            return Ok(u.clone());
+        }
+        let u = self.fetch(&name)?;
+        cache.1.insert(name, u.clone());
+        Ok(u)
     }
 
     fn put_user(&mut self, u: &User) -> Result<(), StorageError> {
+        self.cache.borrow_mut().1.clear();
         self.conn.execute(
             &format!(
                 "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
@@ -131,6 +153,7 @@ impl UserStore for SqliteUsers {
     }
 
     fn delete_user(&mut self, name: &str) -> Result<bool, StorageError> {
+        self.cache.borrow_mut().1.clear();
         Ok(self.conn.execute("DELETE FROM users WHERE name = ?1", [name.to_lowercase()])? > 0)
     }
 
