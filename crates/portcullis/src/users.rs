@@ -75,20 +75,8 @@ pub(crate) fn run_user(
             users.put_user(&user)?;
             println!("password of {} changed", user.name);
         }
-        UserCommand::Disable { name, config } => {
-            let mut users = open(config.as_ref())?;
-            let mut user = existing(&users, &name)?;
-            user.disabled = true;
-            users.put_user(&user)?;
-            println!("user {} disabled", user.name);
-        }
-        UserCommand::Enable { name, config } => {
-            let mut users = open(config.as_ref())?;
-            let mut user = existing(&users, &name)?;
-            user.disabled = false;
-            users.put_user(&user)?;
-            println!("user {} enabled", user.name);
-        }
+        UserCommand::Disable { name, config } => set_disabled(&mut open(config.as_ref())?, &name, true)?,
+        UserCommand::Enable { name, config } => set_disabled(&mut open(config.as_ref())?, &name, false)?,
         UserCommand::Delete { name, config } => {
             let mut users = open(config.as_ref())?;
             if !users.delete_user(&name)? {
@@ -138,6 +126,14 @@ pub(crate) fn run_user(
             }
         }
     }
+    Ok(())
+}
+
+fn set_disabled(users: &mut SqliteUsers, name: &str, disabled: bool) -> Result<()> {
+    let mut user = existing(users, name)?;
+    user.disabled = disabled;
+    users.put_user(&user)?;
+    println!("user {} {}", user.name, if disabled { "disabled" } else { "enabled" });
     Ok(())
 }
 

@@ -9,26 +9,24 @@ use portcullis_storage::{
     SyncMode,
 };
 
-#[test]
-fn sqlite_normal_passes_conformance() {
+fn conformance(sync: SyncMode) {
     let dirs = std::cell::RefCell::new(Vec::new());
     run_all(|| {
         let d = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
+        let s = SqliteStore::open(d.path(), sync).unwrap();
         dirs.borrow_mut().push(d);
         s
     });
 }
 
 #[test]
+fn sqlite_normal_passes_conformance() {
+    conformance(SyncMode::Normal);
+}
+
+#[test]
 fn sqlite_fsync_passes_conformance() {
-    let dirs = std::cell::RefCell::new(Vec::new());
-    run_all(|| {
-        let d = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(d.path(), SyncMode::Fsync).unwrap();
-        dirs.borrow_mut().push(d);
-        s
-    });
+    conformance(SyncMode::Fsync);
 }
 
 #[test]
