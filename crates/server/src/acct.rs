@@ -145,11 +145,9 @@ pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8],
     };
     let done_shared = Arc::clone(shared);
     let done_sender = Arc::clone(sender);
-    let client_name = client.name.clone();
+    let done_client = Arc::clone(client);
     let completion = Box::new(move |durable: bool| {
-        let Some(client) = done_shared.clients.by_name(&client_name) else {
-            return;
-        };
+        let client = &*done_client;
         if durable {
             lock(&done_shared.cache).answered(Instant::now(), source, id, auth, reply.clone());
             if send(&done_sender, &reply, source, client) {

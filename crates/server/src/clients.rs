@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use portcullis_accounting::Vendor;
 use portcullis_radius::SharedSecret;
@@ -124,7 +124,7 @@ const UNKNOWN_SOURCES_TRACKED: usize = 1024;
 /// Lookup by source address: the most specific matching network wins.
 #[derive(Debug)]
 pub struct ClientTable {
-    clients: Vec<Client>,
+    clients: Vec<Arc<Client>>,
     unknown: Mutex<HashMap<IpAddr, u64>>,
     unknown_other: AtomicU64,
 }
@@ -132,19 +132,21 @@ pub struct ClientTable {
 impl ClientTable {
     /// Builds the table from validated configuration.
     pub fn from_config(config: &Config) -> Self {
-        let mut clients: Vec<Client> = config
+        let mut clients: Vec<Arc<Client>> = config
             .client_list()
-            .map(|c| Client {
-                name: c.name.clone(),
-                network: c.address,
-                secret: SharedSecret::new(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default()),
-                vendor: c.vendor,
-                counters: Counters::default(),
-                verify: portcullis_radius::VerifyPolicy {
-                    require_message_authenticator: c.require_message_authenticator,
-                    limit_proxy_state: c.limit_proxy_state,
-                },
-                send_message_authenticator: c.send_message_authenticator,
+            .map(|c| {
+                Arc::new(Client {
+                    name: c.name.clone(),
+                    network: c.address,
+                    secret: SharedSecret::new(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default()),
+                    vendor: c.vendor,
+                    counters: Counters::default(),
+                    verify: portcullis_radius::VerifyPolicy {
+                        require_message_authenticator: c.require_message_authenticator,
+                        limit_proxy_state: c.limit_proxy_state,
+                    },
+                    send_message_authenticator: c.send_message_authenticator,
+                })
             })
             .collect();
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));
@@ -152,18 +154,13 @@ impl ClientTable {
     }
 
     /// The client a datagram from `ip` belongs to.
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Client> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Client>> {
         self.clients.iter().find(|c| c.network.contains(ip))
-    }
-
-    /// A client by configured name.
-    pub fn by_name(&self, name: &str) -> Option<&Client> {
-        self.clients.iter().find(|c| c.name == name)
     }
 
     /// Every client.
     pub fn iter(&self) -> impl Iterator<Item = &Client> {
-        self.clients.iter()
+        self.clients.iter().map(|c| &**c)
     }
 
     /// Counts a datagram from an address no client matches; returns the new count.
