@@ -39,9 +39,21 @@ pub trait UserStore: Send {
 /// Users in `users.db` inside the data directory.
 pub struct SqliteUsers {
     conn: Connection,
-    /// Users read recently, valid while SQLite's `data_version` is unchanged (any
-    /// commit from another connection, such as the CLI, changes it).
-    cache: std::cell::RefCell<(i64, std::collections::HashMap<String, Option<User>>)>,
+    path: std::path::PathBuf,
+    /// Users read recently, valid while the database files look unchanged (a commit
+    /// from another connection, such as the CLI, changes the WAL's size or time).
+    cache: std::cell::RefCell<(FileSignature, std::collections::HashMap<String, Option<User>>)>,
+}
+
+/// Size and modification time of the database and its WAL: cheap to read (two `stat`
+/// calls, no locks) and changed by every commit.
+type FileSignature = [(u64, Option<std::time::SystemTime>); 2];
+
+fn signature(db: &Path) -> FileSignature {
+    let stat = |p: &Path| std::fs::metadata(p).map_or((0, None), |m| (m.len(), m.modified().ok()));
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    [stat(db), stat(Path::new(&wal))]
 }
 
 /// Most users kept in the read cache.
@@ -76,7 +88,7 @@ impl SqliteUsers {
                 generation INTEGER NOT NULL
             ) WITHOUT ROWID;",
         )?;
-        Ok(Self { conn, cache: std::cell::RefCell::new((-1, std::collections::HashMap::new())) })
+        Ok(Self { conn, path, cache: std::cell::RefCell::new(([(0, None); 2], std::collections::HashMap::new())) })
     }
 
     fn fetch(&self, name: &str) -> Result<Option<User>, StorageError> {
@@ -117,7 +129,7 @@ const COLUMNS: &str = "name, password_hash, nt_hash, reversible, groups, disable
 impl UserStore for SqliteUsers {
     fn user(&self, name: &str) -> Result<Option<User>, StorageError> {
         let name = name.to_lowercase();
-        let version: i64 = self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = signature(&self.path);
         let mut cache = self.cache.borrow_mut();
         if cache.0 != version || cache.1.len() >= CACHED_USERS {
             *cache = (version, std::collections::HashMap::new());
