@@ -137,16 +137,13 @@ pub fn start(
 }
 
 fn failure_request(c: &mut Conversation, response_id: u8, error: MschapError, reason: u32, message: &str) -> Step {
-    let mut hex = String::new();
-    for b in c.challenge {
-        hex.push_str(&format!("{b:02X}"));
-    }
     // The peer learns only the error code; the explanation stays in the audit event.
     let shown = if error == MschapError::AuthenticationFailure { "Authentication failed" } else { "Access denied" };
-    let text = format!("E={} R=0 C={hex} V=3 M={shown}", error as u16);
+    // `error_value` leads with the MS-CHAP ident octet, which EAP carries elsewhere.
+    let value = mschap::error_value(c.ms_id, error, false, &c.challenge, shown);
     c.eap_id = response_id.wrapping_add(1);
     c.stage = Stage::AwaitFailureAck { reason, message: message.to_string() };
-    Step::Challenge(encode(REQUEST, c.eap_id, Some(MSCHAPV2), &mschapv2_data(OP_FAILURE, c.ms_id, text.as_bytes())))
+    Step::Challenge(encode(REQUEST, c.eap_id, Some(MSCHAPV2), &mschapv2_data(OP_FAILURE, c.ms_id, &value[1..])))
 }
 
 /// Advances a conversation with the peer's next EAP Response. `credentials` is asked

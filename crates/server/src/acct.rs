@@ -6,7 +6,7 @@
 
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use portcullis_accounting::normalise;
 use portcullis_radius::dedup::{DuplicateCache, Lookup};
@@ -17,6 +17,7 @@ use portcullis_storage::{RawPacket, Submitter};
 use tokio::net::UdpSocket;
 
 use crate::clients::{Client, ClientTable, Reason};
+use crate::{lock, now_ms};
 
 /// State shared by every accounting socket.
 #[derive(Debug)]
@@ -58,10 +59,6 @@ pub async fn serve(socket: StdUdpSocket, shared: Arc<Shared>) -> std::io::Result
         };
         handle(&shared, &sender, &buf[..n], source);
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Handles one datagram. Public for the in-process tests and benchmarks.
@@ -165,10 +162,6 @@ pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8],
             tracing::warn!(client = %client.name, count = n, "storage queue full; request left unanswered for the NAS to retransmit");
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The Accounting-Response: Proxy-State echoed in order (RFC 2865 §5.33), and a

@@ -28,6 +28,7 @@ use tokio::net::UdpSocket;
 
 use crate::applier::ApplierMessage;
 use crate::clients::{Client, ClientTable, Reason};
+use crate::{lock, now_ms};
 
 /// Most credential checks queued or running at once.
 const MAX_PENDING: usize = 1024;
@@ -123,10 +124,6 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
 struct Work {
     id: Identifier,
     auth: Authenticator,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Cheap checks on the receiving task; `Some` when the request needs a decision.
@@ -291,7 +288,7 @@ fn event(
     d: Decided,
 ) -> AuthEvent {
     AuthEvent {
-        time_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        time_ms: now_ms(),
         user,
         user_raw,
         nas: packet

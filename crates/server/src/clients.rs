@@ -165,7 +165,7 @@ impl ClientTable {
 
     /// Counts a datagram from an address no client matches; returns the new count.
     pub fn count_unknown(&self, ip: IpAddr) -> u64 {
-        let mut map = self.unknown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = crate::lock(&self.unknown);
         if let Some(n) = map.get_mut(&ip) {
             *n += 1;
             return *n;
@@ -185,7 +185,7 @@ impl ClientTable {
                 out.push(Counter { client: c.name.clone(), reason: r.name().into(), count: c.counters.value(r) });
             }
         }
-        let map = self.unknown.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let map = crate::lock(&self.unknown);
         for (ip, n) in map.iter() {
             out.push(Counter { client: format!("unknown:{ip}"), reason: "unknown_client".into(), count: *n });
         }

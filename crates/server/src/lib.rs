@@ -21,6 +21,19 @@ use portcullis_storage::{GroupCommitter, Journal, JournalReader, JournalSync, Sq
 use crate::clients::ClientTable;
 use crate::config::{Config, SyncSetting};
 
+/// Locks a mutex, carrying on with the data if a panicking thread poisoned it (every
+/// value behind these mutexes stays consistent between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Wall-clock time in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Opens the configured store for writing.
 pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
     SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)
