@@ -104,7 +104,7 @@ pub enum Step {
     /// Send this EAP Request in an Access-Challenge and keep the conversation.
     Challenge(Vec<u8>),
     /// Send EAP-Success in an Access-Accept with these MPPE keys.
-    Accept { eap: Vec<u8>, send_key: [u8; 16], recv_key: [u8; 16], policy: Option<String> },
+    Accept { eap: Vec<u8>, send_key: Vec<u8>, recv_key: Vec<u8>, policy: Option<String> },
     /// Send EAP-Failure in an Access-Reject.
     Reject { eap: Vec<u8>, reason: u32, message: String },
 }
@@ -128,12 +128,26 @@ pub fn start(
         return None;
     }
     let identity = String::from_utf8_lossy(identity_response.data).trim_end_matches('\0').to_string();
-    let eap_id = identity_response.id.wrapping_add(1);
+    Some(start_for(&identity, identity_response.id, challenge, ms_id, server_name))
+}
+
+/// Starts a conversation for a known identity; `response_id` is the Identifier of the
+/// peer's last Response (the Identity, or a Nak asking for this method).
+pub fn start_for(
+    identity: &str,
+    response_id: u8,
+    challenge: [u8; 16],
+    ms_id: u8,
+    server_name: &str,
+) -> (Conversation, Vec<u8>) {
+    let eap_id = response_id.wrapping_add(1);
     let mut body = vec![16];
     body.extend_from_slice(&challenge);
     body.extend_from_slice(server_name.as_bytes());
     let request = encode(REQUEST, eap_id, Some(MSCHAPV2), &mschapv2_data(OP_CHALLENGE, ms_id, &body));
-    Some((Conversation { identity, challenge, ms_id, eap_id, stage: Stage::AwaitResponse }, request))
+    let conversation =
+        Conversation { identity: identity.to_string(), challenge, ms_id, eap_id, stage: Stage::AwaitResponse };
+    (conversation, request)
 }
 
 fn failure_request(c: &mut Conversation, response_id: u8, error: MschapError, reason: u32, message: &str) -> Step {
@@ -216,8 +230,8 @@ pub fn step(
         }
         (Stage::AwaitSuccessAck { send_key, recv_key, policy }, OP_SUCCESS) => Step::Accept {
             eap: encode(SUCCESS, response.id, None, &[]),
-            send_key: *send_key,
-            recv_key: *recv_key,
+            send_key: send_key.to_vec(),
+            recv_key: recv_key.to_vec(),
             policy: policy.clone(),
         },
         (Stage::AwaitFailureAck { reason, message }, OP_FAILURE) => reject(*reason, message),

@@ -6,6 +6,7 @@
 
 pub mod eap;
 pub mod mschap;
+pub mod peap;
 pub mod policy;
 
 use std::collections::HashMap;

@@ -14,6 +14,26 @@ pub(crate) struct Cli {
     pub command: Command,
 }
 
+/// `portcullis cert ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CertCommand {
+    /// Make a demo CA and a server certificate signed by it (for trials; use your
+    /// organisation's CA in production).
+    Init {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to write ca.pem, ca.key, server.pem and server.key (default: DATA_DIR/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The server's DNS name (certificate subject and subjectAltName).
+        #[arg(long, default_value = "portcullis.local")]
+        name: String,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -70,6 +90,11 @@ pub(crate) enum Command {
     },
     /// Load generator: send requests on loopback, verify every response, print JSON.
     Bench(BenchArgs),
+    /// Server certificates for PEAP.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// Manage local users (the built-in user store).
     User {
         #[command(subcommand)]

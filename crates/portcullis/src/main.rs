@@ -2,6 +2,7 @@
 //! parts, run.
 
 mod bench;
+mod cert;
 mod cli;
 mod output;
 mod users;
@@ -12,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use portcullis_server::config::{Config, LogFormat};
 
-use crate::cli::{Cli, Command, DictionaryCommand};
+use crate::cli::{CertCommand, Cli, Command, DictionaryCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -48,9 +49,10 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let demo = config.is_none();
-            let config = load(config.as_ref())?;
+            let mut config = load(config.as_ref())?;
             init_logging(&config);
             if demo {
+                demo_certificate(&mut config)?;
                 tracing::warn!(
                     "no --config given: running the demo configuration (data in ./portcullis-data, accounting on \
                      127.0.0.1:1813, authentication on 127.0.0.1:1812, one client 127.0.0.1 with secret \
@@ -63,12 +65,18 @@ fn run(cli: Cli) -> Result<()> {
             let config = Config::load(&config)?;
             let dict = load_dictionary(&config)?;
             portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
+            let peap = config.eap.peap().map_err(anyhow::Error::msg)?;
             let clients = config.client_list().count();
             println!(
                 "configuration is valid: {} accounting listener(s), {clients} client(s), data in {}",
                 config.radius.acct_listen.len(),
                 config.storage.data_dir.display()
             );
+            if let Some(p) = &config.eap.certificate {
+                if peap.is_some() {
+                    println!("PEAP enabled with the certificate {}", p.display());
+                }
+            }
             if clients == 0 {
                 println!("warning: no [[client]] is configured, so every packet will be discarded");
             }
@@ -124,6 +132,18 @@ fn run(cli: Cli) -> Result<()> {
             output::print_dictionary_entry(&dict, &key)
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {
+            let config = load(config.as_ref())?;
+            let dir = dir.unwrap_or_else(|| config.storage.data_dir.join("tls"));
+            let files = cert::init(&dir, &name, force)?;
+            println!("wrote a demo CA and a certificate for {name:?}:");
+            println!("  CA certificate (install on VPN clients): {}", files.ca.display());
+            println!("  CA key (keep offline or delete):         {}", files.ca_key.display());
+            println!("add to the configuration:\n\n[eap]");
+            println!("certificate = {:?}", files.certificate.display().to_string());
+            println!("private_key = {:?}", files.private_key.display().to_string());
+            Ok(())
+        }
         Command::User { command } => users::run_user(command, load),
         Command::AuthLog { config, user, result, since, limit, format } => {
             let config = load(config.as_ref())?;
@@ -135,6 +155,21 @@ fn run(cli: Cli) -> Result<()> {
             users::run_policy(command, &config)
         }
     }
+}
+
+/// The demo serves PEAP with a demo certificate, made on first start.
+fn demo_certificate(config: &mut Config) -> Result<()> {
+    let dir = config.storage.data_dir.join("tls");
+    let files = cert::CertFiles::in_dir(&dir);
+    if !files.exist() {
+        cert::init(&dir, "portcullis.local", true)?;
+        tracing::info!(ca = %files.ca.display(), "made a demo CA and server certificate for PEAP");
+    }
+    config.eap.certificate = Some(files.certificate);
+    config.eap.private_key = Some(files.private_key);
+    config.eap.default_method = Some(portcullis_server::config::EapMethod::Peap);
+    config.eap.peap().map_err(anyhow::Error::msg)?;
+    Ok(())
 }
 
 fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {

@@ -17,7 +17,7 @@ grant = false
 [[network_policy]]
 name = "vpn staff"
 groups = ["vpn"]
-methods = ["pap", "chap", "mschapv2", "eap-mschapv2"]
+methods = ["pap", "chap", "mschapv2", "eap-mschapv2", "peap"]
 session_timeout = 28800
 [network_policy.reply]
 Class = "staff"
@@ -43,7 +43,11 @@ fn never_now() -> String {
 }
 
 fn server() -> Server {
-    let s = Server::start(&format!("\n{}", POLICIES.replace("HOURS", &never_now())));
+    server_with("")
+}
+
+fn server_with(extra: &str) -> Server {
+    let s = Server::start(&format!("\n{}\n{extra}", POLICIES.replace("HOURS", &never_now())));
     for (name, password, groups, extra) in [
         ("bob", "hello", vec!["vpn"], vec!["--chap"]),
         ("alice", "wonderland", vec!["vpn"], vec![]),
@@ -266,23 +270,94 @@ fn user_management_cli() {
 }
 
 fn eapol_test(s: &Server, user: &str, password: &str) -> (bool, String) {
+    eapol_test_with(s, &format!("eap=MSCHAPV2\n\tidentity=\"{user}\"\n\tpassword=\"{password}\""))
+}
+
+/// Runs eapol_test with the given lines inside its network block.
+fn eapol_test_with(s: &Server, network: &str) -> (bool, String) {
     require("eapol_test");
-    let conf = s.dir.path().join(format!("eap-{user}-{}.conf", password.len()));
-    std::fs::write(
-        &conf,
-        format!(
-            "network={{\n\tkey_mgmt=IEEE8021X\n\teap=MSCHAPV2\n\tidentity=\"{user}\"\n\tpassword=\"{password}\"\n}}\n"
-        ),
-    )
-    .unwrap();
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let conf = s.dir.path().join(format!("eap-{n}.conf"));
+    std::fs::write(&conf, format!("network={{\n\tkey_mgmt=IEEE8021X\n\t{network}\n}}\n")).unwrap();
     let out = Command::new("eapol_test")
         .arg("-c")
         .arg(&conf)
         .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "10"])
+        .current_dir(s.dir.path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     (out.status.success() && text.lines().last() == Some("SUCCESS"), text)
+}
+
+/// A server with a demo certificate made by `portcullis cert init`, serving PEAP first.
+fn peap_server(extra: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin()).args(["cert", "init", "--dir"]).arg(dir.path().join("tls")).output().unwrap();
+    assert!(out.status.success(), "cert init: {}", String::from_utf8_lossy(&out.stderr));
+    let s = Server::start_in(
+        dir,
+        common::free_port(),
+        &format!(
+            "\n[eap]\ncertificate = \"tls/server.pem\"\nprivate_key = \"tls/server.key\"\n{extra}\n{}",
+            POLICIES.replace("HOURS", &never_now())
+        ),
+    );
+    for (name, password, groups) in
+        [("bob", "hello", vec!["vpn"]), ("carl", "contract", vec!["contractors"]), ("pat", "paperwork", vec!["papers"])]
+    {
+        add_user(&s, name, password, &groups, &[]);
+    }
+    s
+}
+
+fn peap(user: &str, password: &str, phase1: &str) -> String {
+    format!(
+        "eap=PEAP\n\tidentity=\"{user}\"\n\tanonymous_identity=\"anonymous\"\n\tpassword=\"{password}\"\n\t\
+         phase1=\"{phase1}\"\n\tphase2=\"auth=MSCHAPV2\"\n\tca_cert=\"tls/ca.pem\""
+    )
+}
+
+#[test]
+fn eapol_test_peap_tls12_and_tls13_with_matching_mppe_keys() {
+    let s = peap_server("");
+    let (ok, log) = eapol_test_with(&s, &peap("bob", "hello", "peapver=0"));
+    assert!(ok, "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    assert!(log.contains("Using TLS version TLSv1.2"), "{log}");
+    let (ok, log) = eapol_test_with(&s, &peap("CONTOSO\\bob", "hello", "peapver=0 tls_disable_tlsv1_3=0"));
+    assert!(ok, "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    assert!(log.contains("Using TLS version TLSv1.3"), "{log}");
+    assert!(!eapol_test_with(&s, &peap("bob", "wrong", "peapver=0")).0);
+    assert!(!eapol_test_with(&s, &peap("carl", "contract", "peapver=0")).0, "denied by policy");
+    assert!(!eapol_test_with(&s, &peap("pat", "paperwork", "peapver=0")).0, "PEAP not allowed for pat");
+    let bob = auth_log(&s, "bob");
+    assert!(bob.iter().all(|e| e["method"] == "peap"), "{bob:?}");
+    assert_eq!(bob.iter().filter(|e| e["decision"] == "accept").count(), 2, "{bob:?}");
+    assert!(bob.iter().any(|e| e["message"].as_str().unwrap().contains("TLS 1.3")));
+    assert_eq!(bob.iter().find(|e| e["decision"] == "reject").unwrap()["reason_code"], 16);
+    assert!(auth_log(&s, "anonymous").is_empty(), "the audit names the inner identity");
+    assert_eq!(auth_log(&s, "carl")[0]["reason_code"], 65);
+    assert_eq!(auth_log(&s, "pat")[0]["reason_code"], 66);
+}
+
+#[test]
+fn eapol_test_peap_fragments_both_ways_and_nak_to_mschapv2() {
+    let s = peap_server("fragment_size = 256");
+    let fragmented = format!("{}\n\tfragment_size=100", peap("bob", "hello", "peapver=0 tls_disable_tlsv1_3=0"));
+    let (ok, log) = eapol_test_with(&s, &fragmented);
+    assert!(ok, "{log}");
+    assert!(log.contains("more fragments will follow"), "the peer fragmented: {log}");
+    assert!(log.contains("Flags 0xc0"), "the server fragmented: {log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    // A peer configured for EAP-MSCHAPv2 only answers the PEAP Start with a Nak.
+    let (ok, log) = eapol_test(&s, "bob", "hello");
+    assert!(ok, "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    let methods: Vec<_> = auth_log(&s, "bob").iter().map(|e| e["method"].as_str().unwrap().to_string()).collect();
+    assert!(methods.contains(&"eap-mschapv2".to_string()) && methods.contains(&"peap".to_string()), "{methods:?}");
 }
 
 #[test]

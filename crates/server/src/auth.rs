@@ -13,7 +13,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use portcullis_accounting::canonical_user;
-use portcullis_auth::eap;
 use portcullis_auth::mschap::{self, MschapError};
 use portcullis_auth::policy::{self, Method, NetworkPolicy, PolicyDecision, PolicyRequest, reason};
 use portcullis_auth::{CredentialCache, verify_chap, verify_password};
@@ -50,7 +49,11 @@ pub struct AuthShared {
     pub clients: Arc<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
     pub users: Mutex<SqliteUsers>,
-    pub eap: Mutex<EapTable>,
+    pub eap: Mutex<crate::eap::EapTable>,
+    /// PEAP settings when a server certificate is configured.
+    pub peap: Option<portcullis_auth::peap::PeapConfig>,
+    /// The method offered first after EAP-Response/Identity.
+    pub eap_default: crate::config::EapMethod,
     pub credentials: Mutex<CredentialCache>,
     pub policies: Vec<NetworkPolicy>,
     pub offset: time::UtcOffset,
@@ -216,7 +219,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     let Some(client) = shared.clients.lookup(source.ip().to_canonical()) else { return Outcome::Dropped };
     let Ok(packet) = Packet::decode(datagram) else { return Outcome::Dropped };
     if packet.has_attribute(attr::EAP_MESSAGE) {
-        return decide_eap(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
+        return crate::eap::decide(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
     }
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
@@ -271,14 +274,14 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
 }
 
 /// A final decision, for the audit event.
-struct Decided {
-    accepted: bool,
-    reason_code: u32,
-    policy: Option<String>,
-    message: String,
+pub(crate) struct Decided {
+    pub(crate) accepted: bool,
+    pub(crate) reason_code: u32,
+    pub(crate) policy: Option<String>,
+    pub(crate) message: String,
 }
 
-fn event(
+pub(crate) fn event(
     client: &Client,
     packet: &Packet<'_>,
     source: SocketAddr,
@@ -314,7 +317,7 @@ fn event(
 
 /// Evaluates the network policies for a request whose credentials verified. Returns
 /// the granting policy, or the denying policy, reason, MS-CHAP error and explanation.
-fn authorize(
+pub(crate) fn authorize(
     shared: &AuthShared,
     packet: &Packet<'_>,
     groups: &[String],
@@ -446,7 +449,7 @@ fn check_credentials(
     }
 }
 
-fn base_reply(code: Code, client: &Client, request: &Packet<'_>) -> PacketBuilder {
+pub(crate) fn base_reply(code: Code, client: &Client, request: &Packet<'_>) -> PacketBuilder {
     let mut b = PacketBuilder::new(code, request.identifier());
     if client.send_message_authenticator {
         b.message_authenticator();
@@ -454,7 +457,7 @@ fn base_reply(code: Code, client: &Client, request: &Packet<'_>) -> PacketBuilde
     b
 }
 
-fn finish(mut b: PacketBuilder, client: &Client, request: &Packet<'_>) -> Option<Vec<u8>> {
+pub(crate) fn finish(mut b: PacketBuilder, client: &Client, request: &Packet<'_>) -> Option<Vec<u8>> {
     for ps in request.attributes_of(attr::PROXY_STATE) {
         b.attribute(attr::PROXY_STATE, ps).ok()?;
     }
@@ -475,13 +478,17 @@ fn accept_reply(
         let mut success = vec![ident];
         success.extend_from_slice(ok.authenticator_response.as_bytes());
         b.vendor_attribute(MICROSOFT, MS_CHAP2_SUCCESS, &success).ok()?;
-        add_mppe_keys(&mut b, client, request, ok.send_key, ok.recv_key)?;
+        add_mppe_keys(&mut b, client, request, &ok.send_key, &ok.recv_key)?;
     }
     finish(b, client, request)
 }
 
 /// Session-Timeout, Idle-Timeout and the configured reply attributes of the policy.
-fn add_policy_replies(shared: &AuthShared, b: &mut PacketBuilder, policy: Option<&NetworkPolicy>) -> Option<()> {
+pub(crate) fn add_policy_replies(
+    shared: &AuthShared,
+    b: &mut PacketBuilder,
+    policy: Option<&NetworkPolicy>,
+) -> Option<()> {
     let Some(p) = policy else { return Some(()) };
     if let Some(t) = p.session_timeout {
         b.attribute(SESSION_TIMEOUT, &t.to_be_bytes()).ok()?;
@@ -504,18 +511,18 @@ fn add_policy_replies(shared: &AuthShared, b: &mut PacketBuilder, policy: Option
 }
 
 /// MS-MPPE-Send/Recv-Key, salt-encrypted (RFC 2548), with encryption policy and types.
-fn add_mppe_keys(
+pub(crate) fn add_mppe_keys(
     b: &mut PacketBuilder,
     client: &Client,
     request: &Packet<'_>,
-    send_key: [u8; 16],
-    recv_key: [u8; 16],
+    send_key: &[u8],
+    recv_key: &[u8],
 ) -> Option<()> {
     let request_auth = request.authenticator();
     for (typ, key) in [(MS_MPPE_SEND_KEY, send_key), (MS_MPPE_RECV_KEY, recv_key)] {
         let mut salt = [0u8; 2];
         rand::thread_rng().fill_bytes(&mut salt);
-        let enc = salt_encrypt(&key, &client.secret, &request_auth, salt).ok()?;
+        let enc = salt_encrypt(key, &client.secret, &request_auth, salt).ok()?;
         b.vendor_attribute(MICROSOFT, typ, &enc).ok()?;
     }
     b.vendor_attribute(MICROSOFT, MS_MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes()).ok()?;
@@ -587,7 +594,7 @@ pub fn validate_replies(dict: &Dictionary, policies: &[NetworkPolicy]) -> Result
     Ok(())
 }
 
-fn audit(shared: &AuthShared, event: AuthEvent) {
+pub(crate) fn audit(shared: &AuthShared, event: AuthEvent) {
     if let Ok(line) = serde_json::to_string(&event) {
         let mut f = lock(&shared.audit_file);
         if let Err(e) = writeln!(f, "{line}") {
@@ -606,124 +613,4 @@ pub fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut k);
     k
-}
-
-/// EAP conversations between round trips, keyed by the State we issued.
-#[derive(Debug, Default)]
-pub struct EapTable {
-    conversations: std::collections::HashMap<[u8; 16], (eap::Conversation, Instant)>,
-}
-
-/// How long an EAP conversation may wait for the next round trip.
-const EAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-/// Most EAP conversations held at once.
-const EAP_MAX: usize = 65_536;
-
-impl EapTable {
-    fn take(&mut self, state: &[u8]) -> Option<eap::Conversation> {
-        let key: [u8; 16] = state.try_into().ok()?;
-        let (c, expires) = self.conversations.remove(&key)?;
-        (Instant::now() < expires).then_some(c)
-    }
-
-    fn put(&mut self, state: [u8; 16], c: eap::Conversation) -> bool {
-        let now = Instant::now();
-        if self.conversations.len() >= EAP_MAX {
-            self.conversations.retain(|_, (_, e)| *e > now);
-            if self.conversations.len() >= EAP_MAX {
-                return false;
-            }
-        }
-        self.conversations.insert(state, (c, now + EAP_TIMEOUT));
-        true
-    }
-}
-
-fn random16() -> [u8; 16] {
-    let mut v = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut v);
-    v
-}
-
-/// One round of an EAP-MSCHAPv2 conversation.
-fn decide_eap(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: SocketAddr) -> Option<Vec<u8>> {
-    let eap_bytes = packet.eap_message()?;
-    let user_raw =
-        packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
-    let reject = |eap_packet: Vec<u8>, user: String, d: Decided| {
-        client.counters.bump(Reason::AccessReject);
-        audit(shared, event(client, packet, source, user, user_raw.clone(), Method::EapMschapv2.name(), d));
-        let mut b = PacketBuilder::new(Code::AccessReject, packet.identifier());
-        b.eap_message(&eap_packet).ok()?;
-        finish(b, client, packet)
-    };
-    let Ok(message) = eap::Eap::decode(&eap_bytes) else {
-        let d = Decided { accepted: false, reason_code: 16, policy: None, message: "malformed EAP-Message".into() };
-        return reject(eap::encode(eap::FAILURE, 0, None, &[]), canonical_user(&user_raw), d);
-    };
-    let challenge = |c: &eap::Conversation, request: Vec<u8>, state: [u8; 16]| {
-        if !lock(&shared.eap).put(state, c.clone()) {
-            tracing::warn!("too many EAP conversations in progress; request dropped");
-            return None;
-        }
-        let mut b = PacketBuilder::new(Code::AccessChallenge, packet.identifier());
-        b.eap_message(&request).ok()?;
-        b.attribute(attr::STATE, &state).ok()?;
-        finish(b, client, packet)
-    };
-    let existing = packet.attribute(attr::STATE).and_then(|s| lock(&shared.eap).take(s));
-    let Some(mut conversation) = existing else {
-        let Some((c, request)) = eap::start(&message, random16(), rand::random(), "portcullis") else {
-            let d = Decided {
-                accepted: false,
-                reason_code: 16,
-                policy: None,
-                message: "EAP conversation must start with an Identity response".into(),
-            };
-            return reject(eap::encode(eap::FAILURE, message.id, None, &[]), canonical_user(&user_raw), d);
-        };
-        return challenge(&c, request, random16());
-    };
-    let user = canonical_user(&conversation.identity);
-    let record = lock(&shared.users).user(&user).ok().flatten();
-    let groups = record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let credentials = |_: &str| match &record {
-        None => eap::Credentials {
-            nt_hash: None,
-            refused: Some((reason::NO_SUCH_USER, MschapError::AuthenticationFailure)),
-        },
-        Some(u) if u.disabled => {
-            eap::Credentials { nt_hash: None, refused: Some((reason::ACCOUNT_DISABLED, MschapError::AccountDisabled)) }
-        }
-        Some(u) if u.expires_at.is_some_and(|t| t <= now) => {
-            eap::Credentials { nt_hash: None, refused: Some((reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled)) }
-        }
-        Some(u) => eap::Credentials { nt_hash: u.nt_hash, refused: None },
-    };
-    let authorize_eap = || {
-        authorize(shared, packet, &groups, Some(Method::EapMschapv2)).map(Some).map_err(|(_, r, e, why)| (r, e, why))
-    };
-    match eap::step(&mut conversation, &message, credentials, authorize_eap) {
-        eap::Step::Challenge(request) => {
-            let state: [u8; 16] =
-                packet.attribute(attr::STATE).and_then(|s| s.try_into().ok()).unwrap_or_else(random16);
-            challenge(&conversation, request, state)
-        }
-        eap::Step::Accept { eap: success, send_key, recv_key, policy } => {
-            client.counters.bump(Reason::AccessAccept);
-            let policy_def = policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
-            let mut b = PacketBuilder::new(Code::AccessAccept, packet.identifier());
-            b.eap_message(&success).ok()?;
-            add_policy_replies(shared, &mut b, policy_def)?;
-            add_mppe_keys(&mut b, client, packet, send_key, recv_key)?;
-            b.attribute(attr::USER_NAME, conversation.identity.as_bytes()).ok()?;
-            let d = Decided { accepted: true, reason_code: 0, policy, message: "access granted".into() };
-            audit(shared, event(client, packet, source, user, user_raw.clone(), Method::EapMschapv2.name(), d));
-            finish(b, client, packet)
-        }
-        eap::Step::Reject { eap: failure, reason: r, message } => {
-            reject(failure, user, Decided { accepted: false, reason_code: r, policy: None, message })
-        }
-    }
 }

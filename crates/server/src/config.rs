@@ -26,6 +26,82 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default, rename = "network_policy")]
     pub network_policies: Vec<portcullis_auth::policy::NetworkPolicy>,
+    #[serde(default)]
+    pub eap: EapConfig,
+}
+
+/// EAP methods the server can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EapMethod {
+    /// PEAPv0 with inner EAP-MSCHAPv2 (needs a certificate).
+    Peap,
+    /// EAP-MSCHAPv2 directly, without a tunnel.
+    Mschapv2,
+}
+
+/// `[eap]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EapConfig {
+    /// PEM server certificate chain, server certificate first.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key of the server certificate.
+    pub private_key: Option<PathBuf>,
+    /// Lowest TLS version offered: "1.2" or "1.3".
+    pub tls_min_version: String,
+    /// Highest TLS version offered: "1.2" or "1.3".
+    pub tls_max_version: String,
+    /// Most TLS octets per EAP-Request.
+    pub fragment_size: usize,
+    /// Method offered after EAP-Response/Identity; peers may ask for the other with a
+    /// Nak. Default: PEAP when a certificate is configured, else EAP-MSCHAPv2.
+    pub default_method: Option<EapMethod>,
+}
+
+impl Default for EapConfig {
+    fn default() -> Self {
+        Self {
+            certificate: None,
+            private_key: None,
+            tls_min_version: "1.2".into(),
+            tls_max_version: "1.3".into(),
+            fragment_size: 1024,
+            default_method: None,
+        }
+    }
+}
+
+impl EapConfig {
+    /// Reads the certificate and key and builds the PEAP settings; `None` when no
+    /// certificate is configured.
+    pub fn peap(&self) -> Result<Option<portcullis_auth::peap::PeapConfig>, String> {
+        use portcullis_auth::peap::{PeapConfig, TlsVersion};
+        let (cert, key) = match (&self.certificate, &self.private_key) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c, k),
+            _ => return Err("eap.certificate and eap.private_key go together".into()),
+        };
+        let version = |v: &str, key: &str| match v {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            other => Err(format!("eap.{key} {other:?} must be \"1.2\" or \"1.3\"")),
+        };
+        let min = version(&self.tls_min_version, "tls_min_version")?;
+        let max = version(&self.tls_max_version, "tls_max_version")?;
+        if min > max {
+            return Err("eap.tls_min_version is above eap.tls_max_version".into());
+        }
+        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        PeapConfig::from_pem(&read(cert)?, &read(key)?, min, max, self.fragment_size)
+            .map(Some)
+            .map_err(|e| format!("eap: {e}"))
+    }
+
+    /// The method offered first.
+    pub fn default_method(&self) -> EapMethod {
+        self.default_method.unwrap_or(if self.certificate.is_some() { EapMethod::Peap } else { EapMethod::Mschapv2 })
+    }
 }
 
 /// `[auth]`.
@@ -370,6 +446,18 @@ impl Config {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
+        }
+        for f in [&mut self.eap.certificate, &mut self.eap.private_key].into_iter().flatten() {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        if self.eap.default_method() == EapMethod::Peap && self.eap.certificate.is_none() {
+            return Err(ConfigError {
+                file: file.into(),
+                line: None,
+                message: "eap.default_method = \"peap\" needs eap.certificate and eap.private_key".into(),
+            });
         }
         let mut names = std::collections::HashSet::new();
         for client in &mut self.clients {

@@ -10,6 +10,7 @@ pub mod applier;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod eap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -70,6 +71,8 @@ pub struct Server {
 pub enum StartError {
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    Eap(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -146,6 +149,7 @@ impl Server {
             for c in clients.iter().filter(|c| !c.verify.require_message_authenticator) {
                 tracing::warn!(client = %c.name, "Access-Requests from this client are accepted without Message-Authenticator");
             }
+            let peap = config.eap.peap().map_err(StartError::Eap)?;
             let auth_shared = Arc::new(auth::AuthShared {
                 clients: Arc::clone(&clients),
                 cache: Mutex::new(DuplicateCache::new(
@@ -153,7 +157,9 @@ impl Server {
                     config.radius.duplicate_cache_entries,
                 )),
                 users: Mutex::new(users),
-                eap: Mutex::new(auth::EapTable::default()),
+                eap: Mutex::new(eap::EapTable::default()),
+                peap,
+                eap_default: config.eap.default_method(),
                 credentials: Mutex::new(portcullis_auth::CredentialCache::new(
                     auth::random_key(),
                     Duration::from_secs(config.auth.credential_cache_seconds),
