@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the tests drive: radclient/radtest (Debian
-# freeradius-utils), eapol_test (Debian eapoltest) and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
+# freeradius-utils), eapol_test (Debian eapoltest), OpenLDAP slapd (Debian slapd; the
+# tests start their own on loopback) and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need_apt=()
 command -v radclient >/dev/null || need_apt+=(freeradius-utils)
 command -v eapol_test >/dev/null || need_apt+=(eapoltest)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
+  # Keep package scripts from starting system daemons (slapd would listen on all
+  # addresses); the tests start their own instances on 127.0.0.1.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    guard=1
+  fi
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.

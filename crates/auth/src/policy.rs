@@ -42,8 +42,10 @@ pub mod reason {
     pub const AUTHENTICATION_FAILED: u32 = 16;
     pub const ACCOUNT_DISABLED: u32 = 34;
     pub const ACCOUNT_EXPIRED: u32 = 35;
+    pub const ACCOUNT_LOCKED: u32 = 36;
     pub const LOGON_HOURS: u32 = 37;
     pub const NO_MATCHING_POLICY: u32 = 48;
+    pub const NO_CONNECTION_REQUEST_POLICY: u32 = 49;
     pub const DIALIN_DENIED: u32 = 65;
     pub const METHOD_NOT_ALLOWED: u32 = 66;
 }
@@ -118,6 +120,10 @@ pub struct PolicyRequest<'a> {
     pub weekday: u8,
     /// Local minutes since midnight.
     pub minute: u16,
+    /// The account's own dial-in permission (Active Directory `msNPAllowDialin`): `true`
+    /// allows even where the matching policy denies, `false` denies, `None` leaves it to
+    /// the policy — as NPS does.
+    pub dialin: Option<bool>,
 }
 
 /// The outcome.
@@ -136,9 +142,15 @@ pub fn evaluate(policies: &[NetworkPolicy], req: &PolicyRequest<'_>) -> (PolicyD
             continue;
         }
         why.push(format!("policy {:?} matched", p.name));
-        if !p.grant {
-            why.push("it denies access".into());
-            return (PolicyDecision::Deny { policy: Some(p.name.clone()), reason: reason::DIALIN_DENIED }, why);
+        let deny = |why: &mut Vec<String>, text: &str| {
+            why.push(text.to_string());
+            PolicyDecision::Deny { policy: Some(p.name.clone()), reason: reason::DIALIN_DENIED }
+        };
+        match (req.dialin, p.grant) {
+            (Some(false), _) => return (deny(&mut why, "the account's dial-in permission denies access"), why),
+            (Some(true), false) => why.push("it denies access, but the account's dial-in permission allows it".into()),
+            (None, false) => return (deny(&mut why, "it denies access"), why),
+            (_, true) => {}
         }
         if let Some(m) = req.method {
             if !p.methods.is_empty() && !p.methods.contains(&m) {
@@ -272,6 +284,28 @@ mod tests {
         let req = PolicyRequest { groups: &none, weekday: 1, minute: 600, ..Default::default() };
         assert_eq!(evaluate(&policies, &req).0, PolicyDecision::Deny { policy: Some("deny".into()), reason: 65 });
         assert_eq!(evaluate(&policies[..1], &req).0, PolicyDecision::Deny { policy: None, reason: 48 });
+    }
+
+    #[test]
+    fn dialin_permission_overrides_the_policy_as_nps_does() {
+        let deny_all = policy("[[network_policy]]\nname = \"deny\"\ngrant = false\n");
+        let allow = policy("[[network_policy]]\nname = \"allow\"\nmethods = [\"pap\"]\n");
+        let none: Vec<String> = vec![];
+        let mut req =
+            PolicyRequest { groups: &none, method: Some(Method::Pap), dialin: Some(true), ..Default::default() };
+        let (d, why) = evaluate(std::slice::from_ref(&deny_all), &req);
+        assert_eq!(d, PolicyDecision::Grant { policy: "deny".into() }, "{why:?}");
+        req.method = Some(Method::Chap);
+        assert_eq!(
+            evaluate(std::slice::from_ref(&allow), &req).0,
+            PolicyDecision::Deny { policy: Some("allow".into()), reason: 66 },
+            "constraints still apply"
+        );
+        req.method = Some(Method::Pap);
+        req.dialin = Some(false);
+        let (d, why) = evaluate(&[allow], &req);
+        assert_eq!(d, PolicyDecision::Deny { policy: Some("allow".into()), reason: 65 });
+        assert!(why.iter().any(|w| w.contains("dial-in")));
     }
 
     #[test]

@@ -146,6 +146,9 @@ pub(crate) enum PolicyCommand {
         /// When the login happens (RFC 3339; default now).
         #[arg(long)]
         at: Option<String>,
+        /// The [[client]] name the request would come from (for connection-request policies).
+        #[arg(long)]
+        client: Option<String>,
     },
 }
 

@@ -211,11 +211,29 @@ pub(crate) fn run_auth_log(
 }
 
 pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> {
-    let PolicyCommand::Test { user, nas, method, nas_port_type, calling_station_id, at, .. } = command;
+    let PolicyCommand::Test { user, nas, method, nas_port_type, calling_station_id, at, client, .. } = command;
     let method = Method::from_name(&method).with_context(|| format!("unknown method {method:?}"))?;
-    let users = SqliteUsers::open(&config.storage.data_dir)?;
-    let record = users.user(&portcullis_accounting::canonical_user(&user))?;
-    let groups = record.as_ref().map(|u| u.groups.clone()).unwrap_or_default();
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _entered = runtime.enter();
+    let router = portcullis_server::directory::Router::from_config(config).map_err(anyhow::Error::msg)?;
+    let route = router.route(client.as_deref().unwrap_or(""), &user, nas.as_deref());
+    let users = std::sync::Mutex::new(SqliteUsers::open(&config.storage.data_dir)?);
+    let (name, account) = match &route {
+        Ok(r) => {
+            let name = r.lookup_name(&user);
+            if let Some(p) = &r.policy {
+                println!("connection request policy {p:?} matched");
+            }
+            let account = portcullis_server::directory::lookup(&users, r, &name).map_err(anyhow::Error::msg)?;
+            (name, account)
+        }
+        Err(why) => {
+            println!("{why}");
+            println!("decision: Deny {{ reason: 49 }}");
+            return Ok(());
+        }
+    };
+    let groups = account.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
     let offset = config.auth.offset().unwrap_or(time::UtcOffset::UTC);
     let when = match at {
         Some(t) => time::OffsetDateTime::from_unix_timestamp(output::parse_time(&t, super::now_unix())?)?,
@@ -231,10 +249,17 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
         method: Some(method),
         weekday: when.weekday().number_days_from_monday(),
         minute: u16::from(when.hour()) * 60 + u16::from(when.minute()),
+        dialin: account.as_ref().and_then(|a| a.dialin),
     };
-    match &record {
-        Some(u) => println!("user {}: groups {:?}{}", u.name, u.groups, if u.disabled { ", DISABLED" } else { "" }),
-        None => println!("user {user}: not a local user (groups unknown)"),
+    match &account {
+        Some(a) => println!(
+            "user {name}: groups {:?}{}{}{}",
+            a.groups,
+            if a.disabled { ", DISABLED" } else { "" },
+            if a.locked { ", LOCKED" } else { "" },
+            a.dialin.map_or(String::new(), |d| format!(", dial-in {}", if d { "allowed" } else { "denied" }))
+        ),
+        None => println!("user {user}: not found in the user store (groups unknown)"),
     }
     println!("evaluated at {when} ({}) with method {}", when.weekday(), method.name());
     let (decision, why) = evaluate(&config.network_policies, &req);

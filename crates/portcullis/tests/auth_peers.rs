@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{SECRET, Server, python, require};
+use common::{SECRET, Server, python, radtest, require};
 
 const POLICIES: &str = r#"
 [[network_policy]]
@@ -80,18 +80,6 @@ fn add_user(s: &Server, name: &str, password: &str, groups: &[&str], extra: &[&s
         .unwrap();
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
-}
-
-fn radtest(s: &Server, kind: &str, user: &str, password: &str) -> (bool, String) {
-    require("radtest");
-    let out = Command::new("radtest")
-        .args(["-t", kind, user, password])
-        .arg(format!("127.0.0.1:{}", s.auth_port))
-        .args(["0", SECRET])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    (text.contains("Received Access-Accept"), text)
 }
 
 fn pyrad(s: &Server, args: &[&str]) -> serde_json::Value {

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use portcullis_accounting::canonical_user;
 use portcullis_auth::mschap::{self, MschapError};
@@ -21,12 +21,14 @@ use portcullis_radius::{
     Authenticator, Code, DataType, Dictionary, Error as RadiusError, Identifier, Packet, PacketBuilder,
     VerifiedRequest, attr, salt_encrypt, unhide_user_password,
 };
-use portcullis_storage::{AuthEvent, SqliteUsers, UserStore};
+use portcullis_storage::{AuthEvent, SqliteUsers};
 use rand::RngCore;
 use tokio::net::UdpSocket;
 
 use crate::applier::ApplierMessage;
 use crate::clients::{Client, ClientTable, Reason};
+use crate::directory::{self, Account, Route, Store};
+use crate::ldap::BindOutcome;
 use crate::{lock, now_ms};
 
 /// Most credential checks queued or running at once.
@@ -57,7 +59,8 @@ pub struct AuthShared {
     pub credentials: Mutex<CredentialCache>,
     pub policies: Vec<NetworkPolicy>,
     pub offset: time::UtcOffset,
-    pub strip_realm: bool,
+    /// Connection-request policies and the user stores they name.
+    pub router: crate::directory::Router,
     pub dictionary: Dictionary,
     pub audit_file: Mutex<File>,
     pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
@@ -196,6 +199,7 @@ enum Verdict {
         mschap: Option<mschap::Mschapv2Success>,
         ident: u8,
         groups: Vec<String>,
+        dialin: Option<bool>,
     },
     Fail {
         reason: u32,
@@ -219,11 +223,17 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     let Some(client) = shared.clients.lookup(source.ip().to_canonical()) else { return Outcome::Dropped };
     let Ok(packet) = Packet::decode(datagram) else { return Outcome::Dropped };
     if packet.has_attribute(attr::EAP_MESSAGE) {
+        // TLS handshakes and directory lookups do not belong on the I/O task.
+        if !allow_slow {
+            return Outcome::NeedsSlowPath;
+        }
         return crate::eap::decide(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
     }
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
-    let user = if shared.strip_realm { canonical_user(&user_raw) } else { user_raw.trim().to_lowercase() };
+    let nas_identifier = packet.attribute(attr::NAS_IDENTIFIER).map(|v| String::from_utf8_lossy(v).into_owned());
+    let route = shared.router.route(&client.name, &user_raw, nas_identifier.as_deref());
+    let user = route.as_ref().map_or_else(|_| canonical_user(&user_raw), |r| r.lookup_name(&user_raw));
     let ms_challenge = packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE);
     let ms_response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE);
     let method = if packet.has_attribute(attr::USER_PASSWORD) {
@@ -235,18 +245,23 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     } else {
         None
     };
-    let verdict = match method {
-        None => Verdict::Fail {
+    let verdict = match (method, &route) {
+        (_, Err(why)) => Verdict::Fail {
+            reason: reason::NO_CONNECTION_REQUEST_POLICY,
+            mschap_error: MschapError::AuthenticationFailure,
+            message: why.clone(),
+        },
+        (None, _) => Verdict::Fail {
             reason: reason::METHOD_NOT_ALLOWED,
             mschap_error: MschapError::AuthenticationFailure,
-            message: "no supported authentication method in the request (EAP is not served yet)".into(),
+            message: "no supported authentication method in the request".into(),
         },
-        Some(m) => check_credentials(shared, client, &packet, &user, &user_raw, m, allow_slow),
+        (Some(m), Ok(route)) => check_credentials(shared, client, &packet, route, &user, &user_raw, m, allow_slow),
     };
     let (decision, policy_name, reason_code, message, mschap_error) = match verdict {
         Verdict::NeedsSlowPath => return Outcome::NeedsSlowPath,
         Verdict::Fail { reason, mschap_error, message } => (None, None, reason, message, mschap_error),
-        Verdict::Ok { mschap, ident, groups } => match authorize(shared, &packet, &groups, method) {
+        Verdict::Ok { mschap, ident, groups, dialin } => match authorize(shared, &packet, &groups, dialin, method) {
             Ok(policy) => (
                 Some((mschap, ident)),
                 Some(policy),
@@ -321,6 +336,7 @@ pub(crate) fn authorize(
     shared: &AuthShared,
     packet: &Packet<'_>,
     groups: &[String],
+    dialin: Option<bool>,
     method: Option<Method>,
 ) -> Result<String, (Option<String>, u32, MschapError, String)> {
     let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
@@ -337,6 +353,7 @@ pub(crate) fn authorize(
         method,
         weekday: now.weekday().number_days_from_monday(),
         minute: u16::from(now.hour()) * 60 + u16::from(now.minute()),
+        dialin,
     };
     match policy::evaluate(&shared.policies, &req) {
         (PolicyDecision::Grant { policy }, _) => Ok(policy),
@@ -351,10 +368,12 @@ pub(crate) fn authorize(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn check_credentials(
     shared: &AuthShared,
     client: &Client,
     packet: &Packet<'_>,
+    route: &Route,
     user: &str,
     user_raw: &str,
     method: Method,
@@ -362,22 +381,26 @@ fn check_credentials(
 ) -> Verdict {
     let fail =
         |reason: u32, e: MschapError, message: &str| Verdict::Fail { reason, mschap_error: e, message: message.into() };
-    let record = match lock(&shared.users).user(user) {
+    if route.is_remote() && !allow_slow {
+        return Verdict::NeedsSlowPath;
+    }
+    let record = match directory::lookup(&shared.users, route, user) {
         Ok(Some(u)) => u,
         Ok(None) => return fail(reason::NO_SUCH_USER, MschapError::AuthenticationFailure, "no such user"),
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
-            return fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "user store unavailable");
+            return fail(
+                reason::AUTHENTICATION_FAILED,
+                MschapError::AuthenticationFailure,
+                &format!("user store unavailable: {e}"),
+            );
         }
     };
-    if record.disabled {
-        return fail(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled");
+    if let Some((code, error, why)) = account_refusal(&record) {
+        return fail(code, error, why);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    if record.expires_at.is_some_and(|t| t <= now) {
-        return fail(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account expired");
-    }
-    let generation = u64::try_from(record.generation).unwrap_or(0);
+    let ok = |mschap, ident| Verdict::Ok { mschap, ident, groups: record.groups.clone(), dialin: record.dialin };
+    let generation = record.generation;
     match method {
         Method::Pap => {
             let Some(hidden) = packet.attribute(attr::USER_PASSWORD) else {
@@ -391,19 +414,45 @@ fn check_credentials(
                 );
             };
             if lock(&shared.credentials).check(Instant::now(), user, &password, generation) {
-                return Verdict::Ok { mschap: None, ident: 0, groups: record.groups };
+                return ok(None, 0);
+            }
+            if let Store::Ldap(store) = &route.store {
+                return match directory::directory_password(store, &record, &password) {
+                    Ok(BindOutcome::Ok) => ok(None, 0),
+                    Ok(BindOutcome::WrongPassword) => {
+                        fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
+                    }
+                    Ok(BindOutcome::Disabled) => {
+                        fail(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled")
+                    }
+                    Ok(BindOutcome::Locked) => {
+                        fail(reason::ACCOUNT_LOCKED, MschapError::AccountDisabled, "account locked out")
+                    }
+                    Ok(BindOutcome::Expired) => {
+                        fail(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account or password expired")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "directory password check failed");
+                        fail(
+                            reason::AUTHENTICATION_FAILED,
+                            MschapError::AuthenticationFailure,
+                            &format!("user store unavailable: {e}"),
+                        )
+                    }
+                };
             }
             if !allow_slow && record.password_hash.is_some() {
                 return Verdict::NeedsSlowPath;
             }
-            let ok = record.password_hash.as_deref().is_some_and(|h| verify_password(h, &password).unwrap_or(false))
-                || (record.password_hash.is_none()
-                    && record.nt_hash.is_some_and(|h| {
-                        String::from_utf8(password.to_vec()).is_ok_and(|p| mschap::nt_password_hash(&p) == h)
-                    }));
-            if ok {
+            let verified =
+                record.password_hash.as_deref().is_some_and(|h| verify_password(h, &password).unwrap_or(false))
+                    || (record.password_hash.is_none()
+                        && record.nt_hash.is_some_and(|h| {
+                            String::from_utf8(password.to_vec()).is_ok_and(|p| mschap::nt_password_hash(&p) == h)
+                        }));
+            if verified {
                 lock(&shared.credentials).insert(Instant::now(), user, &password, generation);
-                Verdict::Ok { mschap: None, ident: 0, groups: record.groups }
+                ok(None, 0)
             } else {
                 fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
             }
@@ -421,7 +470,7 @@ fn check_credentials(
                 .attribute(attr::CHAP_CHALLENGE)
                 .map_or_else(|| packet.authenticator().0.to_vec(), <[u8]>::to_vec);
             if verify_chap(chap, secret.as_bytes(), &challenge) {
-                Verdict::Ok { mschap: None, ident: 0, groups: record.groups }
+                ok(None, 0)
             } else {
                 fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
             }
@@ -431,7 +480,7 @@ fn check_credentials(
                 return fail(
                     reason::AUTHENTICATION_FAILED,
                     MschapError::AuthenticationFailure,
-                    "no NT hash for this user",
+                    "no NT hash for this user (the store has none)",
                 );
             };
             let challenge: Option<[u8; 16]> =
@@ -439,13 +488,27 @@ fn check_credentials(
             let response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE).unwrap_or_default();
             let ident = response.first().copied().unwrap_or(0);
             match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw)) {
-                Some(ok) => Verdict::Ok { mschap: Some(ok), ident, groups: record.groups },
+                Some(success) => ok(Some(success), ident),
                 None => fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password"),
             }
         }
         Method::EapMschapv2 | Method::Peap => {
-            fail(reason::METHOD_NOT_ALLOWED, MschapError::AuthenticationFailure, "EAP is not served yet")
+            fail(reason::METHOD_NOT_ALLOWED, MschapError::AuthenticationFailure, "EAP arrives in EAP-Message")
         }
+    }
+}
+
+/// Why an account may not log in at all, whatever its password: NPS reason code,
+/// MS-CHAP error and explanation.
+pub(crate) fn account_refusal(a: &Account) -> Option<(u32, MschapError, &'static str)> {
+    if a.disabled {
+        Some((reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled"))
+    } else if a.locked {
+        Some((reason::ACCOUNT_LOCKED, MschapError::AccountDisabled, "account locked out"))
+    } else if a.expired {
+        Some((reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account expired"))
+    } else {
+        None
     }
 }
 

@@ -28,6 +28,42 @@ pub struct Config {
     pub network_policies: Vec<portcullis_auth::policy::NetworkPolicy>,
     #[serde(default)]
     pub eap: EapConfig,
+    #[serde(default)]
+    pub ldap: Vec<crate::ldap::LdapConfig>,
+    #[serde(default, rename = "connection_request_policy")]
+    pub connection_request_policies: Vec<ConnectionRequestPolicy>,
+}
+
+/// One `[[connection_request_policy]]` (NPS model): which user store answers a request,
+/// chosen by client, NAS and realm. Evaluated in order; the first match decides. With
+/// none configured every request goes to the local users.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionRequestPolicy {
+    pub name: String,
+    /// Condition: the request came from one of these `[[client]]` names (empty: any).
+    #[serde(default)]
+    pub clients: Vec<String>,
+    /// Condition: NAS-Identifier matches this pattern (`*`, `?`).
+    #[serde(default)]
+    pub nas_identifier: Option<String>,
+    /// Condition: the realm of User-Name (`DOMAIN\\user` or `user@realm`), case-insensitive;
+    /// `""` matches names without a realm (empty list: any realm).
+    #[serde(default)]
+    pub realms: Vec<String>,
+    /// `"local"` or the name of an `[[ldap]]` directory.
+    #[serde(default = "local_store")]
+    pub user_store: String,
+    /// Strip the realm before the lookup (default: `auth.strip_realm`).
+    #[serde(default)]
+    pub strip_realm: Option<bool>,
+    /// `false` rejects matching requests (reason 49) without asking any store.
+    #[serde(default = "yes")]
+    pub accept: bool,
+}
+
+fn local_store() -> String {
+    "local".into()
 }
 
 /// EAP methods the server can run.
@@ -426,6 +462,49 @@ impl Config {
                             message: format!("network_policy {:?}: unknown day {d:?} (mon..sun)", p.name),
                         });
                     }
+                }
+            }
+        }
+        let mut stores = std::collections::HashSet::from(["local".to_string()]);
+        for l in &mut self.ldap {
+            let bad =
+                |m: String| ConfigError { file: file.into(), line: None, message: format!("ldap {:?}: {m}", l.name) };
+            if !stores.insert(l.name.clone()) {
+                return Err(bad("the name is used twice (or is \"local\")".into()));
+            }
+            if l.urls.is_empty() || l.urls.iter().any(|u| !(u.starts_with("ldap://") || u.starts_with("ldaps://"))) {
+                return Err(bad("urls must be ldap://host[:port] or ldaps://host[:port]".into()));
+            }
+            if l.bind_password.is_some() == l.bind_password_file.is_some() {
+                return Err(bad("set bind_password or bind_password_file (one of them)".into()));
+            }
+            if !l.user_filter.contains("{user}") {
+                return Err(bad("user_filter must contain {user}".into()));
+            }
+            for f in [&mut l.ca_certificate, &mut l.bind_password_file].into_iter().flatten() {
+                if f.is_relative() {
+                    *f = base.join(&*f);
+                }
+            }
+        }
+        for p in &self.connection_request_policies {
+            if !stores.contains(&p.user_store) {
+                return Err(ConfigError {
+                    file: file.into(),
+                    line: None,
+                    message: format!(
+                        "connection_request_policy {:?}: user_store {:?} is neither \"local\" nor an [[ldap]] name",
+                        p.name, p.user_store
+                    ),
+                });
+            }
+            for c in &p.clients {
+                if !self.clients.iter().any(|x| &x.get_ref().name == c) {
+                    return Err(ConfigError {
+                        file: file.into(),
+                        line: None,
+                        message: format!("connection_request_policy {:?}: no [[client]] is named {c:?}", p.name),
+                    });
                 }
             }
         }

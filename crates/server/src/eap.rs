@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use portcullis_accounting::canonical_user;
 use portcullis_auth::eap::{self, Credentials, Eap, Step};
@@ -12,12 +12,14 @@ use portcullis_auth::mschap::MschapError;
 use portcullis_auth::peap::{self, InnerAuth, Tunnel};
 use portcullis_auth::policy::{Method, reason};
 use portcullis_radius::{Code, Packet, PacketBuilder, attr};
-use portcullis_storage::UserStore;
 use rand::RngCore;
 
-use crate::auth::{AuthShared, Decided, add_mppe_keys, add_policy_replies, audit, authorize, event, finish};
+use crate::auth::{
+    AuthShared, Decided, account_refusal, add_mppe_keys, add_policy_replies, audit, authorize, event, finish,
+};
 use crate::clients::{Client, Reason};
 use crate::config::EapMethod;
+use crate::directory::{self, Route};
 use crate::lock;
 
 /// How long a conversation may wait for the next round trip.
@@ -92,26 +94,19 @@ fn random16() -> [u8; 16] {
     v
 }
 
-/// The local user's credentials and groups for an EAP identity.
-fn user_credentials(shared: &AuthShared, identity: &str) -> (Credentials, Vec<String>) {
-    let user = canonical_user(identity);
-    let record = match lock(&shared.users).user(&user) {
-        Ok(r) => r,
+/// The account's credentials, groups and dial-in permission for an EAP identity.
+fn user_credentials(shared: &AuthShared, route: &Route, identity: &str) -> (Credentials, Vec<String>, Option<bool>) {
+    let refuse = |code, error| Credentials { nt_hash: None, refused: Some((code, error)) };
+    match directory::lookup(&shared.users, route, &route.lookup_name(identity)) {
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
-            let refused = Some((reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure));
-            return (Credentials { nt_hash: None, refused }, Vec::new());
+            (refuse(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure), Vec::new(), None)
         }
-    };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let refuse = |code, error| Credentials { nt_hash: None, refused: Some((code, error)) };
-    match record {
-        None => (refuse(reason::NO_SUCH_USER, MschapError::AuthenticationFailure), Vec::new()),
-        Some(u) if u.disabled => (refuse(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled), u.groups),
-        Some(u) if u.expires_at.is_some_and(|t| t <= now) => {
-            (refuse(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled), u.groups)
-        }
-        Some(u) => (Credentials { nt_hash: u.nt_hash, refused: None }, u.groups),
+        Ok(None) => (refuse(reason::NO_SUCH_USER, MschapError::AuthenticationFailure), Vec::new(), None),
+        Ok(Some(a)) => match account_refusal(&a) {
+            Some((code, error, _)) => (refuse(code, error), a.groups, a.dialin),
+            None => (Credentials { nt_hash: a.nt_hash, refused: None }, a.groups, a.dialin),
+        },
     }
 }
 
@@ -120,6 +115,7 @@ struct Inner<'a> {
     shared: &'a AuthShared,
     packet: &'a Packet<'a>,
     method: Method,
+    route: &'a Route,
 }
 
 impl InnerAuth for Inner<'_> {
@@ -128,12 +124,14 @@ impl InnerAuth for Inner<'_> {
     }
 
     fn credentials(&self, identity: &str) -> Credentials {
-        user_credentials(self.shared, identity).0
+        user_credentials(self.shared, self.route, identity).0
     }
 
     fn authorize(&self, identity: &str) -> Result<Option<String>, (u32, MschapError, String)> {
-        let groups = user_credentials(self.shared, identity).1;
-        authorize(self.shared, self.packet, &groups, Some(self.method)).map(Some).map_err(|(_, r, e, why)| (r, e, why))
+        let (_, groups, dialin) = user_credentials(self.shared, self.route, identity);
+        authorize(self.shared, self.packet, &groups, dialin, Some(self.method))
+            .map(Some)
+            .map_err(|(_, r, e, why)| (r, e, why))
     }
 }
 
@@ -213,7 +211,15 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
         };
     }
     let method = session.method();
-    let inner = Inner { shared, packet, method };
+    let nas_identifier = packet.attribute(attr::NAS_IDENTIFIER).map(|v| String::from_utf8_lossy(v).into_owned());
+    let route = match shared.router.route(&client.name, &user_raw, nas_identifier.as_deref()) {
+        Ok(r) => r,
+        Err(why) => {
+            let d = refuse(reason::NO_CONNECTION_REQUEST_POLICY, &why);
+            return reject(failure, canonical_user(&user_raw), method, d);
+        }
+    };
+    let inner = Inner { shared, packet, method, route: &route };
     let (step, session, identity) = match session {
         Session::Mschapv2 { mut conversation, .. } => {
             let identity = conversation.identity.clone();

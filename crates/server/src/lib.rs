@@ -10,7 +10,9 @@ pub mod applier;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod directory;
 pub mod eap;
+pub mod ldap;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -72,7 +74,7 @@ pub enum StartError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("{0}")]
-    Eap(String),
+    Config(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -149,7 +151,8 @@ impl Server {
             for c in clients.iter().filter(|c| !c.verify.require_message_authenticator) {
                 tracing::warn!(client = %c.name, "Access-Requests from this client are accepted without Message-Authenticator");
             }
-            let peap = config.eap.peap().map_err(StartError::Eap)?;
+            let peap = config.eap.peap().map_err(StartError::Config)?;
+            let router = directory::Router::from_config(config).map_err(StartError::Config)?;
             let auth_shared = Arc::new(auth::AuthShared {
                 clients: Arc::clone(&clients),
                 cache: Mutex::new(DuplicateCache::new(
@@ -167,7 +170,7 @@ impl Server {
                 )),
                 policies: config.network_policies.clone(),
                 offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
-                strip_realm: config.auth.strip_realm,
+                router,
                 dictionary,
                 audit_file: Mutex::new(audit_file),
                 applier: auth_tx,

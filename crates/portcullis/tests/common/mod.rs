@@ -207,3 +207,17 @@ pub fn radclient(addr: SocketAddr, kind: &str, secret: &str, input: &str) -> (bo
 pub fn by_user<'a>(v: &'a [serde_json::Value], user: &str) -> Vec<&'a serde_json::Value> {
     v.iter().filter(|s| s["user"] == user).collect()
 }
+
+/// radtest against the server's authentication port; true when it was accepted.
+pub fn radtest(s: &Server, kind: &str, user: &str, password: &str) -> (bool, String) {
+    require("radtest");
+    let out = Command::new("radtest")
+        // radtest reads backslash escapes in the name (`\a` is BEL), so double them.
+        .args(["-t", kind, &user.replace('\\', "\\\\"), password])
+        .arg(format!("127.0.0.1:{}", s.auth_port))
+        .args(["0", SECRET])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (text.contains("Received Access-Accept"), text)
+}
