@@ -184,6 +184,7 @@ pub(crate) fn run_auth_log(
                         "reason_code": e.reason_code,
                         "event_id": e.event_id,
                         "policy": e.policy,
+                        "connection_request_policy": e.connection_request_policy,
                         "message": e.message,
                     })
                 })

@@ -369,3 +369,54 @@ fn eapol_test_eap_mschapv2_with_matching_mppe_keys() {
     assert_eq!(bob.iter().find(|e| e["decision"] == "accept").unwrap()["event_id"], 6272);
     assert_eq!(bob.iter().find(|e| e["decision"] == "reject").unwrap()["reason_code"], 16);
 }
+
+#[test]
+fn nps_log_files_in_ias_odbc_and_dts_formats() {
+    for format in ["ias", "odbc", "dts"] {
+        let s = server_with(&format!("[nps_log]\nformat = \"{format}\"\ncomputer_name = \"RADIUS01\"\n"));
+        assert!(radtest(&s, "pap", "alice", "wonderland").0);
+        assert!(!radtest(&s, "pap", "alice", "not-the-password").0);
+        let dir = s.dir.path().join("data/nps");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let text = loop {
+            let text: String = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("IN"))
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .collect();
+            if text.lines().count() >= 4 || std::time::Instant::now() > deadline {
+                break text;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{format}: request and response per decision: {text}");
+        assert!(!text.contains("wonderland") && !text.contains("not-the-password"), "{format}: {text}");
+        match format {
+            "ias" => {
+                assert!(lines[0].starts_with("127.0.0.1,alice,") || lines[0].starts_with(",alice,"), "{}", lines[0]);
+                assert!(lines[1].contains(",IAS,RADIUS01,") && lines[1].contains(",4149,vpn staff,"), "{}", lines[1]);
+                assert!(lines[1].contains(",25,staff,") && lines[1].ends_with(",4136,2,4142,0"), "{}", lines[1]);
+                assert!(lines[3].ends_with(",4136,3,4142,16"), "{}", lines[3]);
+            }
+            "odbc" => {
+                for l in &lines {
+                    assert_eq!(l.split(',').count(), 60, "{l}");
+                }
+                let f: Vec<&str> = lines[1].split(',').collect();
+                assert_eq!((f[0], f[1], f[4], f[5]), ("\"RADIUS01\"", "\"IAS\"", "2", "\"alice\""), "{}", lines[1]);
+                assert_eq!((f[23], f[24], f[25], f[26]), ("1", "\"vpn staff\"", "0", "\"staff\""), "{}", lines[1]);
+                assert_eq!(f[27], "28800", "Session-Timeout");
+                let f: Vec<&str> = lines[3].split(',').collect();
+                assert_eq!((f[4], f[25]), ("3", "16"), "{}", lines[3]);
+            }
+            _ => {
+                assert!(lines.iter().all(|l| l.starts_with("<Event>") && l.ends_with("</Event>")));
+                assert!(lines[1].contains("<Packet-Type data_type=\"0\">2</Packet-Type>"), "{}", lines[1]);
+                assert!(lines[1].contains("<NP-Policy-Name data_type=\"1\">vpn staff</NP-Policy-Name>"));
+                assert!(lines[3].contains("<Reason-Code data_type=\"0\">16</Reason-Code>"), "{}", lines[3]);
+            }
+        }
+    }
+}

@@ -273,6 +273,8 @@ fn ldap_store_pap_groups_status_dialin_tls_and_realm_routing() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("connection request policy \"corp\" matched"), "{text}");
     assert!(text.contains("dial-in denied"), "{text}");
+    assert_eq!(last_event(&s, "mallory")["connection_request_policy"], serde_json::Value::Null);
+    assert_eq!(last_event(&s, "dora")["connection_request_policy"], "corp");
     drop(silent);
 }
 

@@ -13,6 +13,8 @@ pub const NAS_IP_ADDRESS: u8 = 4;
 pub const NAS_PORT: u8 = 5;
 /// Service-Type (RFC 2865 §5.6).
 pub const SERVICE_TYPE: u8 = 6;
+/// Framed-Protocol (RFC 2865 §5.7).
+pub const FRAMED_PROTOCOL: u8 = 7;
 /// Framed-IP-Address (RFC 2865 §5.8).
 pub const FRAMED_IP_ADDRESS: u8 = 8;
 /// Reply-Message (RFC 2865 §5.18).
@@ -65,6 +67,8 @@ pub const CHAP_CHALLENGE: u8 = 60;
 pub const NAS_PORT_TYPE: u8 = 61;
 /// Tunnel-Type (RFC 2868 §3.1).
 pub const TUNNEL_TYPE: u8 = 64;
+/// Tunnel-Medium-Type (RFC 2868 §3.2).
+pub const TUNNEL_MEDIUM_TYPE: u8 = 65;
 /// Tunnel-Client-Endpoint (RFC 2868 §3.3).
 pub const TUNNEL_CLIENT_ENDPOINT: u8 = 66;
 /// Tunnel-Server-Endpoint (RFC 2868 §3.4).

@@ -29,6 +29,7 @@ use crate::applier::ApplierMessage;
 use crate::clients::{Client, ClientTable, Reason};
 use crate::directory::{self, Account, Route, Store};
 use crate::ldap::BindOutcome;
+use crate::npslog;
 use crate::{lock, now_ms};
 
 /// Most credential checks queued or running at once.
@@ -63,6 +64,8 @@ pub struct AuthShared {
     pub router: crate::directory::Router,
     pub dictionary: Dictionary,
     pub audit_file: Mutex<File>,
+    /// NPS-format log files, when configured.
+    pub nps_log: Option<Mutex<crate::npslog::NpsLog>>,
     pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
     pub pending: AtomicUsize,
 }
@@ -284,7 +287,8 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         }
     };
     let decision = Decided { accepted: decision.is_some(), reason_code, policy: policy_name, message };
-    audit(shared, event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), decision));
+    let e = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), decision);
+    audit(shared, e, &packet, source);
     reply.map_or(Outcome::Dropped, Outcome::Reply)
 }
 
@@ -327,6 +331,7 @@ pub(crate) fn event(
         event_id: if d.accepted { 6272 } else { 6273 },
         policy: d.policy,
         message: d.message,
+        connection_request_policy: None,
     }
 }
 
@@ -657,11 +662,20 @@ pub fn validate_replies(dict: &Dictionary, policies: &[NetworkPolicy]) -> Result
     Ok(())
 }
 
-pub(crate) fn audit(shared: &AuthShared, event: AuthEvent) {
+pub(crate) fn audit(shared: &AuthShared, mut event: AuthEvent, packet: &Packet<'_>, source: SocketAddr) {
+    let nas_identifier = packet.attribute(attr::NAS_IDENTIFIER).map(|v| String::from_utf8_lossy(v).into_owned());
+    event.connection_request_policy =
+        shared.router.route(&event.client, &event.user_raw, nas_identifier.as_deref()).ok().and_then(|r| r.policy);
     if let Ok(line) = serde_json::to_string(&event) {
         let mut f = lock(&shared.audit_file);
         if let Err(e) = writeln!(f, "{line}") {
             tracing::warn!(error = %e, "writing the audit log failed");
+        }
+    }
+    if let Some(log) = &shared.nps_log {
+        let records = nps_records(shared, &event, packet, source, lock(log).computer());
+        if let Err(e) = lock(log).write(&records) {
+            tracing::warn!(error = %e, "writing the NPS log failed");
         }
     }
     tracing::info!(
@@ -669,6 +683,47 @@ pub(crate) fn audit(shared: &AuthShared, event: AuthEvent) {
         policy = ?event.policy, "{}", event.message
     );
     let _ = shared.applier.try_send(ApplierMessage::AuthEvent(event));
+}
+
+/// The Access-Request record and the response record NPS would log for a decision.
+fn nps_records(
+    shared: &AuthShared,
+    event: &AuthEvent,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    computer: &str,
+) -> [npslog::NpsRecord; 2] {
+    let mut request = npslog::NpsRecord {
+        time_ms: event.time_ms,
+        offset_seconds: shared.offset.whole_seconds(),
+        computer: computer.to_string(),
+        packet_type: 1,
+        account: Some(event.user.clone()),
+        client_ip: source.ip().to_canonical().to_string(),
+        client_name: event.client.clone(),
+        authentication_type: npslog::authentication_type(&event.method),
+        proxy_policy: event.connection_request_policy.clone(),
+        eap_friendly_name: match event.method.as_str() {
+            "peap" => Some("Microsoft: Protected EAP (PEAP)".into()),
+            "eap-mschapv2" => Some("Microsoft: Secured password (EAP-MSCHAP v2)".into()),
+            _ => None,
+        },
+        ..Default::default()
+    };
+    npslog::from_request(packet, &mut request);
+    let mut response = request.clone();
+    response.packet_type = if event.decision == "accept" { 2 } else { 3 };
+    response.reason_code = event.reason_code;
+    response.policy = event.policy.clone();
+    if event.decision == "accept" {
+        let policy = event.policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
+        if let Some(p) = policy {
+            response.session_timeout = p.session_timeout;
+            response.idle_timeout = p.idle_timeout;
+            response.class = p.reply.get("Class").cloned();
+        }
+    }
+    [request, response]
 }
 
 /// A new random key for the credential cache.

@@ -32,6 +32,9 @@ pub struct Config {
     pub ldap: Vec<crate::ldap::LdapConfig>,
     #[serde(default, rename = "connection_request_policy")]
     pub connection_request_policies: Vec<ConnectionRequestPolicy>,
+    /// NPS-format log files of authentication decisions.
+    #[serde(default)]
+    pub nps_log: Option<crate::npslog::NpsLogConfig>,
 }
 
 /// One `[[connection_request_policy]]` (NPS model): which user store answers a request,
@@ -526,7 +529,10 @@ impl Config {
                 *f = base.join(&*f);
             }
         }
-        for f in [&mut self.eap.certificate, &mut self.eap.private_key].into_iter().flatten() {
+        let nps_dir = self.nps_log.as_mut().map(|n| &mut n.directory);
+        for f in
+            [Some(&mut self.eap.certificate), Some(&mut self.eap.private_key), nps_dir].into_iter().flatten().flatten()
+        {
             if f.is_relative() {
                 *f = base.join(&*f);
             }

@@ -142,7 +142,7 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
     let reject = |eap_packet: Vec<u8>, user: String, method: Method, d: Decided| {
         client.counters.bump(Reason::AccessReject);
-        audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d));
+        audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d), packet, source);
         let mut b = PacketBuilder::new(Code::AccessReject, packet.identifier());
         b.eap_message(&eap_packet).ok()?;
         finish(b, client, packet)
@@ -249,7 +249,7 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
                 message = format!("access granted ({})", tunnel.tls_version().unwrap_or("TLS"));
             }
             let d = Decided { accepted: true, reason_code: 0, policy, message };
-            audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d));
+            audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d), packet, source);
             finish(b, client, packet)
         }
         Step::Reject { eap: failure, reason: r, message } => reject(failure, user, method, refuse(r, &message)),

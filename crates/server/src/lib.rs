@@ -13,6 +13,7 @@ pub mod config;
 pub mod directory;
 pub mod eap;
 pub mod ldap;
+pub mod npslog;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -153,6 +154,13 @@ impl Server {
             }
             let peap = config.eap.peap().map_err(StartError::Config)?;
             let router = directory::Router::from_config(config).map_err(StartError::Config)?;
+            let nps_log = match &config.nps_log {
+                Some(c) => Some(Mutex::new(
+                    npslog::NpsLog::open(c, &config.storage.data_dir)
+                        .map_err(|e| StartError::Config(format!("nps_log: {e}")))?,
+                )),
+                None => None,
+            };
             let auth_shared = Arc::new(auth::AuthShared {
                 clients: Arc::clone(&clients),
                 cache: Mutex::new(DuplicateCache::new(
@@ -173,6 +181,7 @@ impl Server {
                 router,
                 dictionary,
                 audit_file: Mutex::new(audit_file),
+                nps_log,
                 applier: auth_tx,
                 pending: std::sync::atomic::AtomicUsize::new(0),
             });

@@ -109,6 +109,9 @@ pub struct AuthEvent {
     pub event_id: u32,
     pub policy: Option<String>,
     pub message: String,
+    /// The connection-request policy that chose the user store, when any are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_request_policy: Option<String>,
 }
 
 /// Which authentication events to list.
