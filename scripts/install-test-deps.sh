@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Installs the third-party peers the tests drive: radclient/radtest (Debian
-# freeradius-utils), eapol_test (Debian eapoltest), OpenLDAP slapd (Debian slapd; the
-# tests start their own on loopback) and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
+# freeradius-utils), eapol_test (Debian eapoltest), OpenLDAP slapd (Debian slapd), a
+# Samba AD domain controller with ntlm_auth (Debian samba, winbind) — the tests start
+# their own instances on loopback — and pyrad (PyPI). Safe to run repeatedly; installs only what is missing.
 set -euo pipefail
 need_apt=()
 command -v radclient >/dev/null || need_apt+=(freeradius-utils)
 command -v eapol_test >/dev/null || need_apt+=(eapoltest)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
+# A Samba Active Directory domain controller (the tests provision their own on
+# loopback) and ntlm_auth, from Debian's samba and winbind.
+[ -x /usr/sbin/samba ] || need_apt+=(samba)
+[ -x /usr/bin/ntlm_auth ] || need_apt+=(winbind)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

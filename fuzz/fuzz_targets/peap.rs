@@ -16,7 +16,7 @@ impl InnerAuth for Inner {
         ([3; 16], 1)
     }
     fn credentials(&self, _: &str) -> Credentials {
-        Credentials { nt_hash: Some([1; 16]), refused: None }
+        Credentials::hash([1; 16])
     }
     fn authorize(&self, _: &str) -> Result<Option<String>, (u32, MschapError, String)> {
         Ok(None)

@@ -109,12 +109,43 @@ pub enum Step {
     Reject { eap: Vec<u8>, reason: u32, message: String },
 }
 
+/// Checks an MS-CHAPv2 response somewhere else (Samba's `ntlm_auth` against Active
+/// Directory): given the user name as the peer gave it (it may carry `DOMAIN\`), the
+/// 8-octet challenge hash and the
+/// NT-Response, returns the hash of the NT hash, or a reason code, error and explanation.
+pub type ExternalVerifier =
+    Box<dyn Fn(&str, &[u8; 8], &[u8; 24]) -> Result<[u8; 16], (u32, MschapError, String)> + Send>;
+
 /// The user data the server needs for the Response round.
-#[derive(Debug, Clone)]
+#[derive(Default)]
 pub struct Credentials {
     pub nt_hash: Option<[u8; 16]>,
     /// A reason code when the account itself refuses (disabled, expired, unknown).
     pub refused: Option<(u32, MschapError)>,
+    /// Used when there is no NT hash.
+    pub external: Option<ExternalVerifier>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("nt_hash", &self.nt_hash.map(|_| "<redacted>"))
+            .field("refused", &self.refused)
+            .field("external", &self.external.is_some())
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// The user's NT hash.
+    pub fn hash(nt_hash: [u8; 16]) -> Self {
+        Self { nt_hash: Some(nt_hash), ..Self::default() }
+    }
+
+    /// The account refuses whatever the password.
+    pub fn refused(reason: u32, error: MschapError) -> Self {
+        Self { refused: Some((reason, error)), ..Self::default() }
+    }
 }
 
 /// Starts a conversation from an EAP-Response/Identity.
@@ -196,22 +227,42 @@ pub fn step(
             if let Some((reason, error)) = creds.refused {
                 return failure_request(c, response.id, error, reason, "account refused");
             }
-            let Some(hash) = creds.nt_hash else {
-                return failure_request(
-                    c,
-                    response.id,
-                    MschapError::AuthenticationFailure,
-                    16,
-                    "no NT hash for this user",
-                );
-            };
-            let mut radius_form = vec![c.ms_id, 0];
-            radius_form.extend_from_slice(&value[..16]);
-            radius_form.extend_from_slice(&value[16..24]);
-            radius_form.extend_from_slice(&value[24..48]);
             let user_for_hash = if name.is_empty() { c.identity.clone() } else { name };
-            let Some(ok) = mschap::verify_response(&hash, &c.challenge, &radius_form, &user_for_hash) else {
-                return failure_request(c, response.id, MschapError::AuthenticationFailure, 16, "wrong password");
+            let peer: [u8; 16] = value[..16].try_into().unwrap_or_default();
+            let nt_response: [u8; 24] = value[24..48].try_into().unwrap_or_default();
+            let ok = match (creds.nt_hash, creds.external) {
+                (Some(hash), _) => {
+                    let mut radius_form = vec![c.ms_id, 0];
+                    radius_form.extend_from_slice(&value[..48]);
+                    let Some(ok) = mschap::verify_response(&hash, &c.challenge, &radius_form, &user_for_hash) else {
+                        return failure_request(
+                            c,
+                            response.id,
+                            MschapError::AuthenticationFailure,
+                            16,
+                            "wrong password",
+                        );
+                    };
+                    ok
+                }
+                (None, Some(verify)) => {
+                    let challenge = mschap::challenge_hash(&peer, &c.challenge, &user_for_hash);
+                    match verify(&user_for_hash, &challenge, &nt_response) {
+                        Ok(hash_hash) => mschap::success_from_hash_hash(&hash_hash, &nt_response, &challenge),
+                        Err((reason, error, message)) => {
+                            return failure_request(c, response.id, error, reason, &message);
+                        }
+                    }
+                }
+                (None, None) => {
+                    return failure_request(
+                        c,
+                        response.id,
+                        MschapError::AuthenticationFailure,
+                        16,
+                        "no NT hash for this user",
+                    );
+                }
             };
             match authorize() {
                 Ok(policy) => {
@@ -271,7 +322,7 @@ mod tests {
         body.push(0);
         body.extend_from_slice(b"User");
         let resp = encode(RESPONSE, 4, Some(MSCHAPV2), &mschapv2_data(OP_RESPONSE, 9, &body));
-        let creds = |_: &str| Credentials { nt_hash: Some(hash), refused: None };
+        let creds = |_: &str| Credentials::hash(hash);
         let step1 = step(&mut c, &Eap::decode(&resp).unwrap(), creds, || Ok(Some("p".into())));
         let Step::Challenge(success) = step1 else { panic!("{step1:?}") };
         let s = Eap::decode(&success).unwrap();
@@ -290,7 +341,7 @@ mod tests {
         let mut body = vec![49];
         body.extend_from_slice(&[0; 49]);
         let resp = encode(RESPONSE, 2, Some(MSCHAPV2), &mschapv2_data(OP_RESPONSE, 1, &body));
-        let creds = |_: &str| Credentials { nt_hash: Some([0; 16]), refused: None };
+        let creds = |_: &str| Credentials::hash([0; 16]);
         let Step::Challenge(fail) = step(&mut c, &Eap::decode(&resp).unwrap(), creds, || Ok(None)) else { panic!() };
         assert!(String::from_utf8_lossy(&fail).contains("E=691 R=0"));
         let ack = encode(RESPONSE, 3, Some(MSCHAPV2), &[OP_FAILURE]);

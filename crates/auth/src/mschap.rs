@@ -106,13 +106,22 @@ pub fn authenticator_response(
     authenticator: &[u8; 16],
     user: &str,
 ) -> String {
-    let hash_hash = hash_nt_password_hash(hash);
+    let challenge = challenge_hash(peer, authenticator, user);
+    authenticator_response_from_hash_hash(&hash_nt_password_hash(hash), nt_response, &challenge)
+}
+
+/// `GenerateAuthenticatorResponse` from the hash of the NT hash (what an external
+/// verifier such as Samba's `ntlm_auth` returns as NT_KEY) and the 8-octet challenge hash.
+pub fn authenticator_response_from_hash_hash(
+    hash_hash: &[u8; 16],
+    nt_response: &[u8; 24],
+    challenge: &[u8; 8],
+) -> String {
     let mut h = Sha1::new();
     h.update(hash_hash);
     h.update(nt_response);
     h.update(MAGIC1);
     let digest = h.finalize();
-    let challenge = challenge_hash(peer, authenticator, user);
     let mut h = Sha1::new();
     h.update(digest);
     h.update(challenge);
@@ -152,18 +161,29 @@ pub fn verify_response(
     if !bool::from(expected.ct_eq(&nt_response)) {
         return None;
     }
-    let (send_key, recv_key) = mppe_keys(hash, &nt_response);
-    Some(Mschapv2Success {
-        authenticator_response: authenticator_response(hash, &nt_response, &peer, authenticator, user),
-        send_key,
-        recv_key,
-    })
+    let challenge = challenge_hash(&peer, authenticator, user);
+    Some(success_from_hash_hash(&hash_nt_password_hash(hash), &nt_response, &challenge))
+}
+
+/// The Success values from the hash of the NT hash, for responses an external verifier
+/// (Samba's `ntlm_auth --request-nt-key`) has already checked.
+pub fn success_from_hash_hash(hash_hash: &[u8; 16], nt_response: &[u8; 24], challenge: &[u8; 8]) -> Mschapv2Success {
+    let master = master_key_from_hash_hash(hash_hash, nt_response);
+    Mschapv2Success {
+        authenticator_response: authenticator_response_from_hash_hash(hash_hash, nt_response, challenge),
+        send_key: asymmetric_start_key(&master, KEY_MAGIC3),
+        recv_key: asymmetric_start_key(&master, KEY_MAGIC2),
+    }
 }
 
 /// RFC 3079 §3.4 master key from the NT hash and NT-Response.
 pub fn master_key(hash: &[u8; 16], nt_response: &[u8; 24]) -> [u8; 16] {
+    master_key_from_hash_hash(&hash_nt_password_hash(hash), nt_response)
+}
+
+fn master_key_from_hash_hash(hash_hash: &[u8; 16], nt_response: &[u8; 24]) -> [u8; 16] {
     let mut h = Sha1::new();
-    h.update(hash_nt_password_hash(hash));
+    h.update(hash_hash);
     h.update(nt_response);
     h.update(MASTER_KEY_LABEL);
     let d = h.finalize();

@@ -466,7 +466,7 @@ mod tests {
             ([1; 16], 1)
         }
         fn credentials(&self, _: &str) -> Credentials {
-            Credentials { nt_hash: None, refused: None }
+            Credentials::default()
         }
         fn authorize(&self, _: &str) -> Result<Option<String>, (u32, MschapError, String)> {
             Ok(None)

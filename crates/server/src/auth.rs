@@ -481,20 +481,41 @@ fn check_credentials(
             }
         }
         Method::Mschapv2 => {
-            let Some(hash) = record.nt_hash else {
-                return fail(
-                    reason::AUTHENTICATION_FAILED,
-                    MschapError::AuthenticationFailure,
-                    "no NT hash for this user (the store has none)",
-                );
-            };
             let challenge: Option<[u8; 16]> =
                 packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE).and_then(|c| c.try_into().ok());
             let response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE).unwrap_or_default();
             let ident = response.first().copied().unwrap_or(0);
-            match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw)) {
-                Some(success) => ok(Some(success), ident),
-                None => fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password"),
+            let ntlm = match &route.store {
+                Store::Ldap(store) => store.ntlm(),
+                Store::Local => None,
+            };
+            match (record.nt_hash, ntlm) {
+                (Some(hash), _) => match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw))
+                {
+                    Some(success) => ok(Some(success), ident),
+                    None => fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password"),
+                },
+                (None, Some(ntlm)) => {
+                    let (Some(c), Some(r)) = (challenge, <&[u8; 50]>::try_from(response).ok()) else {
+                        return fail(
+                            reason::AUTHENTICATION_FAILED,
+                            MschapError::AuthenticationFailure,
+                            "malformed MS-CHAP2-Response",
+                        );
+                    };
+                    let peer: [u8; 16] = r[2..18].try_into().unwrap_or_default();
+                    let nt: [u8; 24] = r[26..50].try_into().unwrap_or_default();
+                    let hash = mschap::challenge_hash(&peer, &c, user_raw);
+                    match ntlm.verify(user_raw, &hash, &nt) {
+                        Ok(hash_hash) => ok(Some(mschap::success_from_hash_hash(&hash_hash, &nt, &hash)), ident),
+                        Err((code, error, why)) => fail(code, error, &why),
+                    }
+                }
+                (None, None) => fail(
+                    reason::AUTHENTICATION_FAILED,
+                    MschapError::AuthenticationFailure,
+                    "no NT hash for this user (the store has none)",
+                ),
             }
         }
         Method::EapMschapv2 | Method::Peap => {

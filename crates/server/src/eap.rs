@@ -19,7 +19,7 @@ use crate::auth::{
 };
 use crate::clients::{Client, Reason};
 use crate::config::EapMethod;
-use crate::directory::{self, Route};
+use crate::directory::{self, Route, Store};
 use crate::lock;
 
 /// How long a conversation may wait for the next round trip.
@@ -96,7 +96,7 @@ fn random16() -> [u8; 16] {
 
 /// The account's credentials, groups and dial-in permission for an EAP identity.
 fn user_credentials(shared: &AuthShared, route: &Route, identity: &str) -> (Credentials, Vec<String>, Option<bool>) {
-    let refuse = |code, error| Credentials { nt_hash: None, refused: Some((code, error)) };
+    let refuse = Credentials::refused;
     match directory::lookup(&shared.users, route, &route.lookup_name(identity)) {
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
@@ -105,7 +105,16 @@ fn user_credentials(shared: &AuthShared, route: &Route, identity: &str) -> (Cred
         Ok(None) => (refuse(reason::NO_SUCH_USER, MschapError::AuthenticationFailure), Vec::new(), None),
         Ok(Some(a)) => match account_refusal(&a) {
             Some((code, error, _)) => (refuse(code, error), a.groups, a.dialin),
-            None => (Credentials { nt_hash: a.nt_hash, refused: None }, a.groups, a.dialin),
+            None => {
+                let mut credentials = Credentials { nt_hash: a.nt_hash, ..Credentials::default() };
+                if let (None, Store::Ldap(store)) = (a.nt_hash, &route.store) {
+                    if let Some(ntlm) = store.ntlm() {
+                        credentials.external =
+                            Some(Box::new(move |user, challenge, nt| ntlm.verify(user, challenge, nt)));
+                    }
+                }
+                (credentials, a.groups, a.dialin)
+            }
         },
     }
 }

@@ -75,6 +75,14 @@ pub struct LdapConfig {
     /// The dial-in permission attribute (`TRUE` allow, `FALSE` deny, absent: policy).
     #[serde(default = "default_dialin")]
     pub dialin_attribute: String,
+    /// Samba's `ntlm_auth` and its fixed arguments, for MS-CHAPv2 and PEAP against Active
+    /// Directory (which never reveals NT hashes), e.g.
+    /// `["/usr/bin/ntlm_auth", "--configfile=/etc/samba/smb.conf"]`.
+    #[serde(default)]
+    pub ntlm_auth: Option<Vec<String>>,
+    /// NT domain for `ntlm_auth` when the user name carries none.
+    #[serde(default)]
+    pub ntlm_domain: Option<String>,
     /// Deadline for each directory operation.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
@@ -174,6 +182,12 @@ impl LdapStore {
         let handle = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
         let permits = tokio::sync::Semaphore::new(config.pool_size.max(1));
         Ok(Self { config, password, tls, idle: Mutex::new(VecDeque::new()), permits, handle })
+    }
+
+    /// The `ntlm_auth` helper for MS-CHAPv2, when configured.
+    pub fn ntlm(&self) -> Option<crate::ntlm::NtlmAuth> {
+        let command = self.config.ntlm_auth.clone().filter(|c| !c.is_empty())?;
+        Some(crate::ntlm::NtlmAuth { command, domain: self.config.ntlm_domain.clone(), timeout: self.timeout() })
     }
 
     /// The directory's configured name.

@@ -14,6 +14,7 @@ pub mod directory;
 pub mod eap;
 pub mod ldap;
 pub mod npslog;
+pub mod ntlm;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,230 @@
+//! Active Directory, for real: a Samba AD domain controller provisioned and started on
+//! loopback by the test. PAP binds as the user over LDAP, groups come from AD's
+//! LDAP_MATCHING_RULE_IN_CHAIN, MS-CHAPv2 and PEAP go through Samba's `ntlm_auth`
+//! (AD never reveals NT hashes), and userAccountControl and msNPAllowDialin decide.
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{SECRET, Server, free_port};
+
+const ADMIN_PASSWORD: &str = "Adm1n-Passw0rd!";
+
+struct Dc {
+    child: Child,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Dc {
+    fn drop(&mut self) {
+        // samba starts helpers (winbindd) in its own process group.
+        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{cmd:?}: {text}");
+    text
+}
+
+fn samba_tool(dc: &Dc, args: &[&str]) -> String {
+    run(Command::new("samba-tool").args(args).arg("-s").arg(&dc.conf))
+}
+
+fn start_dc() -> Dc {
+    for tool in ["/usr/sbin/samba", "/usr/bin/samba-tool", "/usr/bin/ntlm_auth"] {
+        assert!(Path::new(tool).is_file(), "{tool} is missing: run scripts/install-test-deps.sh first");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let d = d.as_path();
+    run(Command::new("samba-tool").args([
+        "domain",
+        "provision",
+        "--realm=EXAMPLE.TEST",
+        "--domain=EXAMPLE",
+        "--server-role=dc",
+        "--dns-backend=NONE",
+        "--use-rfc2307",
+        &format!("--adminpass={ADMIN_PASSWORD}"),
+        &format!("--targetdir={}", d.display()),
+        "--option=interfaces=lo",
+        "--option=bind interfaces only=yes",
+        &format!("--option=log file={}/log.%m", d.display()),
+    ]));
+    let conf = d.join("etc/smb.conf");
+    // Simple binds on ldap:// (the test has no DNS name for LDAPS), and MS-CHAPv2 allowed
+    // (Samba DCs accept only NTLMv2 by default; AD admins set the same for RADIUS).
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let global = "[global]\n\tldap server require strong auth = no\n\tntlm auth = mschapv2-and-ntlmv2-only\n";
+    std::fs::write(&conf, text.replacen("[global]\n", global, 1)).unwrap();
+    let log = std::fs::File::create(d.join("samba.out")).unwrap();
+    let child = Command::new("/usr/sbin/samba")
+        .args(["-i", "-M", "single", "-s"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let dc = Dc { child, conf, _dir: dir };
+    // Ready when winbind answers ntlm_auth for the administrator.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = Command::new("ntlm_auth")
+            .arg(format!("--configfile={}", dc.conf.display()))
+            .args(["--username=Administrator", "--domain=EXAMPLE", &format!("--password={ADMIN_PASSWORD}")])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the domain controller did not come up: {}",
+            std::fs::read_to_string(d.join("samba.out")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    dc
+}
+
+fn populate(dc: &Dc) {
+    for (user, password) in [("alice", "Wonderl4nd!"), ("bob", "Hell0-There!"), ("dora", "Disabl3d-Now!")] {
+        samba_tool(dc, &["user", "create", user, password]);
+    }
+    samba_tool(dc, &["user", "disable", "dora"]);
+    for g in ["vpn", "engineering"] {
+        samba_tool(dc, &["group", "create", g]);
+    }
+    samba_tool(dc, &["group", "addmembers", "engineering", "alice"]);
+    samba_tool(dc, &["group", "addmembers", "vpn", "engineering,bob,dora"]);
+    // Bob's Dial-in tab says "Deny access": samba-tool edits the entry with $EDITOR.
+    let editor = dc.conf.with_file_name("deny-dialin.sh");
+    std::fs::write(&editor, "#!/bin/sh\nsed -i '/^dn: /a msNPAllowDialin: FALSE' \"$1\"\n").unwrap();
+    run(Command::new("chmod").arg("+x").arg(&editor));
+    run(Command::new("samba-tool").args(["user", "edit", "bob", "-s"]).arg(&dc.conf).env("EDITOR", &editor));
+}
+
+fn portcullis(dc: &Dc) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let out = Command::new(common::bin()).args(["cert", "init", "--dir"]).arg(&tls).output().unwrap();
+    assert!(out.status.success());
+    let extra = format!(
+        r#"
+[eap]
+certificate = "tls/server.pem"
+private_key = "tls/server.key"
+
+[[ldap]]
+name = "ad"
+urls = ["ldap://127.0.0.1:389"]
+bind_dn = "CN=Administrator,CN=Users,DC=example,DC=test"
+bind_password = "{ADMIN_PASSWORD}"
+base_dn = "DC=example,DC=test"
+user_filter = "(&(objectClass=user)(sAMAccountName={{user}}))"
+group_membership = "in-chain"
+group_filter = "(objectClass=group)"
+ntlm_auth = ["ntlm_auth", "--configfile={conf}"]
+ntlm_domain = "EXAMPLE"
+timeout_seconds = 10
+
+[[connection_request_policy]]
+name = "active directory"
+user_store = "ad"
+
+[[network_policy]]
+name = "vpn staff"
+groups = ["vpn"]
+"#,
+        conf = dc.conf.display()
+    );
+    Server::start_in(dir, free_port(), &extra)
+}
+
+fn last_event(s: &Server, user: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s.cli(&["auth-log", "--format", "json", "--user", user, "--limit", "1"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(e) = v.into_iter().next() {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "no audit event for {user}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn pyrad_mschapv2(s: &Server, user: &str, password: &str) -> serde_json::Value {
+    let out = Command::new(common::python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
+        .arg(common::dictionary_dir())
+        .args(["mschapv2", user, password])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn samba_active_directory_pap_mschapv2_peap_groups_and_account_state() {
+    let dc = start_dc();
+    populate(&dc);
+    let s = portcullis(&dc);
+
+    assert!(
+        common::radtest(&s, "pap", "EXAMPLE\\alice", "Wonderl4nd!").0,
+        "PAP by user bind: {}",
+        last_event(&s, "alice")
+    );
+    let e = last_event(&s, "alice");
+    assert_eq!(e["policy"], "vpn staff", "vpn through nested engineering (in-chain): {e}");
+    assert!(!common::radtest(&s, "pap", "EXAMPLE\\alice", "wrong").0);
+
+    let ok = pyrad_mschapv2(&s, "EXAMPLE\\alice", "Wonderl4nd!");
+    assert_eq!(ok["code"], "accept", "{ok} {}", last_event(&s, "alice"));
+    assert_eq!(ok["success_verified"], true, "MS-CHAP2-Success from ntlm_auth's NT_KEY: {ok}");
+    assert_eq!(ok["send_key_ok"], true, "{ok}");
+    assert_eq!(ok["recv_key_ok"], true, "{ok}");
+    let bad = pyrad_mschapv2(&s, "EXAMPLE\\alice", "Wrong-Passw0rd");
+    assert!(bad["error"].as_str().unwrap_or_default().starts_with("E=691"), "{bad}");
+    let e = last_event(&s, "alice");
+    assert_eq!(e["reason_code"], 16, "{e}");
+    assert!(e["message"].as_str().unwrap().contains("domain controller: 0xc000006"), "{e}");
+
+    let dora = pyrad_mschapv2(&s, "EXAMPLE\\dora", "Disabl3d-Now!");
+    assert_eq!(dora["code"], "reject");
+    assert_eq!(last_event(&s, "dora")["reason_code"], 34, "userAccountControl ACCOUNTDISABLE");
+    assert!(!common::radtest(&s, "pap", "EXAMPLE\\bob", "Hell0-There!").0);
+    assert_eq!(last_event(&s, "bob")["reason_code"], 65, "msNPAllowDialin FALSE");
+
+    common::require("eapol_test");
+    let conf = s.dir.path().join("peap.conf");
+    std::fs::write(
+        &conf,
+        "network={\n\tkey_mgmt=IEEE8021X\n\teap=PEAP\n\tidentity=\"EXAMPLE\\alice\"\n\t\
+         anonymous_identity=\"anonymous@example.test\"\n\tpassword=\"Wonderl4nd!\"\n\tphase2=\"auth=MSCHAPV2\"\n\t\
+         ca_cert=\"tls/ca.pem\"\n}\n",
+    )
+    .unwrap();
+    let out = Command::new("eapol_test")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "15"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(log.lines().last() == Some("SUCCESS"), "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    assert_eq!(last_event(&s, "alice")["method"], "peap");
+}
