@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, Server, free_port, require};
+use common::{SECRET, Server, free_port, last_event};
 
 /// A slapd with its own configuration and database in a temporary directory.
 struct Slapd {
@@ -203,23 +203,6 @@ fn radtest(s: &Server, user: &str, password: &str) -> bool {
     common::radtest(s, "pap", user, password).0
 }
 
-fn last_event(s: &Server, user: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = s.cli(&["auth-log", "--format", "json", "--user", user, "--limit", "1"]);
-        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(e) = v.into_iter().next() {
-            return e;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no audit event for {user}: {}",
-            std::fs::read_to_string(s.dir.path().join("data/auth.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn ldap_store_pap_groups_status_dialin_tls_and_realm_routing() {
     let tls = make_tls();
@@ -284,38 +267,11 @@ fn ldap_nt_hash_serves_mschapv2_and_peap() {
     let slapd = start_slapd(tls.path());
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let s = server(&slapd, tls.path(), silent.local_addr().unwrap().port());
-    require("eapol_test");
-    let conf = s.dir.path().join("peap.conf");
-    std::fs::write(
-        &conf,
-        "network={\n\tkey_mgmt=IEEE8021X\n\teap=PEAP\n\tidentity=\"EXAMPLE\\alice\"\n\t\
-         anonymous_identity=\"anonymous@example.com\"\n\tpassword=\"wonderland\"\n\tphase2=\"auth=MSCHAPV2\"\n\t\
-         ca_cert=\"tls/ca.pem\"\n}\n",
-    )
-    .unwrap();
-    let out = Command::new("eapol_test")
-        .arg("-c")
-        .arg(&conf)
-        .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "10"])
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(log.lines().last() == Some("SUCCESS"), "{log}");
-    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    common::eapol_peap(&s, "EXAMPLE\\alice", "anonymous@example.com", "wonderland");
     let e = last_event(&s, "alice");
     assert_eq!((e["method"].as_str(), e["decision"].as_str()), (Some("peap"), Some("accept")), "{e}");
 
-    let out = Command::new(common::python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
-        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
-        .arg(common::dictionary_dir())
-        .args(["mschapv2", "EXAMPLE\\alice", "wonderland"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("{e}: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
+    let v = common::pyrad_mschapv2(&s, "EXAMPLE\\alice", "wonderland");
     assert_eq!(v["code"], "accept", "{v}");
     assert_eq!(v["recv_key_ok"], true, "{v}");
     drop(silent);

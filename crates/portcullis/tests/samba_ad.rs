@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SECRET, Server, free_port};
+use common::{Server, free_port, last_event, pyrad_mschapv2};
 
 const ADMIN_PASSWORD: &str = "Adm1n-Passw0rd!";
 
@@ -151,30 +151,6 @@ groups = ["vpn"]
     Server::start_in(dir, free_port(), &extra)
 }
 
-fn last_event(s: &Server, user: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = s.cli(&["auth-log", "--format", "json", "--user", user, "--limit", "1"]);
-        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(e) = v.into_iter().next() {
-            return e;
-        }
-        assert!(Instant::now() < deadline, "no audit event for {user}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn pyrad_mschapv2(s: &Server, user: &str, password: &str) -> serde_json::Value {
-    let out = Command::new(common::python())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
-        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
-        .arg(common::dictionary_dir())
-        .args(["mschapv2", user, password])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
-}
-
 #[test]
 fn samba_active_directory_pap_mschapv2_peap_groups_and_account_state() {
     let dc = start_dc();
@@ -207,24 +183,6 @@ fn samba_active_directory_pap_mschapv2_peap_groups_and_account_state() {
     assert!(!common::radtest(&s, "pap", "EXAMPLE\\bob", "Hell0-There!").0);
     assert_eq!(last_event(&s, "bob")["reason_code"], 65, "msNPAllowDialin FALSE");
 
-    common::require("eapol_test");
-    let conf = s.dir.path().join("peap.conf");
-    std::fs::write(
-        &conf,
-        "network={\n\tkey_mgmt=IEEE8021X\n\teap=PEAP\n\tidentity=\"EXAMPLE\\alice\"\n\t\
-         anonymous_identity=\"anonymous@example.test\"\n\tpassword=\"Wonderl4nd!\"\n\tphase2=\"auth=MSCHAPV2\"\n\t\
-         ca_cert=\"tls/ca.pem\"\n}\n",
-    )
-    .unwrap();
-    let out = Command::new("eapol_test")
-        .arg("-c")
-        .arg(&conf)
-        .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "15"])
-        .current_dir(s.dir.path())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(log.lines().last() == Some("SUCCESS"), "{log}");
-    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    common::eapol_peap(&s, "EXAMPLE\\alice", "anonymous@example.test", "Wonderl4nd!");
     assert_eq!(last_event(&s, "alice")["method"], "peap");
 }

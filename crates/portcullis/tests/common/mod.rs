@@ -221,3 +221,60 @@ pub fn radtest(s: &Server, kind: &str, user: &str, password: &str) -> (bool, Str
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (text.contains("Received Access-Accept"), text)
 }
+
+/// The newest audit event of a user (waits until the applier stored one).
+pub fn last_event(s: &Server, user: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = s.cli(&["auth-log", "--format", "json", "--user", user, "--limit", "1"]);
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(e) = v.into_iter().next() {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit event for {user}: {}",
+            std::fs::read_to_string(s.dir.path().join("data/auth.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// eapol_test PEAP/MS-CHAPv2 with the server's demo CA (`tls/ca.pem` in its directory);
+/// returns eapol_test's output after checking it succeeded with matching MPPE keys.
+pub fn eapol_peap(s: &Server, identity: &str, anonymous: &str, password: &str) -> String {
+    require("eapol_test");
+    let conf = s.dir.path().join("peap.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "network={{\n\tkey_mgmt=IEEE8021X\n\teap=PEAP\n\tidentity=\"{identity}\"\n\t\
+             anonymous_identity=\"{anonymous}\"\n\tpassword=\"{password}\"\n\tphase2=\"auth=MSCHAPV2\"\n\t\
+             ca_cert=\"tls/ca.pem\"\n}}\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("eapol_test")
+        .arg("-c")
+        .arg(&conf)
+        .args(["-a", "127.0.0.1", "-p", &s.auth_port.to_string(), "-s", SECRET, "-t", "15"])
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(log.lines().last() == Some("SUCCESS"), "{log}");
+    assert!(log.contains("MPPE keys OK: 1  mismatch: 0"), "{log}");
+    log
+}
+
+/// The pyrad MS-CHAPv2 client's verdict (see tests/peers/pyrad_auth.py).
+pub fn pyrad_mschapv2(s: &Server, user: &str, password: &str) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
+        .arg(dictionary_dir())
+        .args(["mschapv2", user, password])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
