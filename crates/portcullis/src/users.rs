@@ -218,14 +218,13 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
     let _entered = runtime.enter();
     let router = portcullis_server::directory::Router::from_config(config).map_err(anyhow::Error::msg)?;
     let route = router.route(client.as_deref().unwrap_or(""), &user, nas.as_deref());
-    let users = std::sync::Mutex::new(SqliteUsers::open(&config.storage.data_dir)?);
     let (name, account) = match &route {
         Ok(r) => {
             let name = r.lookup_name(&user);
             if let Some(p) = &r.policy {
                 println!("connection request policy {p:?} matched");
             }
-            let account = portcullis_server::directory::lookup(&users, r, &name).map_err(anyhow::Error::msg)?;
+            let account = r.store.lookup(&name).map_err(anyhow::Error::msg)?;
             (name, account)
         }
         Err(why) => {

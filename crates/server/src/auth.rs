@@ -15,20 +15,19 @@ use std::time::Instant;
 use portcullis_accounting::canonical_user;
 use portcullis_auth::mschap::{self, MschapError};
 use portcullis_auth::policy::{self, Method, NetworkPolicy, PolicyDecision, PolicyRequest, reason};
-use portcullis_auth::{CredentialCache, verify_chap, verify_password};
+use portcullis_auth::{CredentialCache, verify_chap};
 use portcullis_radius::dedup::{DuplicateCache, Lookup};
 use portcullis_radius::{
     Authenticator, Code, DataType, Dictionary, Error as RadiusError, Identifier, Packet, PacketBuilder,
     VerifiedRequest, attr, salt_encrypt, unhide_user_password,
 };
-use portcullis_storage::{AuthEvent, SqliteUsers};
+use portcullis_storage::AuthEvent;
 use rand::RngCore;
 use tokio::net::UdpSocket;
 
 use crate::applier::ApplierMessage;
 use crate::clients::{Client, ClientTable, Reason};
-use crate::directory::{self, Account, Route, Store};
-use crate::ldap::BindOutcome;
+use crate::directory::{Account, PasswordCheck, Route};
 use crate::npslog;
 use crate::{lock, now_ms};
 
@@ -51,7 +50,6 @@ const IDLE_TIMEOUT: u8 = 28;
 pub struct AuthShared {
     pub clients: Arc<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
-    pub users: Mutex<SqliteUsers>,
     pub eap: Mutex<crate::eap::EapTable>,
     /// PEAP settings when a server certificate is configured.
     pub peap: Option<portcullis_auth::peap::PeapConfig>,
@@ -389,7 +387,7 @@ fn check_credentials(
     if route.is_remote() && !allow_slow {
         return Verdict::NeedsSlowPath;
     }
-    let record = match directory::lookup(&shared.users, route, user) {
+    let record = match route.store.lookup(user) {
         Ok(Some(u)) => u,
         Ok(None) => return fail(reason::NO_SUCH_USER, MschapError::AuthenticationFailure, "no such user"),
         Err(e) => {
@@ -418,49 +416,21 @@ fn check_credentials(
                     "malformed User-Password",
                 );
             };
+            if route.is_remote() {
+                // Directories decide every time (a changed password takes effect at once).
+                return password_verdict(route.store.check_password(&record, &password), ok(None, 0));
+            }
             if lock(&shared.credentials).check(Instant::now(), user, &password, generation) {
                 return ok(None, 0);
-            }
-            if let Store::Ldap(store) = &route.store {
-                return match directory::directory_password(store, &record, &password) {
-                    Ok(BindOutcome::Ok) => ok(None, 0),
-                    Ok(BindOutcome::WrongPassword) => {
-                        fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
-                    }
-                    Ok(BindOutcome::Disabled) => {
-                        fail(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled")
-                    }
-                    Ok(BindOutcome::Locked) => {
-                        fail(reason::ACCOUNT_LOCKED, MschapError::AccountDisabled, "account locked out")
-                    }
-                    Ok(BindOutcome::Expired) => {
-                        fail(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account or password expired")
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "directory password check failed");
-                        fail(
-                            reason::AUTHENTICATION_FAILED,
-                            MschapError::AuthenticationFailure,
-                            &format!("user store unavailable: {e}"),
-                        )
-                    }
-                };
             }
             if !allow_slow && record.password_hash.is_some() {
                 return Verdict::NeedsSlowPath;
             }
-            let verified =
-                record.password_hash.as_deref().is_some_and(|h| verify_password(h, &password).unwrap_or(false))
-                    || (record.password_hash.is_none()
-                        && record.nt_hash.is_some_and(|h| {
-                            String::from_utf8(password.to_vec()).is_ok_and(|p| mschap::nt_password_hash(&p) == h)
-                        }));
-            if verified {
+            let verdict = password_verdict(route.store.check_password(&record, &password), ok(None, 0));
+            if matches!(verdict, Verdict::Ok { .. }) {
                 lock(&shared.credentials).insert(Instant::now(), user, &password, generation);
-                ok(None, 0)
-            } else {
-                fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
             }
+            verdict
         }
         Method::Chap => {
             let Some(secret) = record.reversible.as_deref() else {
@@ -485,10 +455,7 @@ fn check_credentials(
                 packet.vendor_attribute(MICROSOFT, MS_CHAP_CHALLENGE).and_then(|c| c.try_into().ok());
             let response = packet.vendor_attribute(MICROSOFT, MS_CHAP2_RESPONSE).unwrap_or_default();
             let ident = response.first().copied().unwrap_or(0);
-            let ntlm = match &route.store {
-                Store::Ldap(store) => store.ntlm(),
-                Store::Local => None,
-            };
+            let ntlm = route.store.ntlm();
             match (record.nt_hash, ntlm) {
                 (Some(hash), _) => match challenge.and_then(|c| mschap::verify_response(&hash, &c, response, user_raw))
                 {
@@ -520,6 +487,31 @@ fn check_credentials(
         }
         Method::EapMschapv2 | Method::Peap => {
             fail(reason::METHOD_NOT_ALLOWED, MschapError::AuthenticationFailure, "EAP arrives in EAP-Message")
+        }
+    }
+}
+
+/// The verdict for a PAP password check; `ok` is the verdict on success.
+fn password_verdict(check: Result<PasswordCheck, String>, ok: Verdict) -> Verdict {
+    let fail =
+        |reason: u32, e: MschapError, message: &str| Verdict::Fail { reason, mschap_error: e, message: message.into() };
+    match check {
+        Ok(PasswordCheck::Ok) => ok,
+        Ok(PasswordCheck::Wrong) => {
+            fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "wrong password")
+        }
+        Ok(PasswordCheck::Disabled) => fail(reason::ACCOUNT_DISABLED, MschapError::AccountDisabled, "account disabled"),
+        Ok(PasswordCheck::Locked) => fail(reason::ACCOUNT_LOCKED, MschapError::AccountDisabled, "account locked out"),
+        Ok(PasswordCheck::Expired) => {
+            fail(reason::ACCOUNT_EXPIRED, MschapError::AccountDisabled, "account or password expired")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password check failed");
+            fail(
+                reason::AUTHENTICATION_FAILED,
+                MschapError::AuthenticationFailure,
+                &format!("user store unavailable: {e}"),
+            )
         }
     }
 }

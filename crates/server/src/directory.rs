@@ -2,14 +2,14 @@
 //! about the account, in one shape for local users and directories.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use portcullis_accounting::canonical_user;
 use portcullis_auth::policy::glob;
 use portcullis_storage::{SqliteUsers, UserStore};
 
 use crate::config::ConnectionRequestPolicy;
-use crate::ldap::{BindOutcome, DirectoryError, LdapStore};
+use crate::ldap::{BindOutcome, LdapStore};
 use crate::lock;
 
 /// An account, whichever store holds it.
@@ -32,17 +32,127 @@ pub struct Account {
     pub dn: Option<String>,
 }
 
-/// Where a request's user is looked up.
-#[derive(Debug, Clone)]
-pub enum Store {
-    Local,
-    Ldap(Arc<LdapStore>),
+/// Outcome of a PAP password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    Ok,
+    Wrong,
+    /// The store refused the account itself while checking (directories say so at bind).
+    Disabled,
+    Locked,
+    Expired,
+}
+
+/// A user store: the local users or a directory. Methods may block (directories wait
+/// on the network); callers run remote stores off the I/O tasks.
+pub trait UserDirectory: Send + Sync + std::fmt::Debug {
+    /// The name connection-request policies use (`local` for the local users).
+    fn name(&self) -> &str;
+    /// Whether calls wait on the network.
+    fn is_remote(&self) -> bool;
+    /// The account with this name, if the store has one.
+    fn lookup(&self, name: &str) -> Result<Option<Account>, String>;
+    /// Checks a PAP password against an account this store returned.
+    fn check_password(&self, account: &Account, password: &[u8]) -> Result<PasswordCheck, String>;
+    /// Samba's `ntlm_auth`, for MS-CHAPv2 where the store has no NT hash.
+    fn ntlm(&self) -> Option<crate::ntlm::NtlmAuth> {
+        None
+    }
+}
+
+/// The local users (`users.db`).
+#[derive(Debug)]
+pub struct LocalUsers(Mutex<SqliteUsers>);
+
+impl LocalUsers {
+    /// Opens the local user database in the data directory.
+    pub fn open(data_dir: &std::path::Path) -> Result<Self, String> {
+        SqliteUsers::open(data_dir).map(|u| Self(Mutex::new(u))).map_err(|e| e.to_string())
+    }
+}
+
+impl UserDirectory for LocalUsers {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let record = lock(&self.0).user(name).map_err(|e| e.to_string())?;
+        Ok(record.map(|u| Account {
+            expired: u.expires_at.is_some_and(|t| t <= now as i64),
+            groups: u.groups,
+            nt_hash: u.nt_hash,
+            reversible: u.reversible,
+            password_hash: u.password_hash,
+            disabled: u.disabled,
+            locked: false,
+            dialin: None,
+            generation: u64::try_from(u.generation).unwrap_or(0),
+            dn: None,
+        }))
+    }
+
+    /// Argon2id (slow by design); users with only an NT hash are checked against it.
+    fn check_password(&self, account: &Account, password: &[u8]) -> Result<PasswordCheck, String> {
+        let verified = match &account.password_hash {
+            Some(h) => portcullis_auth::verify_password(h, password).unwrap_or(false),
+            None => account.nt_hash.is_some_and(|h| {
+                std::str::from_utf8(password).is_ok_and(|p| portcullis_auth::mschap::nt_password_hash(p) == h)
+            }),
+        };
+        Ok(if verified { PasswordCheck::Ok } else { PasswordCheck::Wrong })
+    }
+}
+
+impl UserDirectory for LdapStore {
+    fn name(&self) -> &str {
+        Self::name(self)
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
+        let found = self.block_on(Self::lookup(self, name)).map_err(|e| e.to_string())?;
+        Ok(found.map(|d| Account {
+            groups: d.groups,
+            nt_hash: d.nt_hash,
+            disabled: d.disabled,
+            expired: d.expired,
+            locked: d.locked,
+            dialin: d.dialin,
+            dn: Some(d.dn),
+            ..Account::default()
+        }))
+    }
+
+    fn check_password(&self, account: &Account, password: &[u8]) -> Result<PasswordCheck, String> {
+        let dn = account.dn.clone().unwrap_or_default();
+        let outcome = self.block_on(self.check_password(&dn, password)).map_err(|e| e.to_string())?;
+        Ok(match outcome {
+            BindOutcome::Ok => PasswordCheck::Ok,
+            BindOutcome::WrongPassword => PasswordCheck::Wrong,
+            BindOutcome::Disabled => PasswordCheck::Disabled,
+            BindOutcome::Locked => PasswordCheck::Locked,
+            BindOutcome::Expired => PasswordCheck::Expired,
+        })
+    }
+
+    fn ntlm(&self) -> Option<crate::ntlm::NtlmAuth> {
+        Self::ntlm(self)
+    }
 }
 
 /// The connection-request decision for one request.
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub store: Store,
+    pub store: Arc<dyn UserDirectory>,
     pub strip_realm: bool,
     /// The deciding connection-request policy, if any are configured.
     pub policy: Option<String>,
@@ -56,7 +166,7 @@ impl Route {
 
     /// Whether lookups may block on the network (and so belong on the blocking pool).
     pub fn is_remote(&self) -> bool {
-        matches!(self.store, Store::Ldap(_))
+        self.store.is_remote()
     }
 }
 
@@ -72,31 +182,31 @@ pub fn realm_of(raw: &str) -> &str {
 impl Router {
     /// The router a configuration describes. Directories need a tokio runtime.
     pub fn from_config(config: &crate::config::Config) -> Result<Self, String> {
-        let mut router = Self {
-            policies: config.connection_request_policies.clone(),
-            strip_realm: config.auth.strip_realm,
-            ..Self::default()
-        };
+        let mut stores: HashMap<String, Arc<dyn UserDirectory>> = HashMap::new();
+        stores.insert("local".into(), Arc::new(LocalUsers::open(&config.storage.data_dir)?));
         for l in &config.ldap {
-            router.ldap.insert(l.name.clone(), Arc::new(LdapStore::new(l.clone())?));
+            stores.insert(l.name.clone(), Arc::new(LdapStore::new(l.clone())?));
         }
-        Ok(router)
+        Ok(Self { policies: config.connection_request_policies.clone(), stores, strip_realm: config.auth.strip_realm })
     }
 }
 
 /// Connection-request policies and the stores they name.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Router {
     pub policies: Vec<ConnectionRequestPolicy>,
-    pub ldap: HashMap<String, Arc<LdapStore>>,
+    /// Every store by name, `local` included.
+    pub stores: HashMap<String, Arc<dyn UserDirectory>>,
     pub strip_realm: bool,
 }
 
 impl Router {
     /// Chooses the store; `Err` carries the explanation for a reason-49 rejection.
     pub fn route(&self, client: &str, user_raw: &str, nas_identifier: Option<&str>) -> Result<Route, String> {
+        let store =
+            |name: &str| self.stores.get(name).cloned().ok_or_else(|| format!("user store {name:?} is not configured"));
         if self.policies.is_empty() {
-            return Ok(Route { store: Store::Local, strip_realm: self.strip_realm, policy: None });
+            return Ok(Route { store: store("local")?, strip_realm: self.strip_realm, policy: None });
         }
         let realm = realm_of(user_raw);
         for p in &self.policies {
@@ -112,66 +222,14 @@ impl Router {
             if !p.accept {
                 return Err(format!("connection request policy {:?} rejects the request", p.name));
             }
-            let store = match p.user_store.as_str() {
-                "local" => Store::Local,
-                name => match self.ldap.get(name) {
-                    Some(l) => Store::Ldap(Arc::clone(l)),
-                    None => return Err(format!("user store {name:?} is not configured")),
-                },
-            };
             return Ok(Route {
-                store,
+                store: store(&p.user_store)?,
                 strip_realm: p.strip_realm.unwrap_or(self.strip_realm),
                 policy: Some(p.name.clone()),
             });
         }
         Err(format!("no connection request policy matches realm {realm:?}"))
     }
-}
-
-/// Looks an account up. Directory lookups block; call them off the I/O tasks.
-pub fn lookup(users: &std::sync::Mutex<SqliteUsers>, route: &Route, name: &str) -> Result<Option<Account>, String> {
-    match &route.store {
-        Store::Local => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let record = lock(users).user(name).map_err(|e| e.to_string())?;
-            Ok(record.map(|u| Account {
-                expired: u.expires_at.is_some_and(|t| t <= now as i64),
-                groups: u.groups,
-                nt_hash: u.nt_hash,
-                reversible: u.reversible,
-                password_hash: u.password_hash,
-                disabled: u.disabled,
-                locked: false,
-                dialin: None,
-                generation: u64::try_from(u.generation).unwrap_or(0),
-                dn: None,
-            }))
-        }
-        Store::Ldap(store) => {
-            let found = store.block_on(store.lookup(name)).map_err(|e| e.to_string())?;
-            Ok(found.map(|d| Account {
-                groups: d.groups,
-                nt_hash: d.nt_hash,
-                disabled: d.disabled,
-                expired: d.expired,
-                locked: d.locked,
-                dialin: d.dialin,
-                dn: Some(d.dn),
-                ..Account::default()
-            }))
-        }
-    }
-}
-
-/// Checks a PAP password against a directory account by binding as the user.
-pub fn directory_password(
-    store: &LdapStore,
-    account: &Account,
-    password: &[u8],
-) -> Result<BindOutcome, DirectoryError> {
-    let dn = account.dn.clone().unwrap_or_default();
-    store.block_on(store.check_password(&dn, password))
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::auth::{
 };
 use crate::clients::{Client, Reason};
 use crate::config::EapMethod;
-use crate::directory::{self, Route, Store};
+use crate::directory::Route;
 use crate::lock;
 
 /// How long a conversation may wait for the next round trip.
@@ -95,9 +95,9 @@ fn random16() -> [u8; 16] {
 }
 
 /// The account's credentials, groups and dial-in permission for an EAP identity.
-fn user_credentials(shared: &AuthShared, route: &Route, identity: &str) -> (Credentials, Vec<String>, Option<bool>) {
+fn user_credentials(route: &Route, identity: &str) -> (Credentials, Vec<String>, Option<bool>) {
     let refuse = Credentials::refused;
-    match directory::lookup(&shared.users, route, &route.lookup_name(identity)) {
+    match route.store.lookup(&route.lookup_name(identity)) {
         Err(e) => {
             tracing::error!(error = %e, "user lookup failed");
             (refuse(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure), Vec::new(), None)
@@ -107,8 +107,8 @@ fn user_credentials(shared: &AuthShared, route: &Route, identity: &str) -> (Cred
             Some((code, error, _)) => (refuse(code, error), a.groups, a.dialin),
             None => {
                 let mut credentials = Credentials { nt_hash: a.nt_hash, ..Credentials::default() };
-                if let (None, Store::Ldap(store)) = (a.nt_hash, &route.store) {
-                    if let Some(ntlm) = store.ntlm() {
+                if a.nt_hash.is_none() {
+                    if let Some(ntlm) = route.store.ntlm() {
                         credentials.external =
                             Some(Box::new(move |user, challenge, nt| ntlm.verify(user, challenge, nt)));
                     }
@@ -133,11 +133,11 @@ impl InnerAuth for Inner<'_> {
     }
 
     fn credentials(&self, identity: &str) -> Credentials {
-        user_credentials(self.shared, self.route, identity).0
+        user_credentials(self.route, identity).0
     }
 
     fn authorize(&self, identity: &str) -> Result<Option<String>, (u32, MschapError, String)> {
-        let (_, groups, dialin) = user_credentials(self.shared, self.route, identity);
+        let (_, groups, dialin) = user_credentials(self.route, identity);
         authorize(self.shared, self.packet, &groups, dialin, Some(self.method))
             .map(Some)
             .map_err(|(_, r, e, why)| (r, e, why))

@@ -134,7 +134,6 @@ impl Server {
             tracing::info!(%local, "accounting listener ready");
         }
         if !config.radius.auth_listen.is_empty() {
-            let users = portcullis_storage::SqliteUsers::open(&config.storage.data_dir)?;
             let audit_path = config.storage.data_dir.join("auth.log");
             let audit_file = std::fs::OpenOptions::new()
                 .create(true)
@@ -168,7 +167,6 @@ impl Server {
                     Duration::from_secs(config.radius.duplicate_retention_seconds),
                     config.radius.duplicate_cache_entries,
                 )),
-                users: Mutex::new(users),
                 eap: Mutex::new(eap::EapTable::default()),
                 peap,
                 eap_default: config.eap.default_method(),
