@@ -5,6 +5,7 @@
 //! Callers pass salts, keys and `now`; nothing here touches sockets, files or clocks.
 
 pub mod eap;
+pub mod mfa;
 pub mod mschap;
 pub mod peap;
 pub mod policy;
