@@ -76,7 +76,8 @@ impl Totp {
             }
         };
         let offset = usize::from(digest[digest.len() - 1] & 0x0f);
-        let bin = u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
+        let bin =
+            u32::from_be_bytes([digest[offset] & 0x7f, digest[offset + 1], digest[offset + 2], digest[offset + 3]]);
         bin % 10u32.pow(self.digits)
     }
 
@@ -353,7 +354,7 @@ mod tests {
         assert_eq!(ChallengeState::open(&sealed, &key, 999), Ok(s.clone()));
         assert_eq!(ChallengeState::open(&sealed, &key, 1001), Err(StateError::Expired));
         assert_eq!(ChallengeState::open(&sealed, &[8; 32], 999), Err(StateError::BadMac));
-        let mut tampered = sealed.clone();
+        let mut tampered = sealed;
         tampered[12] ^= 1;
         assert_eq!(ChallengeState::open(&tampered, &key, 999), Err(StateError::BadMac));
         assert_eq!(ChallengeState::open(b"other", &key, 0), Err(StateError::Foreign));

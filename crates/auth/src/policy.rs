@@ -101,6 +101,21 @@ pub struct NetworkPolicy {
     /// Extra reply attributes by dictionary name (`Class`, `Filter-Id`, VSAs...).
     #[serde(default)]
     pub reply: BTreeMap<String, String>,
+    /// Second factor before the Access-Accept (default: `[mfa] policy_default`).
+    #[serde(default)]
+    pub mfa: Option<MfaMode>,
+}
+
+/// Whether a granting policy asks for a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaMode {
+    /// Every user proves a second factor (users without one: `[mfa] require_user_match`).
+    Required,
+    /// Users with a factor prove it; users without one pass.
+    Optional,
+    /// No second factor.
+    Off,
 }
 
 fn yes() -> bool {

@@ -14,6 +14,39 @@ pub(crate) struct Cli {
     pub command: Command,
 }
 
+/// `portcullis mfa ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum MfaCommand {
+    /// Enrol a TOTP factor: prints the otpauth URI, a QR code and recovery codes
+    /// (replaces an existing factor).
+    Enroll {
+        user: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// sha1 (every app) or sha256.
+        #[arg(long, default_value = "sha1")]
+        algorithm: String,
+        /// 6 or 8.
+        #[arg(long, default_value_t = 6)]
+        digits: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Remove a user's factor, recovery codes and lockout.
+    Reset {
+        user: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Enrolled users.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
 /// `portcullis cert ...`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertCommand {
@@ -90,6 +123,11 @@ pub(crate) enum Command {
     },
     /// Load generator: send requests on loopback, verify every response, print JSON.
     Bench(BenchArgs),
+    /// Second factors: enrol, reset, list.
+    Mfa {
+        #[command(subcommand)]
+        command: MfaCommand,
+    },
     /// Server certificates for PEAP.
     Cert {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 mod bench;
 mod cert;
 mod cli;
+mod mfa;
 mod output;
 mod users;
 
@@ -132,6 +133,7 @@ fn run(cli: Cli) -> Result<()> {
             output::print_dictionary_entry(&dict, &key)
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Mfa { command } => mfa::run(command, load),
         Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {
             let config = load(config.as_ref())?;
             let dir = dir.unwrap_or_else(|| config.storage.data_dir.join("tls"));

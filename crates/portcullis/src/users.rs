@@ -185,6 +185,7 @@ pub(crate) fn run_auth_log(
                         "event_id": e.event_id,
                         "policy": e.policy,
                         "connection_request_policy": e.connection_request_policy,
+                        "mfa": e.mfa,
                         "message": e.message,
                     })
                 })

@@ -87,7 +87,7 @@ pub enum ApplierMessage {
     /// Persist these counter totals.
     Counters(Vec<Counter>),
     /// Record an authentication decision.
-    AuthEvent(portcullis_storage::AuthEvent),
+    AuthEvent(Box<portcullis_storage::AuthEvent>),
 }
 
 /// Runs the applier until its channel closes, then applies what is left and returns.
@@ -147,10 +147,10 @@ pub fn run_applier<S: Store>(
             }
             Ok(ApplierMessage::AuthEvent(e)) => {
                 // Fold the events waiting behind this one into the same transaction.
-                let mut events = vec![e];
+                let mut events = vec![*e];
                 while events.len() < APPLY_BATCH {
                     match inbox.try_recv() {
-                        Ok(ApplierMessage::AuthEvent(e)) => events.push(e),
+                        Ok(ApplierMessage::AuthEvent(e)) => events.push(*e),
                         Ok(other) => {
                             pending = Some(other);
                             break;

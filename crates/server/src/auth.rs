@@ -62,6 +62,8 @@ pub struct AuthShared {
     pub router: crate::directory::Router,
     pub dictionary: Dictionary,
     pub audit_file: Mutex<File>,
+    /// The second factor, when configured.
+    pub mfa: Option<crate::mfa::Mfa>,
     /// NPS-format log files, when configured.
     pub nps_log: Option<Mutex<crate::npslog::NpsLog>>,
     pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
@@ -230,6 +232,14 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         }
         return crate::eap::decide(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
     }
+    if let (Some(m), Some(state)) = (&shared.mfa, packet.attribute(attr::STATE)) {
+        if portcullis_auth::mfa::ChallengeState::is_ours(state) {
+            if !allow_slow {
+                return Outcome::NeedsSlowPath;
+            }
+            return crate::mfa::answer(shared, m, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
+        }
+    }
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
     let nas_identifier = packet.attribute(attr::NAS_IDENTIFIER).map(|v| String::from_utf8_lossy(v).into_owned());
@@ -259,7 +269,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         },
         (Some(m), Ok(route)) => check_credentials(shared, client, &packet, route, &user, &user_raw, m, allow_slow),
     };
-    let (decision, policy_name, reason_code, message, mschap_error) = match verdict {
+    let (mut decision, policy_name, mut reason_code, mut message, mschap_error) = match verdict {
         Verdict::NeedsSlowPath => return Outcome::NeedsSlowPath,
         Verdict::Fail { reason, mschap_error, message } => (None, None, reason, message, mschap_error),
         Verdict::Ok { mschap, ident, groups, dialin } => match authorize(shared, &packet, &groups, dialin, method) {
@@ -274,6 +284,38 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         },
     };
     let policy = policy_name.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
+    let mut mfa_note = None;
+    if let (Some(m), Some(_), Some(name)) = (&shared.mfa, &decision, &policy_name) {
+        // The second-factor database is not for the I/O task.
+        if !allow_slow {
+            return Outcome::NeedsSlowPath;
+        }
+        let mode = policy.and_then(|p| p.mfa);
+        match m.gate(mode, &user, &client.name, name, method, source.ip().to_canonical(), &packet, None) {
+            crate::mfa::Gate::Pass(note) => mfa_note = note,
+            crate::mfa::Gate::Challenge(state) => {
+                let reply = crate::mfa::challenge_reply(m, client, &packet, &state);
+                let d = Decided {
+                    accepted: false,
+                    reason_code: reason::SUCCESS,
+                    policy: policy_name.clone(),
+                    message: "password accepted; second factor requested".into(),
+                };
+                let mut e = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), d);
+                e.decision = "challenge".into();
+                e.event_id = 0;
+                e.mfa = Some("challenge".into());
+                audit(shared, e, &packet, source);
+                return reply.map_or(Outcome::Dropped, Outcome::Reply);
+            }
+            crate::mfa::Gate::Reject(why, note) => {
+                decision = None;
+                reason_code = reason::AUTHENTICATION_FAILED;
+                message = why;
+                mfa_note = Some(note);
+            }
+        }
+    }
     let reply = match &decision {
         Some((mschap, ident)) => {
             client.counters.bump(Reason::AccessAccept);
@@ -285,7 +327,8 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         }
     };
     let decision = Decided { accepted: decision.is_some(), reason_code, policy: policy_name, message };
-    let e = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), decision);
+    let mut e = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), decision);
+    e.mfa = mfa_note.map(str::to_string);
     audit(shared, e, &packet, source);
     reply.map_or(Outcome::Dropped, Outcome::Reply)
 }
@@ -330,6 +373,7 @@ pub(crate) fn event(
         policy: d.policy,
         message: d.message,
         connection_request_policy: None,
+        mfa: None,
     }
 }
 
@@ -695,7 +739,7 @@ pub(crate) fn audit(shared: &AuthShared, mut event: AuthEvent, packet: &Packet<'
         user = %event.user, decision = %event.decision, reason_code = event.reason_code, method = %event.method,
         policy = ?event.policy, "{}", event.message
     );
-    let _ = shared.applier.try_send(ApplierMessage::AuthEvent(event));
+    let _ = shared.applier.try_send(ApplierMessage::AuthEvent(Box::new(event)));
 }
 
 /// The Access-Request record and the response record NPS would log for a decision.

@@ -35,6 +35,87 @@ pub struct Config {
     /// NPS-format log files of authentication decisions.
     #[serde(default)]
     pub nps_log: Option<crate::npslog::NpsLogConfig>,
+    /// Second factor before Access-Accept.
+    #[serde(default)]
+    pub mfa: Option<MfaConfig>,
+}
+
+/// What happens when a second factor cannot be asked for (notifier or provider down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Reject.
+    #[default]
+    Secure,
+    /// Accept, and say so in the audit event.
+    Safe,
+}
+
+/// `[mfa]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MfaConfig {
+    /// The mode of network policies that do not set `mfa`.
+    pub policy_default: portcullis_auth::policy::MfaMode,
+    /// Reject users without a factor where MFA is required (false: admit them without
+    /// MFA and say so in the audit event — for onboarding only).
+    pub require_user_match: bool,
+    /// NAS addresses or networks (source address or NAS-IP-Address) exempt from MFA.
+    pub exempt_nas: Vec<Network>,
+    /// The shared second-factor database (default `<data_dir>/mfa.db`); servers that
+    /// answer each other's challenges point at the same file.
+    pub database: Option<PathBuf>,
+    /// 32-byte key (64 hex digits) that authenticates challenge States (default
+    /// `<data_dir>/mfa.key`, made on first start); servers sharing challenges share it.
+    pub state_key_file: Option<PathBuf>,
+    /// How long a challenge may be answered.
+    pub challenge_seconds: u64,
+    /// Reply-Message of the Access-Challenge.
+    pub prompt: String,
+    /// Reply-Message of a reject after a wrong code.
+    pub wrong_code_message: String,
+    /// Accept `password<separator>code` in User-Password for NAS that cannot show
+    /// challenges; `""` means the code is simply appended. Absent: off.
+    pub concatenated_separator: Option<String>,
+    /// Wrong codes in a row before the user is locked out.
+    pub lockout_failures: u32,
+    /// How long a lockout lasts.
+    pub lockout_seconds: u64,
+    pub fail_mode: FailMode,
+    /// Issuer shown in authenticator apps.
+    pub issuer: String,
+}
+
+impl Default for MfaConfig {
+    fn default() -> Self {
+        Self {
+            policy_default: portcullis_auth::policy::MfaMode::Required,
+            require_user_match: true,
+            exempt_nas: Vec::new(),
+            database: None,
+            state_key_file: None,
+            challenge_seconds: 120,
+            prompt: "Enter the code from your authenticator app".into(),
+            wrong_code_message: "Wrong code".into(),
+            concatenated_separator: None,
+            lockout_failures: 5,
+            lockout_seconds: 300,
+            fail_mode: FailMode::Secure,
+            issuer: "Portcullis".into(),
+        }
+    }
+}
+
+impl MfaConfig {
+    /// The database path.
+    pub fn database_path(&self, data_dir: &Path) -> PathBuf {
+        self.database.clone().unwrap_or_else(|| data_dir.join("mfa.db"))
+    }
+
+    /// The state key path.
+    pub fn key_path(&self, data_dir: &Path) -> PathBuf {
+        self.state_key_file.clone().unwrap_or_else(|| data_dir.join("mfa.key"))
+    }
 }
 
 /// One `[[connection_request_policy]]` (NPS model): which user store answers a request,

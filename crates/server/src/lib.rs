@@ -13,6 +13,7 @@ pub mod config;
 pub mod directory;
 pub mod eap;
 pub mod ldap;
+pub mod mfa;
 pub mod npslog;
 pub mod ntlm;
 
@@ -154,6 +155,10 @@ impl Server {
             }
             let peap = config.eap.peap().map_err(StartError::Config)?;
             let router = directory::Router::from_config(config).map_err(StartError::Config)?;
+            let mfa = match &config.mfa {
+                Some(c) => Some(mfa::Mfa::open(c, &config.storage.data_dir).map_err(StartError::Config)?),
+                None => None,
+            };
             let nps_log = match &config.nps_log {
                 Some(c) => Some(Mutex::new(
                     npslog::NpsLog::open(c, &config.storage.data_dir)
@@ -181,6 +186,7 @@ impl Server {
                 dictionary,
                 audit_file: Mutex::new(audit_file),
                 nps_log,
+                mfa,
                 applier: auth_tx,
                 pending: std::sync::atomic::AtomicUsize::new(0),
             });

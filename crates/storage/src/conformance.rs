@@ -242,6 +242,7 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
         policy: None,
         message: String::new(),
         connection_request_policy: Some("corp".into()),
+        mfa: None,
     };
     s.record_auth_events(&[e(1, "bob", "reject"), e(2, "bob", "accept"), e(3, "alice", "accept")]).unwrap();
     let all = s.auth_events(&AuthQuery::default()).unwrap();

@@ -9,6 +9,7 @@
 mod committer;
 pub mod conformance;
 mod journal;
+mod mfa;
 mod sqlite;
 mod users;
 
@@ -18,6 +19,7 @@ pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
 pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
+pub use mfa::{SqliteMfa, TotpFactor};
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};
 
@@ -112,6 +114,10 @@ pub struct AuthEvent {
     /// The connection-request policy that chose the user store, when any are configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_request_policy: Option<String>,
+    /// Second-factor outcome: `challenge`, `totp`, `recovery_code`, `wrong_code`,
+    /// `replayed`, `locked_out`, `expired`, `not_enrolled`, `admitted_without_mfa`, `exempt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa: Option<String>,
 }
 
 /// Which authentication events to list.

@@ -172,5 +172,59 @@ elif scenario == "retransmit":
     out(identical=len(set(replies)) == 1, count=len(replies), code=replies[0][0])
 elif scenario == "mschapv2":
     mschapv2(args[0], args[1], args[2] if len(args) > 2 else args[1])
-else:
+elif scenario != "totp":
     sys.exit(f"unknown scenario {scenario}")
+
+
+# --- TOTP by Access-Challenge (RFC 6238, computed here with hmac) ------------------------
+def totp(secret_b32, digits, algorithm, t):
+    import base64
+    import hmac
+    import struct
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    digest = hmac.new(key, struct.pack(">Q", int(t) // 30), getattr(hashlib, algorithm.lower())).digest()
+    offset = digest[-1] & 0x0F
+    value = struct.unpack(">I", digest[offset:offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10 ** digits).zfill(digits)
+
+
+def totp_round_trip(user, password, secret_b32, options):
+    """PAP, then answer the Access-Challenge (optionally at another server)."""
+    import time
+    reply = send(pap(user, password))
+    result = {"first": code_name(reply)}
+    if reply is None or reply.code != packet.AccessChallenge:
+        out(**result)
+        return
+    result["prompt"] = reply["Reply-Message"][0] if "Reply-Message" in reply else None
+    result["ma_first"] = first_attr_is_ma(reply)
+    state = reply["State"][0]
+    code = options.get("code") or totp(secret_b32, int(options.get("digits", 6)), options.get("algorithm", "sha1"),
+                                       time.time() + float(options.get("offset", 0)))
+    target = client
+    if "answer-port" in options:
+        target = Client(server=host, authport=int(options["answer-port"]), secret=secret.encode(), dict=client.dict)
+        target.retries, target.timeout = 1, 1.5
+    req = target.CreateAuthPacket(code=packet.AccessRequest, User_Name=user)
+    req["User-Password"] = req.PwCrypt(code)
+    req["State"] = state
+    req["NAS-Identifier"] = "pyrad-nas"
+    req.add_message_authenticator()
+    try:
+        answer = target.SendPacket(req)
+    except Timeout:
+        answer = None
+    result["answer"] = code_name(answer)
+    if answer is not None:
+        result["ma_first"] = result["ma_first"] and first_attr_is_ma(answer)
+        if "Reply-Message" in answer:
+            result["reply_message"] = answer["Reply-Message"][0]
+        if "Session-Timeout" in answer:
+            result["Session-Timeout"] = answer["Session-Timeout"][0]
+    out(**result)
+
+
+if scenario == "totp":
+    user, password, secret_b32 = args[0], args[1], args[2]
+    options = dict(a.split("=", 1) for a in args[3:])
+    totp_round_trip(user, password, secret_b32, options)

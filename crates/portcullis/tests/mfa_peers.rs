@@ -1,0 +1,191 @@
+//! The second factor against pyrad and radclient: TOTP by Access-Challenge (codes
+//! computed by the test), two servers sharing the state key and database, replay,
+//! lockout and its expiry, recovery codes, unenrolled users and policies without MFA.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{SECRET, Server, free_port, last_event, python};
+use portcullis_auth::mfa::{Totp, TotpAlgorithm};
+
+const POLICIES: &str = r#"
+[[network_policy]]
+name = "service accounts"
+groups = ["svc"]
+mfa = "off"
+
+[[network_policy]]
+name = "staff"
+groups = ["vpn"]
+session_timeout = 3600
+"#;
+
+fn mfa_block(shared: &std::path::Path) -> String {
+    format!(
+        "\n[mfa]\nstate_key_file = \"{}\"\ndatabase = \"{}\"\nlockout_failures = 3\nlockout_seconds = 2\n",
+        shared.join("mfa.key").display(),
+        shared.join("mfa.db").display()
+    )
+}
+
+fn add_user(s: &Server, name: &str, password: &str, group: &str) {
+    let mut child = Command::new(common::bin())
+        .args(["user", "add", name, "--password-stdin", "--group", group, "--config"])
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+struct Enrolled {
+    secret_b32: String,
+    secret: Vec<u8>,
+    recovery: Vec<String>,
+}
+
+fn enroll(s: &Server, user: &str) -> Enrolled {
+    let out = s.cli(&["mfa", "enroll", user, "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let secret_b32 = v["secret"].as_str().unwrap().to_string();
+    assert!(v["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/Portcullis:"));
+    Enrolled {
+        secret: base32_decode(&secret_b32),
+        secret_b32,
+        recovery: v["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect(),
+    }
+}
+
+fn base32_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut buffer, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => continue,
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            out.push((buffer >> (bits - 8)) as u8);
+            bits -= 8;
+        }
+    }
+    out
+}
+
+fn code(secret: &[u8], offset: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    Totp { algorithm: TotpAlgorithm::Sha1, digits: 6, step: 30 }.code(secret, (now + offset) as u64)
+}
+
+/// pyrad: PAP, then the answer to the challenge (`answer-port=`, `code=`, `offset=`).
+fn round_trip(s: &Server, user: &str, password: &str, e: &Enrolled, options: &[String]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
+        .arg(common::dictionary_dir())
+        .args(["totp", user, password, &e.secret_b32])
+        .args(options)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pyrad: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn two_servers() -> (Server, Server, tempfile::TempDir) {
+    let shared = tempfile::tempdir().unwrap();
+    let extra = format!("{}{POLICIES}", mfa_block(shared.path()));
+    let a = Server::start(&extra);
+    let b = Server::start_in(tempfile::tempdir().unwrap(), free_port(), &extra);
+    for s in [&a, &b] {
+        add_user(s, "bob", "hello", "vpn");
+        add_user(s, "carl", "nofactor", "vpn");
+        add_user(s, "pat", "service", "svc");
+        add_user(s, "dave", "radclient", "vpn");
+    }
+    (a, b, shared)
+}
+
+#[test]
+fn totp_challenge_round_trip_shared_state_replay_lockout_and_recovery() {
+    let (a, b, _shared) = two_servers();
+    let bob = enroll(&a, "bob");
+
+    let r = round_trip(&a, "bob", "hello", &bob, &["offset=-30".into()]);
+    assert_eq!((r["first"].as_str(), r["answer"].as_str()), (Some("challenge"), Some("accept")), "{r}");
+    assert_eq!(r["prompt"], "Enter the code from your authenticator app");
+    assert_eq!(r["Session-Timeout"], 3600, "the granting policy's replies come with the accept");
+    assert_eq!(r["ma_first"], true);
+    let e = last_event(&a, "bob");
+    assert_eq!((e["decision"].as_str(), e["mfa"].as_str()), (Some("accept"), Some("totp")), "{e}");
+
+    // The answer goes to the other server, which shares the key and the database.
+    let now_code = code(&bob.secret, 0);
+    let r = round_trip(&a, "bob", "hello", &bob, &[format!("answer-port={}", b.auth_port), format!("code={now_code}")]);
+    assert_eq!(r["answer"], "accept", "{r}");
+    // The same code again, anywhere: refused.
+    let r = round_trip(&b, "bob", "hello", &bob, &[format!("code={now_code}")]);
+    assert_eq!((r["answer"].as_str(), r["reply_message"].as_str()), (Some("reject"), Some("Wrong code")), "{r}");
+    assert_eq!(last_event(&b, "bob")["mfa"], "replayed");
+
+    // The replay was the first failure; two wrong codes make three, which locks the
+    // factor for two seconds; then a fresh code works.
+    for _ in 0..2 {
+        let r = round_trip(&a, "bob", "hello", &bob, &["code=000000".into()]);
+        assert_eq!(r["answer"], "reject", "{r}");
+    }
+    assert_eq!(last_event(&a, "bob")["mfa"], "locked_out");
+    let r = round_trip(&b, "bob", "hello", &bob, &["offset=30".into()]);
+    assert_eq!(r["first"], "reject", "locked out on the other server too: {r}");
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    let r = round_trip(&b, "bob", "hello", &bob, &["offset=30".into()]);
+    assert_eq!(r["answer"], "accept", "the lock expired: {r}");
+
+    // A recovery code works once.
+    let recovery = format!("code={}", bob.recovery[0]);
+    assert_eq!(round_trip(&a, "bob", "hello", &bob, std::slice::from_ref(&recovery))["answer"], "accept");
+    assert_eq!(last_event(&a, "bob")["mfa"], "recovery_code");
+    assert_eq!(round_trip(&a, "bob", "hello", &bob, &[recovery])["answer"], "reject");
+
+    // A wrong password never reaches the second factor.
+    assert_eq!(round_trip(&a, "bob", "wrong", &bob, &[])["first"], "reject");
+    // Unenrolled users are rejected (require_user_match); policies with mfa = "off" pass.
+    assert_eq!(round_trip(&a, "carl", "nofactor", &bob, &[])["first"], "reject");
+    assert_eq!(last_event(&a, "carl")["mfa"], "not_enrolled");
+    assert_eq!(round_trip(&a, "pat", "service", &bob, &[])["first"], "accept");
+    let challenges = a.cli(&["auth-log", "--format", "json", "--user", "bob"]);
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&challenges.stdout).unwrap();
+    assert!(v.iter().any(|e| e["decision"] == "challenge" && e["mfa"] == "challenge"), "{v:?}");
+}
+
+#[test]
+fn radclient_answers_the_challenge_with_state() {
+    let (a, _b, _shared) = two_servers();
+    let dave = enroll(&a, "dave");
+    let (ok, text) = common::radclient(
+        a.auth_addr(),
+        "auth",
+        SECRET,
+        "User-Name = \"dave\"\nUser-Password = \"radclient\"\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(!ok && text.contains("Access-Challenge"), "{text}");
+    let state = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .unwrap_or_else(|| panic!("no State in {text}"))
+        .trim()
+        .to_string();
+    let answer = format!(
+        "User-Name = \"dave\"\nUser-Password = \"{}\"\nState = {state}\nMessage-Authenticator = 0x00\n",
+        code(&dave.secret, 0)
+    );
+    let (ok, text) = common::radclient(a.auth_addr(), "auth", SECRET, &answer);
+    assert!(ok && text.contains("Access-Accept"), "{text}");
+}

@@ -1,0 +1,302 @@
+//! The second factor between a granting network policy and the Access-Accept: TOTP by
+//! Access-Challenge (PAP), with the challenge State sealed under a key servers can
+//! share, and lockout, replay and recovery codes kept in a database they can share.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Mutex;
+
+use portcullis_auth::mfa::{ChallengeState, CodeError, Failures, StateError, Totp, TotpAlgorithm};
+use portcullis_auth::policy::{Method, MfaMode, reason};
+use portcullis_radius::{Code, Packet, attr, unhide_user_password};
+use portcullis_storage::{SqliteMfa, TotpFactor};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::auth::{AuthShared, Decided, add_policy_replies, audit, base_reply, event, finish};
+use crate::clients::{Client, Reason};
+use crate::config::MfaConfig;
+use crate::lock;
+
+/// The second-factor service of a running server.
+pub struct Mfa {
+    pub config: MfaConfig,
+    key: [u8; 32],
+    pub db: Mutex<SqliteMfa>,
+}
+
+impl std::fmt::Debug for Mfa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mfa").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Reads the 32-byte state key (64 hex digits), creating it (mode 0600) when missing.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
+    if !path.exists() {
+        let mut key = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut key);
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let hex = text.trim();
+    let mut key = [0u8; 32];
+    if hex.len() != 64 {
+        return Err(format!("{}: the MFA state key must be 64 hex digits", path.display()));
+    }
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .map_err(|_| format!("{}: the MFA state key must be 64 hex digits", path.display()))?;
+    }
+    Ok(key)
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// SHA-256 of a recovery code as typed (spaces and dashes removed, upper case).
+pub fn recovery_hash(code: &str) -> [u8; 32] {
+    let normal: String = code.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect();
+    Sha256::digest(normal.as_bytes()).into()
+}
+
+/// The TOTP parameters of a stored factor.
+pub fn totp_of(f: &TotpFactor) -> Totp {
+    Totp {
+        algorithm: TotpAlgorithm::from_name(&f.algorithm).unwrap_or(TotpAlgorithm::Sha1),
+        digits: f.digits,
+        step: f.step,
+    }
+}
+
+/// What the gate decided for a request the network policy granted.
+pub(crate) enum Gate {
+    /// Accept now; the note goes into the audit event.
+    Pass(Option<&'static str>),
+    /// Send this Access-Challenge State with the prompt.
+    Challenge(Vec<u8>),
+    /// Reject with this explanation and note.
+    Reject(String, &'static str),
+}
+
+/// Outcome of checking a code.
+enum Checked {
+    Ok(&'static str),
+    Refused(String, &'static str),
+}
+
+impl Mfa {
+    /// Opens the database and the state key.
+    pub fn open(config: &MfaConfig, data_dir: &Path) -> Result<Self, String> {
+        let key = load_or_create_key(&config.key_path(data_dir))?;
+        let db = SqliteMfa::open(&config.database_path(data_dir)).map_err(|e| format!("mfa database: {e}"))?;
+        Ok(Self { config: config.clone(), key, db: Mutex::new(db) })
+    }
+
+    fn exempt(&self, source: IpAddr, packet: &Packet<'_>) -> bool {
+        let nas_ip = packet.attribute(attr::NAS_IP_ADDRESS).and_then(|v| <[u8; 4]>::try_from(v).ok()).map(IpAddr::from);
+        self.config.exempt_nas.iter().any(|n| n.contains(source) || nas_ip.is_some_and(|ip| n.contains(ip)))
+    }
+
+    /// Decides whether a granted request needs a second factor and asks for it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gate(
+        &self,
+        mode: Option<MfaMode>,
+        user: &str,
+        client: &str,
+        policy: &str,
+        method: Option<Method>,
+        source: IpAddr,
+        packet: &Packet<'_>,
+        code: Option<&str>,
+    ) -> Gate {
+        let mode = mode.unwrap_or(self.config.policy_default);
+        if mode == MfaMode::Off {
+            return Gate::Pass(None);
+        }
+        if self.exempt(source, packet) {
+            return Gate::Pass(Some("exempt"));
+        }
+        let factor = match lock(&self.db).factor(user) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "MFA database unavailable");
+                return match self.config.fail_mode {
+                    crate::config::FailMode::Secure => {
+                        Gate::Reject(format!("MFA database unavailable: {e}"), "unavailable")
+                    }
+                    crate::config::FailMode::Safe => Gate::Pass(Some("fail_safe_admitted")),
+                };
+            }
+        };
+        let Some(factor) = factor else {
+            return if mode == MfaMode::Required && self.config.require_user_match {
+                Gate::Reject("no second factor enrolled (require_user_match)".into(), "not_enrolled")
+            } else {
+                Gate::Pass(Some("admitted_without_mfa"))
+            };
+        };
+        let now = now_unix();
+        let failures = lock(&self.db).failures(user).unwrap_or((0, 0));
+        if (Failures { count: failures.0, locked_until: failures.1 }).locked(now) {
+            return Gate::Reject("second factor locked out after repeated wrong codes".into(), "locked_out");
+        }
+        if method != Some(Method::Pap) {
+            return Gate::Reject(
+                "this method cannot carry a code; it needs push approval, which is not configured".into(),
+                "push_unavailable",
+            );
+        }
+        if let Some(code) = code {
+            return match self.check(user, &factor, code, now) {
+                Checked::Ok(note) => Gate::Pass(Some(note)),
+                Checked::Refused(why, note) => Gate::Reject(why, note),
+            };
+        }
+        let mut nonce = [0u8; 8];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let state = ChallengeState {
+            expires: now + self.config.challenge_seconds,
+            user: user.to_string(),
+            client: client.to_string(),
+            policy: policy.to_string(),
+            nonce,
+        };
+        Gate::Challenge(state.seal(&self.key))
+    }
+
+    /// Checks a TOTP or recovery code; counts failures and locks out.
+    fn check(&self, user: &str, factor: &TotpFactor, code: &str, now: u64) -> Checked {
+        let totp = totp_of(factor);
+        let db = lock(&self.db);
+        let outcome = match totp.verify(&factor.secret, code, now, factor.last_step) {
+            Ok(step) if db.use_step(user, step).unwrap_or(false) => Ok("totp"),
+            Ok(_) | Err(CodeError::Replayed) => Err(("code already used", "replayed")),
+            Err(CodeError::Wrong) => {
+                if db.use_recovery(user, &recovery_hash(code), now as i64).unwrap_or(false) {
+                    Ok("recovery_code")
+                } else {
+                    Err(("wrong code", "wrong_code"))
+                }
+            }
+        };
+        drop(db);
+        match outcome {
+            Ok(note) => {
+                let _ = lock(&self.db).clear_failures(user);
+                Checked::Ok(note)
+            }
+            Err((why, note)) => {
+                let (limit, secs) = (self.config.lockout_failures, self.config.lockout_seconds);
+                let after = lock(&self.db).record_failure(user, |count, locked_until| {
+                    let f = Failures { count, locked_until }.fail(now, limit, secs);
+                    (f.count, f.locked_until)
+                });
+                let locked = after.is_ok_and(|(c, l)| (Failures { count: c, locked_until: l }).locked(now));
+                if locked {
+                    Checked::Refused(format!("{why}; second factor locked out for {secs} s"), "locked_out")
+                } else {
+                    Checked::Refused(why.to_string(), note)
+                }
+            }
+        }
+    }
+}
+
+/// An Access-Request answering one of our challenges (its State is ours).
+pub(crate) fn answer(
+    shared: &AuthShared,
+    mfa: &Mfa,
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+) -> Option<Vec<u8>> {
+    let state = packet.attribute(attr::STATE)?;
+    let user_raw =
+        packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
+    let now = now_unix();
+    let refuse = |user: String, policy: Option<String>, why: String, note: &str, reply_message: Option<&str>| {
+        client.counters.bump(Reason::AccessReject);
+        let mut b = base_reply(Code::AccessReject, client, packet);
+        if let Some(m) = reply_message {
+            b.attribute(attr::REPLY_MESSAGE, m.as_bytes()).ok()?;
+        }
+        let d = Decided { accepted: false, reason_code: reason::AUTHENTICATION_FAILED, policy, message: why };
+        let mut e = event(client, packet, source, user, user_raw.clone(), Method::Pap.name(), d);
+        e.mfa = Some(note.to_string());
+        audit(shared, e, packet, source);
+        finish(b, client, packet)
+    };
+    let opened = ChallengeState::open(state, &mfa.key, now);
+    let st = match opened {
+        Ok(st) => st,
+        Err(e) => {
+            let note = if e == StateError::Expired { "expired" } else { "invalid_state" };
+            return refuse(portcullis_accounting::canonical_user(&user_raw), None, e.to_string(), note, None);
+        }
+    };
+    let nas_identifier = packet.attribute(attr::NAS_IDENTIFIER).map(|v| String::from_utf8_lossy(v).into_owned());
+    let name = shared
+        .router
+        .route(&client.name, &user_raw, nas_identifier.as_deref())
+        .map_or_else(|_| portcullis_accounting::canonical_user(&user_raw), |r| r.lookup_name(&user_raw));
+    if st.client != client.name || st.user != name {
+        let why = "the challenge was issued to another user or client".to_string();
+        return refuse(name, Some(st.policy), why, "invalid_state", None);
+    }
+    let code = packet
+        .attribute(attr::USER_PASSWORD)
+        .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+        .unwrap_or_default();
+    let failures = lock(&mfa.db).failures(&st.user).unwrap_or((0, 0));
+    if (Failures { count: failures.0, locked_until: failures.1 }).locked(now) {
+        let why = "second factor locked out after repeated wrong codes".to_string();
+        return refuse(st.user.clone(), Some(st.policy), why, "locked_out", Some(&mfa.config.wrong_code_message));
+    }
+    let Ok(Some(factor)) = lock(&mfa.db).factor(&st.user) else {
+        return refuse(st.user.clone(), Some(st.policy), "no second factor enrolled".into(), "not_enrolled", None);
+    };
+    match mfa.check(&st.user, &factor, &code, now) {
+        Checked::Ok(note) => {
+            client.counters.bump(Reason::AccessAccept);
+            let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
+            let mut b = base_reply(Code::AccessAccept, client, packet);
+            add_policy_replies(shared, &mut b, policy_def)?;
+            let d = Decided {
+                accepted: true,
+                reason_code: reason::SUCCESS,
+                policy: Some(st.policy.clone()),
+                message: "access granted after the second factor".into(),
+            };
+            let mut e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
+            e.mfa = Some(note.to_string());
+            audit(shared, e, packet, source);
+            finish(b, client, packet)
+        }
+        Checked::Refused(why, note) => {
+            refuse(st.user.clone(), Some(st.policy), why, note, Some(&mfa.config.wrong_code_message))
+        }
+    }
+}
+
+/// The Access-Challenge asking for the code.
+pub(crate) fn challenge_reply(mfa: &Mfa, client: &Client, packet: &Packet<'_>, state: &[u8]) -> Option<Vec<u8>> {
+    let mut b = base_reply(Code::AccessChallenge, client, packet);
+    b.attribute(attr::REPLY_MESSAGE, mfa.config.prompt.as_bytes()).ok()?;
+    b.attribute(attr::STATE, state).ok()?;
+    finish(b, client, packet)
+}

@@ -1,0 +1,262 @@
+//! Second-factor data: enrolled TOTP factors with their last used step, recovery codes
+//! (hashed, single use) and failure counters. Several servers may share one database
+//! file: every check-and-set is one atomic statement or an immediate transaction.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::StorageError;
+
+/// An enrolled TOTP factor.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpFactor {
+    pub secret: Vec<u8>,
+    /// `SHA1` or `SHA256`.
+    pub algorithm: String,
+    pub digits: u32,
+    pub step: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// The last TOTP step accepted (replay protection).
+    pub last_step: Option<u64>,
+}
+
+impl std::fmt::Debug for TotpFactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpFactor")
+            .field("secret", &"<redacted>")
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Second-factor data in `mfa.db`.
+pub struct SqliteMfa {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for SqliteMfa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteMfa")
+    }
+}
+
+impl SqliteMfa {
+    /// Opens (creating if needed) the database file, readable by its owner only.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StorageError::DataDir { path: dir.display().to_string(), source })?;
+        }
+        let conn = Connection::open(path)?;
+        crate::users::restrict_permissions(path);
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS factors (
+                user TEXT PRIMARY KEY,
+                secret BLOB NOT NULL,
+                algorithm TEXT NOT NULL,
+                digits INTEGER NOT NULL,
+                step INTEGER NOT NULL,
+                created_at INTEGER NOT NULL,
+                last_step INTEGER
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS recovery_codes (
+                user TEXT NOT NULL,
+                hash BLOB NOT NULL,
+                used_at INTEGER,
+                PRIMARY KEY (user, hash)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS failures (
+                user TEXT PRIMARY KEY,
+                count INTEGER NOT NULL,
+                locked_until INTEGER NOT NULL
+            ) WITHOUT ROWID;",
+        )?;
+        Ok(Self { conn })
+    }
+
+    /// The user's factor, if enrolled.
+    pub fn factor(&self, user: &str) -> Result<Option<TotpFactor>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT secret, algorithm, digits, step, created_at, last_step FROM factors WHERE user = ?1",
+            )?
+            .query_row([user], |r| {
+                Ok(TotpFactor {
+                    secret: r.get(0)?,
+                    algorithm: r.get(1)?,
+                    digits: r.get(2)?,
+                    step: r.get::<_, i64>(3)? as u64,
+                    created_at: r.get(4)?,
+                    last_step: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+                })
+            })
+            .optional()?)
+    }
+
+    /// Enrols (or re-enrols) a user: replaces the factor and the recovery codes, clears
+    /// failures.
+    pub fn enroll(
+        &mut self,
+        user: &str,
+        factor: &TotpFactor,
+        recovery_hashes: &[[u8; 32]],
+    ) -> Result<(), StorageError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO factors (user, secret, algorithm, digits, step, created_at, last_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+            params![user, factor.secret, factor.algorithm, factor.digits, factor.step as i64, factor.created_at],
+        )?;
+        tx.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])?;
+        for h in recovery_hashes {
+            tx.execute("INSERT OR IGNORE INTO recovery_codes (user, hash) VALUES (?1, ?2)", params![user, &h[..]])?;
+        }
+        tx.execute("DELETE FROM failures WHERE user = ?1", [user])?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes the factor, recovery codes and failures; returns whether a factor existed.
+    pub fn reset(&mut self, user: &str) -> Result<bool, StorageError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute("DELETE FROM factors WHERE user = ?1", [user])?;
+        tx.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])?;
+        tx.execute("DELETE FROM failures WHERE user = ?1", [user])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Records a TOTP step as used; false when it (or a later one) already was, so a
+    /// code is accepted once across every server sharing the database.
+    pub fn use_step(&self, user: &str, step: u64) -> Result<bool, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE factors SET last_step = ?2 WHERE user = ?1 AND (last_step IS NULL OR last_step < ?2)",
+            )?
+            .execute(params![user, step as i64])?;
+        Ok(n == 1)
+    }
+
+    /// Uses a recovery code (by hash); false when unknown or already used.
+    pub fn use_recovery(&self, user: &str, hash: &[u8; 32], now: i64) -> Result<bool, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE recovery_codes SET used_at = ?3 WHERE user = ?1 AND hash = ?2 AND used_at IS NULL")?
+            .execute(params![user, &hash[..], now])?;
+        Ok(n == 1)
+    }
+
+    /// Recovery codes still unused.
+    pub fn recovery_left(&self, user: &str) -> Result<u32, StorageError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user = ?1 AND used_at IS NULL",
+            [user],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// The failure count and lock end (Unix seconds, 0 when unlocked).
+    pub fn failures(&self, user: &str) -> Result<(u32, u64), StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count, locked_until FROM failures WHERE user = ?1")?
+            .query_row([user], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+            .optional()?
+            .unwrap_or((0, 0)))
+    }
+
+    /// Updates the failure counter atomically with `next(count, locked_until)`.
+    pub fn record_failure(
+        &mut self,
+        user: &str,
+        next: impl FnOnce(u32, u64) -> (u32, u64),
+    ) -> Result<(u32, u64), StorageError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: (u32, u64) = tx
+            .query_row("SELECT count, locked_until FROM failures WHERE user = ?1", [user], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()?
+            .unwrap_or((0, 0));
+        let (count, locked_until) = next(current.0, current.1);
+        tx.execute(
+            "INSERT OR REPLACE INTO failures (user, count, locked_until) VALUES (?1, ?2, ?3)",
+            params![user, count, locked_until as i64],
+        )?;
+        tx.commit()?;
+        Ok((count, locked_until))
+    }
+
+    /// Clears the failure counter (after a success).
+    pub fn clear_failures(&self, user: &str) -> Result<(), StorageError> {
+        self.conn.prepare_cached("DELETE FROM failures WHERE user = ?1")?.execute([user])?;
+        Ok(())
+    }
+
+    /// Enrolled users with their enrolment time.
+    pub fn enrolled(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let mut stmt = self.conn.prepare("SELECT user, created_at FROM factors ORDER BY user")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn factor() -> TotpFactor {
+        TotpFactor {
+            secret: b"12345678901234567890".to_vec(),
+            algorithm: "SHA1".into(),
+            digits: 6,
+            step: 30,
+            created_at: 1,
+            last_step: None,
+        }
+    }
+
+    #[test]
+    fn steps_and_recovery_codes_are_single_use_across_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared/mfa.db");
+        let mut a = SqliteMfa::open(&path).unwrap();
+        let b = SqliteMfa::open(&path).unwrap();
+        a.enroll("alice", &factor(), &[[1; 32], [2; 32]]).unwrap();
+        assert_eq!(b.factor("alice").unwrap().unwrap().secret, factor().secret);
+        assert!(a.use_step("alice", 100).unwrap());
+        assert!(!b.use_step("alice", 100).unwrap(), "the other server sees the step as used");
+        assert!(!b.use_step("alice", 99).unwrap());
+        assert!(b.use_step("alice", 101).unwrap());
+        assert!(b.use_recovery("alice", &[1; 32], 5).unwrap());
+        assert!(!a.use_recovery("alice", &[1; 32], 6).unwrap());
+        assert!(!a.use_recovery("alice", &[9; 32], 6).unwrap());
+        assert_eq!(a.recovery_left("alice").unwrap(), 1);
+        assert!(!format!("{:?}", factor()).contains("49"), "Debug hides the secret");
+    }
+
+    #[test]
+    fn failures_count_lock_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = SqliteMfa::open(&dir.path().join("mfa.db")).unwrap();
+        m.enroll("bob", &factor(), &[]).unwrap();
+        let bump = |(c, _): (u32, u64)| (c + 1, if c + 1 >= 2 { 500 } else { 0 });
+        assert_eq!(m.record_failure("bob", |c, l| bump((c, l))).unwrap(), (1, 0));
+        assert_eq!(m.record_failure("bob", |c, l| bump((c, l))).unwrap(), (2, 500));
+        assert_eq!(m.failures("bob").unwrap(), (2, 500));
+        m.clear_failures("bob").unwrap();
+        assert_eq!(m.failures("bob").unwrap(), (0, 0));
+        assert!(m.reset("bob").unwrap());
+        assert!(m.factor("bob").unwrap().is_none());
+        assert!(!m.reset("bob").unwrap());
+    }
+}
