@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{SECRET, Server, python, radtest, require};
+use common::{SECRET, Server, add_user, python, radtest, require};
 
 const POLICIES: &str = r#"
 [[network_policy]]
@@ -62,24 +62,6 @@ fn server_with(extra: &str) -> Server {
     let out = s.cli(&["user", "disable", "dora"]);
     assert!(out.status.success());
     s
-}
-
-fn add_user(s: &Server, name: &str, password: &str, groups: &[&str], extra: &[&str]) {
-    let mut args = vec!["user", "add", name, "--password-stdin"];
-    for g in groups {
-        args.extend(["--group", g]);
-    }
-    args.extend(extra);
-    let mut child = Command::new(common::bin())
-        .args(&args)
-        .arg("--config")
-        .arg(&s.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
 }
 
 fn pyrad(s: &Server, args: &[&str]) -> serde_json::Value {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{SECRET, Server, free_port, last_event, python};
+use common::{SECRET, Server, add_user, free_port, last_event, python};
 use portcullis_auth::mfa::{Totp, TotpAlgorithm};
 
 const POLICIES: &str = r#"
@@ -28,18 +27,6 @@ fn mfa_block(shared: &std::path::Path) -> String {
         shared.join("mfa.key").display(),
         shared.join("mfa.db").display()
     )
-}
-
-fn add_user(s: &Server, name: &str, password: &str, group: &str) {
-    let mut child = Command::new(common::bin())
-        .args(["user", "add", name, "--password-stdin", "--group", group, "--config"])
-        .arg(&s.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 struct Enrolled {
@@ -105,10 +92,10 @@ fn two_servers() -> (Server, Server, tempfile::TempDir) {
     let a = Server::start(&extra);
     let b = Server::start_in(tempfile::tempdir().unwrap(), free_port(), &extra);
     for s in [&a, &b] {
-        add_user(s, "bob", "hello", "vpn");
-        add_user(s, "carl", "nofactor", "vpn");
-        add_user(s, "pat", "service", "svc");
-        add_user(s, "dave", "radclient", "vpn");
+        add_user(s, "bob", "hello", &["vpn"], &[]);
+        add_user(s, "carl", "nofactor", &["vpn"], &[]);
+        add_user(s, "pat", "service", &["svc"], &[]);
+        add_user(s, "dave", "radclient", &["vpn"], &[]);
     }
     (a, b, shared)
 }

@@ -95,10 +95,10 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
                 continue;
             }
             // Most requests are decided right here (cached or cheap credentials); only
-            // an Argon2 verification goes to the blocking pool.
+            // Argon2, EAP, directory and second-factor work goes to the blocking pool.
             let result = match decide(&shared, &datagram, source, false) {
                 Outcome::Reply(reply) => Some(Some(reply)),
-                Outcome::Dropped => Some(None),
+                Outcome::Dropped | Outcome::Push(_) => Some(None),
                 Outcome::NeedsSlowPath => None,
             };
             if let Some(result) = result {
@@ -112,18 +112,23 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
                 continue;
             }
             tokio::spawn(async move {
-                let s2 = Arc::clone(&shared);
-                let result = tokio::task::spawn_blocking(move || match decide(&s2, &datagram, source, true) {
-                    Outcome::Reply(r) => Some(r),
-                    Outcome::Dropped | Outcome::NeedsSlowPath => None,
-                })
-                .await;
-                shared.pending.fetch_sub(1, Ordering::AcqRel);
-                if let Ok(Some(reply)) = result {
-                    lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
-                    let _ = socket.send_to(&reply, source).await;
-                } else {
-                    lock(&shared.cache).abandon(source, work.id, work.auth);
+                let (s2, d2) = (Arc::clone(&shared), datagram.clone());
+                let result = tokio::task::spawn_blocking(move || decide(&s2, &d2, source, true)).await;
+                match result {
+                    Ok(Outcome::Reply(reply)) => {
+                        shared.pending.fetch_sub(1, Ordering::AcqRel);
+                        lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
+                        let _ = socket.send_to(&reply, source).await;
+                    }
+                    // The request stays in flight (retransmits are discarded) until the
+                    // push is answered; `settle` sends the reply and releases the slot.
+                    Ok(Outcome::Push(push)) => {
+                        crate::push::settle(shared, push, datagram, source, socket, work.id, work.auth).await;
+                    }
+                    _ => {
+                        shared.pending.fetch_sub(1, Ordering::AcqRel);
+                        lock(&shared.cache).abandon(source, work.id, work.auth);
+                    }
                 }
             });
         }
@@ -214,10 +219,12 @@ enum Verdict {
 }
 
 /// What [`decide`] produced.
-enum Outcome {
+pub(crate) enum Outcome {
     Reply(Vec<u8>),
     Dropped,
     NeedsSlowPath,
+    /// Both answers are ready; which one goes out depends on the push.
+    Push(Box<crate::push::PushWork>),
 }
 
 /// Decides one verified, new Access-Request. Without `allow_slow` it refuses to run an
@@ -230,7 +237,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         if !allow_slow {
             return Outcome::NeedsSlowPath;
         }
-        return crate::eap::decide(shared, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
+        return crate::eap::decide(shared, client, &packet, source);
     }
     if let (Some(m), Some(state)) = (&shared.mfa, packet.attribute(attr::STATE)) {
         if portcullis_auth::mfa::ChallengeState::is_ours(state) {
@@ -308,6 +315,20 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
                 audit(shared, e, &packet, source);
                 return reply.map_or(Outcome::Dropped, Outcome::Reply);
             }
+            crate::mfa::Gate::Push => {
+                let Some((mschap, ident)) = &decision else { return Outcome::Dropped };
+                let accept = accept_reply(shared, client, &packet, policy, mschap.as_ref(), *ident);
+                let reject = reject_reply(client, &packet, method, ms_challenge, ms_response, mschap_error);
+                let (Some(accept), Some(reject)) = (accept, reject) else { return Outcome::Dropped };
+                let d = Decided { accepted: true, reason_code: reason::SUCCESS, policy: policy_name.clone(), message };
+                let event = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), d);
+                return Outcome::Push(Box::new(crate::push::PushWork {
+                    accept,
+                    reject,
+                    event,
+                    origin: origin(&packet, source),
+                }));
+            }
             crate::mfa::Gate::Reject(why, note) => {
                 decision = None;
                 reason_code = reason::AUTHENTICATION_FAILED;
@@ -331,6 +352,21 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     e.mfa = mfa_note.map(str::to_string);
     audit(shared, e, &packet, source);
     reply.map_or(Outcome::Dropped, Outcome::Reply)
+}
+
+/// Where a login comes from (NAS and calling station): a retry from the same place
+/// joins a pending push instead of sending another.
+pub(crate) fn origin(packet: &Packet<'_>, source: SocketAddr) -> String {
+    let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
+    let nas = text(attr::NAS_IDENTIFIER)
+        .or_else(|| {
+            packet
+                .attribute(attr::NAS_IP_ADDRESS)
+                .and_then(|v| <[u8; 4]>::try_from(v).ok())
+                .map(|o| IpAddr::from(o).to_string())
+        })
+        .unwrap_or_else(|| source.ip().to_string());
+    format!("{nas}|{}", text(attr::CALLING_STATION_ID).unwrap_or_default())
 }
 
 /// A final decision, for the audit event.

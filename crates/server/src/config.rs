@@ -38,6 +38,8 @@ pub struct Config {
     /// Second factor before Access-Accept.
     #[serde(default)]
     pub mfa: Option<MfaConfig>,
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// What happens when a second factor cannot be asked for (notifier or provider down).
@@ -84,6 +86,64 @@ pub struct MfaConfig {
     pub fail_mode: FailMode,
     /// Issuer shown in authenticator apps.
     pub issuer: String,
+    /// Push approval through a webhook (`[mfa.push]`).
+    pub push: Option<PushConfig>,
+}
+
+/// `[mfa.push]`: approve-or-deny requests sent through a webhook; the link in them is
+/// served by the `[http]` listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushConfig {
+    /// Where the notification is POSTed (ntfy, a chat webhook, a gateway of your own).
+    pub webhook_url: String,
+    /// JSON body; `{user}`, `{nas}`, `{calling_station_id}`, `{method}`, `{time}` and
+    /// `{url}` (the signed approval page) are replaced, JSON-escaped.
+    #[serde(default = "default_push_template")]
+    pub webhook_template: String,
+    /// Extra request headers (e.g. `Authorization`).
+    #[serde(default)]
+    pub webhook_headers: std::collections::BTreeMap<String, String>,
+    /// Base URL of the `[http]` listener as the phone reaches it.
+    pub public_url: String,
+    /// How long a login waits for the answer; set the NAS timeout above it.
+    #[serde(default = "default_push_wait")]
+    pub wait_seconds: u64,
+    /// Deadline of the webhook request itself.
+    #[serde(default = "default_webhook_timeout")]
+    pub webhook_timeout_seconds: u64,
+    /// Push-fatigue protection: at most this many denied, unanswered or pending pushes
+    /// per user in `fatigue_window_seconds`; beyond, logins are rejected without a push.
+    #[serde(default = "default_max_unapproved")]
+    pub max_unapproved: u32,
+    #[serde(default = "default_fatigue_window")]
+    pub fatigue_window_seconds: u64,
+    /// Use push for PAP users who have no TOTP factor (otherwise PAP uses TOTP only).
+    #[serde(default)]
+    pub for_pap: bool,
+}
+
+fn default_push_template() -> String {
+    r#"{"user":"{user}","title":"VPN sign-in","message":"{user} is signing in to the VPN ({nas}, from {calling_station_id}) at {time}. Approve or deny: {url}","url":"{url}"}"#.into()
+}
+fn default_push_wait() -> u64 {
+    55
+}
+fn default_webhook_timeout() -> u64 {
+    10
+}
+fn default_max_unapproved() -> u32 {
+    3
+}
+fn default_fatigue_window() -> u64 {
+    600
+}
+
+/// `[http]`: the HTTP listener (push approval pages, health).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: Vec<SocketAddr>,
 }
 
 impl Default for MfaConfig {
@@ -102,6 +162,7 @@ impl Default for MfaConfig {
             lockout_seconds: 300,
             fail_mode: FailMode::Secure,
             issuer: "Portcullis".into(),
+            push: None,
         }
     }
 }

@@ -15,12 +15,15 @@ use portcullis_radius::{Code, Packet, PacketBuilder, attr};
 use rand::RngCore;
 
 use crate::auth::{
-    AuthShared, Decided, account_refusal, add_mppe_keys, add_policy_replies, audit, authorize, event, finish,
+    AuthShared, Decided, Outcome, account_refusal, add_mppe_keys, add_policy_replies, audit, authorize, event, finish,
+    origin,
 };
 use crate::clients::{Client, Reason};
 use crate::config::EapMethod;
 use crate::directory::Route;
 use crate::lock;
+use crate::mfa::Gate;
+use crate::push::PushWork;
 
 /// How long a conversation may wait for the next round trip.
 const EAP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -144,8 +147,12 @@ impl InnerAuth for Inner<'_> {
     }
 }
 
-/// One round of an EAP conversation; `None` drops the request unanswered.
-pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: SocketAddr) -> Option<Vec<u8>> {
+/// One round of an EAP conversation.
+pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: SocketAddr) -> Outcome {
+    round(shared, client, packet, source).unwrap_or(Outcome::Dropped)
+}
+
+fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: SocketAddr) -> Option<Outcome> {
     let eap_bytes = packet.eap_message()?;
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
@@ -154,7 +161,7 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
         audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d), packet, source);
         let mut b = PacketBuilder::new(Code::AccessReject, packet.identifier());
         b.eap_message(&eap_packet).ok()?;
-        finish(b, client, packet)
+        finish(b, client, packet).map(Outcome::Reply)
     };
     let refuse = |reason_code: u32, message: &str| Decided {
         accepted: false,
@@ -175,7 +182,7 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
         let mut b = PacketBuilder::new(Code::AccessChallenge, packet.identifier());
         b.eap_message(&request).ok()?;
         b.attribute(attr::STATE, &state).ok()?;
-        finish(b, client, packet)
+        finish(b, client, packet).map(Outcome::Reply)
     };
     let failure = eap::encode(eap::FAILURE, message.id, None, &[]);
     let existing = packet.attribute(attr::STATE).and_then(|s| lock(&shared.eap).take(s));
@@ -246,7 +253,6 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
     match step {
         Step::Challenge(request) => challenge(session, request, state),
         Step::Accept { eap: success, send_key, recv_key, policy } => {
-            client.counters.bump(Reason::AccessAccept);
             let policy_def = policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
             let mut b = PacketBuilder::new(Code::AccessAccept, packet.identifier());
             b.eap_message(&success).ok()?;
@@ -257,9 +263,40 @@ pub(crate) fn decide(shared: &AuthShared, client: &Client, packet: &Packet<'_>, 
             if let Session::Peap { tunnel, .. } = &session {
                 message = format!("access granted ({})", tunnel.tls_version().unwrap_or("TLS"));
             }
-            let d = Decided { accepted: true, reason_code: 0, policy, message };
-            audit(shared, event(client, packet, source, user, user_raw.clone(), method.name(), d), packet, source);
-            finish(b, client, packet)
+            let eap_failure = eap::encode(eap::FAILURE, success.get(1).copied().unwrap_or(0), None, &[]);
+            let d = Decided { accepted: true, reason_code: 0, policy: policy.clone(), message };
+            let mut ev = event(client, packet, source, user.clone(), user_raw.clone(), method.name(), d);
+            if let (Some(m), Some(name)) = (&shared.mfa, &policy) {
+                let mode = policy_def.and_then(|p| p.mfa);
+                match m.gate(mode, &user, &client.name, name, Some(method), source.ip().to_canonical(), packet, None) {
+                    Gate::Pass(note) => ev.mfa = note.map(str::to_string),
+                    Gate::Push => {
+                        let accept = finish(b, client, packet)?;
+                        let mut rb = PacketBuilder::new(Code::AccessReject, packet.identifier());
+                        rb.eap_message(&eap_failure).ok()?;
+                        let reject = finish(rb, client, packet)?;
+                        let origin = origin(packet, source);
+                        return Some(Outcome::Push(Box::new(PushWork { accept, reject, event: ev, origin })));
+                    }
+                    refused => {
+                        let (why, note) = match refused {
+                            Gate::Reject(why, note) => (why, note),
+                            _ => ("a code cannot be asked for over EAP".to_string(), "push_unavailable"),
+                        };
+                        client.counters.bump(Reason::AccessReject);
+                        let mut e =
+                            event(client, packet, source, user, user_raw.clone(), method.name(), refuse(16, &why));
+                        e.mfa = Some(note.to_string());
+                        audit(shared, e, packet, source);
+                        let mut rb = PacketBuilder::new(Code::AccessReject, packet.identifier());
+                        rb.eap_message(&eap_failure).ok()?;
+                        return finish(rb, client, packet).map(Outcome::Reply);
+                    }
+                }
+            }
+            client.counters.bump(Reason::AccessAccept);
+            audit(shared, ev, packet, source);
+            finish(b, client, packet).map(Outcome::Reply)
         }
         Step::Reject { eap: failure, reason: r, message } => reject(failure, user, method, refuse(r, &message)),
     }

@@ -16,6 +16,7 @@ pub mod ldap;
 pub mod mfa;
 pub mod npslog;
 pub mod ntlm;
+pub mod push;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -201,6 +202,20 @@ impl Server {
                     }
                 }));
                 tracing::info!(%local, "authentication listener ready");
+            }
+            for &addr in &config.http.listen {
+                let listener = std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .and_then(tokio::net::TcpListener::from_std)
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+                let app = push::router(Arc::clone(&auth_shared));
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(%local, error = %e, "HTTP listener stopped");
+                    }
+                }));
+                tracing::info!(%local, "HTTP listener ready");
             }
         }
         // Counters reach storage every two seconds, so `portcullis stats` sees them.

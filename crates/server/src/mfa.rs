@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use portcullis_auth::mfa::{ChallengeState, CodeError, Failures, StateError, Totp, TotpAlgorithm};
 use portcullis_auth::policy::{Method, MfaMode, reason};
@@ -22,7 +22,9 @@ use crate::lock;
 pub struct Mfa {
     pub config: MfaConfig,
     key: [u8; 32],
-    pub db: Mutex<SqliteMfa>,
+    pub db: Arc<Mutex<SqliteMfa>>,
+    /// For push notifications.
+    pub http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Mfa {
@@ -89,6 +91,8 @@ pub(crate) enum Gate {
     Challenge(Vec<u8>),
     /// Reject with this explanation and note.
     Reject(String, &'static str),
+    /// Hold the request until the push is answered.
+    Push,
 }
 
 /// Outcome of checking a code.
@@ -102,7 +106,17 @@ impl Mfa {
     pub fn open(config: &MfaConfig, data_dir: &Path) -> Result<Self, String> {
         let key = load_or_create_key(&config.key_path(data_dir))?;
         let db = SqliteMfa::open(&config.database_path(data_dir)).map_err(|e| format!("mfa database: {e}"))?;
-        Ok(Self { config: config.clone(), key, db: Mutex::new(db) })
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http })
+    }
+
+    /// The key that seals challenge States and signs approval links.
+    pub fn key(&self) -> [u8; 32] {
+        self.key
     }
 
     fn exempt(&self, source: IpAddr, packet: &Packet<'_>) -> bool {
@@ -130,6 +144,16 @@ impl Mfa {
         if self.exempt(source, packet) {
             return Gate::Pass(Some("exempt"));
         }
+        let push = self.config.push.as_ref();
+        if method != Some(Method::Pap) {
+            return match push {
+                Some(_) => Gate::Push,
+                None => Gate::Reject(
+                    "this method cannot carry a code; it needs push approval, which is not configured".into(),
+                    "push_unavailable",
+                ),
+            };
+        }
         let factor = match lock(&self.db).factor(user) {
             Ok(f) => f,
             Err(e) => {
@@ -143,7 +167,9 @@ impl Mfa {
             }
         };
         let Some(factor) = factor else {
-            return if mode == MfaMode::Required && self.config.require_user_match {
+            return if push.is_some_and(|p| p.for_pap) {
+                Gate::Push
+            } else if mode == MfaMode::Required && self.config.require_user_match {
                 Gate::Reject("no second factor enrolled (require_user_match)".into(), "not_enrolled")
             } else {
                 Gate::Pass(Some("admitted_without_mfa"))
@@ -153,12 +179,6 @@ impl Mfa {
         let failures = lock(&self.db).failures(user).unwrap_or((0, 0));
         if (Failures { count: failures.0, locked_until: failures.1 }).locked(now) {
             return Gate::Reject("second factor locked out after repeated wrong codes".into(), "locked_out");
-        }
-        if method != Some(Method::Pap) {
-            return Gate::Reject(
-                "this method cannot carry a code; it needs push approval, which is not configured".into(),
-                "push_unavailable",
-            );
         }
         if let Some(code) = code {
             return match self.check(user, &factor, code, now) {

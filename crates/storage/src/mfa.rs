@@ -76,7 +76,17 @@ impl SqliteMfa {
                 user TEXT PRIMARY KEY,
                 count INTEGER NOT NULL,
                 locked_until INTEGER NOT NULL
-            ) WITHOUT ROWID;",
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS pushes (
+                id TEXT PRIMARY KEY,
+                user TEXT NOT NULL,
+                origin TEXT NOT NULL,
+                created_at INTEGER NOT NULL,
+                expires_at INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                decided_at INTEGER
+            ) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS pushes_by_user ON pushes (user, origin, created_at);",
         )?;
         Ok(Self { conn })
     }
@@ -202,6 +212,72 @@ impl SqliteMfa {
         Ok(())
     }
 
+    /// Starts a push for `user` from `origin` (the NAS and calling station), unless one
+    /// is already pending for them: returns the push to wait on and whether it is new
+    /// (only a new one sends a notification). Atomic across servers sharing the file.
+    pub fn start_push(
+        &mut self,
+        id: &str,
+        user: &str,
+        origin: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<(String, bool), StorageError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT id FROM pushes WHERE user = ?1 AND origin = ?2 AND status = 'pending' AND expires_at > ?3
+                 ORDER BY created_at DESC LIMIT 1",
+                params![user, origin, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            tx.commit()?;
+            return Ok((id, false));
+        }
+        tx.execute(
+            "INSERT INTO pushes (id, user, origin, created_at, expires_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+            params![id, user, origin, now, expires_at],
+        )?;
+        // Old pushes are kept a day for the fatigue count, then dropped.
+        tx.execute("DELETE FROM pushes WHERE created_at < ?1", [now - 86_400])?;
+        tx.commit()?;
+        Ok((id.to_string(), true))
+    }
+
+    /// A push's user, status (`pending`, `approved`, `denied`, `timeout`, `failed`) and
+    /// expiry.
+    pub fn push(&self, id: &str) -> Result<Option<(String, String, i64)>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT user, status, expires_at FROM pushes WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?)
+    }
+
+    /// Settles a pending push; false when it was already settled or has expired.
+    pub fn settle_push(&self, id: &str, status: &str, now: i64) -> Result<bool, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE pushes SET status = ?2, decided_at = ?3
+                 WHERE id = ?1 AND status = 'pending' AND (expires_at > ?3 OR ?2 IN ('timeout', 'failed'))",
+            )?
+            .execute(params![id, status, now])?;
+        Ok(n == 1)
+    }
+
+    /// Pushes of a user since `since` that were denied, timed out or are pending
+    /// (push-fatigue protection).
+    pub fn unapproved_pushes(&self, user: &str, since: i64) -> Result<u32, StorageError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM pushes WHERE user = ?1 AND created_at >= ?2 AND status IN ('denied', 'timeout', 'pending')",
+            params![user, since],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Enrolled users with their enrolment time.
     pub fn enrolled(&self) -> Result<Vec<(String, i64)>, StorageError> {
         let mut stmt = self.conn.prepare("SELECT user, created_at FROM factors ORDER BY user")?;
@@ -242,6 +318,23 @@ mod tests {
         assert!(!a.use_recovery("alice", &[9; 32], 6).unwrap());
         assert_eq!(a.recovery_left("alice").unwrap(), 1);
         assert!(!format!("{:?}", factor()).contains("49"), "Debug hides the secret");
+    }
+
+    #[test]
+    fn a_pending_push_is_shared_and_settles_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mfa.db");
+        let mut a = SqliteMfa::open(&path).unwrap();
+        let mut b = SqliteMfa::open(&path).unwrap();
+        assert_eq!(a.start_push("p1", "bob", "nas", 100, 155).unwrap(), ("p1".into(), true));
+        assert_eq!(b.start_push("p2", "bob", "nas", 101, 156).unwrap(), ("p1".into(), false), "joins the pending one");
+        assert_eq!(b.start_push("p3", "bob", "other-nas", 101, 156).unwrap(), ("p3".into(), true));
+        assert!(b.settle_push("p1", "approved", 110).unwrap());
+        assert!(!a.settle_push("p1", "denied", 111).unwrap(), "settled once");
+        assert_eq!(a.push("p1").unwrap().unwrap().1, "approved");
+        assert!(!a.settle_push("p3", "approved", 200).unwrap(), "expired pushes cannot be approved");
+        assert!(a.settle_push("p3", "timeout", 200).unwrap());
+        assert_eq!(a.unapproved_pushes("bob", 0).unwrap(), 1);
     }
 
     #[test]

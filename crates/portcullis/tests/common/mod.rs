@@ -278,3 +278,23 @@ pub fn pyrad_mschapv2(s: &Server, user: &str, password: &str) -> serde_json::Val
         .unwrap();
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
 }
+
+/// `portcullis user add` with the password on standard input.
+pub fn add_user(s: &Server, name: &str, password: &str, groups: &[&str], extra: &[&str]) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    for g in groups {
+        args.extend(["--group", g]);
+    }
+    args.extend(extra);
+    let mut child = Command::new(bin())
+        .args(&args)
+        .arg("--config")
+        .arg(&s.config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+}

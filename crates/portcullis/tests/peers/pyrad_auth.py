@@ -21,8 +21,8 @@ host, port, secret, dict_dir, scenario = sys.argv[1:6]
 args = sys.argv[6:]
 files = sorted(glob.glob(os.path.join(dict_dir, "dictionary.*")))
 client = Client(server=host, authport=int(port), secret=secret.encode(), dict=Dictionary(*files))
-client.retries = 1
-client.timeout = 1.5
+client.retries = int(os.environ.get("PYRAD_RETRIES", "1"))
+client.timeout = float(os.environ.get("PYRAD_TIMEOUT", "1.5"))
 
 
 def out(**kv):
@@ -172,6 +172,32 @@ elif scenario == "retransmit":
     out(identical=len(set(replies)) == 1, count=len(replies), code=replies[0][0])
 elif scenario == "mschapv2":
     mschapv2(args[0], args[1], args[2] if len(args) > 2 else args[1])
+elif scenario == "storm":
+    # One MS-CHAPv2 request retransmitted every 100 ms for SECONDS; every reply counted.
+    import socket
+    import time
+    user, password, seconds = args[0], args[1], float(args[2])
+    auth, peer = os.urandom(16), os.urandom(16)
+    req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=user)
+    req["NAS-Identifier"] = "pyrad-nas"
+    req["MS-CHAP-Challenge"] = auth
+    req["MS-CHAP2-Response"] = b"\x05\x00" + peer + b"\0" * 8 + nt_response(auth, peer, user, password)
+    req.add_message_authenticator()
+    raw = req.RequestPacket()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    replies, sent, end = [], 0, time.time() + seconds
+    while time.time() < end:
+        s.sendto(raw, (host, int(port)))
+        sent += 1
+        stop = time.time() + 0.1
+        while time.time() < stop:
+            try:
+                replies.append(s.recv(4096))
+            except BlockingIOError:
+                time.sleep(0.01)
+    out(sent=sent, replies=len(replies), identical=len(set(replies)) <= 1,
+        code={2: "accept", 3: "reject", 11: "challenge"}.get(replies[0][0], "other") if replies else "timeout")
 elif scenario != "totp":
     sys.exit(f"unknown scenario {scenario}")
 

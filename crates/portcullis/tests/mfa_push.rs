@@ -1,0 +1,220 @@
+//! Push approval end to end: a webhook receiver standing in for the phone follows the
+//! signed link and approves or denies; MS-CHAPv2 (pyrad) and PEAP (eapol_test) logins
+//! wait for it; retransmit storms, a retry at a second server, timeouts, push fatigue
+//! and an unreachable notifier in both fail modes.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::{SECRET, Server, add_user, free_port, last_event, python};
+
+struct Phone {
+    child: Child,
+    port: u16,
+    mode: PathBuf,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Phone {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (mode, log) = (dir.path().join("mode"), dir.path().join("pushes.log"));
+        std::fs::write(&mode, "ignore").unwrap();
+        std::fs::write(&log, "").unwrap();
+        let child = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/phone.py"))
+            .arg(port.to_string())
+            .arg(&mode)
+            .arg(&log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the phone stand-in did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, mode, log, _dir: dir }
+    }
+
+    fn set(&self, mode: &str) {
+        std::fs::write(&self.mode, mode).unwrap();
+    }
+
+    fn pushes(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn config(shared: &Path, webhook_port: u16, http_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[http]
+listen = ["127.0.0.1:{http_port}"]
+
+[eap]
+certificate = "{tls}/server.pem"
+private_key = "{tls}/server.key"
+
+[mfa]
+state_key_file = "{shared}/mfa.key"
+database = "{shared}/mfa.db"
+{extra}
+
+[mfa.push]
+webhook_url = "http://127.0.0.1:{webhook_port}/notify"
+public_url = "http://127.0.0.1:{http_port}"
+wait_seconds = 4
+max_unapproved = 3
+
+[[network_policy]]
+name = "staff"
+groups = ["vpn"]
+"#,
+        tls = shared.join("tls").display(),
+        shared = shared.display()
+    )
+}
+
+fn server(shared: &Path, webhook_port: u16, extra: &str) -> Server {
+    let s =
+        Server::start_in(tempfile::tempdir().unwrap(), free_port(), &config(shared, webhook_port, free_port(), extra));
+    for (name, password) in [("alice", "wonderland"), ("bob", "builder"), ("erin", "eapuser")] {
+        add_user(&s, name, password, &["vpn"], &[]);
+    }
+    // eapol_test trusts the demo CA from the server's own directory.
+    std::fs::create_dir_all(s.dir.path().join("tls")).unwrap();
+    std::fs::copy(shared.join("tls/ca.pem"), s.dir.path().join("tls/ca.pem")).unwrap();
+    s
+}
+
+fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(common::bin()).args(["cert", "init", "--dir"]).arg(dir.path().join("tls")).output().unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+fn pyrad(s: &Server, timeout: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+        .args(["127.0.0.1", &s.auth_port.to_string(), SECRET])
+        .arg(common::dictionary_dir())
+        .args(args)
+        .env("PYRAD_TIMEOUT", timeout)
+        .env("PYRAD_RETRIES", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pyrad: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn mschapv2_and_peap_wait_for_approval_through_the_signed_link() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let s = server(shared.path(), phone.port, "");
+
+    phone.set("approve 0.5");
+    let ok = pyrad(&s, "8", &["mschapv2", "alice", "wonderland"]);
+    assert_eq!(ok["code"], "accept", "{ok}");
+    assert_eq!(ok["success_verified"], true, "{ok}");
+    assert_eq!(ok["send_key_ok"], true);
+    let e = last_event(&s, "alice");
+    assert_eq!((e["decision"].as_str(), e["mfa"].as_str()), (Some("accept"), Some("push_approved")), "{e}");
+    let pushes = phone.pushes();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0]["user"], "alice");
+    assert!(pushes[0]["url"].as_str().unwrap().contains("/mfa/push/"), "{pushes:?}");
+
+    phone.set("deny 0.3");
+    assert_eq!(pyrad(&s, "8", &["mschapv2", "alice", "wonderland"])["code"], "reject");
+    assert_eq!(last_event(&s, "alice")["mfa"], "push_denied");
+
+    phone.set("approve 1");
+    common::eapol_peap(&s, "erin", "anonymous", "eapuser");
+    let e = last_event(&s, "erin");
+    assert_eq!((e["method"].as_str(), e["mfa"].as_str()), (Some("peap"), Some("push_approved")), "{e}");
+
+    // Unanswered: the login fails when the wait runs out.
+    phone.set("ignore");
+    assert_eq!(pyrad(&s, "8", &["mschapv2", "bob", "builder"])["code"], "reject");
+    assert_eq!(last_event(&s, "bob")["mfa"], "push_timeout");
+}
+
+#[test]
+fn a_retransmit_storm_and_a_second_server_send_one_push() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let a = server(shared.path(), phone.port, "");
+    let b = server(shared.path(), phone.port, "");
+
+    // Retransmits every 100 ms for 3 s; the phone approves after 1.5 s.
+    phone.set("approve 1.5");
+    let storm = pyrad(&a, "8", &["storm", "alice", "wonderland", "3"]);
+    assert_eq!(storm["code"], "accept", "{storm}");
+    assert_eq!(storm["identical"], true, "every reply is the one answer: {storm}");
+    assert_eq!(phone.pushes().len(), 1, "one push for the whole storm");
+    let events = a.cli(&["auth-log", "--format", "json", "--user", "alice"]);
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&events.stdout).unwrap();
+    assert_eq!(v.len(), 1, "one decision: {v:?}");
+
+    // The NAS gives up on server A and retries at server B while the push is pending.
+    phone.set("approve 2.5");
+    let a_port = a.auth_port;
+    let first = std::thread::spawn(move || {
+        let out = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+            .args(["127.0.0.1", &a_port.to_string(), SECRET])
+            .arg(common::dictionary_dir())
+            .args(["mschapv2", "bob", "builder"])
+            .env("PYRAD_TIMEOUT", "8")
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let retry = pyrad(&b, "8", &["mschapv2", "bob", "builder"]);
+    assert_eq!(retry["code"], "accept", "{retry}");
+    assert_eq!(first.join().unwrap()["code"], "accept");
+    let bob: Vec<_> = phone.pushes().into_iter().filter(|p| p["user"] == "bob").collect();
+    assert_eq!(bob.len(), 1, "the retry joined the pending push: {bob:?}");
+}
+
+#[test]
+fn push_fatigue_and_an_unreachable_notifier_in_both_fail_modes() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let s = server(shared.path(), phone.port, "");
+    phone.set("deny 0.2");
+    for _ in 0..3 {
+        assert_eq!(pyrad(&s, "8", &["mschapv2", "alice", "wonderland"])["code"], "reject");
+    }
+    assert_eq!(pyrad(&s, "8", &["mschapv2", "alice", "wonderland"])["code"], "reject");
+    assert_eq!(last_event(&s, "alice")["mfa"], "push_fatigue");
+    assert_eq!(phone.pushes().len(), 3, "no fourth push");
+
+    phone.set("down");
+    assert_eq!(pyrad(&s, "8", &["mschapv2", "bob", "builder"])["code"], "reject");
+    let e = last_event(&s, "bob");
+    assert_eq!(e["mfa"], "push_unavailable", "{e}");
+
+    let safe_shared = shared_dir();
+    let safe = server(safe_shared.path(), phone.port, "fail_mode = \"safe\"");
+    assert_eq!(pyrad(&safe, "8", &["mschapv2", "bob", "builder"])["code"], "accept");
+    let e = last_event(&safe, "bob");
+    assert_eq!(e["mfa"], "fail_safe_admitted", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("WITHOUT A SECOND FACTOR"), "{e}");
+}

@@ -1,0 +1,310 @@
+//! Push approval: the login waits while a notification with a signed link goes out
+//! through a webhook; the phone's owner opens the link (served by the `[http]`
+//! listener) and approves or denies. Pending pushes live in the MFA database, so a
+//! retry that reaches another server joins the same push instead of sending a second.
+//!
+//! While a push is pending the request stays in the duplicate cache as in flight, so
+//! NAS retransmits are discarded; the one answer is then cached and re-sent to
+//! retransmits for the cache's retention (at least 10 s).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use hmac::{Hmac, Mac};
+use portcullis_radius::{Authenticator, Identifier, Packet};
+use portcullis_storage::AuthEvent;
+use rand::RngCore;
+use sha2::Sha256;
+use tokio::net::UdpSocket;
+
+use crate::auth::{AuthShared, audit};
+use crate::clients::Reason;
+use crate::config::FailMode;
+use crate::lock;
+
+/// A login waiting for approval: both possible answers, prepared by the decision.
+#[derive(Debug)]
+pub struct PushWork {
+    pub accept: Vec<u8>,
+    pub reject: Vec<u8>,
+    /// The audit event of the accept; the reject reuses it with the outcome.
+    pub event: AuthEvent,
+    /// NAS and calling station: a retry from the same place joins the pending push.
+    pub origin: String,
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The signature on an approval link.
+pub fn sign(key: &[u8; 32], id: &str) -> String {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    m.update(b"portcullis push ");
+    m.update(id.as_bytes());
+    m.finalize().into_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn verify(key: &[u8; 32], id: &str, sig: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(sign(key, id).as_bytes().ct_eq(sig.as_bytes()))
+}
+
+fn json_escape(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted[1..quoted.len().saturating_sub(1)].to_string()
+}
+
+/// Fills the webhook template.
+pub fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{k}}}"), &json_escape(v));
+    }
+    out
+}
+
+/// Waits for the push and answers the request. Runs as its own task.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn settle(
+    shared: Arc<AuthShared>,
+    work: Box<PushWork>,
+    datagram: Vec<u8>,
+    source: SocketAddr,
+    socket: Arc<UdpSocket>,
+    id: Identifier,
+    auth: Authenticator,
+) {
+    let (reply, event) = wait(&shared, *work).await;
+    if let Some(c) = shared.clients.lookup(source.ip().to_canonical()) {
+        c.counters.bump(if event.decision == "accept" { Reason::AccessAccept } else { Reason::AccessReject });
+    }
+    lock(&shared.cache).answered(std::time::Instant::now(), source, id, auth, reply.clone());
+    let _ = socket.send_to(&reply, source).await;
+    if let Ok(packet) = Packet::decode(&datagram) {
+        audit(&shared, event, &packet, source);
+    }
+    shared.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) {
+    let PushWork { accept, reject, event, origin } = work;
+    let outcome = |mut e: AuthEvent, accepted: bool, note: &str, message: String| {
+        if !accepted {
+            e.decision = "reject".into();
+            e.event_id = 6273;
+            e.reason_code = portcullis_auth::policy::reason::AUTHENTICATION_FAILED;
+        }
+        e.mfa = Some(note.to_string());
+        e.message = message;
+        e
+    };
+    let (Some(mfa), Some(push)) = (shared.mfa.as_ref(), shared.mfa.as_ref().and_then(|m| m.config.push.clone())) else {
+        return (reject, outcome(event, false, "push_unavailable", "push approval is not configured".into()));
+    };
+    let user = event.user.clone();
+    let now = now_unix();
+    let db = Arc::clone(&mfa.db);
+    let (u, since) = (user.clone(), now - push.fatigue_window_seconds as i64);
+    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since).unwrap_or(0)).await.unwrap_or(0);
+    let mut raw = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let new_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let db = Arc::clone(&mfa.db);
+    let (u, o, expires) = (user.clone(), origin.clone(), now + push.wait_seconds as i64);
+    let started = blocking(move || lock(&db).start_push(&new_id, &u, &o, now, expires)).await;
+    let Some(Ok((push_id, is_new))) = started else {
+        return fail(mfa.config.fail_mode, accept, reject, event, "the MFA database is unavailable", outcome);
+    };
+    if is_new {
+        if unapproved >= push.max_unapproved {
+            let db = Arc::clone(&mfa.db);
+            let pid = push_id.clone();
+            let _ = blocking(move || lock(&db).settle_push(&pid, "failed", now)).await;
+            let why = format!("{unapproved} pushes were denied or left unanswered recently; no new push sent");
+            return (reject, outcome(event, false, "push_fatigue", why));
+        }
+        let url =
+            format!("{}/mfa/push/{push_id}?sig={}", push.public_url.trim_end_matches('/'), sign(&mfa.key(), &push_id));
+        let time =
+            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+        let body = render(
+            &push.webhook_template,
+            &[
+                ("user", &user),
+                ("nas", &event.nas),
+                ("calling_station_id", event.calling_station_id.as_deref().unwrap_or("unknown")),
+                ("method", &event.method),
+                ("time", &time),
+                ("url", &url),
+            ],
+        );
+        let mut request = mfa
+            .http
+            .post(&push.webhook_url)
+            .timeout(Duration::from_secs(push.webhook_timeout_seconds.max(1)))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in &push.webhook_headers {
+            request = request.header(k, v);
+        }
+        let sent = request.send().await.map_err(|e| e.to_string()).and_then(|r| {
+            if r.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", r.status())) }
+        });
+        if let Err(e) = sent {
+            tracing::error!(error = %e, "push notification could not be sent");
+            let db = Arc::clone(&mfa.db);
+            let pid = push_id.clone();
+            let _ = blocking(move || lock(&db).settle_push(&pid, "failed", now_unix())).await;
+            return fail(
+                mfa.config.fail_mode,
+                accept,
+                reject,
+                event,
+                &format!("push notification failed: {e}"),
+                outcome,
+            );
+        }
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let db = Arc::clone(&mfa.db);
+        let pid = push_id.clone();
+        let state = blocking(move || lock(&db).push(&pid)).await;
+        let Some(Ok(Some((_, status, expires_at)))) = state else { continue };
+        match status.as_str() {
+            "approved" => {
+                return (accept, outcome(event, true, "push_approved", "access granted after push approval".into()));
+            }
+            "denied" => return (reject, outcome(event, false, "push_denied", "the user denied the push".into())),
+            "pending" if now_unix() < expires_at => {}
+            _ => {
+                let db = Arc::clone(&mfa.db);
+                let pid = push_id.clone();
+                let _ = blocking(move || lock(&db).settle_push(&pid, "timeout", now_unix())).await;
+                return (reject, outcome(event, false, "push_timeout", "the push was not answered in time".into()));
+            }
+        }
+    }
+}
+
+fn fail(
+    mode: FailMode,
+    accept: Vec<u8>,
+    reject: Vec<u8>,
+    event: AuthEvent,
+    why: &str,
+    outcome: impl Fn(AuthEvent, bool, &str, String) -> AuthEvent,
+) -> (Vec<u8>, AuthEvent) {
+    match mode {
+        FailMode::Secure => {
+            (reject, outcome(event, false, "push_unavailable", format!("{why}; rejected (fail mode secure)")))
+        }
+        FailMode::Safe => {
+            tracing::warn!("{why}: access granted WITHOUT a second factor (fail mode safe)");
+            (
+                accept,
+                outcome(
+                    event,
+                    true,
+                    "fail_safe_admitted",
+                    format!("{why}; ADMITTED WITHOUT A SECOND FACTOR (fail mode safe)"),
+                ),
+            )
+        }
+    }
+}
+
+/// Query string of the approval links.
+#[derive(Debug, serde::Deserialize)]
+pub struct Signed {
+    sig: String,
+}
+
+const PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>VPN sign-in</title></head><body style=\"font-family:sans-serif;max-width:30em;margin:2em auto\">";
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The HTTP routes: approval pages and a health check.
+pub fn router(shared: Arc<AuthShared>) -> axum::Router {
+    axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "ok\n" }))
+        .route("/mfa/push/{id}", axum::routing::get(page))
+        .route("/mfa/push/{id}/approve", axum::routing::post(approve))
+        .route("/mfa/push/{id}/deny", axum::routing::post(deny))
+        .with_state(shared)
+}
+
+async fn page(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
+    if !verify(&mfa.key(), &id, &q.sig) {
+        return Html(format!("{PAGE}<p>This link is not valid.</p>"));
+    }
+    let db = Arc::clone(&mfa.db);
+    let pid = id.clone();
+    let push = blocking(move || lock(&db).push(&pid)).await.and_then(Result::ok).flatten();
+    match push {
+        Some((user, status, _)) if status == "pending" => Html(format!(
+            "{PAGE}<h1>VPN sign-in for {}</h1><p>Is this you signing in now?</p>\
+             <form method=\"post\" action=\"/mfa/push/{id}/approve?sig={sig}\"><button>Approve</button></form>\
+             <form method=\"post\" action=\"/mfa/push/{id}/deny?sig={sig}\"><button>Deny</button></form></body></html>",
+            escape(&user),
+            id = escape(&id),
+            sig = escape(&q.sig)
+        )),
+        Some((_, status, _)) => Html(format!("{PAGE}<p>This sign-in was already {}.</p>", escape(&status))),
+        None => Html(format!("{PAGE}<p>Unknown sign-in.</p>")),
+    }
+}
+
+async fn decide(shared: Arc<AuthShared>, id: String, sig: String, status: &'static str) -> Html<String> {
+    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
+    if !verify(&mfa.key(), &id, &sig) {
+        return Html(format!("{PAGE}<p>This link is not valid.</p>"));
+    }
+    let db = Arc::clone(&mfa.db);
+    let settled = blocking(move || lock(&db).settle_push(&id, status, now_unix())).await.and_then(Result::ok);
+    if settled == Some(true) {
+        Html(format!("{PAGE}<p>Sign-in {status}.</p>"))
+    } else {
+        Html(format!("{PAGE}<p>This sign-in can no longer be changed.</p>"))
+    }
+}
+
+async fn approve(
+    State(shared): State<Arc<AuthShared>>,
+    Path(id): Path<String>,
+    Query(q): Query<Signed>,
+) -> Html<String> {
+    decide(shared, id, q.sig, "approved").await
+}
+
+async fn deny(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+    decide(shared, id, q.sig, "denied").await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_escape_and_links_verify() {
+        let body = render(r#"{"m":"{user} at {url}"}"#, &[("user", "a\"b"), ("url", "http://x/?sig=1")]);
+        assert_eq!(body, r#"{"m":"a\"b at http://x/?sig=1"}"#);
+        assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok());
+        let key = [3u8; 32];
+        let sig = sign(&key, "abc");
+        assert!(verify(&key, "abc", &sig));
+        assert!(!verify(&key, "abd", &sig));
+        assert!(!verify(&[4u8; 32], "abc", &sig));
+    }
+}
