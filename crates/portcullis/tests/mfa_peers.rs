@@ -176,3 +176,27 @@ fn radclient_answers_the_challenge_with_state() {
     let (ok, text) = common::radclient(a.auth_addr(), "auth", SECRET, &answer);
     assert!(ok && text.contains("Access-Accept"), "{text}");
 }
+
+#[test]
+fn password_and_code_concatenated_and_exempt_nas() {
+    let shared = tempfile::tempdir().unwrap();
+    let extra = format!("{}concatenated_separator = \",\"\n{POLICIES}", mfa_block(shared.path()));
+    let s = Server::start(&extra);
+    add_user(&s, "bob", "hello", &["vpn"], &[]);
+    let bob = enroll(&s, "bob");
+    let (ok, text) = common::radtest(&s, "pap", "bob", &format!("hello,{}", code(&bob.secret, 0)));
+    assert!(ok, "password,code in one User-Password: {text}");
+    assert_eq!(last_event(&s, "bob")["mfa"], "totp");
+    let (ok, text) = common::radtest(&s, "pap", "bob", "hello,000000");
+    assert!(!ok && text.contains("Access-Reject"), "{text}");
+    assert_eq!(last_event(&s, "bob")["mfa"], "wrong_code");
+    // Without a code the NAS gets the challenge as usual.
+    let (ok, text) = common::radtest(&s, "pap", "bob", "hello");
+    assert!(!ok && text.contains("Access-Challenge"), "{text}");
+
+    let exempt_extra = format!("{}exempt_nas = [\"127.0.0.0/8\"]\n{POLICIES}", mfa_block(shared.path()));
+    let e = Server::start(&exempt_extra);
+    add_user(&e, "bob", "hello", &["vpn"], &[]);
+    assert!(common::radtest(&e, "pap", "bob", "hello").0, "exempt NAS: no second factor");
+    assert_eq!(last_event(&e, "bob")["mfa"], "exempt");
+}

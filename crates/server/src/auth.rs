@@ -263,6 +263,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     } else {
         None
     };
+    let mut concatenated = concatenated_code(shared, client, &packet, method);
     let verdict = match (method, &route) {
         (_, Err(why)) => Verdict::Fail {
             reason: reason::NO_CONNECTION_REQUEST_POLICY,
@@ -274,7 +275,23 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
             mschap_error: MschapError::AuthenticationFailure,
             message: "no supported authentication method in the request".into(),
         },
-        (Some(m), Ok(route)) => check_credentials(shared, client, &packet, route, &user, &user_raw, m, allow_slow),
+        (Some(m), Ok(route)) => {
+            let verdict = |without_code: Option<&[u8]>| {
+                check_credentials(shared, client, &packet, route, &user, &user_raw, m, allow_slow, without_code)
+            };
+            match &concatenated {
+                // `password<sep>code`: the password without the code first; a password
+                // that merely ends like a code is tried whole.
+                Some((password, _)) => match verdict(Some(password)) {
+                    Verdict::Fail { .. } => {
+                        concatenated = None;
+                        verdict(None)
+                    }
+                    other => other,
+                },
+                None => verdict(None),
+            }
+        }
     };
     let (mut decision, policy_name, mut reason_code, mut message, mschap_error) = match verdict {
         Verdict::NeedsSlowPath => return Outcome::NeedsSlowPath,
@@ -298,7 +315,8 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
             return Outcome::NeedsSlowPath;
         }
         let mode = policy.and_then(|p| p.mfa);
-        match m.gate(mode, &user, &client.name, name, method, source.ip().to_canonical(), &packet, None) {
+        let code = concatenated.as_ref().map(|(_, c)| c.as_str());
+        match m.gate(mode, &user, &client.name, name, method, source.ip().to_canonical(), &packet, code) {
             crate::mfa::Gate::Pass(note) => mfa_note = note,
             crate::mfa::Gate::Challenge(state) => {
                 let reply = crate::mfa::challenge_reply(m, client, &packet, &state);
@@ -352,6 +370,25 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
     e.mfa = mfa_note.map(str::to_string);
     audit(shared, e, &packet, source);
     reply.map_or(Outcome::Dropped, Outcome::Reply)
+}
+
+/// `password<sep>code` in User-Password when `[mfa] concatenated_separator` is set:
+/// the password without the code, and the code (6 or 8 digits).
+fn concatenated_code(
+    shared: &AuthShared,
+    client: &Client,
+    packet: &Packet<'_>,
+    method: Option<Method>,
+) -> Option<(Vec<u8>, String)> {
+    let separator = shared.mfa.as_ref()?.config.concatenated_separator.as_deref()?;
+    if method != Some(Method::Pap) {
+        return None;
+    }
+    let hidden = packet.attribute(attr::USER_PASSWORD)?;
+    let password = unhide_user_password(hidden, &client.secret, &packet.authenticator()).ok()?;
+    let (p, c) = portcullis_auth::mfa::split_concatenated(&password, separator, 6)
+        .or_else(|| portcullis_auth::mfa::split_concatenated(&password, separator, 8))?;
+    Some((p.to_vec(), c.to_string()))
 }
 
 /// Where a login comes from (NAS and calling station): a retry from the same place
@@ -461,6 +498,7 @@ fn check_credentials(
     user_raw: &str,
     method: Method,
     allow_slow: bool,
+    password_without_code: Option<&[u8]>,
 ) -> Verdict {
     let fail =
         |reason: u32, e: MschapError, message: &str| Verdict::Fail { reason, mschap_error: e, message: message.into() };
@@ -489,13 +527,16 @@ fn check_credentials(
             let Some(hidden) = packet.attribute(attr::USER_PASSWORD) else {
                 return fail(reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, "no password");
             };
-            let Ok(password) = unhide_user_password(hidden, &client.secret, &packet.authenticator()) else {
+            let Ok(mut password) = unhide_user_password(hidden, &client.secret, &packet.authenticator()) else {
                 return fail(
                     reason::AUTHENTICATION_FAILED,
                     MschapError::AuthenticationFailure,
                     "malformed User-Password",
                 );
             };
+            if let Some(p) = password_without_code {
+                password = p.to_vec().into();
+            }
             if route.is_remote() {
                 // Directories decide every time (a changed password takes effect at once).
                 return password_verdict(route.store.check_password(&record, &password), ok(None, 0));
