@@ -32,6 +32,15 @@ pub(crate) enum MfaCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// A one-time link to a self-service enrolment page (served by the [http] listener).
+    EnrollLink {
+        user: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How long the link stays valid.
+        #[arg(long, default_value_t = 24)]
+        valid_hours: u32,
+    },
     /// Remove a user's factor, recovery codes and lockout.
     Reset {
         user: String,

@@ -1,29 +1,17 @@
 //! `portcullis mfa enroll|reset|list`.
 
 use anyhow::{Context, Result, bail};
-use portcullis_auth::mfa::{Totp, TotpAlgorithm, base32, otpauth_uri};
+use portcullis_auth::mfa::{TotpAlgorithm, base32};
 use portcullis_server::config::{Config, MfaConfig};
-use portcullis_storage::{SqliteMfa, TotpFactor};
-use rand::RngCore;
+use portcullis_storage::SqliteMfa;
 use serde_json::json;
 
 use crate::cli::{Format, MfaCommand};
-
-/// Recovery codes issued at enrolment.
-const RECOVERY_CODES: usize = 10;
 
 fn open(config: &Config) -> Result<(SqliteMfa, MfaConfig)> {
     let mfa = config.mfa.clone().unwrap_or_default();
     let db = SqliteMfa::open(&mfa.database_path(&config.storage.data_dir))?;
     Ok((db, mfa))
-}
-
-/// A recovery code: 10 base32 characters (50 bits) shown as `XXXXX-XXXXX`.
-fn recovery_code() -> String {
-    let mut b = [0u8; 7];
-    rand::thread_rng().fill_bytes(&mut b);
-    let s = base32(&b);
-    format!("{}-{}", &s[..5], &s[5..10])
 }
 
 pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>) -> Result<Config>) -> Result<()> {
@@ -32,25 +20,10 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             let config = load(config.as_ref())?;
             let (mut db, mfa) = open(&config)?;
             let algorithm = TotpAlgorithm::from_name(&algorithm).context("--algorithm is sha1 or sha256")?;
-            if digits != 6 && digits != 8 {
-                bail!("--digits is 6 or 8");
-            }
             let user = portcullis_accounting::canonical_user(&user);
-            let mut secret = vec![0u8; if algorithm == TotpAlgorithm::Sha256 { 32 } else { 20 }];
-            rand::thread_rng().fill_bytes(&mut secret);
-            let totp = Totp { algorithm, digits, step: 30 };
-            let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
-            let hashes: Vec<[u8; 32]> = codes.iter().map(|c| portcullis_server::mfa::recovery_hash(c)).collect();
-            let factor = TotpFactor {
-                secret: secret.clone(),
-                algorithm: algorithm.name().into(),
-                digits,
-                step: 30,
-                created_at: crate::now_unix(),
-                last_step: None,
-            };
-            db.enroll(&user, &factor, &hashes)?;
-            let uri = otpauth_uri(&mfa.issuer, &user, &secret, &totp);
+            let e = portcullis_server::mfa::enroll(&mut db, &user, algorithm, digits, &mfa.issuer)
+                .map_err(anyhow::Error::msg)?;
+            let (uri, secret, codes) = (e.uri, e.secret, e.recovery_codes);
             match format {
                 Format::Json => println!(
                     "{}",
@@ -80,6 +53,18 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
                     }
                 }
             }
+            Ok(())
+        }
+        MfaCommand::EnrollLink { user, config, valid_hours } => {
+            let config = load(config.as_ref())?;
+            let base = config.http.base_url().context("enrolment links need an [http] listener")?;
+            let (db, _) = open(&config)?;
+            let user = portcullis_accounting::canonical_user(&user);
+            let (token, hash) = portcullis_server::mfa::enrol_token();
+            let expires = crate::now_unix() + i64::from(valid_hours) * 3600;
+            db.add_enrol_link(&hash, &user, expires)?;
+            println!("{base}/mfa/enroll/{token}");
+            eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339_ms(expires * 1000));
             Ok(())
         }
         MfaCommand::Reset { user, config } => {

@@ -218,3 +218,34 @@ fn push_fatigue_and_an_unreachable_notifier_in_both_fail_modes() {
     assert_eq!(e["mfa"], "fail_safe_admitted", "{e}");
     assert!(e["message"].as_str().unwrap().contains("WITHOUT A SECOND FACTOR"), "{e}");
 }
+
+fn http(method: &str, url: &str) -> String {
+    let script = "import sys, urllib.request\n\
+                  r = urllib.request.Request(sys.argv[2], data=b'' if sys.argv[1] == 'POST' else None, method=sys.argv[1])\n\
+                  print(urllib.request.urlopen(r, timeout=10).read().decode())";
+    let out = Command::new(python()).args(["-c", script, method, url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn self_service_enrolment_through_a_one_time_link() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let s = server(shared.path(), phone.port, "");
+    let out = s.cli(&["mfa", "enroll-link", "alice"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(url.contains("/mfa/enroll/"), "{url}");
+    assert!(http("GET", &url).contains("Create my authenticator entry"), "a preview does not use the link");
+    let page = http("POST", &url);
+    assert!(page.contains("<svg"), "QR code as SVG: {page}");
+    let secret = page.split("by hand: <code>").nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
+    assert_eq!(secret.len(), 32, "{page}");
+    assert!(http("POST", &url).contains("not valid"), "the link works once");
+    assert!(http("GET", &url).contains("not valid"));
+    let listed = s.cli(&["mfa", "list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v[0]["user"], "alice");
+    assert_eq!(v[0]["recovery_codes_left"], 10);
+}

@@ -144,6 +144,19 @@ fn default_fatigue_window() -> u64 {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
+    /// Base URL users reach the listener at (enrolment links); default
+    /// `http://<first listen address>`.
+    pub public_url: Option<String>,
+}
+
+impl HttpConfig {
+    /// The base URL for links.
+    pub fn base_url(&self) -> Option<String> {
+        self.public_url
+            .clone()
+            .or_else(|| self.listen.first().map(|a| format!("http://{a}")))
+            .map(|u| u.trim_end_matches('/').to_string())
+    }
 }
 
 impl Default for MfaConfig {

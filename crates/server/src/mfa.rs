@@ -74,6 +74,66 @@ pub fn recovery_hash(code: &str) -> [u8; 32] {
     Sha256::digest(normal.as_bytes()).into()
 }
 
+/// A fresh enrolment, to show to the user once.
+#[derive(Debug)]
+pub struct Enrolment {
+    pub uri: String,
+    pub secret: Vec<u8>,
+    pub recovery_codes: Vec<String>,
+}
+
+/// Recovery codes issued at enrolment.
+const RECOVERY_CODES: usize = 10;
+
+/// Enrols (or re-enrols) a TOTP factor with fresh recovery codes.
+pub fn enroll(
+    db: &mut SqliteMfa,
+    user: &str,
+    algorithm: TotpAlgorithm,
+    digits: u32,
+    issuer: &str,
+) -> Result<Enrolment, String> {
+    if digits != 6 && digits != 8 {
+        return Err("digits must be 6 or 8".into());
+    }
+    let mut secret = vec![0u8; if algorithm == TotpAlgorithm::Sha256 { 32 } else { 20 }];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let recovery_codes: Vec<String> = (0..RECOVERY_CODES)
+        .map(|_| {
+            let mut b = [0u8; 7];
+            rand::thread_rng().fill_bytes(&mut b);
+            let s = portcullis_auth::mfa::base32(&b);
+            format!("{}-{}", &s[..5], &s[5..10])
+        })
+        .collect();
+    let hashes: Vec<[u8; 32]> = recovery_codes.iter().map(|c| recovery_hash(c)).collect();
+    let factor = TotpFactor {
+        secret: secret.clone(),
+        algorithm: algorithm.name().into(),
+        digits,
+        step: 30,
+        created_at: now_unix() as i64,
+        last_step: None,
+    };
+    db.enroll(user, &factor, &hashes).map_err(|e| e.to_string())?;
+    let uri = portcullis_auth::mfa::otpauth_uri(issuer, user, &secret, &Totp { algorithm, digits, step: 30 });
+    Ok(Enrolment { uri, secret, recovery_codes })
+}
+
+/// A one-time enrolment link's token and the hash stored for it.
+pub fn enrol_token() -> (String, [u8; 32]) {
+    let mut raw = [0u8; 20];
+    rand::thread_rng().fill_bytes(&mut raw);
+    let token = portcullis_auth::mfa::base32(&raw).to_lowercase();
+    let hash = Sha256::digest(token.as_bytes()).into();
+    (token, hash)
+}
+
+/// The stored hash of an enrolment token.
+pub fn enrol_token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 /// The TOTP parameters of a stored factor.
 pub fn totp_of(f: &TotpFactor) -> Totp {
     Totp {

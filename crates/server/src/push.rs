@@ -241,6 +241,7 @@ pub fn router(shared: Arc<AuthShared>) -> axum::Router {
         .route("/mfa/push/{id}", axum::routing::get(page))
         .route("/mfa/push/{id}/approve", axum::routing::post(approve))
         .route("/mfa/push/{id}/deny", axum::routing::post(deny))
+        .route("/mfa/enroll/{token}", axum::routing::get(enrol_page).post(enrol))
         .with_state(shared)
 }
 
@@ -290,6 +291,56 @@ async fn approve(
 
 async fn deny(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
     decide(shared, id, q.sig, "denied").await
+}
+
+async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
+    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
+    let db = Arc::clone(&mfa.db);
+    let hash = crate::mfa::enrol_token_hash(&token);
+    let user = blocking(move || lock(&db).enrol_link(&hash, now_unix())).await.and_then(Result::ok).flatten();
+    match user {
+        // A form, so link previews (which only fetch) cannot use the link up.
+        Some(user) => Html(format!(
+            "{PAGE}<h1>Second factor for {}</h1><p>This link works once. Have your authenticator app ready.</p>\
+             <form method=\"post\"><button>Create my authenticator entry</button></form></body></html>",
+            escape(&user)
+        )),
+        None => Html(format!("{PAGE}<p>This enrolment link is not valid (used, expired or unknown).</p>")),
+    }
+}
+
+async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
+    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
+    let db = Arc::clone(&mfa.db);
+    let hash = crate::mfa::enrol_token_hash(&token);
+    let issuer = mfa.config.issuer.clone();
+    let done = blocking(move || {
+        let mut db = lock(&db);
+        let now = now_unix();
+        let user = db.enrol_link(&hash, now).ok().flatten()?;
+        if !db.use_enrol_link(&hash, now).unwrap_or(false) {
+            return None;
+        }
+        crate::mfa::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer)
+            .ok()
+            .map(|e| (user, e))
+    })
+    .await
+    .flatten();
+    let Some((user, e)) = done else {
+        return Html(format!("{PAGE}<p>This enrolment link is not valid (used, expired or unknown).</p>"));
+    };
+    let qr = qrcode::QrCode::new(e.uri.as_bytes())
+        .map(|q| q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build())
+        .unwrap_or_default();
+    let codes: String = e.recovery_codes.iter().map(|c| format!("<li><code>{c}</code></li>")).collect();
+    Html(format!(
+        "{PAGE}<h1>Second factor for {}</h1><p>Scan this with your authenticator app:</p>{qr}\
+         <p>Or enter the key by hand: <code>{}</code></p><p>Recovery codes (each works once; keep them safe, \
+         they are not shown again):</p><ul>{codes}</ul></body></html>",
+        escape(&user),
+        portcullis_auth::mfa::base32(&e.secret)
+    ))
 }
 
 #[cfg(test)]

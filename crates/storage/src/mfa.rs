@@ -86,7 +86,13 @@ impl SqliteMfa {
                 status TEXT NOT NULL,
                 decided_at INTEGER
             ) WITHOUT ROWID;
-            CREATE INDEX IF NOT EXISTS pushes_by_user ON pushes (user, origin, created_at);",
+            CREATE INDEX IF NOT EXISTS pushes_by_user ON pushes (user, origin, created_at);
+            CREATE TABLE IF NOT EXISTS enrol_links (
+                token_hash BLOB PRIMARY KEY,
+                user TEXT NOT NULL,
+                expires_at INTEGER NOT NULL,
+                used_at INTEGER
+            ) WITHOUT ROWID;",
         )?;
         Ok(Self { conn })
     }
@@ -276,6 +282,36 @@ impl SqliteMfa {
             params![user, since],
             |r| r.get(0),
         )?)
+    }
+
+    /// Stores a one-time enrolment link (by the hash of its token).
+    pub fn add_enrol_link(&self, token_hash: &[u8; 32], user: &str, expires_at: i64) -> Result<(), StorageError> {
+        self.conn.execute(
+            "INSERT INTO enrol_links (token_hash, user, expires_at) VALUES (?1, ?2, ?3)",
+            params![&token_hash[..], user, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// The user of a valid, unused enrolment link.
+    pub fn enrol_link(&self, token_hash: &[u8; 32], now: i64) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT user FROM enrol_links WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                params![&token_hash[..], now],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Uses an enrolment link; false when it was used already or expired.
+    pub fn use_enrol_link(&self, token_hash: &[u8; 32], now: i64) -> Result<bool, StorageError> {
+        let n = self.conn.execute(
+            "UPDATE enrol_links SET used_at = ?2 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+            params![&token_hash[..], now],
+        )?;
+        Ok(n == 1)
     }
 
     /// Enrolled users with their enrolment time.
