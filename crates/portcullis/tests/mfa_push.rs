@@ -58,7 +58,7 @@ impl Phone {
     }
 }
 
-fn config(shared: &Path, webhook_port: u16, http_port: u16, extra: &str) -> String {
+fn config(shared: &Path, webhook_port: u16, http_port: u16, extra: &str, push_extra: &str) -> String {
     format!(
         r#"
 [http]
@@ -78,6 +78,7 @@ webhook_url = "http://127.0.0.1:{webhook_port}/notify"
 public_url = "http://127.0.0.1:{http_port}"
 wait_seconds = 4
 max_unapproved = 3
+{push_extra}
 
 [[network_policy]]
 name = "staff"
@@ -89,8 +90,12 @@ groups = ["vpn"]
 }
 
 fn server(shared: &Path, webhook_port: u16, extra: &str) -> Server {
-    let s =
-        Server::start_in(tempfile::tempdir().unwrap(), free_port(), &config(shared, webhook_port, free_port(), extra));
+    server_with(shared, webhook_port, extra, "")
+}
+
+fn server_with(shared: &Path, webhook_port: u16, extra: &str, push_extra: &str) -> Server {
+    let config = config(shared, webhook_port, free_port(), extra, push_extra);
+    let s = Server::start_in(tempfile::tempdir().unwrap(), free_port(), &config);
     for (name, password) in [("alice", "wonderland"), ("bob", "builder"), ("erin", "eapuser")] {
         add_user(&s, name, password, &["vpn"], &[]);
     }
@@ -248,4 +253,33 @@ fn self_service_enrolment_through_a_one_time_link() {
     let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(v[0]["user"], "alice");
     assert_eq!(v[0]["recovery_codes_left"], 10);
+}
+
+#[test]
+fn number_matching_for_pap_pushes() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let numbered = server_with(shared.path(), phone.port, "", "for_pap = true\nnumber_matching = true");
+    let prompt = numbered.dir.path().join("prompt.txt");
+    let run = |mode: &str| {
+        phone.set(mode);
+        let out = Command::new(python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+            .args(["127.0.0.1", &numbered.auth_port.to_string(), SECRET])
+            .arg(common::dictionary_dir())
+            .args(["totp", "bob", "builder", "AAAA", "code=ok"])
+            .env("PYRAD_TIMEOUT", "8")
+            .env("PROMPT_FILE", &prompt)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let r = run(&format!("approve 1 {}", prompt.display()));
+    assert_eq!(r["first"], "challenge", "{r}");
+    assert!(r["prompt"].as_str().unwrap().contains("type "), "{r}");
+    assert_eq!(r["answer"], "accept", "the right number approves: {r}");
+    assert_eq!(last_event(&numbered, "bob")["mfa"], "push_approved");
+    let r = run("approve 1 WRONG");
+    assert_eq!(r["answer"], "reject", "a wrong number denies: {r}");
+    assert_eq!(last_event(&numbered, "bob")["mfa"], "push_denied");
 }

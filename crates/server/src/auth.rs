@@ -244,7 +244,7 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
             if !allow_slow {
                 return Outcome::NeedsSlowPath;
             }
-            return crate::mfa::answer(shared, m, client, &packet, source).map_or(Outcome::Dropped, Outcome::Reply);
+            return crate::mfa::answer(shared, m, client, &packet, source);
         }
     }
     let user_raw =
@@ -340,11 +340,15 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
                 let (Some(accept), Some(reject)) = (accept, reject) else { return Outcome::Dropped };
                 let d = Decided { accepted: true, reason_code: reason::SUCCESS, policy: policy_name.clone(), message };
                 let event = event(client, &packet, source, user, user_raw, method.map_or("none", Method::name), d);
+                if method == Some(Method::Pap) && m.config.push.as_ref().is_some_and(|p| p.number_matching) {
+                    return crate::mfa::numbered_challenge(shared, m, client, &packet, source, event, name);
+                }
                 return Outcome::Push(Box::new(crate::push::PushWork {
                     accept,
                     reject,
                     event,
                     origin: origin(&packet, source),
+                    existing: None,
                 }));
             }
             crate::mfa::Gate::Reject(why, note) => {

@@ -121,6 +121,17 @@ pub struct PushConfig {
     /// Use push for PAP users who have no TOTP factor (otherwise PAP uses TOTP only).
     #[serde(default)]
     pub for_pap: bool,
+    /// Number matching for PAP pushes: the VPN prompt (an Access-Challenge) shows a
+    /// number the user must type on the approval page.
+    #[serde(default)]
+    pub number_matching: bool,
+    /// The prompt; `{number}` is replaced.
+    #[serde(default = "default_number_prompt")]
+    pub number_prompt: String,
+}
+
+fn default_number_prompt() -> String {
+    "Approve the sign-in on your phone and type {number} there, then confirm here".into()
 }
 
 fn default_push_template() -> String {

@@ -276,7 +276,13 @@ fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: Sock
                         rb.eap_message(&eap_failure).ok()?;
                         let reject = finish(rb, client, packet)?;
                         let origin = origin(packet, source);
-                        return Some(Outcome::Push(Box::new(PushWork { accept, reject, event: ev, origin })));
+                        return Some(Outcome::Push(Box::new(PushWork {
+                            accept,
+                            reject,
+                            event: ev,
+                            origin,
+                            existing: None,
+                        })));
                     }
                     refused => {
                         let (why, note) = match refused {

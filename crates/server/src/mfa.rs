@@ -13,7 +13,7 @@ use portcullis_storage::{SqliteMfa, TotpFactor};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::auth::{AuthShared, Decided, add_policy_replies, audit, base_reply, event, finish};
+use crate::auth::{AuthShared, Decided, Outcome, add_policy_replies, audit, base_reply, event, finish};
 use crate::clients::{Client, Reason};
 use crate::config::MfaConfig;
 use crate::lock;
@@ -296,6 +296,76 @@ impl Mfa {
     }
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Number matching (PAP): starts the push with a number and sends the Access-Challenge
+/// that shows it; the answer to the challenge then waits for the push.
+pub(crate) fn numbered_challenge(
+    shared: &AuthShared,
+    mfa: &Mfa,
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    mut event: portcullis_storage::AuthEvent,
+    policy: &str,
+) -> Outcome {
+    let Some(push) = mfa.config.push.clone() else { return Outcome::Dropped };
+    let mut nonce = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let number = 10 + rand::random::<u32>() % 90;
+    let origin = crate::auth::origin(packet, source);
+    // Runs on the blocking pool; the notification is sent from here.
+    let started = tokio::runtime::Handle::current().block_on(crate::push::begin(
+        mfa,
+        &push,
+        &event,
+        &origin,
+        Some((hex(&nonce), number)),
+    ));
+    let reject = |event: portcullis_storage::AuthEvent, why: String, note: &str| {
+        let mut e = event;
+        e.decision = "reject".into();
+        e.event_id = 6273;
+        e.reason_code = reason::AUTHENTICATION_FAILED;
+        e.message = why;
+        e.mfa = Some(note.to_string());
+        client.counters.bump(Reason::AccessReject);
+        audit(shared, e, packet, source);
+        finish(base_reply(Code::AccessReject, client, packet), client, packet).map_or(Outcome::Dropped, Outcome::Reply)
+    };
+    let id = match started {
+        Ok(id) => id,
+        Err(crate::push::Begin::Fatigue(why)) => return reject(event, why, "push_fatigue"),
+        Err(crate::push::Begin::Unavailable(why)) => return reject(event, why, "push_unavailable"),
+    };
+    // Joined a pending push from the same place: its number, and its id as the nonce.
+    let shown = lock(&mfa.db).push_number(&id).ok().flatten().unwrap_or(number);
+    for (i, b) in nonce.iter_mut().enumerate() {
+        *b = id.get(2 * i..2 * i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()).unwrap_or(*b);
+    }
+    let state = ChallengeState {
+        expires: now_unix() + push.wait_seconds,
+        user: event.user.clone(),
+        client: client.name.clone(),
+        policy: policy.to_string(),
+        nonce,
+    }
+    .seal(&mfa.key);
+    let mut b = base_reply(Code::AccessChallenge, client, packet);
+    let prompt = push.number_prompt.replace("{number}", &shown.to_string());
+    if b.attribute(attr::REPLY_MESSAGE, prompt.as_bytes()).is_err() || b.attribute(attr::STATE, &state).is_err() {
+        return Outcome::Dropped;
+    }
+    event.decision = "challenge".into();
+    event.event_id = 0;
+    event.mfa = Some("push_number".into());
+    event.message = "password accepted; push with number matching sent".into();
+    audit(shared, event, packet, source);
+    finish(b, client, packet).map_or(Outcome::Dropped, Outcome::Reply)
+}
+
 /// An Access-Request answering one of our challenges (its State is ours).
 pub(crate) fn answer(
     shared: &AuthShared,
@@ -303,7 +373,17 @@ pub(crate) fn answer(
     client: &Client,
     packet: &Packet<'_>,
     source: SocketAddr,
-) -> Option<Vec<u8>> {
+) -> Outcome {
+    answer_inner(shared, mfa, client, packet, source).unwrap_or(Outcome::Dropped)
+}
+
+fn answer_inner(
+    shared: &AuthShared,
+    mfa: &Mfa,
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+) -> Option<Outcome> {
     let state = packet.attribute(attr::STATE)?;
     let user_raw =
         packet.attribute(attr::USER_NAME).map(|u| String::from_utf8_lossy(u).into_owned()).unwrap_or_default();
@@ -318,7 +398,7 @@ pub(crate) fn answer(
         let mut e = event(client, packet, source, user, user_raw.clone(), Method::Pap.name(), d);
         e.mfa = Some(note.to_string());
         audit(shared, e, packet, source);
-        finish(b, client, packet)
+        finish(b, client, packet).map(Outcome::Reply)
     };
     let opened = ChallengeState::open(state, &mfa.key, now);
     let st = match opened {
@@ -336,6 +416,32 @@ pub(crate) fn answer(
     if st.client != client.name || st.user != name {
         let why = "the challenge was issued to another user or client".to_string();
         return refuse(name, Some(st.policy), why, "invalid_state", None);
+    }
+    // The answer to a number-matching challenge waits for its push.
+    let push_id = hex(&st.nonce);
+    if lock(&mfa.db).push(&push_id).ok().flatten().is_some() {
+        let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
+        let mut b = base_reply(Code::AccessAccept, client, packet);
+        add_policy_replies(shared, &mut b, policy_def)?;
+        let accept = finish(b, client, packet)?;
+        let mut r = base_reply(Code::AccessReject, client, packet);
+        r.attribute(attr::REPLY_MESSAGE, b"Sign-in not approved").ok()?;
+        let reject = finish(r, client, packet)?;
+        let d = Decided {
+            accepted: true,
+            reason_code: reason::SUCCESS,
+            policy: Some(st.policy.clone()),
+            message: String::new(),
+        };
+        let e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
+        let origin = crate::auth::origin(packet, source);
+        return Some(Outcome::Push(Box::new(crate::push::PushWork {
+            accept,
+            reject,
+            event: e,
+            origin,
+            existing: Some(push_id),
+        })));
     }
     let code = packet
         .attribute(attr::USER_PASSWORD)
@@ -365,7 +471,7 @@ pub(crate) fn answer(
             let mut e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
             e.mfa = Some(note.to_string());
             audit(shared, e, packet, source);
-            finish(b, client, packet)
+            finish(b, client, packet).map(Outcome::Reply)
         }
         Checked::Refused(why, note) => {
             refuse(st.user.clone(), Some(st.policy), why, note, Some(&mfa.config.wrong_code_message))

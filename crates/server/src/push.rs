@@ -34,6 +34,8 @@ pub struct PushWork {
     pub event: AuthEvent,
     /// NAS and calling station: a retry from the same place joins the pending push.
     pub origin: String,
+    /// A push already started (number matching: the answer to its challenge waits on it).
+    pub existing: Option<String>,
 }
 
 fn now_unix() -> i64 {
@@ -95,7 +97,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) {
-    let PushWork { accept, reject, event, origin } = work;
+    let PushWork { accept, reject, event, origin, existing } = work;
     let outcome = |mut e: AuthEvent, accepted: bool, note: &str, message: String| {
         if !accepted {
             e.decision = "reject".into();
@@ -109,82 +111,34 @@ async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) 
     let (Some(mfa), Some(push)) = (shared.mfa.as_ref(), shared.mfa.as_ref().and_then(|m| m.config.push.clone())) else {
         return (reject, outcome(event, false, "push_unavailable", "push approval is not configured".into()));
     };
-    let user = event.user.clone();
-    let now = now_unix();
-    let db = Arc::clone(&mfa.db);
-    let (u, since) = (user.clone(), now - push.fatigue_window_seconds as i64);
-    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since).unwrap_or(0)).await.unwrap_or(0);
-    let mut raw = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut raw);
-    let new_id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let db = Arc::clone(&mfa.db);
-    let (u, o, expires) = (user.clone(), origin.clone(), now + push.wait_seconds as i64);
-    let started = blocking(move || lock(&db).start_push(&new_id, &u, &o, now, expires)).await;
-    let Some(Ok((push_id, is_new))) = started else {
-        return fail(mfa.config.fail_mode, accept, reject, event, "the MFA database is unavailable", outcome);
+    // Never longer than the wait, whatever the database says (or fails to say).
+    let deadline = now_unix() + push.wait_seconds as i64 + 2;
+    let push_id = match existing {
+        Some(id) => id,
+        None => match begin(mfa, &push, &event, &origin, None).await {
+            Ok(id) => id,
+            Err(Begin::Fatigue(why)) => return (reject, outcome(event, false, "push_fatigue", why)),
+            Err(Begin::Unavailable(why)) => return fail(mfa.config.fail_mode, accept, reject, event, &why, outcome),
+        },
     };
-    if is_new {
-        if unapproved >= push.max_unapproved {
-            let db = Arc::clone(&mfa.db);
-            let pid = push_id.clone();
-            let _ = blocking(move || lock(&db).settle_push(&pid, "failed", now)).await;
-            let why = format!("{unapproved} pushes were denied or left unanswered recently; no new push sent");
-            return (reject, outcome(event, false, "push_fatigue", why));
-        }
-        let url =
-            format!("{}/mfa/push/{push_id}?sig={}", push.public_url.trim_end_matches('/'), sign(&mfa.key(), &push_id));
-        let time =
-            time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        let body = render(
-            &push.webhook_template,
-            &[
-                ("user", &user),
-                ("nas", &event.nas),
-                ("calling_station_id", event.calling_station_id.as_deref().unwrap_or("unknown")),
-                ("method", &event.method),
-                ("time", &time),
-                ("url", &url),
-            ],
-        );
-        let mut request = mfa
-            .http
-            .post(&push.webhook_url)
-            .timeout(Duration::from_secs(push.webhook_timeout_seconds.max(1)))
-            .header("content-type", "application/json")
-            .body(body);
-        for (k, v) in &push.webhook_headers {
-            request = request.header(k, v);
-        }
-        let sent = request.send().await.map_err(|e| e.to_string()).and_then(|r| {
-            if r.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", r.status())) }
-        });
-        if let Err(e) = sent {
-            tracing::error!(error = %e, "push notification could not be sent");
-            let db = Arc::clone(&mfa.db);
-            let pid = push_id.clone();
-            let _ = blocking(move || lock(&db).settle_push(&pid, "failed", now_unix())).await;
-            return fail(
-                mfa.config.fail_mode,
-                accept,
-                reject,
-                event,
-                &format!("push notification failed: {e}"),
-                outcome,
-            );
-        }
-    }
     loop {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let db = Arc::clone(&mfa.db);
         let pid = push_id.clone();
         let state = blocking(move || lock(&db).push(&pid)).await;
-        let Some(Ok(Some((_, status, expires_at)))) = state else { continue };
+        let (status, expires_at) = match state {
+            Some(Ok(Some((_, status, expires_at)))) => (status, expires_at),
+            _ => ("unknown".to_string(), 0),
+        };
+        if status == "unknown" && now_unix() <= deadline {
+            continue;
+        }
         match status.as_str() {
             "approved" => {
                 return (accept, outcome(event, true, "push_approved", "access granted after push approval".into()));
             }
             "denied" => return (reject, outcome(event, false, "push_denied", "the user denied the push".into())),
-            "pending" if now_unix() < expires_at => {}
+            "pending" if now_unix() < expires_at.min(deadline) => {}
             _ => {
                 let db = Arc::clone(&mfa.db);
                 let pid = push_id.clone();
@@ -193,6 +147,92 @@ async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) 
             }
         }
     }
+}
+
+/// Why a push could not be started.
+pub(crate) enum Begin {
+    /// Too many unapproved pushes recently.
+    Fatigue(String),
+    /// The notifier or the database failed.
+    Unavailable(String),
+}
+
+/// Starts a push (or joins the pending one for the same user and origin) and sends the
+/// notification for a new one. `number` is shown on the page for number matching.
+pub(crate) async fn begin(
+    mfa: &crate::mfa::Mfa,
+    push: &crate::config::PushConfig,
+    event: &AuthEvent,
+    origin: &str,
+    number: Option<(String, u32)>,
+) -> Result<String, Begin> {
+    let user = event.user.clone();
+    let now = now_unix();
+    let db = Arc::clone(&mfa.db);
+    let (u, since) = (user.clone(), now - push.fatigue_window_seconds as i64);
+    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since).unwrap_or(0)).await.unwrap_or(0);
+    let new_id = match &number {
+        Some((id, _)) => id.clone(),
+        None => {
+            let mut raw = [0u8; 8];
+            rand::thread_rng().fill_bytes(&mut raw);
+            raw.iter().map(|b| format!("{b:02x}")).collect()
+        }
+    };
+    let db = Arc::clone(&mfa.db);
+    let (u, o, expires) = (user.clone(), origin.to_string(), now + push.wait_seconds as i64);
+    let n = number.as_ref().map(|(_, n)| *n);
+    let started = blocking(move || lock(&db).start_push(&new_id, &u, &o, now, expires, n)).await;
+    let Some(Ok((push_id, is_new))) = started else {
+        return Err(Begin::Unavailable("the MFA database is unavailable".into()));
+    };
+    if !is_new {
+        return Ok(push_id);
+    }
+    let settle_as = |status: &'static str| {
+        let db = Arc::clone(&mfa.db);
+        let pid = push_id.clone();
+        blocking(move || lock(&db).settle_push(&pid, status, now_unix()))
+    };
+    if unapproved >= push.max_unapproved {
+        let _ = settle_as("failed").await;
+        return Err(Begin::Fatigue(format!(
+            "{unapproved} pushes were denied or left unanswered recently; no new push sent"
+        )));
+    }
+    let url =
+        format!("{}/mfa/push/{push_id}?sig={}", push.public_url.trim_end_matches('/'), sign(&mfa.key(), &push_id));
+    let time =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let body = render(
+        &push.webhook_template,
+        &[
+            ("user", &user),
+            ("nas", &event.nas),
+            ("calling_station_id", event.calling_station_id.as_deref().unwrap_or("unknown")),
+            ("method", &event.method),
+            ("time", &time),
+            ("url", &url),
+        ],
+    );
+    let mut request = mfa
+        .http
+        .post(&push.webhook_url)
+        .timeout(Duration::from_secs(push.webhook_timeout_seconds.max(1)))
+        .header("content-type", "application/json")
+        .body(body);
+    for (k, v) in &push.webhook_headers {
+        request = request.header(k, v);
+    }
+    let sent = request.send().await.map_err(|e| e.to_string()).and_then(|r| {
+        if r.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", r.status())) }
+    });
+    if let Err(e) = sent {
+        tracing::error!(error = %e, "push notification could not be sent");
+        let _ = settle_as("failed").await;
+        return Err(Begin::Unavailable(format!("push notification failed: {e}")));
+    }
+    Ok(push_id)
 }
 
 fn fail(
@@ -254,26 +294,58 @@ async fn page(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Que
     let pid = id.clone();
     let push = blocking(move || lock(&db).push(&pid)).await.and_then(Result::ok).flatten();
     match push {
-        Some((user, status, _)) if status == "pending" => Html(format!(
-            "{PAGE}<h1>VPN sign-in for {}</h1><p>Is this you signing in now?</p>\
-             <form method=\"post\" action=\"/mfa/push/{id}/approve?sig={sig}\"><button>Approve</button></form>\
-             <form method=\"post\" action=\"/mfa/push/{id}/deny?sig={sig}\"><button>Deny</button></form></body></html>",
-            escape(&user),
-            id = escape(&id),
-            sig = escape(&q.sig)
-        )),
+        Some((user, status, _)) if status == "pending" => {
+            let db = Arc::clone(&mfa.db);
+            let pid = id.clone();
+            let numbered = blocking(move || lock(&db).push_number(&pid)).await.and_then(Result::ok).flatten().is_some();
+            let field = if numbered {
+                "<p><label>Number shown on your VPN screen: <input name=\"number\" inputmode=\"numeric\" autocomplete=\"off\"></label></p>"
+            } else {
+                ""
+            };
+            Html(format!(
+                "{PAGE}<h1>VPN sign-in for {}</h1><p>Is this you signing in now?</p>\
+                 <form method=\"post\" action=\"/mfa/push/{id}/approve?sig={sig}\">{field}<button>Approve</button></form>\
+                 <form method=\"post\" action=\"/mfa/push/{id}/deny?sig={sig}\"><button>Deny</button></form></body></html>",
+                escape(&user),
+                id = escape(&id),
+                sig = escape(&q.sig)
+            ))
+        }
         Some((_, status, _)) => Html(format!("{PAGE}<p>This sign-in was already {}.</p>", escape(&status))),
         None => Html(format!("{PAGE}<p>Unknown sign-in.</p>")),
     }
 }
 
-async fn decide(shared: Arc<AuthShared>, id: String, sig: String, status: &'static str) -> Html<String> {
+async fn decide(
+    shared: Arc<AuthShared>,
+    id: String,
+    sig: String,
+    status: &'static str,
+    typed: Option<String>,
+) -> Html<String> {
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     if !verify(&mfa.key(), &id, &sig) {
         return Html(format!("{PAGE}<p>This link is not valid.</p>"));
     }
     let db = Arc::clone(&mfa.db);
-    let settled = blocking(move || lock(&db).settle_push(&id, status, now_unix())).await.and_then(Result::ok);
+    let settled = blocking(move || {
+        let db = lock(&db);
+        // Number matching: a wrong number denies (someone else may be at the prompt).
+        let expected = db.push_number(&id).ok().flatten();
+        let status = match (status, expected) {
+            ("approved", Some(n)) if typed.as_deref().map(str::trim) != Some(n.to_string().as_str()) => "denied",
+            _ => status,
+        };
+        db.settle_push(&id, status, now_unix()).map(|ok| ok.then_some(status))
+    })
+    .await
+    .and_then(Result::ok);
+    let settled = match settled {
+        Some(Some(s)) if s == status => Some(true),
+        Some(Some(_)) => return Html(format!("{PAGE}<p>The number did not match; the sign-in was denied.</p>")),
+        _ => Some(false),
+    };
     if settled == Some(true) {
         Html(format!("{PAGE}<p>Sign-in {status}.</p>"))
     } else {
@@ -285,12 +357,15 @@ async fn approve(
     State(shared): State<Arc<AuthShared>>,
     Path(id): Path<String>,
     Query(q): Query<Signed>,
+    body: String,
 ) -> Html<String> {
-    decide(shared, id, q.sig, "approved").await
+    // The form's only field: `number=<digits>` (URL-encoded digits are themselves).
+    let typed = body.split('&').find_map(|kv| kv.strip_prefix("number=")).map(str::to_string);
+    decide(shared, id, q.sig, "approved", typed).await
 }
 
 async fn deny(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
-    decide(shared, id, q.sig, "denied").await
+    decide(shared, id, q.sig, "denied", None).await
 }
 
 async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {

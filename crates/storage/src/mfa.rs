@@ -84,7 +84,8 @@ impl SqliteMfa {
                 created_at INTEGER NOT NULL,
                 expires_at INTEGER NOT NULL,
                 status TEXT NOT NULL,
-                decided_at INTEGER
+                decided_at INTEGER,
+                number INTEGER
             ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS pushes_by_user ON pushes (user, origin, created_at);
             CREATE TABLE IF NOT EXISTS enrol_links (
@@ -228,6 +229,7 @@ impl SqliteMfa {
         origin: &str,
         now: i64,
         expires_at: i64,
+        number: Option<u32>,
     ) -> Result<(String, bool), StorageError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let existing: Option<String> = tx
@@ -243,8 +245,9 @@ impl SqliteMfa {
             return Ok((id, false));
         }
         tx.execute(
-            "INSERT INTO pushes (id, user, origin, created_at, expires_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
-            params![id, user, origin, now, expires_at],
+            "INSERT INTO pushes (id, user, origin, created_at, expires_at, status, number)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+            params![id, user, origin, now, expires_at, number],
         )?;
         // Old pushes are kept a day for the fatigue count, then dropped.
         tx.execute("DELETE FROM pushes WHERE created_at < ?1", [now - 86_400])?;
@@ -260,6 +263,16 @@ impl SqliteMfa {
             .prepare_cached("SELECT user, status, expires_at FROM pushes WHERE id = ?1")?
             .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?)
+    }
+
+    /// The number a push asks the user to type (number matching), if any.
+    pub fn push_number(&self, id: &str) -> Result<Option<u32>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT number FROM pushes WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     /// Settles a pending push; false when it was already settled or has expired.
@@ -362,9 +375,10 @@ mod tests {
         let path = dir.path().join("mfa.db");
         let mut a = SqliteMfa::open(&path).unwrap();
         let mut b = SqliteMfa::open(&path).unwrap();
-        assert_eq!(a.start_push("p1", "bob", "nas", 100, 155).unwrap(), ("p1".into(), true));
-        assert_eq!(b.start_push("p2", "bob", "nas", 101, 156).unwrap(), ("p1".into(), false), "joins the pending one");
-        assert_eq!(b.start_push("p3", "bob", "other-nas", 101, 156).unwrap(), ("p3".into(), true));
+        assert_eq!(a.start_push("p1", "bob", "nas", 100, 155, None).unwrap(), ("p1".into(), true));
+        assert_eq!(b.start_push("p2", "bob", "nas", 101, 156, None).unwrap(), ("p1".into(), false), "joins");
+        assert_eq!(b.start_push("p3", "bob", "other-nas", 101, 156, Some(42)).unwrap(), ("p3".into(), true));
+        assert_eq!(a.push_number("p3").unwrap(), Some(42));
         assert!(b.settle_push("p1", "approved", 110).unwrap());
         assert!(!a.settle_push("p1", "denied", 111).unwrap(), "settled once");
         assert_eq!(a.push("p1").unwrap().unwrap().1, "approved");

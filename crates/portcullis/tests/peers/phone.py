@@ -3,6 +3,8 @@
 Usage: phone.py PORT MODE_FILE LOG_FILE
 Each POST body is appended to LOG_FILE. MODE_FILE holds "approve DELAY", "deny DELAY",
 "ignore" or "down" (answer the webhook with HTTP 503); it is read at every POST.
+"approve DELAY PROMPT_FILE" types the number found in PROMPT_FILE (the VPN prompt the
+user reads) for number matching; "approve DELAY WRONG" types a wrong number.
 Approving or denying fetches the page first (as a person would), then submits the form.
 """
 import json
@@ -16,14 +18,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 port, mode_file, log_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
-def answer(url, action, delay):
+def answer(url, action, delay, number_source):
     time.sleep(delay)
     page = urllib.request.urlopen(url, timeout=5).read().decode()
     if "Approve" not in page:
         return
+    form = b""
+    if number_source == "WRONG":
+        form = b"number=100"
+    elif number_source:
+        digits = "".join(c for c in open(number_source).read() if c.isdigit())
+        form = f"number={digits}".encode()
     parts = urllib.parse.urlsplit(url)
     target = f"{parts.scheme}://{parts.netloc}{parts.path}/{action}?{parts.query}"
-    urllib.request.urlopen(urllib.request.Request(target, data=b"", method="POST"), timeout=5).read()
+    request = urllib.request.Request(target, data=form, method="POST")
+    request.add_header("content-type", "application/x-www-form-urlencoded")
+    urllib.request.urlopen(request, timeout=5).read()
 
 
 class Phone(BaseHTTPRequestHandler):
@@ -41,7 +51,8 @@ class Phone(BaseHTTPRequestHandler):
         self.wfile.write(b"ok")
         if mode[0] in ("approve", "deny"):
             url = json.loads(body)["url"]
-            threading.Thread(target=answer, args=(url, mode[0], float(mode[1]))).start()
+            source = mode[2] if len(mode) > 2 else None
+            threading.Thread(target=answer, args=(url, mode[0], float(mode[1]), source)).start()
 
     def log_message(self, *args):
         pass

@@ -223,6 +223,10 @@ def totp_round_trip(user, password, secret_b32, options):
         out(**result)
         return
     result["prompt"] = reply["Reply-Message"][0] if "Reply-Message" in reply else None
+    if os.environ.get("PROMPT_FILE"):
+        # What the user reads on the VPN screen (number matching).
+        with open(os.environ["PROMPT_FILE"], "w") as f:
+            f.write(result["prompt"] or "")
     result["ma_first"] = first_attr_is_ma(reply)
     state = reply["State"][0]
     code = options.get("code") or totp(secret_b32, int(options.get("digits", 6)), options.get("algorithm", "sha1"),
