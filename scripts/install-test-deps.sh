@@ -8,6 +8,7 @@ need_apt=()
 command -v radclient >/dev/null || need_apt+=(freeradius-utils)
 command -v eapol_test >/dev/null || need_apt+=(eapoltest)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
 # A Samba Active Directory domain controller (the tests provision their own on
 # loopback) and ntlm_auth, from Debian's samba and winbind.
@@ -33,4 +34,12 @@ fi
 if ! python3 -c 'import pyrad, Crypto.Hash.MD4' 2>/dev/null; then
   python3 -m pip install --quiet pyrad==2.6.0 pycryptodome==3.23.0 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages pyrad==2.6.0 pycryptodome==3.23.0
+fi
+
+# privacyIDEA (PyPI) in its own virtual environment under target/, for the remote
+# second-factor provider test (the test starts it on 127.0.0.1).
+venv="$(dirname "$0")/../target/test-peers/privacyidea"
+if [ ! -x "$venv/bin/pi-manage" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet privacyidea==3.14
 fi

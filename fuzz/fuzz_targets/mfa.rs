@@ -18,8 +18,9 @@ fuzz_target!(|data: &[u8]| {
             expires: u64::from_be_bytes(*head),
             user: text.clone(),
             client: text.chars().rev().collect(),
-            policy: text,
+            policy: text.clone(),
             nonce: *head,
+            transaction: text,
         };
         let sealed = s.seal(&key);
         assert!(sealed.len() <= 253);

@@ -169,6 +169,8 @@ pub struct ChallengeState {
     pub policy: String,
     /// Random, so two challenges never look alike.
     pub nonce: [u8; 8],
+    /// A remote provider's transaction (privacyIDEA), empty for local factors.
+    pub transaction: String,
 }
 
 /// Marks our State values (`P` `M` version 1).
@@ -202,7 +204,7 @@ impl ChallengeState {
         let mut out = STATE_MAGIC.to_vec();
         out.extend_from_slice(&self.expires.to_be_bytes());
         out.extend_from_slice(&self.nonce);
-        for field in [clip(&self.user), clip(&self.client), clip(&self.policy)] {
+        for field in [clip(&self.user), clip(&self.client), clip(&self.policy), clip(&self.transaction)] {
             out.push(field.len() as u8);
             out.extend_from_slice(&field);
         }
@@ -230,7 +232,7 @@ impl ChallengeState {
         let (expires, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Malformed)?;
         let (nonce, mut rest) = rest.split_first_chunk::<8>().ok_or(StateError::Malformed)?;
         let mut fields = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..4 {
             let (&len, tail) = rest.split_first().ok_or(StateError::Malformed)?;
             let value = tail.get(..usize::from(len)).ok_or(StateError::Malformed)?;
             fields.push(String::from_utf8(value.to_vec()).map_err(|_| StateError::Malformed)?);
@@ -240,10 +242,11 @@ impl ChallengeState {
         if now > expires {
             return Err(StateError::Expired);
         }
+        let transaction = fields.pop().unwrap_or_default();
         let policy = fields.pop().unwrap_or_default();
         let client = fields.pop().unwrap_or_default();
         let user = fields.pop().unwrap_or_default();
-        Ok(Self { expires, user, client, policy, nonce: *nonce })
+        Ok(Self { expires, user, client, policy, nonce: *nonce, transaction })
     }
 }
 
@@ -348,6 +351,7 @@ mod tests {
             client: "vpn".into(),
             policy: "staff".into(),
             nonce: [1; 8],
+            transaction: "06199214322986728670".into(),
         };
         let sealed = s.seal(&key);
         assert!(sealed.len() <= 253);

@@ -316,7 +316,24 @@ fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: 
         }
         let mode = policy.and_then(|p| p.mfa);
         let code = concatenated.as_ref().map(|(_, c)| c.as_str());
-        match m.gate(mode, &user, &client.name, name, method, source.ip().to_canonical(), &packet, code) {
+        let mut gate = m.gate(mode, &user, &client.name, name, method, source.ip().to_canonical(), &packet, code);
+        if let crate::mfa::Gate::Remote = gate {
+            let make_event = || {
+                let d = Decided {
+                    accepted: false,
+                    reason_code: reason::SUCCESS,
+                    policy: policy_name.clone(),
+                    message: String::new(),
+                };
+                event(client, &packet, source, user.clone(), user_raw.clone(), method.map_or("none", Method::name), d)
+            };
+            gate = match crate::mfa::remote_first(shared, m, client, &packet, source, &user, name, make_event) {
+                Ok(g) => g,
+                Err(outcome) => return outcome,
+            };
+        }
+        match gate {
+            crate::mfa::Gate::Remote => return Outcome::Dropped,
             crate::mfa::Gate::Pass(note) => mfa_note = note,
             crate::mfa::Gate::Challenge(state) => {
                 let reply = crate::mfa::challenge_reply(m, client, &packet, &state);

@@ -88,6 +88,8 @@ pub struct MfaConfig {
     pub issuer: String,
     /// Push approval through a webhook (`[mfa.push]`).
     pub push: Option<PushConfig>,
+    /// privacyIDEA decides the second factor for PAP (`[mfa.privacyidea]`).
+    pub privacyidea: Option<crate::privacyidea::PrivacyIdeaConfig>,
 }
 
 /// `[mfa.push]`: approve-or-deny requests sent through a webhook; the link in them is
@@ -187,6 +189,7 @@ impl Default for MfaConfig {
             fail_mode: FailMode::Secure,
             issuer: "Portcullis".into(),
             push: None,
+            privacyidea: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod ldap;
 pub mod mfa;
 pub mod npslog;
 pub mod ntlm;
+pub mod privacyidea;
 pub mod push;
 
 use std::net::SocketAddr;

@@ -153,6 +153,8 @@ pub(crate) enum Gate {
     Reject(String, &'static str),
     /// Hold the request until the push is answered.
     Push,
+    /// Ask the remote provider (privacyIDEA).
+    Remote,
 }
 
 /// Outcome of checking a code.
@@ -205,6 +207,9 @@ impl Mfa {
             return Gate::Pass(Some("exempt"));
         }
         let push = self.config.push.as_ref();
+        if self.config.privacyidea.is_some() && method == Some(Method::Pap) {
+            return Gate::Remote;
+        }
         if method != Some(Method::Pap) {
             return match push {
                 Some(_) => Gate::Push,
@@ -254,6 +259,7 @@ impl Mfa {
             client: client.to_string(),
             policy: policy.to_string(),
             nonce,
+            transaction: String::new(),
         };
         Gate::Challenge(state.seal(&self.key))
     }
@@ -292,6 +298,70 @@ impl Mfa {
                     Checked::Refused(why.to_string(), note)
                 }
             }
+        }
+    }
+}
+
+/// PAP with privacyIDEA: the first `/validate/check`; a challenge goes to the NAS with
+/// the transaction sealed in the State. Returns the gate's verdict otherwise.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn remote_first(
+    shared: &AuthShared,
+    mfa: &Mfa,
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    user: &str,
+    policy: &str,
+    event: impl FnOnce() -> portcullis_storage::AuthEvent,
+) -> Result<Gate, Outcome> {
+    let Some(cfg) = mfa.config.privacyidea.clone() else { return Ok(Gate::Pass(None)) };
+    let password = if cfg.send_password {
+        packet
+            .attribute(attr::USER_PASSWORD)
+            .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let answer =
+        tokio::runtime::Handle::current().block_on(crate::privacyidea::check(&mfa.http, &cfg, user, &password, None));
+    match answer {
+        crate::privacyidea::Answer::Accept => Ok(Gate::Pass(Some("remote_accept"))),
+        crate::privacyidea::Answer::Reject(why) => Ok(Gate::Reject(format!("privacyIDEA: {why}"), "remote_reject")),
+        crate::privacyidea::Answer::Unavailable(why) => Ok(match mfa.config.fail_mode {
+            crate::config::FailMode::Secure => Gate::Reject(why, "remote_unavailable"),
+            crate::config::FailMode::Safe => {
+                tracing::warn!("{why}: access granted WITHOUT a second factor (fail mode safe)");
+                Gate::Pass(Some("fail_safe_admitted"))
+            }
+        }),
+        crate::privacyidea::Answer::Challenge { transaction, message } => {
+            let mut nonce = [0u8; 8];
+            rand::thread_rng().fill_bytes(&mut nonce);
+            let state = ChallengeState {
+                expires: now_unix() + mfa.config.challenge_seconds,
+                user: user.to_string(),
+                client: client.name.clone(),
+                policy: policy.to_string(),
+                nonce,
+                transaction,
+            }
+            .seal(&mfa.key);
+            let mut b = base_reply(Code::AccessChallenge, client, packet);
+            if b.attribute(attr::REPLY_MESSAGE, message.as_bytes()).is_err()
+                || b.attribute(attr::STATE, &state).is_err()
+            {
+                return Err(Outcome::Dropped);
+            }
+            let mut e = event();
+            e.decision = "challenge".into();
+            e.event_id = 0;
+            e.mfa = Some("remote_challenge".into());
+            e.message = "password accepted; privacyIDEA asks for a code".into();
+            audit(shared, e, packet, source);
+            Err(finish(b, client, packet).map_or(Outcome::Dropped, Outcome::Reply))
         }
     }
 }
@@ -351,6 +421,7 @@ pub(crate) fn numbered_challenge(
         client: client.name.clone(),
         policy: policy.to_string(),
         nonce,
+        transaction: String::new(),
     }
     .seal(&mfa.key);
     let mut b = base_reply(Code::AccessChallenge, client, packet);
@@ -416,6 +487,48 @@ fn answer_inner(
     if st.client != client.name || st.user != name {
         let why = "the challenge was issued to another user or client".to_string();
         return refuse(name, Some(st.policy), why, "invalid_state", None);
+    }
+    // The answer to privacyIDEA's challenge goes back to it with the transaction.
+    if !st.transaction.is_empty() {
+        let code = packet
+            .attribute(attr::USER_PASSWORD)
+            .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .unwrap_or_default();
+        let cfg = mfa.config.privacyidea.clone()?;
+        let answer = tokio::runtime::Handle::current().block_on(crate::privacyidea::check(
+            &mfa.http,
+            &cfg,
+            &st.user,
+            &code,
+            Some(&st.transaction),
+        ));
+        let (note, why) = match answer {
+            crate::privacyidea::Answer::Accept => ("remote_accept", None),
+            crate::privacyidea::Answer::Reject(why) => ("remote_reject", Some(format!("privacyIDEA: {why}"))),
+            crate::privacyidea::Answer::Challenge { .. } => ("remote_reject", Some("privacyIDEA asked again".into())),
+            crate::privacyidea::Answer::Unavailable(why) => match mfa.config.fail_mode {
+                crate::config::FailMode::Secure => ("remote_unavailable", Some(why)),
+                crate::config::FailMode::Safe => ("fail_safe_admitted", None),
+            },
+        };
+        if let Some(why) = why {
+            return refuse(st.user.clone(), Some(st.policy), why, note, Some(&mfa.config.wrong_code_message));
+        }
+        client.counters.bump(Reason::AccessAccept);
+        let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
+        let mut b = base_reply(Code::AccessAccept, client, packet);
+        add_policy_replies(shared, &mut b, policy_def)?;
+        let d = Decided {
+            accepted: true,
+            reason_code: reason::SUCCESS,
+            policy: Some(st.policy.clone()),
+            message: "access granted after privacyIDEA".into(),
+        };
+        let mut e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
+        e.mfa = Some(note.to_string());
+        audit(shared, e, packet, source);
+        return finish(b, client, packet).map(Outcome::Reply);
     }
     // The answer to a number-matching challenge waits for its push.
     let push_id = hex(&st.nonce);
