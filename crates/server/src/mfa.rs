@@ -515,20 +515,8 @@ fn answer_inner(
         if let Some(why) = why {
             return refuse(st.user.clone(), Some(st.policy), why, note, Some(&mfa.config.wrong_code_message));
         }
-        client.counters.bump(Reason::AccessAccept);
-        let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
-        let mut b = base_reply(Code::AccessAccept, client, packet);
-        add_policy_replies(shared, &mut b, policy_def)?;
-        let d = Decided {
-            accepted: true,
-            reason_code: reason::SUCCESS,
-            policy: Some(st.policy.clone()),
-            message: "access granted after privacyIDEA".into(),
-        };
-        let mut e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
-        e.mfa = Some(note.to_string());
-        audit(shared, e, packet, source);
-        return finish(b, client, packet).map(Outcome::Reply);
+        let m = "access granted after privacyIDEA";
+        return accept_after_challenge(shared, client, packet, source, &st, &user_raw, note, m);
     }
     // The answer to a number-matching challenge waits for its push.
     let push_id = hex(&st.nonce);
@@ -571,25 +559,41 @@ fn answer_inner(
     };
     match mfa.check(&st.user, &factor, &code, now) {
         Checked::Ok(note) => {
-            client.counters.bump(Reason::AccessAccept);
-            let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
-            let mut b = base_reply(Code::AccessAccept, client, packet);
-            add_policy_replies(shared, &mut b, policy_def)?;
-            let d = Decided {
-                accepted: true,
-                reason_code: reason::SUCCESS,
-                policy: Some(st.policy.clone()),
-                message: "access granted after the second factor".into(),
-            };
-            let mut e = event(client, packet, source, st.user.clone(), user_raw.clone(), Method::Pap.name(), d);
-            e.mfa = Some(note.to_string());
-            audit(shared, e, packet, source);
-            finish(b, client, packet).map(Outcome::Reply)
+            let m = "access granted after the second factor";
+            accept_after_challenge(shared, client, packet, source, &st, &user_raw, note, m)
         }
         Checked::Refused(why, note) => {
             refuse(st.user.clone(), Some(st.policy), why, note, Some(&mfa.config.wrong_code_message))
         }
     }
+}
+
+/// The Access-Accept (with the granting policy's replies) after a challenge was answered.
+#[allow(clippy::too_many_arguments)]
+fn accept_after_challenge(
+    shared: &AuthShared,
+    client: &Client,
+    packet: &Packet<'_>,
+    source: SocketAddr,
+    st: &ChallengeState,
+    user_raw: &str,
+    note: &str,
+    message: &str,
+) -> Option<Outcome> {
+    client.counters.bump(Reason::AccessAccept);
+    let policy_def = shared.policies.iter().find(|p| p.name == st.policy);
+    let mut b = base_reply(Code::AccessAccept, client, packet);
+    add_policy_replies(shared, &mut b, policy_def)?;
+    let d = Decided {
+        accepted: true,
+        reason_code: reason::SUCCESS,
+        policy: Some(st.policy.clone()),
+        message: message.to_string(),
+    };
+    let mut e = event(client, packet, source, st.user.clone(), user_raw.to_string(), Method::Pap.name(), d);
+    e.mfa = Some(note.to_string());
+    audit(shared, e, packet, source);
+    finish(b, client, packet).map(Outcome::Reply)
 }
 
 /// The Access-Challenge asking for the code.
