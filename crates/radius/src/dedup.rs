@@ -5,8 +5,10 @@
 //! Authenticator. While a request is being processed its duplicates are discarded;
 //! once answered, a duplicate gets the cached response without being processed again.
 //! A different Request Authenticator with the same address, port and Identifier is a
-//! new request and replaces the entry. Entries live for `retention` after their last
-//! use, and the cache never holds more than `capacity` entries.
+//! new request and replaces the entry. Answered entries live for `retention` after
+//! their last use; in-flight entries live at least [`IN_FLIGHT`] (a login held for a
+//! push approval must not be processed twice), and the cache never holds more than
+//! `capacity` entries.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -33,6 +35,9 @@ struct Entry {
 }
 
 type Key = (SocketAddr, u8);
+
+/// How long a request may stay in flight before a retransmit counts as new.
+pub const IN_FLIGHT: Duration = Duration::from_secs(120);
 
 /// The cache.
 #[derive(Debug)]
@@ -109,7 +114,8 @@ impl DuplicateCache {
 
     fn insert(&mut self, now: Instant, key: Key, authenticator: Authenticator, response: Option<Vec<u8>>) {
         self.generation += 1;
-        let expires = now + self.retention;
+        let lifetime = if response.is_some() { self.retention } else { self.retention.max(IN_FLIGHT) };
+        let expires = now + lifetime;
         self.entries.insert(key, Entry { authenticator, response, generation: self.generation });
         self.order.push_back((expires, key, self.generation));
         // Stale order records (superseded generations) are dropped lazily; keep the
@@ -122,7 +128,10 @@ impl DuplicateCache {
 
     fn expire(&mut self, now: Instant) {
         while let Some(&(expires, key, generation)) = self.order.front() {
-            if expires > now {
+            let current = self.entries.get(&key).is_some_and(|e| e.generation == generation);
+            // Superseded records go at once, whatever their time: a request that was in
+            // flight (long lifetime) and then answered must not hold up the queue.
+            if current && expires > now {
                 break;
             }
             self.order.pop_front();
@@ -178,6 +187,19 @@ mod tests {
         c.lookup(t0, addr(1), Identifier(1), a);
         c.answered(t0, addr(1), Identifier(1), a, vec![1]);
         assert_eq!(c.lookup(t0 + Duration::from_secs(6), addr(1), Identifier(1), a), Lookup::New);
+    }
+
+    #[test]
+    fn requests_in_flight_outlive_the_retention() {
+        let t0 = Instant::now();
+        let mut c = DuplicateCache::new(Duration::from_secs(10), 100);
+        let a = Authenticator([1; 16]);
+        assert_eq!(c.lookup(t0, addr(1), Identifier(1), a), Lookup::New);
+        // Still waiting for a push approval after 50 s: retransmits are discarded.
+        assert_eq!(c.lookup(t0 + Duration::from_secs(50), addr(1), Identifier(1), a), Lookup::InFlight);
+        c.answered(t0 + Duration::from_secs(55), addr(1), Identifier(1), a, vec![7]);
+        assert_eq!(c.lookup(t0 + Duration::from_secs(60), addr(1), Identifier(1), a), Lookup::Answered(vec![7]));
+        assert_eq!(c.lookup(t0 + Duration::from_secs(66), addr(1), Identifier(1), a), Lookup::New);
     }
 
     #[test]

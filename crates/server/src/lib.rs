@@ -168,10 +168,15 @@ impl Server {
                 )),
                 None => None,
             };
+            // Answers after a push are re-sent to retransmits for at least 10 s.
+            let mut retention = config.radius.duplicate_retention_seconds;
+            if config.mfa.as_ref().is_some_and(|m| m.push.is_some()) {
+                retention = retention.max(10);
+            }
             let auth_shared = Arc::new(auth::AuthShared {
                 clients: Arc::clone(&clients),
                 cache: Mutex::new(DuplicateCache::new(
-                    Duration::from_secs(config.radius.duplicate_retention_seconds),
+                    Duration::from_secs(retention),
                     config.radius.duplicate_cache_entries,
                 )),
                 eap: Mutex::new(eap::EapTable::default()),
