@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(sealed.len() <= 253);
         if let Ok(opened) = ChallengeState::open(&sealed, &key, 0) {
             assert_eq!(opened.expires, s.expires);
-            assert!(s.user.starts_with(&opened.user));
+            assert!(s.user.starts_with(&opened.user) && s.transaction.starts_with(&opened.transaction));
         }
     }
 });

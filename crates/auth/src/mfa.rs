@@ -173,6 +173,19 @@ pub struct ChallengeState {
     pub transaction: String,
 }
 
+/// Most octets kept of user, client, policy and transaction in a State:
+/// 3 + 8 + 8 + (1 + 64) + (1 + 32) + (1 + 48) + (1 + 64) + 16 = 247 ≤ 253.
+pub const FIELD_MAX: [usize; 4] = [64, 32, 48, 64];
+
+/// `s` cut to at most `max` octets at a character boundary (as sealed in a State).
+pub fn clip(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Marks our State values (`P` `M` version 1).
 const STATE_MAGIC: [u8; 3] = [b'P', b'M', 1];
 const STATE_MAC_LEN: usize = 16;
@@ -191,22 +204,18 @@ pub enum StateError {
 }
 
 impl ChallengeState {
-    /// Encodes and authenticates (HMAC-SHA256 under `key`, 16 octets); fits RADIUS State
-    /// (at most 253 octets) for names up to 64 octets each.
+    /// Encodes and authenticates (HMAC-SHA256 under `key`, 16 octets). Fields are cut
+    /// to [`FIELD_MAX`] octets each (at a character boundary) so the State always fits
+    /// RADIUS's 253; compare with [`clip`] when opening.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
-        let clip = |s: &str| -> Vec<u8> {
-            let mut end = s.len().min(64);
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.as_bytes()[..end].to_vec()
-        };
         let mut out = STATE_MAGIC.to_vec();
         out.extend_from_slice(&self.expires.to_be_bytes());
         out.extend_from_slice(&self.nonce);
-        for field in [clip(&self.user), clip(&self.client), clip(&self.policy), clip(&self.transaction)] {
+        let fields = [&self.user, &self.client, &self.policy, &self.transaction];
+        for (field, max) in fields.into_iter().zip(FIELD_MAX) {
+            let field = clip(field, max);
             out.push(field.len() as u8);
-            out.extend_from_slice(&field);
+            out.extend_from_slice(field.as_bytes());
         }
         let mac = state_mac(key, &out);
         out.extend_from_slice(&mac);
@@ -363,8 +372,18 @@ mod tests {
         assert_eq!(ChallengeState::open(&tampered, &key, 999), Err(StateError::BadMac));
         assert_eq!(ChallengeState::open(b"other", &key, 0), Err(StateError::Foreign));
         assert_eq!(ChallengeState::open(&STATE_MAGIC, &key, 0), Err(StateError::Malformed));
-        let long = ChallengeState { user: "x".repeat(300), ..s };
-        assert!(long.seal(&key).len() <= 253);
+        let long = ChallengeState {
+            user: "ü".repeat(300),
+            client: "c".repeat(300),
+            policy: "p".repeat(300),
+            transaction: "t".repeat(300),
+            ..s
+        };
+        let sealed = long.seal(&key);
+        assert!(sealed.len() <= 253, "{}", sealed.len());
+        let opened = ChallengeState::open(&sealed, &key, 0).unwrap();
+        assert_eq!(opened.user, clip(&long.user, FIELD_MAX[0]));
+        assert_eq!(opened.policy.len(), FIELD_MAX[2]);
     }
 
     #[test]

@@ -484,7 +484,17 @@ fn answer_inner(
         .router
         .route(&client.name, &user_raw, nas_identifier.as_deref())
         .map_or_else(|_| portcullis_accounting::canonical_user(&user_raw), |r| r.lookup_name(&user_raw));
-    if st.client != client.name || st.user != name {
+    // States keep cut names; put the full ones back after checking they match.
+    let clip = portcullis_auth::mfa::clip;
+    let max = portcullis_auth::mfa::FIELD_MAX;
+    let mut st = st;
+    if let Some(p) = shared.policies.iter().find(|p| clip(&p.name, max[2]) == st.policy) {
+        st.policy = p.name.clone();
+    }
+    if st.user == clip(&name, max[0]) {
+        st.user = name.clone();
+    }
+    if st.client != clip(&client.name, max[1]) || st.user != name {
         let why = "the challenge was issued to another user or client".to_string();
         return refuse(name, Some(st.policy), why, "invalid_state", None);
     }
