@@ -153,7 +153,7 @@ pub(crate) enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         user: Option<String>,
-        /// accept or reject.
+        /// accept, reject or challenge.
         #[arg(long)]
         result: Option<String>,
         /// RFC 3339, a date, or an age (90m, 12h, 7d).
