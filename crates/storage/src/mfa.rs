@@ -47,15 +47,7 @@ impl std::fmt::Debug for SqliteMfa {
 impl SqliteMfa {
     /// Opens (creating if needed) the database file, readable by its owner only.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|source| StorageError::DataDir { path: dir.display().to_string(), source })?;
-        }
-        let conn = Connection::open(path)?;
-        crate::users::restrict_permissions(path);
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = crate::users::open_private(path)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS factors (
                 user TEXT PRIMARY KEY,

@@ -68,14 +68,8 @@ impl std::fmt::Debug for SqliteUsers {
 impl SqliteUsers {
     /// Opens (creating if needed) the user database.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("users.db");
-        let conn = Connection::open(&path)?;
-        restrict_permissions(&path);
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let conn = open_private(&path)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS users (
                 name TEXT PRIMARY KEY,
@@ -100,14 +94,29 @@ impl SqliteUsers {
     }
 }
 
+/// Opens (creating it and its directory if needed) a database of secrets: readable by
+/// its owner only, WAL, every commit synced, waiting up to 10 s for other processes.
+pub(crate) fn open_private(path: &Path) -> Result<Connection, StorageError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StorageError::DataDir { path: dir.display().to_string(), source })?;
+    }
+    let conn = Connection::open(path)?;
+    restrict_permissions(path);
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(conn)
+}
+
 #[cfg(unix)]
-pub(crate) fn restrict_permissions(path: &Path) {
+fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 #[cfg(not(unix))]
-pub(crate) fn restrict_permissions(_: &Path) {}
+fn restrict_permissions(_: &Path) {}
 
 fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let nt: Option<Vec<u8>> = r.get(2)?;
