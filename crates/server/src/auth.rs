@@ -471,6 +471,20 @@ pub(crate) fn event(
     }
 }
 
+/// The audit event of a granted request once the second factor settled it: kept as
+/// an accept, or turned into a reject (6273, reason 16); the MFA outcome and message
+/// are recorded either way.
+pub(crate) fn second_factor_outcome(mut e: AuthEvent, accepted: bool, note: &str, message: String) -> AuthEvent {
+    if !accepted {
+        e.decision = "reject".into();
+        e.event_id = 6273;
+        e.reason_code = reason::AUTHENTICATION_FAILED;
+    }
+    e.mfa = Some(note.to_string());
+    e.message = message;
+    e
+}
+
 /// Evaluates the network policies for a request whose credentials verified. Returns
 /// the granting policy, or the denying policy, reason, MS-CHAP error and explanation.
 pub(crate) fn authorize(

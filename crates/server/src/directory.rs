@@ -81,10 +81,10 @@ impl UserDirectory for LocalUsers {
     }
 
     fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = crate::now_unix();
         let record = lock(&self.0).user(name).map_err(|e| e.to_string())?;
         Ok(record.map(|u| Account {
-            expired: u.expires_at.is_some_and(|t| t <= now as i64),
+            expired: u.expires_at.is_some_and(|t| t <= now),
             groups: u.groups,
             nt_hash: u.nt_hash,
             reversible: u.reversible,

@@ -301,7 +301,7 @@ impl LdapStore {
                 .and_then(|(_, v)| v.first())
                 .map(String::as_str)
         };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = u64::try_from(crate::now_unix()).unwrap_or(0);
         let uac = attr("userAccountControl").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
         let expired_ad = attr("accountExpires").and_then(|v| v.parse::<u64>().ok()).is_some_and(|ft| {
             // FILETIME: 100 ns since 1601; 0 and 2^63-1 mean never.

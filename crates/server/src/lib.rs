@@ -42,6 +42,16 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// Wall-clock time in Unix seconds.
+pub(crate) fn now_unix() -> i64 {
+    now_ms() / 1000
+}
+
+/// Lower-case hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Opens the configured store for writing.
 pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
     SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)

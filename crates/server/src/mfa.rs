@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::auth::{AuthShared, Decided, Outcome, add_policy_replies, audit, base_reply, event, finish};
 use crate::clients::{Client, Reason};
 use crate::config::MfaConfig;
-use crate::lock;
+use crate::{hex, lock};
 
 /// The second-factor service of a running server.
 pub struct Mfa {
@@ -38,7 +38,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
     if !path.exists() {
         let mut key = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut key);
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&key);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -65,7 +65,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], String> {
 }
 
 fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    u64::try_from(crate::now_unix()).unwrap_or(0)
 }
 
 /// SHA-256 of a recovery code as typed (spaces and dashes removed, upper case).
@@ -132,6 +132,15 @@ pub fn enrol_token() -> (String, [u8; 32]) {
 /// The stored hash of an enrolment token.
 pub fn enrol_token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// What the user typed into User-Password (a code, or the password), as text.
+fn typed(client: &Client, packet: &Packet<'_>) -> String {
+    packet
+        .attribute(attr::USER_PASSWORD)
+        .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+        .unwrap_or_default()
 }
 
 /// The TOTP parameters of a stored factor.
@@ -241,8 +250,7 @@ impl Mfa {
             };
         };
         let now = now_unix();
-        let failures = lock(&self.db).failures(user).unwrap_or((0, 0));
-        if (Failures { count: failures.0, locked_until: failures.1 }).locked(now) {
+        if self.locked_out(user, now) {
             return Gate::Reject("second factor locked out after repeated wrong codes".into(), "locked_out");
         }
         if let Some(code) = code {
@@ -262,6 +270,12 @@ impl Mfa {
             transaction: String::new(),
         };
         Gate::Challenge(state.seal(&self.key))
+    }
+
+    /// Whether the user's factor is locked after repeated wrong codes.
+    fn locked_out(&self, user: &str, now: u64) -> bool {
+        let (count, locked_until) = lock(&self.db).failures(user).unwrap_or((0, 0));
+        Failures { count, locked_until }.locked(now)
     }
 
     /// Checks a TOTP or recovery code; counts failures and locks out.
@@ -316,15 +330,7 @@ pub(crate) fn remote_first(
     event: impl FnOnce() -> portcullis_storage::AuthEvent,
 ) -> Result<Gate, Outcome> {
     let Some(cfg) = mfa.config.privacyidea.clone() else { return Ok(Gate::Pass(None)) };
-    let password = if cfg.send_password {
-        packet
-            .attribute(attr::USER_PASSWORD)
-            .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let password = if cfg.send_password { typed(client, packet) } else { String::new() };
     let answer =
         tokio::runtime::Handle::current().block_on(crate::privacyidea::check(&mfa.http, &cfg, user, &password, None));
     match answer {
@@ -366,10 +372,6 @@ pub(crate) fn remote_first(
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Number matching (PAP): starts the push with a number and sends the Access-Challenge
 /// that shows it; the answer to the challenge then waits for the push.
 pub(crate) fn numbered_challenge(
@@ -395,12 +397,7 @@ pub(crate) fn numbered_challenge(
         Some((hex(&nonce), number)),
     ));
     let reject = |event: portcullis_storage::AuthEvent, why: String, note: &str| {
-        let mut e = event;
-        e.decision = "reject".into();
-        e.event_id = 6273;
-        e.reason_code = reason::AUTHENTICATION_FAILED;
-        e.message = why;
-        e.mfa = Some(note.to_string());
+        let e = crate::auth::second_factor_outcome(event, false, note, why);
         client.counters.bump(Reason::AccessReject);
         audit(shared, e, packet, source);
         finish(base_reply(Code::AccessReject, client, packet), client, packet).map_or(Outcome::Dropped, Outcome::Reply)
@@ -500,11 +497,7 @@ fn answer_inner(
     }
     // The answer to privacyIDEA's challenge goes back to it with the transaction.
     if !st.transaction.is_empty() {
-        let code = packet
-            .attribute(attr::USER_PASSWORD)
-            .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
-            .map(|p| String::from_utf8_lossy(&p).into_owned())
-            .unwrap_or_default();
+        let code = typed(client, packet);
         let cfg = mfa.config.privacyidea.clone()?;
         let answer = tokio::runtime::Handle::current().block_on(crate::privacyidea::check(
             &mfa.http,
@@ -554,13 +547,8 @@ fn answer_inner(
             existing: Some(push_id),
         })));
     }
-    let code = packet
-        .attribute(attr::USER_PASSWORD)
-        .and_then(|h| unhide_user_password(h, &client.secret, &packet.authenticator()).ok())
-        .map(|p| String::from_utf8_lossy(&p).into_owned())
-        .unwrap_or_default();
-    let failures = lock(&mfa.db).failures(&st.user).unwrap_or((0, 0));
-    if (Failures { count: failures.0, locked_until: failures.1 }).locked(now) {
+    let code = typed(client, packet);
+    if mfa.locked_out(&st.user, now) {
         let why = "second factor locked out after repeated wrong codes".to_string();
         return refuse(st.user.clone(), Some(st.policy), why, "locked_out", Some(&mfa.config.wrong_code_message));
     }

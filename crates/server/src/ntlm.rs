@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use portcullis_auth::mschap::MschapError;
 use portcullis_auth::policy::reason;
 
+use crate::hex;
+
 /// How to run the helper.
 #[derive(Debug, Clone)]
 pub struct NtlmAuth {
@@ -18,10 +20,6 @@ pub struct NtlmAuth {
     /// NT domain when the user name carries none.
     pub domain: Option<String>,
     pub timeout: Duration,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Maps the helper's NT status to an NPS reason, MS-CHAP error and explanation.

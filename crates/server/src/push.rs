@@ -23,7 +23,7 @@ use tokio::net::UdpSocket;
 use crate::auth::{AuthShared, audit};
 use crate::clients::Reason;
 use crate::config::FailMode;
-use crate::lock;
+use crate::{hex, lock, now_unix};
 
 /// A login waiting for approval: both possible answers, prepared by the decision.
 #[derive(Debug)]
@@ -38,16 +38,12 @@ pub struct PushWork {
     pub existing: Option<String>,
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// The signature on an approval link.
 pub fn sign(key: &[u8; 32], id: &str) -> String {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     m.update(b"portcullis push ");
     m.update(id.as_bytes());
-    m.finalize().into_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hex(&m.finalize().into_bytes()[..16])
 }
 
 fn verify(key: &[u8; 32], id: &str, sig: &str) -> bool {
@@ -98,15 +94,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) {
     let PushWork { accept, reject, event, origin, existing } = work;
-    let outcome = |mut e: AuthEvent, accepted: bool, note: &str, message: String| {
-        if !accepted {
-            e.decision = "reject".into();
-            e.event_id = 6273;
-            e.reason_code = portcullis_auth::policy::reason::AUTHENTICATION_FAILED;
-        }
-        e.mfa = Some(note.to_string());
-        e.message = message;
-        e
+    let outcome = |e: AuthEvent, accepted: bool, note: &str, message: String| {
+        crate::auth::second_factor_outcome(e, accepted, note, message)
     };
     let (Some(mfa), Some(push)) = (shared.mfa.as_ref(), shared.mfa.as_ref().and_then(|m| m.config.push.clone())) else {
         return (reject, outcome(event, false, "push_unavailable", "push approval is not configured".into()));
@@ -176,7 +165,7 @@ pub(crate) async fn begin(
         None => {
             let mut raw = [0u8; 8];
             rand::thread_rng().fill_bytes(&mut raw);
-            raw.iter().map(|b| format!("{b:02x}")).collect()
+            hex(&raw)
         }
     };
     let db = Arc::clone(&mfa.db);
