@@ -1,7 +1,7 @@
 //! TOML configuration. Unknown keys and bad values are errors that name the key and
 //! the line; secrets are redacted from every `Debug` print.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use portcullis_accounting::Vendor;
@@ -497,65 +497,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// An IP address or CIDR network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Network {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Network {
-    /// Whether `ip` is inside this network. IPv4-mapped IPv6 addresses match IPv4 networks.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
-
-impl std::str::FromStr for Network {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("{s:?} is not an IP address or CIDR network"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?,
-            None => max,
-        };
-        Ok(Self { addr: addr.to_canonical(), prefix })
-    }
-}
-
-impl std::fmt::Display for Network {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl<'de> Deserialize<'de> for Network {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use portcullis_geo::Network;
 
 /// A configuration problem, with file, line and key where known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
