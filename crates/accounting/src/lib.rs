@@ -106,7 +106,7 @@ pub enum NormaliseError {
 }
 
 /// One normalised accounting event. Times are Unix seconds (UTC).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AccountingRecord {
     pub status: u32,
     /// Event-Timestamp when present, else arrival minus Acct-Delay-Time.
@@ -143,9 +143,43 @@ pub struct AccountingRecord {
     pub class: Option<String>,
     /// Vendor details worth keeping (tunnel group, client type, platform, ...).
     pub details: BTreeMap<String, String>,
+    /// Where `client_ip` is; filled in after normalising, when a database is configured.
+    pub location: Option<portcullis_geo::Location>,
 }
 
 impl AccountingRecord {
+    /// A record of `status` at `event_time` (arrival the same second) from `nas`, with
+    /// nothing else known; callers fill in what they have.
+    pub fn bare(status: u32, event_time: i64, nas: &str) -> Self {
+        Self {
+            status,
+            event_time,
+            arrival_ms: event_time.saturating_mul(1000),
+            delay: 0,
+            user_raw: None,
+            user: None,
+            nas: nas.to_owned(),
+            nas_ip: None,
+            nas_port: None,
+            session_id: None,
+            multi_session_id: None,
+            session_key: None,
+            client_ip: None,
+            device: None,
+            framed_ip: None,
+            framed_ipv6: None,
+            session_time: None,
+            input_octets: None,
+            output_octets: None,
+            input_packets: None,
+            output_packets: None,
+            terminate_cause: None,
+            class: None,
+            details: BTreeMap::new(),
+            location: None,
+        }
+    }
+
     /// The parsed status type.
     pub fn status_type(&self) -> StatusType {
         StatusType::from_u32(self.status)
@@ -229,6 +263,7 @@ pub fn normalise(
         terminate_cause: int(p, attr::ACCT_TERMINATE_CAUSE).map(terminate_cause_name),
         class: p.attribute(attr::CLASS).map(hex),
         details,
+        location: None,
     })
 }
 

@@ -722,8 +722,10 @@ impl Engine {
     }
 
     fn auth_failure(&mut self, event: &Event, out: &mut Vec<AlertDraft>) {
-        self.source_attempt(event, true, out);
         let reason = event.reason.as_deref().unwrap_or("bad_password");
+        if matches!(reason, "bad_password" | "unknown_user") {
+            self.source_attempt(event, true, out);
+        }
         if reason != "bad_password" {
             // Unknown users get no profile; policy refusals are not guessing.
             return;
@@ -1254,11 +1256,13 @@ mod tests {
 
     #[test]
     fn suppressions_by_user_network_and_asn() {
-        let mut config = Config::default();
-        config.suppressions = vec![
-            Suppression { user: Some("eve".into()), ..Suppression::default() },
-            Suppression { network: Some("203.0.113.0/24".parse().unwrap()), ..Suppression::default() },
-        ];
+        let config = Config {
+            suppressions: vec![
+                Suppression { user: Some("eve".into()), ..Suppression::default() },
+                Suppression { network: Some("203.0.113.0/24".parse().unwrap()), ..Suppression::default() },
+            ],
+            ..Config::default()
+        };
         let mut e = Engine::new(config);
         let events: Vec<Event> = (0..12)
             .map(|i| auth(T0 + i * 20, EventKind::AuthFailure, "eve", "198.51.100.7", Some("bad_password")))

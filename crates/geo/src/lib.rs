@@ -389,7 +389,12 @@ pub struct GeoDb {
     check_every: Duration,
     last_check: Instant,
     reloads: u64,
+    /// Recent answers: VPN users come back from the same addresses.
+    cache: std::collections::HashMap<IpAddr, Location>,
 }
+
+/// Answers kept; the cache is emptied when full and on every reload.
+const CACHE_ENTRIES: usize = 1 << 16;
 
 impl std::fmt::Debug for GeoDb {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -402,12 +407,24 @@ impl GeoDb {
     /// merge what every file knows; the first file wins where two disagree.
     pub fn open<P: AsRef<Path>>(paths: &[P]) -> Result<Self, GeoError> {
         let sources = paths.iter().map(|p| Source::open(p.as_ref())).collect::<Result<_, _>>()?;
-        Ok(Self { sources, check_every: Duration::from_secs(10), last_check: Instant::now(), reloads: 0 })
+        Ok(Self {
+            sources,
+            check_every: Duration::from_secs(10),
+            last_check: Instant::now(),
+            reloads: 0,
+            cache: std::collections::HashMap::new(),
+        })
     }
 
     /// A database set that knows nothing (every public address is unknown).
     pub fn empty() -> Self {
-        Self { sources: Vec::new(), check_every: Duration::from_secs(10), last_check: Instant::now(), reloads: 0 }
+        Self {
+            sources: Vec::new(),
+            check_every: Duration::from_secs(10),
+            last_check: Instant::now(),
+            reloads: 0,
+            cache: std::collections::HashMap::new(),
+        }
     }
 
     /// How often file changes are looked for (default 10 s).
@@ -438,6 +455,7 @@ impl GeoDb {
                 Ok(fresh) => {
                     *source = fresh;
                     self.reloads += 1;
+                    self.cache.clear();
                     let info = source.info();
                     tracing::info!(path = %info.path, database_type = %info.database_type, build_epoch = info.build_epoch, "geolocation database reloaded");
                 }
@@ -455,7 +473,15 @@ impl GeoDb {
         if self.last_check.elapsed() >= self.check_every {
             self.reload_changed();
         }
-        self.lookup_now(ip)
+        if let Some(hit) = self.cache.get(&ip) {
+            return hit.clone();
+        }
+        let found = self.lookup_now(ip);
+        if self.cache.len() >= CACHE_ENTRIES {
+            self.cache.clear();
+        }
+        self.cache.insert(ip, found.clone());
+        found
     }
 
     /// Where `ip` is, without looking for changed files.

@@ -169,6 +169,117 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Entity profiles: locations, addresses, devices, timeline.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Detection alerts: list, classify, resolve.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
+    /// Ingest history (Portcullis JSON lines, FreeRADIUS detail, NPS IAS/DTS logs)
+    /// with event time; runs the same detections as live ingestion.
+    Replay {
+        /// Files, read in the given order and merged by event time.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// File format (guessed from the first line by default).
+        #[arg(long, value_enum, default_value = "auto")]
+        input: ReplayFormat,
+        /// Vendor adapter for accounting records (rras, cisco-asa, f5, ...).
+        #[arg(long, default_value = "generic")]
+        vendor: String,
+        /// Print the alerts as JSON lines instead of storing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Measure the detections on a seeded synthetic workforce with injected attacks.
+    Eval {
+        #[arg(long, default_value_t = 5000)]
+        users: usize,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Attacks of each kind per 1,000 users.
+        #[arg(long, default_value_t = 12)]
+        attacks_per_thousand: usize,
+        /// Look every event's address up in this MMDB file as well (measures
+        /// geolocation + profiles + detectors together).
+        #[arg(long)]
+        geoip: Option<PathBuf>,
+        /// Write the events (JSON lines, for `portcullis replay`) and the ground truth here.
+        #[arg(long)]
+        write: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum ReplayFormat {
+    Auto,
+    Json,
+    Detail,
+    Ias,
+    Dts,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// A user's profile: first/last seen, VPN locations, addresses, devices, NAS,
+    /// usual hours, open sessions and a timeline.
+    Show {
+        user: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Timeline entries shown (newest).
+        #[arg(long, default_value_t = 50)]
+        timeline: usize,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Alerts, newest first.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// open, resolved or closed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        /// suspicious_vpn_connection, impossible_travel, new_country, ...
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Change an alert's status and classification, or add a comment.
+    Update {
+        id: i64,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// open, resolved or closed.
+        #[arg(long)]
+        status: Option<String>,
+        /// true-positive, benign-true-positive or false-positive.
+        #[arg(long)]
+        classification: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]

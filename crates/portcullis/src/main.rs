@@ -4,6 +4,7 @@
 mod bench;
 mod cert;
 mod cli;
+mod detect;
 mod mfa;
 mod output;
 mod users;
@@ -112,7 +113,8 @@ fn run(cli: Cli) -> Result<()> {
             let config = load(config.as_ref())?;
             let mut store = portcullis_server::open_store(&config)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
-            let report = portcullis_server::applier::rebuild(&mut store, &reader, |r| {
+            let mut detection = detect::detection(&config)?;
+            let report = portcullis_server::applier::rebuild(&mut store, &reader, Some(&mut detection), |r| {
                 eprintln!("rebuild: {} packets read", r.packets);
             })?;
             println!(
@@ -133,6 +135,16 @@ fn run(cli: Cli) -> Result<()> {
             output::print_dictionary_entry(&dict, &key)
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Users { command } => detect::users(command, load),
+        Command::Alerts { command } => detect::alerts(command, load),
+        Command::Replay { files, config, input, vendor, dry_run } => {
+            let config = load(config.as_ref())?;
+            detect::replay(&config, &files, input, &vendor, dry_run)
+        }
+        Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, format } => {
+            let params = portcullis_detect::scenario::Params { users, days, seed, attacks_per_thousand };
+            detect::eval(params, geoip.as_deref(), write.as_deref(), format)
+        }
         Command::Mfa { command } => mfa::run(command, load),
         Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {
             let config = load(config.as_ref())?;
@@ -174,7 +186,7 @@ fn demo_certificate(config: &mut Config) -> Result<()> {
     Ok(())
 }
 
-fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {
+pub(crate) fn load_dictionary(config: &Config) -> Result<portcullis_radius::Dictionary> {
     let mut dict = portcullis_radius::Dictionary::builtin();
     for f in &config.dictionary.files {
         dict.load_file(f)?;

@@ -11,6 +11,8 @@ use portcullis_accounting::{AccountingRecord, Vendor, normalise};
 use portcullis_radius::{Packet, VerifiedRequest};
 use portcullis_storage::{Counter, JournalReader, Position, RawPacket, StorageError, Store};
 
+use crate::detection::Detection;
+
 /// Records applied per transaction at most.
 const APPLY_BATCH: usize = 1024;
 
@@ -42,6 +44,7 @@ pub fn record_of(raw: &RawPacket) -> Option<AccountingRecord> {
 pub fn catch_up<S: Store>(
     store: &mut S,
     reader: &JournalReader,
+    mut detection: Option<&mut Detection>,
     mut progress: impl FnMut(&Report),
 ) -> Result<Report, StorageError> {
     let mut report = Report { position: store.applied_position()?, ..Report::default() };
@@ -63,7 +66,7 @@ pub fn catch_up<S: Store>(
             }
         }
         report.records += records.len() as u64;
-        store.apply(&records, next)?;
+        apply(store, detection.as_deref_mut(), &mut records, next)?;
         report.position = next;
         progress(&report);
     }
@@ -73,10 +76,32 @@ pub fn catch_up<S: Store>(
 pub fn rebuild<S: Store>(
     store: &mut S,
     reader: &JournalReader,
+    detection: Option<&mut Detection>,
     progress: impl FnMut(&Report),
 ) -> Result<Report, StorageError> {
     store.reset_sessions()?;
-    catch_up(store, reader, progress)
+    catch_up(store, reader, detection, progress)
+}
+
+/// Enriches records, applies them, then runs the detectors over them. Alerts are
+/// recorded after the records are durable; a failure to record them is logged and
+/// does not undo the records.
+fn apply<S: Store>(
+    store: &mut S,
+    detection: Option<&mut Detection>,
+    records: &mut [AccountingRecord],
+    through: Position,
+) -> Result<(), StorageError> {
+    let Some(detection) = detection else { return store.apply(records, through) };
+    for r in records.iter_mut() {
+        detection.enrich_record(r);
+    }
+    store.apply(records, through)?;
+    let events: Vec<_> = records.iter().filter_map(crate::detection::event_of_record).collect();
+    if let Err(e) = detection.observe_and_record(store, &events) {
+        tracing::error!(error = %e, "recording alerts failed");
+    }
+    Ok(())
 }
 
 /// Messages to the applier thread.
@@ -102,8 +127,18 @@ pub fn run_applier<S: Store>(
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
     retention: Option<Duration>,
+    mut detection: Detection,
 ) {
-    let mut position = recover(&mut store, reader);
+    match detection.warm_up(&mut store, crate::now_unix()) {
+        Ok(n) => tracing::info!(
+            events = n,
+            profiles = detection.engine().stats().profiles,
+            "detection state rebuilt from history"
+        ),
+        Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
+    }
+    let detection = &mut detection;
+    let mut position = recover(&mut store, reader, detection);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     loop {
@@ -117,7 +152,7 @@ pub fn run_applier<S: Store>(
                     continue;
                 }
                 if start != position {
-                    position = recover(&mut store, reader);
+                    position = recover(&mut store, reader, detection);
                     continue;
                 }
                 // Fold directly following batches into one transaction.
@@ -136,12 +171,12 @@ pub fn run_applier<S: Store>(
                         Err(_) => break,
                     }
                 }
-                match store.apply(&records, through) {
+                match apply(&mut store, Some(detection), &mut records, through) {
                     Ok(()) => position = through,
                     Err(e) => {
                         tracing::error!(error = %e, "applying records failed; re-reading the journal");
                         std::thread::sleep(Duration::from_millis(500));
-                        position = recover(&mut store, reader);
+                        position = recover(&mut store, reader, detection);
                     }
                 }
             }
@@ -158,8 +193,15 @@ pub fn run_applier<S: Store>(
                         Err(_) => break,
                     }
                 }
+                for e in &mut events {
+                    detection.enrich_auth(e);
+                }
                 if let Err(e) = store.record_auth_events(&events) {
                     tracing::warn!(error = %e, "recording an authentication event failed");
+                }
+                let events: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
+                if let Err(e) = detection.observe_and_record(&mut store, &events) {
+                    tracing::error!(error = %e, "recording alerts failed");
                 }
             }
             Ok(ApplierMessage::Counters(c)) => {
@@ -167,9 +209,9 @@ pub fn run_applier<S: Store>(
                     tracing::warn!(error = %e, "saving ingestion counters failed");
                 }
             }
-            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader),
+            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection),
             Err(RecvTimeoutError::Disconnected) => {
-                recover(&mut store, reader);
+                recover(&mut store, reader, detection);
                 return;
             }
         }
@@ -188,8 +230,8 @@ pub fn run_applier<S: Store>(
 
 /// Applies whatever the journal holds beyond the store's applied position; returns
 /// the position reached (or the stored one if reading fails).
-fn recover<S: Store>(store: &mut S, reader: &JournalReader) -> Position {
-    match catch_up(store, reader, |_| {}) {
+fn recover<S: Store>(store: &mut S, reader: &JournalReader, detection: &mut Detection) -> Position {
+    match catch_up(store, reader, Some(detection), |_| {}) {
         Ok(r) => {
             if r.packets > 0 {
                 tracing::info!(records = r.records, position = %r.position, "applied journal records from disk");

@@ -468,6 +468,7 @@ pub(crate) fn event(
         message: d.message,
         connection_request_policy: None,
         mfa: None,
+        location: None,
     }
 }
 

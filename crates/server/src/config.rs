@@ -40,6 +40,12 @@ pub struct Config {
     pub mfa: Option<MfaConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// Offline IP geolocation.
+    #[serde(default)]
+    pub geo: crate::detection::GeoConfig,
+    /// Detection parameters, egress and suppressions.
+    #[serde(default)]
+    pub detect: portcullis_detect::Config,
 }
 
 /// What happens when a second factor cannot be asked for (notifier or provider down).

@@ -10,6 +10,7 @@ pub mod applier;
 pub mod auth;
 pub mod clients;
 pub mod config;
+pub mod detection;
 pub mod directory;
 pub mod eap;
 pub mod ldap;
@@ -18,6 +19,7 @@ pub mod npslog;
 pub mod ntlm;
 pub mod privacyidea;
 pub mod push;
+pub mod replay;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -104,11 +106,16 @@ impl Server {
         let dir = journal_dir(config);
         let retention = (config.storage.raw_retention_days > 0)
             .then(|| Duration::from_secs(u64::from(config.storage.raw_retention_days) * 86_400));
+        let geo = config.geo.open().map_err(|e| StartError::Config(e.to_string()))?;
+        for db in geo.info() {
+            tracing::info!(path = %db.path, database_type = %db.database_type, build_epoch = db.build_epoch, "geolocation database loaded");
+        }
+        let detection = detection::Detection::new(geo, config.detect.clone());
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, retention);
+                applier::run_applier(store, &reader, &dir, &applier_rx, retention, detection);
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();

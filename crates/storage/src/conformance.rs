@@ -1,17 +1,17 @@
 //! The conformance battery every [`Store`] backend must pass. A backend's tests call
 //! [`run_all`] with a factory that returns a fresh, empty store.
 
-use std::collections::BTreeMap;
-
 use portcullis_accounting::{AccountingRecord, session_key};
 
-use crate::{AuthEvent, AuthQuery, Counter, Position, SessionQuery, Store};
+use portcullis_detect::{AlertDraft, AlertKind};
+
+use crate::{AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Position, SessionQuery, Store};
 
 type Check<S> = (&'static str, fn(&mut S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 10] = [
+    let checks: [Check<S>; 13] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -22,6 +22,9 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("applied_position_moves_with_records", applied_position_moves_with_records),
         ("counters_round_trip", counters_round_trip),
         ("auth_events_round_trip", auth_events_round_trip),
+        ("session_location_round_trip", session_location_round_trip),
+        ("alerts_fold_and_are_idempotent", alerts_fold_and_are_idempotent),
+        ("alert_lifecycle", alert_lifecycle),
     ];
     for (name, check) in checks {
         let mut store = fresh();
@@ -41,30 +44,11 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
 pub fn record(status: u32, user: &str, nas: &str, session_id: &str, event_time: i64) -> AccountingRecord {
     let session = matches!(status, 1..=3);
     AccountingRecord {
-        status,
-        event_time,
-        arrival_ms: event_time * 1000,
-        delay: 0,
         user_raw: (!user.is_empty()).then(|| format!("EXAMPLE\\{user}")),
         user: (!user.is_empty()).then(|| user.to_string()),
-        nas: nas.to_string(),
-        nas_ip: None,
-        nas_port: None,
         session_id: (!session_id.is_empty()).then(|| session_id.to_string()),
-        multi_session_id: None,
         session_key: session.then(|| session_key(nas, session_id, user)),
-        client_ip: None,
-        device: None,
-        framed_ip: None,
-        framed_ipv6: None,
-        session_time: None,
-        input_octets: None,
-        output_octets: None,
-        input_packets: None,
-        output_packets: None,
-        terminate_cause: None,
-        class: None,
-        details: BTreeMap::new(),
+        ..AccountingRecord::bare(status, event_time, nas)
     }
 }
 
@@ -243,6 +227,8 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
         message: String::new(),
         connection_request_policy: Some("corp".into()),
         mfa: None,
+        location: (user == "alice")
+            .then(|| portcullis_geo::Location { country: Some("DE".into()), ..Default::default() }),
     };
     s.record_auth_events(&[e(1, "bob", "reject"), e(2, "bob", "accept"), e(3, "alice", "accept")]).unwrap();
     let all = s.auth_events(&AuthQuery::default()).unwrap();
@@ -253,4 +239,87 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
     assert_eq!(rejects, vec![e(1, "bob", "reject")]);
     let recent = s.auth_events(&AuthQuery { since_ms: Some(2), limit: Some(1), ..AuthQuery::default() }).unwrap();
     assert_eq!(recent.len(), 1);
+}
+
+fn session_location_round_trip<S: Store>(s: &mut S) {
+    let berlin = portcullis_geo::Location {
+        country: Some("DE".into()),
+        city: Some("Berlin".into()),
+        latitude: Some(52.52),
+        longitude: Some(13.405),
+        accuracy_km: Some(20),
+        asn: Some(64500),
+        ..Default::default()
+    };
+    let mut start = record(1, "alice", "nas", "1", 100);
+    start.location = Some(berlin.clone());
+    // The Stop's lookup (another database version) does not replace the Start's.
+    let mut stop = record(2, "alice", "nas", "1", 200);
+    stop.location = Some(portcullis_geo::Location::internal());
+    commit(s, vec![start, stop]);
+    assert_eq!(all(s)[0].location, Some(berlin));
+}
+
+pub fn draft(kind: AlertKind, user: &str, time: i64, cause: &str, fold_key: &str) -> AlertDraft {
+    AlertDraft {
+        kind,
+        severity: kind.severity(),
+        user: user.into(),
+        event_time: time,
+        message: format!("{user} did something"),
+        evidence: serde_json::json!({ "n": time }),
+        fold_key: fold_key.into(),
+        cause: cause.into(),
+        ip: Some("192.0.2.1".parse().unwrap()),
+    }
+}
+
+fn alerts_fold_and_are_idempotent<S: Store>(s: &mut S) {
+    let a = draft(AlertKind::BruteForce, "bob", 100, "e1", "brute_force:bob");
+    let b = draft(AlertKind::BruteForce, "bob", 200, "e2", "brute_force:bob");
+    let c = draft(AlertKind::MfaFatigue, "bob", 150, "e1", "mfa_fatigue:bob");
+    let changes = s.record_alerts(&[a.clone(), b.clone(), c], 1_000).unwrap();
+    let AlertChange::Created(id) = changes[0] else { panic!("{changes:?}") };
+    assert_eq!(changes[1], AlertChange::Folded(id));
+    assert!(matches!(changes[2], AlertChange::Created(other) if other != id));
+    // The same causes again (a replay, a restart): nothing changes.
+    assert_eq!(s.record_alerts(&[a, b], 2_000).unwrap(), vec![AlertChange::Known, AlertChange::Known]);
+    let got = s.alerts(&AlertQuery { kind: Some("brute_force".into()), ..AlertQuery::default() }).unwrap();
+    assert_eq!(got.len(), 1);
+    let alert = &got[0];
+    assert_eq!((alert.count, alert.status.as_str(), alert.severity.as_str()), (2, "open", "medium"));
+    assert_eq!(alert.event_time, "1970-01-01T00:01:40Z");
+    assert_eq!(alert.last_event_time, "1970-01-01T00:03:20Z");
+    assert_eq!(alert.created_at, "1970-01-01T00:00:01Z");
+    assert_eq!(alert.evidence, serde_json::json!({ "n": 100 }));
+    assert_eq!(alert.mitre, "T1110.001");
+    assert_eq!(alert.ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(s.alerts(&AlertQuery { user: Some("bob".into()), ..AlertQuery::default() }).unwrap().len(), 2);
+}
+
+fn alert_lifecycle<S: Store>(s: &mut S) {
+    let first = draft(AlertKind::ImpossibleTravel, "carol", 100, "e1", "impossible_travel:carol");
+    let AlertChange::Created(id) = s.record_alerts(&[first], 1_000).unwrap()[0] else { panic!() };
+    let update = AlertUpdate {
+        status: Some("resolved".into()),
+        classification: Some("benign-true-positive".into()),
+        comment: Some("travelling with a new phone".into()),
+    };
+    let alert = s.update_alert(id, &update, 5_000).unwrap().expect("exists");
+    assert_eq!(alert.status, "resolved");
+    assert_eq!(alert.classification.as_deref(), Some("benign-true-positive"));
+    assert_eq!(alert.comments.len(), 1);
+    assert_eq!(alert.comments[0].text, "travelling with a new phone");
+    assert_eq!(alert.updated_at, "1970-01-01T00:00:05Z");
+    // A repeat after resolution opens a new alert instead of folding into the old one.
+    let again = draft(AlertKind::ImpossibleTravel, "carol", 300, "e2", "impossible_travel:carol");
+    assert!(matches!(s.record_alerts(&[again], 6_000).unwrap()[0], AlertChange::Created(n) if n != id));
+    let open = s.alerts(&AlertQuery { status: Some("open".into()), ..AlertQuery::default() }).unwrap();
+    assert_eq!(open.len(), 1);
+    assert!(
+        s.update_alert(id, &AlertUpdate { status: Some("bogus".into()), ..AlertUpdate::default() }, 7_000).is_err()
+    );
+    let bad = AlertUpdate { classification: Some("maybe".into()), ..AlertUpdate::default() };
+    assert!(s.update_alert(id, &bad, 7_000).is_err());
+    assert_eq!(s.update_alert(9_999, &update, 7_000).unwrap(), None);
 }

@@ -20,6 +20,7 @@ pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
 pub use mfa::{SqliteMfa, TotpFactor};
+pub use portcullis_detect::AlertDraft;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};
 
@@ -33,6 +34,8 @@ pub enum StorageError {
     DataDir { path: String, source: std::io::Error },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A received datagram exactly as it arrived, kept so sessions can be rebuilt.
@@ -50,7 +53,7 @@ pub struct RawPacket {
 }
 
 /// A VPN session as stored. Times are Unix seconds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Session {
     pub session_key: String,
     pub user: Option<String>,
@@ -73,6 +76,9 @@ pub struct Session {
     pub output_packets: Option<i64>,
     pub terminate_cause: Option<String>,
     pub details: serde_json::Value,
+    /// Where `client_ip` was when the session started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<portcullis_geo::Location>,
 }
 
 /// Which sessions to list.
@@ -95,7 +101,7 @@ pub struct Counter {
 }
 
 /// One authentication decision, NPS style (event 6272 granted, 6273 denied).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AuthEvent {
     /// Unix milliseconds.
     pub time_ms: i64,
@@ -118,6 +124,76 @@ pub struct AuthEvent {
     /// `replayed`, `locked_out`, `expired`, `not_enrolled`, `admitted_without_mfa`, `exempt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mfa: Option<String>,
+    /// Where the calling station's address is, when it is an address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<portcullis_geo::Location>,
+}
+
+/// An alert as stored: drafts from the detection engine, folded by key while open.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Alert {
+    pub id: i64,
+    pub kind: String,
+    pub severity: String,
+    /// The user, or the source address of a password spray.
+    pub user: String,
+    /// When the alert was raised (RFC 3339).
+    pub created_at: String,
+    pub updated_at: String,
+    /// Event time of the first causing event (RFC 3339).
+    pub event_time: String,
+    /// Event time of the latest folded repeat.
+    pub last_event_time: String,
+    /// `open`, `resolved` or `closed`.
+    pub status: String,
+    /// `true-positive`, `benign-true-positive` or `false-positive`.
+    pub classification: Option<String>,
+    pub message: String,
+    pub evidence: serde_json::Value,
+    /// Occurrences folded into this alert.
+    pub count: u64,
+    pub mitre: String,
+    pub ip: Option<String>,
+    pub comments: Vec<AlertComment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AlertComment {
+    pub time: String,
+    pub text: String,
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub status: Option<String>,
+    pub user: Option<String>,
+    pub kind: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A change to an alert's lifecycle.
+#[derive(Debug, Clone, Default)]
+pub struct AlertUpdate {
+    pub status: Option<String>,
+    pub classification: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// Alert statuses.
+pub const ALERT_STATUSES: [&str; 3] = ["open", "resolved", "closed"];
+/// Alert classifications.
+pub const ALERT_CLASSIFICATIONS: [&str; 3] = ["true-positive", "benign-true-positive", "false-positive"];
+
+/// What recording one draft did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertChange {
+    /// A new alert with this id.
+    Created(i64),
+    /// Folded into the open alert with this id.
+    Folded(i64),
+    /// The causing event was recorded before (a replay): nothing changed.
+    Known,
 }
 
 /// Which authentication events to list.
@@ -153,4 +229,16 @@ pub trait Store: Send {
     fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError>;
     /// Lists authentication events, newest first.
     fn auth_events(&self, query: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError>;
+    /// Records alert drafts at `now_ms`: each causing event counts once per kind
+    /// (recording the same draft again changes nothing), and a draft whose fold key
+    /// matches an open alert raises that alert's count instead of opening another.
+    fn record_alerts(
+        &mut self,
+        drafts: &[portcullis_detect::AlertDraft],
+        now_ms: i64,
+    ) -> Result<Vec<AlertChange>, StorageError>;
+    /// Alerts, newest first.
+    fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError>;
+    /// Changes status/classification and adds a comment; `None` when no such alert.
+    fn update_alert(&mut self, id: i64, update: &AlertUpdate, now_ms: i64) -> Result<Option<Alert>, StorageError>;
 }

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use portcullis_accounting::{AccountingRecord, StatusType};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{AuthEvent, AuthQuery, Counter, Position, Session, SessionQuery, StorageError, Store};
+use crate::{
+    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Position, Session,
+    SessionQuery, StorageError, Store,
+};
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
 /// `Normal` is enough for them: after a power loss the applied position rolls back with
@@ -31,7 +34,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS applied (
@@ -61,7 +64,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     input_packets INTEGER,
     output_packets INTEGER,
     terminate_cause TEXT,
-    details TEXT NOT NULL
+    details TEXT NOT NULL,
+    location TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions(nas) WHERE open = 1;
@@ -75,6 +79,38 @@ CREATE TABLE IF NOT EXISTS auth_events (
 );
 CREATE INDEX IF NOT EXISTS auth_events_time ON auth_events(time_ms);
 CREATE INDEX IF NOT EXISTS auth_events_user ON auth_events(user, time_ms);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    user TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    event_time INTEGER NOT NULL,
+    last_event_time INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    classification TEXT,
+    message TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    fold_key TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    ip TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_open_fold ON alerts(fold_key) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS alerts_user ON alerts(user);
+CREATE TABLE IF NOT EXISTS alert_causes (
+    cause TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    alert_id INTEGER NOT NULL,
+    PRIMARY KEY (cause, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_comments (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_comments_alert ON alert_comments(alert_id);
 CREATE TABLE IF NOT EXISTS counters (
     client TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -89,8 +125,8 @@ CREATE TABLE IF NOT EXISTS counters (
 const UPSERT: &str = "
 INSERT INTO sessions (session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip,
     framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
-    input_packets, output_packets, terminate_cause, details)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)
+    input_packets, output_packets, terminate_cause, details, location)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
 ON CONFLICT(session_key) DO UPDATE SET
     user_raw = COALESCE(user_raw, excluded.user_raw),
     nas_ip = COALESCE(nas_ip, excluded.nas_ip),
@@ -108,7 +144,8 @@ ON CONFLICT(session_key) DO UPDATE SET
     input_packets = COALESCE(MAX(input_packets, excluded.input_packets), input_packets, excluded.input_packets),
     output_packets = COALESCE(MAX(output_packets, excluded.output_packets), output_packets, excluded.output_packets),
     terminate_cause = COALESCE(terminate_cause, excluded.terminate_cause),
-    details = json_patch(details, excluded.details)
+    details = json_patch(details, excluded.details),
+    location = COALESCE(location, excluded.location)
 ";
 
 const CLOSE_NAS: &str = "
@@ -137,6 +174,10 @@ impl SqliteStore {
             return Err(StorageError::Corrupt(format!(
                 "database schema version {version} is newer than this build understands ({SCHEMA_VERSION})"
             )));
+        }
+        if version == 1 {
+            // Version 2 added the session location and the alert tables.
+            conn.execute_batch("ALTER TABLE sessions ADD COLUMN location TEXT")?;
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -197,6 +238,7 @@ impl SqliteStore {
             r.output_packets,
             if stop { r.terminate_cause.clone() } else { None },
             details,
+            r.location.as_ref().and_then(|l| serde_json::to_string(l).ok()),
         ])?;
         Ok(())
     }
@@ -230,7 +272,50 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         output_packets: row.get(18)?,
         terminate_cause: row.get(19)?,
         details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
+        location: row.get::<_, Option<String>>(21)?.and_then(|l| serde_json::from_str(&l).ok()),
     })
+}
+
+const ALERT_COLUMNS: &str = "id, kind, severity, user, created_ms, updated_ms, event_time, last_event_time, status,
+    classification, message, evidence, count, ip";
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    portcullis_detect::rfc3339(ms.div_euclid(1000))
+}
+
+fn row_to_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    let kind: String = row.get(1)?;
+    let evidence: String = row.get(11)?;
+    let count: i64 = row.get(12)?;
+    Ok(Alert {
+        id: row.get(0)?,
+        mitre: portcullis_detect::AlertKind::from_name(&kind).map(|k| k.mitre().to_owned()).unwrap_or_default(),
+        kind,
+        severity: row.get(2)?,
+        user: row.get(3)?,
+        created_at: ms_to_rfc3339(row.get(4)?),
+        updated_at: ms_to_rfc3339(row.get(5)?),
+        event_time: portcullis_detect::rfc3339(row.get(6)?),
+        last_event_time: portcullis_detect::rfc3339(row.get(7)?),
+        status: row.get(8)?,
+        classification: row.get(9)?,
+        message: row.get(10)?,
+        evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::Null),
+        count: u64::try_from(count).unwrap_or(0),
+        ip: row.get(13)?,
+        comments: Vec::new(),
+    })
+}
+
+impl SqliteStore {
+    fn alert_comments(&self, alert: &mut Alert) -> Result<(), StorageError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT time_ms, text FROM alert_comments WHERE alert_id = ?1 ORDER BY id")?;
+        let rows =
+            stmt.query_map([alert.id], |r| Ok(AlertComment { time: ms_to_rfc3339(r.get(0)?), text: r.get(1)? }))?;
+        alert.comments = rows.collect::<Result<_, _>>()?;
+        Ok(())
+    }
 }
 
 impl Store for SqliteStore {
@@ -269,7 +354,7 @@ impl Store for SqliteStore {
         let mut sql = String::from(
             "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
              started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
-             output_packets, terminate_cause, details FROM sessions WHERE 1 = 1",
+             output_packets, terminate_cause, details, location FROM sessions WHERE 1 = 1",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(u) = &q.user {
@@ -355,6 +440,124 @@ impl Store for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn record_alerts(
+        &mut self,
+        drafts: &[portcullis_detect::AlertDraft],
+        now_ms: i64,
+    ) -> Result<Vec<AlertChange>, StorageError> {
+        let tx = self.conn.transaction()?;
+        let mut out = Vec::with_capacity(drafts.len());
+        {
+            let mut known = tx.prepare_cached("SELECT alert_id FROM alert_causes WHERE cause = ?1 AND kind = ?2")?;
+            let mut open = tx.prepare_cached(
+                "SELECT id FROM alerts WHERE fold_key = ?1 AND status = 'open' ORDER BY id DESC LIMIT 1",
+            )?;
+            let mut fold = tx.prepare_cached(
+                "UPDATE alerts SET count = count + 1, updated_ms = ?2, last_event_time = MAX(last_event_time, ?3) WHERE id = ?1",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO alerts (kind, severity, user, created_ms, updated_ms, event_time, last_event_time, status,
+                 classification, message, evidence, fold_key, count, ip)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5, 'open', NULL, ?6, ?7, ?8, 1, ?9)",
+            )?;
+            let mut cause =
+                tx.prepare_cached("INSERT INTO alert_causes (cause, kind, alert_id) VALUES (?1, ?2, ?3)")?;
+            for d in drafts {
+                let kind = d.kind.name();
+                if known.query_row(params![d.cause, kind], |r| r.get::<_, i64>(0)).optional()?.is_some() {
+                    out.push(AlertChange::Known);
+                    continue;
+                }
+                let id = match open.query_row([&d.fold_key], |r| r.get::<_, i64>(0)).optional()? {
+                    Some(id) => {
+                        fold.execute(params![id, now_ms, d.event_time])?;
+                        out.push(AlertChange::Folded(id));
+                        id
+                    }
+                    None => {
+                        let evidence =
+                            serde_json::to_string(&d.evidence).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                        insert.execute(params![
+                            kind,
+                            d.severity.name(),
+                            d.user,
+                            now_ms,
+                            d.event_time,
+                            d.message,
+                            evidence,
+                            d.fold_key,
+                            d.ip.map(|i| i.to_string()),
+                        ])?;
+                        let id = tx.last_insert_rowid();
+                        out.push(AlertChange::Created(id));
+                        id
+                    }
+                };
+                cause.execute(params![d.cause, kind, id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StorageError> {
+        let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        for (column, value) in [("status", &q.status), ("user", &q.user), ("kind", &q.kind)] {
+            if let Some(v) = value {
+                args.push(v.clone().into());
+                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+            }
+        }
+        sql.push_str(" ORDER BY id DESC");
+        if let Some(limit) = q.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut alerts: Vec<Alert> = {
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_alert)?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for a in &mut alerts {
+            self.alert_comments(a)?;
+        }
+        Ok(alerts)
+    }
+
+    fn update_alert(&mut self, id: i64, u: &AlertUpdate, now_ms: i64) -> Result<Option<Alert>, StorageError> {
+        if let Some(s) = u.status.as_deref().filter(|s| !crate::ALERT_STATUSES.contains(s)) {
+            return Err(StorageError::Invalid(format!("unknown status {s:?} (open, resolved, closed)")));
+        }
+        if let Some(c) = u.classification.as_deref().filter(|c| !crate::ALERT_CLASSIFICATIONS.contains(c)) {
+            return Err(StorageError::Invalid(format!(
+                "unknown classification {c:?} (true-positive, benign-true-positive, false-positive)"
+            )));
+        }
+        let tx = self.conn.transaction()?;
+        let exists = tx.query_row("SELECT 1 FROM alerts WHERE id = ?1", [id], |_| Ok(())).optional()?.is_some();
+        if !exists {
+            return Ok(None);
+        }
+        if let Some(s) = &u.status {
+            tx.execute("UPDATE alerts SET status = ?2, updated_ms = ?3 WHERE id = ?1", params![id, s, now_ms])?;
+        }
+        if let Some(c) = &u.classification {
+            tx.execute("UPDATE alerts SET classification = ?2, updated_ms = ?3 WHERE id = ?1", params![id, c, now_ms])?;
+        }
+        if let Some(text) = &u.comment {
+            tx.execute(
+                "INSERT INTO alert_comments (alert_id, time_ms, text) VALUES (?1, ?2, ?3)",
+                params![id, now_ms, text],
+            )?;
+            tx.execute("UPDATE alerts SET updated_ms = ?2 WHERE id = ?1", params![id, now_ms])?;
+        }
+        tx.commit()?;
+        let mut alert =
+            self.conn.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], row_to_alert)?;
+        self.alert_comments(&mut alert)?;
+        Ok(Some(alert))
     }
 
     fn counters(&self) -> Result<Vec<Counter>, StorageError> {

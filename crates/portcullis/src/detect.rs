@@ -1,0 +1,397 @@
+//! `portcullis users`, `alerts`, `replay` and `eval`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use portcullis_detect::scenario::{self, Params};
+use portcullis_detect::{AlertDraft, Engine, Event};
+use portcullis_server::config::Config;
+use portcullis_server::detection::{self, Detection};
+use portcullis_server::replay::{Format as FileFormat, Item, Reader};
+use portcullis_storage::{AlertQuery, AlertUpdate, AuthQuery, SessionQuery, SqliteStore, Store};
+use serde_json::json;
+
+use crate::cli::{AlertsCommand, Format, ReplayFormat, UsersCommand};
+use crate::now_unix;
+
+/// Geolocation and detection as the configuration sets them up.
+pub(crate) fn detection(config: &Config) -> Result<Detection> {
+    let geo = config.geo.open().context("opening the geolocation databases")?;
+    Ok(Detection::new(geo, config.detect.clone()))
+}
+
+pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<Config>) -> Result<()> {
+    let UsersCommand::Show { user, config, timeline, format } = command;
+    let config = load(config.as_ref())?;
+    let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
+    let canonical = portcullis_accounting::canonical_user(&user);
+    let days = i64::from(config.detect.new_country.history_days.max(config.detect.window_days));
+    let since = now_unix() - days * 86_400;
+    let sessions =
+        store.sessions(&SessionQuery { user: Some(user.clone()), since: Some(since), ..Default::default() })?;
+    let auth = store.auth_events(&AuthQuery {
+        user: Some(canonical.clone()),
+        since_ms: Some(since * 1000),
+        ..Default::default()
+    })?;
+    let mut events = detection::merge(&sessions, &auth);
+    let mut detection = detection(&config)?;
+    for e in &mut events {
+        if e.location.is_none() {
+            e.location = e.ip.map(|ip| detection.locate(ip));
+        }
+    }
+    detection.observe(&events);
+    let Some(profile) = detection.engine().profile(&canonical) else {
+        bail!("no VPN or authentication activity of {user:?} in the last {days} days");
+    };
+    let open_alerts =
+        store.alerts(&AlertQuery { user: Some(canonical), status: Some("open".into()), ..Default::default() })?;
+    let entries: Vec<serde_json::Value> = events
+        .iter()
+        .rev()
+        .take(timeline)
+        .map(|e| {
+            let l = e.location.clone().unwrap_or_default();
+            json!({
+                "time": portcullis_detect::rfc3339(e.time),
+                "activity": e.kind.name(),
+                "reason": e.reason,
+                "ip": e.ip,
+                "location": e.location.as_ref().map(|l| l.label()),
+                "country": l.country,
+                "city": l.city,
+                "nas": e.nas,
+                "device": e.device,
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => {
+            let mut v = serde_json::to_value(&profile)?;
+            v["open_alerts"] = json!(open_alerts.iter().map(|a| a.id).collect::<Vec<_>>());
+            v["timeline"] = json!(entries);
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            println!("user:          {}", profile.user);
+            println!("first seen:    {}", profile.first_seen);
+            println!("last seen:     {}", profile.last_seen);
+            println!("open alerts:   {}", open_alerts.len());
+            println!("usual hours:   {:?} (UTC)", profile.usual_hours_utc);
+            println!("\nlocations (last {} days):", profile.window_days);
+            for l in &profile.locations {
+                let place = match (&l.city, &l.country) {
+                    (Some(c), Some(cc)) => format!("{c}, {cc}"),
+                    (None, Some(cc)) => cc.clone(),
+                    _ => "unknown".into(),
+                };
+                println!("  {place:<28} {:>5}x  {} .. {}", l.count, l.first_seen, l.last_seen);
+            }
+            for (title, list) in [("addresses", &profile.ips), ("devices", &profile.devices), ("NAS", &profile.nas)] {
+                println!("\n{title}:");
+                for s in list {
+                    println!("  {:<28} {:>5}x  {} .. {}", s.value, s.count, s.first_seen, s.last_seen);
+                }
+            }
+            println!("\ntimeline (newest first):");
+            for e in &entries {
+                println!(
+                    "  {}  {:<13} {:<14} {:<16} {}",
+                    e["time"].as_str().unwrap_or(""),
+                    e["activity"].as_str().unwrap_or(""),
+                    e["reason"].as_str().unwrap_or(""),
+                    e["ip"].as_str().unwrap_or(""),
+                    e["location"].as_str().unwrap_or("")
+                );
+            }
+            if !config.geo.databases.is_empty() {
+                println!("\nIP Geolocation by DB-IP (https://db-ip.com) where a DB-IP database is configured.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Result<Config>) -> Result<()> {
+    match command {
+        AlertsCommand::List { config, status, user, kind, limit, format } => {
+            let config = load(config.as_ref())?;
+            let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
+            let user = user.map(|u| portcullis_accounting::canonical_user(&u));
+            let alerts = store.alerts(&AlertQuery { status, user, kind, limit })?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
+                Format::Table => {
+                    println!(
+                        "{:<6} {:<26} {:<7} {:<16} {:<21} {:<9} {:>5}  message",
+                        "id", "kind", "sev", "user", "event_time", "status", "count"
+                    );
+                    for a in &alerts {
+                        println!(
+                            "{:<6} {:<26} {:<7} {:<16} {:<21} {:<9} {:>5}  {}",
+                            a.id, a.kind, a.severity, a.user, a.event_time, a.status, a.count, a.message
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        AlertsCommand::Update { id, config, status, classification, comment, format } => {
+            let config = load(config.as_ref())?;
+            if status.is_none() && classification.is_none() && comment.is_none() {
+                bail!("nothing to change: give --status, --classification or --comment");
+            }
+            let mut store = portcullis_server::open_store(&config)?;
+            let update = AlertUpdate { status, classification, comment };
+            let Some(alert) = store.update_alert(id, &update, crate::now_unix() * 1000)? else {
+                bail!("no alert {id}");
+            };
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&alert)?),
+                Format::Table => println!(
+                    "alert {} is {}{}",
+                    alert.id,
+                    alert.status,
+                    alert.classification.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Reads every file; bad records are reported (the first few in full) and skipped.
+fn read_files(
+    files: &[PathBuf],
+    input: ReplayFormat,
+    dict: &portcullis_radius::Dictionary,
+    vendor: portcullis_accounting::Vendor,
+) -> Result<(Vec<Item>, usize)> {
+    let format = match input {
+        ReplayFormat::Auto => None,
+        ReplayFormat::Json => Some(FileFormat::JsonLines),
+        ReplayFormat::Detail => Some(FileFormat::Detail),
+        ReplayFormat::Ias => Some(FileFormat::Ias),
+        ReplayFormat::Dts => Some(FileFormat::Dts),
+    };
+    let mut items = Vec::new();
+    let mut errors = 0;
+    for path in files {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, file), format, dict, vendor);
+        for item in reader.by_ref() {
+            match item {
+                Ok(i) => items.push(i),
+                Err(e) => {
+                    errors += 1;
+                    if errors <= 10 {
+                        eprintln!("replay: {}: {e}", path.display());
+                    }
+                }
+            }
+        }
+        eprintln!("replay: read {} ({:?}), {} records so far", path.display(), reader.format(), items.len());
+    }
+    if errors > 10 {
+        eprintln!("replay: {errors} unreadable records in all (first 10 shown)");
+    }
+    Ok((items, errors))
+}
+
+pub(crate) fn replay(
+    config: &Config,
+    files: &[PathBuf],
+    input: ReplayFormat,
+    vendor: &str,
+    dry_run: bool,
+) -> Result<()> {
+    let vendor =
+        portcullis_accounting::Vendor::from_name(vendor).with_context(|| format!("unknown vendor {vendor:?}"))?;
+    let dict = crate::load_dictionary(config)?;
+    let started = Instant::now();
+    let (mut items, errors) = read_files(files, input, &dict, vendor)?;
+    // Merge by event time; stable, so records of one second keep their file order.
+    items.sort_by_key(Item::time);
+    let mut detection = detection(config)?;
+    let mut store = if dry_run { None } else { Some(portcullis_server::open_store(config)?) };
+    if let Some(s) = store.as_mut() {
+        detection.warm_up(s, now_unix()).context("reading stored history")?;
+    }
+    // Everything in its stored form: records and authentication events.
+    let stored: Vec<Result<portcullis_accounting::AccountingRecord, portcullis_storage::AuthEvent>> = items
+        .into_iter()
+        .filter_map(|i| match i {
+            Item::Record(r) => Some(Ok(*r)),
+            Item::Auth(a) => Some(Err(*a)),
+            Item::Event(e) => detection::stored_forms(&e),
+        })
+        .collect();
+    let total = stored.len();
+    let (mut done, mut alerts, mut records, mut auths) = (0usize, 0usize, 0usize, 0usize);
+    let mut last_report = Instant::now();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    // Runs of one kind, at most 4,096 long, in time order.
+    for run in stored.chunk_by(|a, b| a.is_ok() == b.is_ok()).flat_map(|r| r.chunks(4096)) {
+        let events: Vec<Event> = if run[0].is_ok() {
+            let mut batch: Vec<_> = run.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+            for r in &mut batch {
+                detection.enrich_record(r);
+            }
+            if let Some(s) = store.as_mut() {
+                let at = s.applied_position()?;
+                s.apply(&batch, at)?;
+            }
+            records += batch.len();
+            batch.iter().filter_map(detection::event_of_record).collect()
+        } else {
+            let mut batch: Vec<_> = run.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+            for a in &mut batch {
+                detection.enrich_auth(a);
+            }
+            if let Some(s) = store.as_mut() {
+                s.record_auth_events(&batch)?;
+            }
+            auths += batch.len();
+            batch.iter().filter_map(detection::event_of_auth).collect()
+        };
+        done += run.len();
+        let drafts = detection.observe(&events);
+        match store.as_mut() {
+            Some(s) => alerts += detection::record(s, &drafts)?,
+            None => {
+                for d in &drafts {
+                    writeln!(out, "{}", serde_json::to_string(d)?)?;
+                }
+                alerts += drafts.len();
+            }
+        }
+        if last_report.elapsed().as_secs() >= 1 {
+            last_report = Instant::now();
+            let rate = done as f64 / started.elapsed().as_secs_f64();
+            eprintln!("replay: {done} of {total} records ({rate:.0}/s), {alerts} alerts");
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "replay: {total} records ({records} accounting, {auths} authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// The organisation's settings of the synthetic workforce: its cloud VDI is egress,
+/// its computers are named LT-* and TAB-*.
+fn eval_config() -> portcullis_detect::Config {
+    let mut c = portcullis_detect::Config::default();
+    c.egress_asns.push(scenario::VDI_ASN);
+    c.suspicious_vpn.managed_devices = vec!["LT-*".into(), "TAB-*".into()];
+    c
+}
+
+pub(crate) fn eval(params: Params, geoip: Option<&Path>, write: Option<&Path>, format: Format) -> Result<()> {
+    let t = Instant::now();
+    let s = scenario::generate(params);
+    let generated = t.elapsed().as_secs_f64();
+    if let Some(dir) = write {
+        std::fs::create_dir_all(dir)?;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dir.join("events.jsonl"))?);
+        for e in &s.events {
+            serde_json::to_writer(&mut f, e)?;
+            f.write_all(b"\n")?;
+        }
+        f.flush()?;
+        std::fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&s.attacks)?)?;
+    }
+    let rss_before = rss_bytes();
+    let mut engine = Engine::new(eval_config());
+    let t = Instant::now();
+    let alerts = engine.ingest_all(&s.events);
+    let detect_secs = t.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let profiles = engine.stats().profiles.max(1);
+    let baseline = scenario::baseline_new_country(&s.events);
+    let scores = scenario::evaluate(&s, &alerts, &baseline);
+    // Geolocation + profiles + detectors: every address looked up in a real database.
+    let geo_rate = match geoip {
+        Some(path) => {
+            let mut geo = portcullis_geo::GeoDb::open(&[path])?;
+            let stripped: Vec<Event> = s.events.iter().map(|e| Event { location: None, ..e.clone() }).collect();
+            let mut engine = Engine::new(eval_config());
+            let mut out: Vec<AlertDraft> = Vec::new();
+            let t = Instant::now();
+            for e in &stripped {
+                let mut e = e.clone();
+                e.location = e.ip.map(|ip| geo.lookup(ip));
+                engine.ingest(&e, &mut out);
+            }
+            Some(stripped.len() as f64 / t.elapsed().as_secs_f64())
+        }
+        None => None,
+    };
+    let summary = json!({
+        "users": s.users,
+        "days": s.days,
+        "seed": params.seed,
+        "events": s.events.len(),
+        "attacks": s.attacks.len(),
+        "generate_seconds": generated,
+        "detect_events_per_second": s.events.len() as f64 / detect_secs,
+        "geo_detect_events_per_second": geo_rate,
+        "bytes_per_profile_estimate": engine.bytes_per_profile(),
+        "bytes_per_profile_rss": rss_after.saturating_sub(rss_before) as f64 / profiles as f64,
+        "profiles": profiles,
+        "scores": scores,
+    });
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Format::Table => {
+            println!(
+                "{} users, {} days, seed {}: {} events, {} attacks",
+                s.users,
+                s.days,
+                params.seed,
+                s.events.len(),
+                s.attacks.len()
+            );
+            println!(
+                "{:<48} {:>6} {:>6} {:>6} {:>8} {:>9} {:>6} {:>6} {:>6}",
+                "detector", "alerts", "TP", "FP", "attacks", "detected", "P", "R", "F1"
+            );
+            for sc in &scores {
+                println!(
+                    "{:<48} {:>6} {:>6} {:>6} {:>8} {:>9} {:>6.3} {:>6.3} {:>6.3}",
+                    sc.detector,
+                    sc.alerts,
+                    sc.true_positives,
+                    sc.false_positives,
+                    sc.expected_attacks,
+                    sc.detected_attacks,
+                    sc.precision,
+                    sc.recall,
+                    sc.f1
+                );
+            }
+            println!("detectors: {:.0} events/s (one core)", s.events.len() as f64 / detect_secs);
+            if let Some(r) = geo_rate {
+                println!("geolocation + detectors: {r:.0} events/s (one core)");
+            }
+            println!(
+                "memory per profile: {:.0} bytes (estimate), {:.0} bytes (resident set growth) over {profiles} profiles",
+                engine.bytes_per_profile(),
+                rss_after.saturating_sub(rss_before) as f64 / profiles as f64
+            );
+        }
+    }
+    Ok(())
+}

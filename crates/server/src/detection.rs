@@ -1,0 +1,300 @@
+//! The I/O shell around geolocation and the detection engine: enriches records and
+//! authentication events, turns them into detection events, and stores alerts.
+//! The applier (live) and `portcullis replay` (history) run the same code.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use portcullis_accounting::{AccountingRecord, StatusType};
+use portcullis_detect::{AlertDraft, Engine, Event, EventKind};
+use portcullis_geo::{GeoDb, GeoError, Location};
+use portcullis_storage::{AlertChange, AuthEvent, AuthQuery, Session, SessionQuery, StorageError, Store};
+use serde::Deserialize;
+
+/// `[geo]`: offline IP geolocation.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GeoConfig {
+    /// MMDB files, city database first, then an ASN database (optional).
+    pub databases: Vec<PathBuf>,
+    /// How often the files are checked for changes (seconds).
+    pub check_seconds: Option<u64>,
+}
+
+impl GeoConfig {
+    /// Opens the configured databases (none: every public address is unknown).
+    pub fn open(&self) -> Result<GeoDb, GeoError> {
+        let mut db = if self.databases.is_empty() { GeoDb::empty() } else { GeoDb::open(&self.databases)? };
+        if let Some(s) = self.check_seconds {
+            db.set_check_interval(std::time::Duration::from_secs(s));
+        }
+        Ok(db)
+    }
+}
+
+/// Geolocation and detection, owned by one thread.
+pub struct Detection {
+    geo: GeoDb,
+    engine: Engine,
+    out: Vec<AlertDraft>,
+}
+
+impl std::fmt::Debug for Detection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detection").field("geo", &self.geo).field("engine", &self.engine).finish()
+    }
+}
+
+/// The address in a Calling-Station-Id, when it holds one (RRAS, Cisco ASA, F5 and
+/// others send the client's public address; 802.1X NAS send a MAC).
+pub fn station_ip(calling_station_id: &str) -> Option<IpAddr> {
+    let s = calling_station_id.trim();
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(|i| i.to_canonical())
+}
+
+/// The detection event of an accounting record (Interim-Updates are none).
+pub fn event_of_record(r: &AccountingRecord) -> Option<Event> {
+    let kind = match r.status_type() {
+        StatusType::Start => EventKind::VpnStart,
+        StatusType::Stop => EventKind::VpnStop,
+        s if s.is_nas_restart() => EventKind::NasReset,
+        _ => return None,
+    };
+    let user = r.user.clone().unwrap_or_default();
+    if user.is_empty() && kind != EventKind::NasReset {
+        return None;
+    }
+    Some(Event {
+        time: r.event_time,
+        kind,
+        user,
+        ip: r.client_ip,
+        device: r.device.clone(),
+        nas: Some(r.nas.clone()),
+        session: r.session_key.clone(),
+        reason: None,
+        location: r.location.clone(),
+    })
+}
+
+/// The detection event of an authentication decision (challenges are none).
+pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
+    let (kind, reason) = match (e.decision.as_str(), e.mfa.as_deref()) {
+        ("accept", _) => (EventKind::AuthSuccess, None),
+        ("reject", Some(m @ ("push_denied" | "push_timeout" | "push_fatigue" | "wrong_code" | "locked_out"))) => {
+            (EventKind::MfaFailure, Some(m.to_owned()))
+        }
+        ("reject", _) => {
+            let reason = match e.reason_code {
+                16 => "bad_password",
+                8 => "unknown_user",
+                34..=36 => "account",
+                _ => "policy",
+            };
+            (EventKind::AuthFailure, Some(reason.to_owned()))
+        }
+        _ => return None,
+    };
+    Some(Event {
+        time: e.time_ms.div_euclid(1000),
+        kind,
+        user: e.user.clone(),
+        ip: e.calling_station_id.as_deref().and_then(station_ip),
+        device: None,
+        nas: Some(e.nas.clone()),
+        session: None,
+        reason,
+        location: e.location.clone(),
+    })
+}
+
+impl Detection {
+    pub fn new(geo: GeoDb, config: portcullis_detect::Config) -> Self {
+        Self { geo, engine: Engine::new(config), out: Vec::new() }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn geo_mut(&mut self) -> &mut GeoDb {
+        &mut self.geo
+    }
+
+    /// Where `ip` is.
+    pub fn locate(&mut self, ip: IpAddr) -> Location {
+        self.geo.lookup(ip)
+    }
+
+    /// Adds the client's location to a record that has none yet.
+    pub fn enrich_record(&mut self, r: &mut AccountingRecord) {
+        if r.location.is_none() {
+            r.location = r.client_ip.map(|ip| self.geo.lookup(ip));
+        }
+    }
+
+    /// Adds the calling station's location to an authentication event.
+    pub fn enrich_auth(&mut self, e: &mut AuthEvent) {
+        if e.location.is_none() {
+            e.location = e.calling_station_id.as_deref().and_then(station_ip).map(|ip| self.geo.lookup(ip));
+        }
+    }
+
+    /// Runs the detectors over events (in the given order); returns their alerts.
+    pub fn observe(&mut self, events: &[Event]) -> Vec<AlertDraft> {
+        self.out.clear();
+        for e in events {
+            let mut event = e.clone();
+            if event.location.is_none() {
+                event.location = event.ip.map(|ip| self.geo.lookup(ip));
+            }
+            self.engine.ingest(&event, &mut self.out);
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Runs the detectors and records their alerts.
+    pub fn observe_and_record<S: Store>(&mut self, store: &mut S, events: &[Event]) -> Result<usize, StorageError> {
+        let drafts = self.observe(events);
+        record(store, &drafts)
+    }
+
+    /// Rebuilds the engine's state from what the store holds (sessions and
+    /// authentication events of the history window), recording any alert the
+    /// history raises that is not stored yet. Returns the number of events.
+    pub fn warm_up<S: Store>(&mut self, store: &mut S, now: i64) -> Result<usize, StorageError> {
+        let days = i64::from(self.engine.config().new_country.history_days.max(self.engine.config().window_days));
+        let since = now - days * 86_400;
+        let events = history(store, since)?;
+        let drafts = self.observe(&events);
+        record(store, &drafts)?;
+        Ok(events.len())
+    }
+}
+
+/// Detection events from stored sessions and authentication events since `since`
+/// (Unix seconds), in event-time order.
+pub fn history<S: Store>(store: &S, since: i64) -> Result<Vec<Event>, StorageError> {
+    let sessions = store.sessions(&SessionQuery { since: Some(since), ..SessionQuery::default() })?;
+    let auth = store.auth_events(&AuthQuery { since_ms: Some(since.saturating_mul(1000)), ..AuthQuery::default() })?;
+    Ok(merge(&sessions, &auth))
+}
+
+/// Detection events of stored sessions and authentication events, in event-time order.
+pub fn merge(sessions: &[Session], auth: &[AuthEvent]) -> Vec<Event> {
+    let mut events = Vec::new();
+    for s in sessions {
+        let Some(user) = s.user.clone() else { continue };
+        let base = Event {
+            time: s.started_at,
+            kind: EventKind::VpnStart,
+            user,
+            ip: s.client_ip.as_deref().and_then(|i| i.parse().ok()),
+            device: s.device.clone(),
+            nas: Some(s.nas.clone()),
+            session: Some(s.session_key.clone()),
+            reason: None,
+            location: s.location.clone(),
+        };
+        if let Some(stop) = s.stopped_at {
+            events.push(Event { time: stop, kind: EventKind::VpnStop, ..base.clone() });
+        }
+        events.push(base);
+    }
+    events.extend(auth.iter().filter_map(event_of_auth));
+    // Stable: a Start and its Stop at the same second keep Start first.
+    events.sort_by_key(|e| (e.time, e.kind != EventKind::VpnStart));
+    events
+}
+
+/// The stored forms of a detection event (replayed JSON lines are stored like live
+/// traffic, so profiles and later restarts see them).
+pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
+    let status = match e.kind {
+        EventKind::VpnStart => 1,
+        EventKind::VpnStop => 2,
+        EventKind::NasReset => 7,
+        EventKind::AuthSuccess | EventKind::AuthFailure | EventKind::MfaFailure => {
+            let accepted = e.kind == EventKind::AuthSuccess;
+            let reason = e.reason.as_deref().unwrap_or("");
+            let reason_code = match (e.kind, reason) {
+                (EventKind::AuthSuccess, _) => 0,
+                (EventKind::AuthFailure, "unknown_user") => 8,
+                (EventKind::AuthFailure, "account") => 34,
+                (EventKind::AuthFailure, "policy") => 65,
+                _ => 16,
+            };
+            return Some(Err(AuthEvent {
+                time_ms: e.time.saturating_mul(1000),
+                user: e.user.clone(),
+                user_raw: e.user.clone(),
+                nas: e.nas.clone().unwrap_or_default(),
+                client: String::new(),
+                calling_station_id: e.ip.map(|i| i.to_string()),
+                method: String::new(),
+                decision: if accepted { "accept" } else { "reject" }.into(),
+                reason_code,
+                event_id: if accepted { 6272 } else { 6273 },
+                policy: None,
+                message: String::new(),
+                connection_request_policy: None,
+                mfa: (e.kind == EventKind::MfaFailure).then(|| reason.to_owned()),
+                location: e.location.clone(),
+            }));
+        }
+    };
+    if e.kind != EventKind::NasReset && e.user.is_empty() {
+        return None;
+    }
+    Some(Ok(AccountingRecord {
+        user_raw: (!e.user.is_empty()).then(|| e.user.clone()),
+        user: (!e.user.is_empty()).then(|| e.user.clone()),
+        session_id: e.session.clone(),
+        session_key: (e.kind != EventKind::NasReset).then(|| e.session.clone().unwrap_or_else(|| e.identity())),
+        client_ip: e.ip,
+        device: e.device.clone(),
+        location: e.location.clone(),
+        ..AccountingRecord::bare(status, e.time, e.nas.as_deref().unwrap_or_default())
+    }))
+}
+
+/// Stores drafts; logs the new ones. Returns how many alerts were created or folded.
+pub fn record<S: Store>(store: &mut S, drafts: &[AlertDraft]) -> Result<usize, StorageError> {
+    if drafts.is_empty() {
+        return Ok(0);
+    }
+    let changes = store.record_alerts(drafts, crate::now_ms())?;
+    let mut n = 0;
+    for (d, c) in drafts.iter().zip(changes) {
+        match c {
+            AlertChange::Created(id) => {
+                n += 1;
+                tracing::warn!(alert = id, kind = d.kind.name(), severity = d.severity.name(), user = %d.user, "{}", d.message);
+            }
+            AlertChange::Folded(id) => {
+                n += 1;
+                tracing::info!(alert = id, kind = d.kind.name(), user = %d.user, "alert repeated");
+            }
+            AlertChange::Known => {}
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calling_station_addresses() {
+        assert_eq!(station_ip("203.0.113.7"), Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(station_ip(" 2001:db8::1 "), Some("2001:db8::1".parse().unwrap()));
+        assert_eq!(station_ip("198.51.100.1:4500"), Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(station_ip("::ffff:192.0.2.1"), Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(station_ip("00-11-22-33-44-55"), None);
+        assert_eq!(station_ip(""), None);
+    }
+}
