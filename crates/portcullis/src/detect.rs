@@ -13,7 +13,7 @@ use portcullis_server::replay::{Format as FileFormat, Item, Reader};
 use portcullis_storage::{AlertQuery, AlertUpdate, AuthQuery, SessionQuery, SqliteStore, Store};
 use serde_json::json;
 
-use crate::cli::{AlertsCommand, Format, ReplayFormat, UsersCommand};
+use crate::cli::{AlertsCommand, Format, GeoCommand, ReplayFormat, UsersCommand};
 use crate::now_unix;
 
 /// Geolocation and detection as the configuration sets them up.
@@ -109,6 +109,44 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             }
             if !config.geo.databases.is_empty() {
                 println!("\nIP Geolocation by DB-IP (https://db-ip.com) where a DB-IP database is configured.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn geo(command: GeoCommand, load: fn(Option<&PathBuf>) -> Result<Config>) -> Result<()> {
+    let (config, database) = match &command {
+        GeoCommand::Lookup { config, database, .. } => (config, database.clone()),
+        GeoCommand::Info { config } => (config, Vec::new()),
+    };
+    let config = load(config.as_ref())?;
+    let db = if database.is_empty() {
+        config.geo.open().context("opening the geolocation databases")?
+    } else {
+        portcullis_geo::GeoDb::open(&database)?
+    };
+    match command {
+        GeoCommand::Lookup { ips, .. } => {
+            for ip in ips {
+                let mut v = serde_json::to_value(db.lookup_now(ip))?;
+                v["ip"] = json!(ip);
+                println!("{}", serde_json::to_string(&v)?);
+            }
+        }
+        GeoCommand::Info { .. } => {
+            let info = db.info();
+            if info.is_empty() {
+                println!("no geolocation database configured ([geo] databases)");
+            }
+            for d in info {
+                println!(
+                    "{}: {} built {} ({} nodes)",
+                    d.path,
+                    d.database_type,
+                    portcullis_detect::rfc3339(d.build_epoch as i64),
+                    d.node_count
+                );
             }
         }
     }
@@ -242,6 +280,14 @@ pub(crate) fn replay(
                 detection.enrich_record(r);
             }
             if let Some(s) = store.as_mut() {
+                // What the store holds already was seen by the detectors (history).
+                let mut fresh = Vec::with_capacity(batch.len());
+                for r in batch {
+                    if !already_stored(s, &r)? {
+                        fresh.push(r);
+                    }
+                }
+                batch = fresh;
                 let at = s.applied_position()?;
                 s.apply(&batch, at)?;
             }
@@ -253,6 +299,13 @@ pub(crate) fn replay(
                 detection.enrich_auth(a);
             }
             if let Some(s) = store.as_mut() {
+                let mut fresh = Vec::with_capacity(batch.len());
+                for a in batch {
+                    if !s.has_auth_event(&a)? {
+                        fresh.push(a);
+                    }
+                }
+                batch = fresh;
                 s.record_auth_events(&batch)?;
             }
             auths += batch.len();
@@ -277,10 +330,21 @@ pub(crate) fn replay(
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "replay: {total} records ({records} accounting, {auths} authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
+        "replay: {total} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
         total as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// A Start or Stop the store has applied already.
+fn already_stored(store: &SqliteStore, r: &portcullis_accounting::AccountingRecord) -> Result<bool> {
+    let Some(key) = r.session_key.as_deref() else { return Ok(false) };
+    let Some(s) = store.session(key)? else { return Ok(false) };
+    Ok(match r.status_type() {
+        portcullis_accounting::StatusType::Start => s.started_at <= r.event_time,
+        portcullis_accounting::StatusType::Stop => s.stopped_at == Some(r.event_time),
+        _ => s.updated_at >= r.event_time,
+    })
 }
 
 fn rss_bytes() -> u64 {

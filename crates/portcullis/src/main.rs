@@ -55,6 +55,13 @@ fn run(cli: Cli) -> Result<()> {
             init_logging(&config);
             if demo {
                 demo_certificate(&mut config)?;
+                if config.geo.databases.is_empty() {
+                    tracing::warn!(
+                        "no geolocation database: profiles and alerts will have no locations (scripts/fetch-geoip.sh \
+                         puts DB-IP City Lite at {})",
+                        portcullis_server::config::DEMO_GEOIP
+                    );
+                }
                 tracing::warn!(
                     "no --config given: running the demo configuration (data in ./portcullis-data, accounting on \
                      127.0.0.1:1813, authentication on 127.0.0.1:1812, one client 127.0.0.1 with secret \
@@ -136,6 +143,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench::run(&args),
         Command::Users { command } => detect::users(command, load),
+        Command::Geo { command } => detect::geo(command, load),
         Command::Alerts { command } => detect::alerts(command, load),
         Command::Replay { files, config, input, vendor, dry_run } => {
             let config = load(config.as_ref())?;

@@ -71,6 +71,7 @@ fn session_json(s: &Session) -> Value {
         "output_packets": s.output_packets,
         "terminate_cause": s.terminate_cause,
         "details": s.details,
+        "location": s.location,
     })
 }
 
@@ -89,6 +90,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                         s.nas.clone(),
                         s.session_id.clone().unwrap_or_default(),
                         s.client_ip.clone().unwrap_or_default(),
+                        s.location.as_ref().map(|l| l.label()).unwrap_or_default(),
                         s.framed_ip.clone().or_else(|| s.framed_ipv6.clone()).unwrap_or_default(),
                         rfc3339(s.started_at),
                         s.stopped_at.map(rfc3339).unwrap_or_default(),
@@ -105,6 +107,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                     "NAS",
                     "SESSION",
                     "CLIENT IP",
+                    "LOCATION",
                     "FRAMED IP",
                     "STARTED",
                     "STOPPED",

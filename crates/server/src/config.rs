@@ -514,6 +514,9 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Where the demo configuration looks for a city database.
+pub const DEMO_GEOIP: &str = "portcullis-data/geoip/dbip-city-lite.mmdb";
+
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -539,7 +542,13 @@ impl Config {
     /// The demo configuration used when `serve` runs without a file.
     pub fn demo() -> Self {
         let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n";
-        Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid")
+        let mut config = Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid");
+        // Where scripts/fetch-geoip.sh puts DB-IP City Lite.
+        let geo = Path::new(DEMO_GEOIP);
+        if geo.is_file() {
+            config.geo.databases.push(geo.to_owned());
+        }
+        config
     }
 
     fn validate(&mut self, file: &str, text: &str, base: &Path) -> Result<(), ConfigError> {

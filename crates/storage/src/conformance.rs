@@ -237,6 +237,8 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
     assert_eq!(bob.len(), 2);
     let rejects = s.auth_events(&AuthQuery { decision: Some("reject".into()), ..AuthQuery::default() }).unwrap();
     assert_eq!(rejects, vec![e(1, "bob", "reject")]);
+    assert!(s.has_auth_event(&e(2, "bob", "accept")).unwrap());
+    assert!(!s.has_auth_event(&e(2, "bob", "reject")).unwrap());
     let recent = s.auth_events(&AuthQuery { since_ms: Some(2), limit: Some(1), ..AuthQuery::default() }).unwrap();
     assert_eq!(recent.len(), 1);
 }
@@ -258,6 +260,9 @@ fn session_location_round_trip<S: Store>(s: &mut S) {
     stop.location = Some(portcullis_geo::Location::internal());
     commit(s, vec![start, stop]);
     assert_eq!(all(s)[0].location, Some(berlin));
+    let key = all(s)[0].session_key.clone();
+    assert_eq!(s.session(&key).unwrap().map(|x| x.stopped_at), Some(Some(200)));
+    assert_eq!(s.session("no such key").unwrap(), None);
 }
 
 pub fn draft(kind: AlertKind, user: &str, time: i64, cause: &str, fold_key: &str) -> AlertDraft {

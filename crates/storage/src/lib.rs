@@ -229,6 +229,10 @@ pub trait Store: Send {
     fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError>;
     /// Lists authentication events, newest first.
     fn auth_events(&self, query: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError>;
+    /// The session with this key.
+    fn session(&self, key: &str) -> Result<Option<Session>, StorageError>;
+    /// Whether this exact authentication event is stored already (a replayed file).
+    fn has_auth_event(&self, event: &AuthEvent) -> Result<bool, StorageError>;
     /// Records alert drafts at `now_ms`: each causing event counts once per kind
     /// (recording the same draft again changes nothing), and a draft whose fold key
     /// matches an open alert raises that alert's count instead of opening another.

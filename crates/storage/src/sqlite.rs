@@ -442,6 +442,22 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
+        let sql =
+            "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
+             started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
+             output_packets, terminate_cause, details, location FROM sessions WHERE session_key = ?1";
+        Ok(self.conn.query_row(sql, [key], row_to_session).optional()?)
+    }
+
+    fn has_auth_event(&self, e: &AuthEvent) -> Result<bool, StorageError> {
+        let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM auth_events WHERE user = ?1 AND time_ms = ?2 AND event = ?3 LIMIT 1")?;
+        Ok(stmt.exists(params![e.user, e.time_ms, json])?)
+    }
+
     fn record_alerts(
         &mut self,
         drafts: &[portcullis_detect::AlertDraft],
