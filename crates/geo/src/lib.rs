@@ -206,7 +206,7 @@ struct Record<'a> {
     location: Option<LocationField>,
     // GeoLite2-ASN / DB-IP ASN.
     #[serde(default)]
-    autonomous_system_number: Option<u32>,
+    autonomous_system_number: Option<Number>,
     #[serde(borrow, default)]
     autonomous_system_organization: Option<&'a str>,
     // IPinfo Lite.
@@ -257,7 +257,24 @@ struct LocationField {
     #[serde(default)]
     longitude: Option<f64>,
     #[serde(default)]
-    accuracy_radius: Option<u32>,
+    accuracy_radius: Option<Number>,
+}
+
+/// Any integer width (files differ: uint16, uint32), read leniently.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl Number {
+    fn as_u32(&self) -> Option<u32> {
+        match self {
+            Self::Unsigned(n) => u32::try_from(*n).ok(),
+            Self::Signed(n) => u32::try_from(*n).ok(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -306,7 +323,7 @@ impl Record<'_> {
                 if out.latitude.is_none() && valid_coordinates(lat, lon) {
                     out.latitude = Some(lat);
                     out.longitude = Some(lon);
-                    out.accuracy_km = loc.accuracy_radius;
+                    out.accuracy_km = loc.accuracy_radius.and_then(|n| n.as_u32());
                 }
             }
         }
@@ -316,7 +333,7 @@ impl Record<'_> {
                 out.longitude = Some(lon);
             }
         }
-        let asn = self.autonomous_system_number.or_else(|| {
+        let asn = self.autonomous_system_number.and_then(|n| n.as_u32()).or_else(|| {
             let text = self.asn?;
             text.strip_prefix("AS").unwrap_or(text).parse().ok()
         });
@@ -340,6 +357,12 @@ struct Source {
     stamp: Option<(SystemTime, u64)>,
 }
 
+/// Runs a call into the MMDB reader so that a malformed file can never take the
+/// calling thread down with it.
+fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok()
+}
+
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
@@ -349,6 +372,36 @@ fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
 const MAX_DATABASE_BYTES: u64 = 2 << 30;
 
 impl Source {
+    fn from_bytes(path: &Path, bytes: Vec<u8>, stamp: Option<(SystemTime, u64)>) -> Result<Self, GeoError> {
+        let err = |message: String| GeoError { path: path.display().to_string(), message };
+        // The reader slices the file by the metadata's node count and record size without
+        // checking them; a file whose search tree would not fit is refused here.
+        const MARKER: &[u8] = b"\xab\xcd\xefMaxMind.com";
+        let metadata_start = bytes
+            .windows(MARKER.len())
+            .rposition(|w| w == MARKER)
+            .ok_or_else(|| err("no MaxMind DB metadata marker".into()))?;
+        let reader = guard(|| maxminddb::Reader::from_source(bytes))
+            .ok_or_else(|| err("malformed database".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        let m = reader.metadata();
+        let tree = u64::from(m.node_count) * u64::from(m.record_size) / 4;
+        if !matches!(m.record_size, 24 | 28 | 32) || !matches!(m.ip_version, 4 | 6) || tree + 16 > metadata_start as u64
+        {
+            return Err(err(format!(
+                "inconsistent metadata (record size {}, IP version {}, {} nodes)",
+                m.record_size, m.ip_version, m.node_count
+            )));
+        }
+        // A probe lookup, so a structurally broken file fails here and not per packet.
+        guard(|| {
+            reader.lookup(IpAddr::from([1, 1, 1, 1])).and_then(|r| r.decode::<maxminddb::geoip2::Asn>()).map(|_| ())
+        })
+        .ok_or_else(|| err("malformed database".into()))?
+        .map_err(|e| err(e.to_string()))?;
+        Ok(Self { path: path.to_owned(), reader, stamp })
+    }
+
     fn open(path: &Path) -> Result<Self, GeoError> {
         let err = |message: String| GeoError { path: path.display().to_string(), message };
         let before = stamp(path);
@@ -357,14 +410,11 @@ impl Source {
             return Err(err(format!("file is larger than {MAX_DATABASE_BYTES} bytes")));
         }
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let reader = maxminddb::Reader::from_source(bytes).map_err(|e| err(e.to_string()))?;
-        // A probe lookup, so a structurally broken file fails here and not per packet.
-        reader.lookup::<maxminddb::geoip2::Asn>(IpAddr::from([1, 1, 1, 1])).map_err(|e| err(e.to_string()))?;
-        Ok(Self { path: path.to_owned(), reader, stamp: before })
+        Self::from_bytes(path, bytes, before)
     }
 
     fn info(&self) -> DatabaseInfo {
-        let m = &self.reader.metadata;
+        let m = self.reader.metadata();
         DatabaseInfo {
             path: self.path.display().to_string(),
             database_type: m.database_type.clone(),
@@ -374,10 +424,11 @@ impl Source {
     }
 
     fn lookup_into(&self, ip: IpAddr, out: &mut Location) {
-        match self.reader.lookup::<Record<'_>>(ip) {
-            Ok(Some(record)) => record.merge_into(out),
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "geolocation record unreadable"),
+        match guard(|| self.reader.lookup(ip).and_then(|r| r.decode::<Record<'_>>())) {
+            Some(Ok(Some(record))) => record.merge_into(out),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => tracing::debug!(error = %e, "geolocation record unreadable"),
+            None => tracing::warn!(path = %self.path.display(), "geolocation database is malformed at this address"),
         }
     }
 }
@@ -414,6 +465,13 @@ impl GeoDb {
             reloads: 0,
             cache: std::collections::HashMap::new(),
         })
+    }
+
+    /// One database from memory (tests, fuzzing); never reloaded.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, GeoError> {
+        let mut db = Self::empty();
+        db.sources.push(Source::from_bytes(Path::new("<memory>"), bytes, None)?);
+        Ok(db)
     }
 
     /// A database set that knows nothing (every public address is unknown).
