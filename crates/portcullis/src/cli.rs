@@ -220,6 +220,10 @@ pub(crate) enum Command {
         /// Write the events (JSON lines, for `portcullis replay`) and the ground truth here.
         #[arg(long)]
         write: Option<PathBuf>,
+        /// Run with the default detection settings instead of the organisation's (its
+        /// VDI egress ASN and managed computer names unknown to the detectors).
+        #[arg(long)]
+        defaults: bool,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -355,15 +355,23 @@ fn rss_bytes() -> u64 {
 }
 
 /// The organisation's settings of the synthetic workforce: its cloud VDI is egress,
-/// its computers are named LT-* and TAB-*.
-fn eval_config() -> portcullis_detect::Config {
+/// its computers are named LT-* and TAB-*. `defaults`: none of that is configured.
+fn eval_config(defaults: bool) -> portcullis_detect::Config {
     let mut c = portcullis_detect::Config::default();
-    c.egress_asns.push(scenario::VDI_ASN);
-    c.suspicious_vpn.managed_devices = vec!["LT-*".into(), "TAB-*".into()];
+    if !defaults {
+        c.egress_asns.push(scenario::VDI_ASN);
+        c.suspicious_vpn.managed_devices = vec!["LT-*".into(), "TAB-*".into()];
+    }
     c
 }
 
-pub(crate) fn eval(params: Params, geoip: Option<&Path>, write: Option<&Path>, format: Format) -> Result<()> {
+pub(crate) fn eval(
+    params: Params,
+    geoip: Option<&Path>,
+    write: Option<&Path>,
+    defaults: bool,
+    format: Format,
+) -> Result<()> {
     let t = Instant::now();
     let s = scenario::generate(params);
     let generated = t.elapsed().as_secs_f64();
@@ -378,7 +386,7 @@ pub(crate) fn eval(params: Params, geoip: Option<&Path>, write: Option<&Path>, f
         std::fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&s.attacks)?)?;
     }
     let rss_before = rss_bytes();
-    let mut engine = Engine::new(eval_config());
+    let mut engine = Engine::new(eval_config(defaults));
     let t = Instant::now();
     let alerts = engine.ingest_all(&s.events);
     let detect_secs = t.elapsed().as_secs_f64();
@@ -392,7 +400,7 @@ pub(crate) fn eval(params: Params, geoip: Option<&Path>, write: Option<&Path>, f
         Some(path) => {
             let mut geo = portcullis_geo::GeoDb::open(&[path])?;
             let stripped: Vec<Event> = s.events.iter().map(|e| Event { location: None, ..e.clone() }).collect();
-            let mut engine = Engine::new(eval_config());
+            let mut engine = Engine::new(eval_config(defaults));
             let t = Instant::now();
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
@@ -422,6 +430,7 @@ pub(crate) fn eval(params: Params, geoip: Option<&Path>, write: Option<&Path>, f
         "users": s.users,
         "days": s.days,
         "seed": params.seed,
+        "default_settings": defaults,
         "events": s.events.len(),
         "attacks": s.attacks.len(),
         "generate_seconds": generated,

@@ -149,9 +149,9 @@ fn run(cli: Cli) -> Result<()> {
             let config = load(config.as_ref())?;
             detect::replay(&config, &files, input, &vendor, dry_run)
         }
-        Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, format } => {
+        Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, defaults, format } => {
             let params = portcullis_detect::scenario::Params { users, days, seed, attacks_per_thousand };
-            detect::eval(params, geoip.as_deref(), write.as_deref(), format)
+            detect::eval(params, geoip.as_deref(), write.as_deref(), defaults, format)
         }
         Command::Mfa { command } => mfa::run(command, load),
         Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {
