@@ -83,7 +83,8 @@ pub fn event_of_record(r: &AccountingRecord) -> Option<Event> {
 /// The detection event of an authentication decision (challenges are none).
 pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
     let (kind, reason) = match (e.decision.as_str(), e.mfa.as_deref()) {
-        ("accept", _) => (EventKind::AuthSuccess, None),
+        // The second factor that admitted the login, for the timeline.
+        ("accept", mfa) => (EventKind::AuthSuccess, mfa.map(str::to_owned)),
         ("reject", Some(m @ ("push_denied" | "push_timeout" | "push_fatigue" | "wrong_code" | "locked_out"))) => {
             (EventKind::MfaFailure, Some(m.to_owned()))
         }
@@ -227,6 +228,11 @@ pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 (EventKind::AuthFailure, "policy") => 65,
                 _ => 16,
             };
+            let mfa = match e.kind {
+                EventKind::MfaFailure => Some(reason.to_owned()),
+                EventKind::AuthSuccess => e.reason.clone(),
+                _ => None,
+            };
             return Some(Err(AuthEvent {
                 time_ms: e.time.saturating_mul(1000),
                 user: e.user.clone(),
@@ -241,7 +247,7 @@ pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 policy: None,
                 message: String::new(),
                 connection_request_policy: None,
-                mfa: (e.kind == EventKind::MfaFailure).then(|| reason.to_owned()),
+                mfa,
                 location: e.location.clone(),
             }));
         }
