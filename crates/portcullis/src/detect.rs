@@ -201,42 +201,42 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
     }
 }
 
-/// Reads every file; bad records are reported (the first few in full) and skipped.
-fn read_files(
-    files: &[PathBuf],
-    input: ReplayFormat,
-    dict: &portcullis_radius::Dictionary,
-    vendor: portcullis_accounting::Vendor,
-) -> Result<(Vec<Item>, usize)> {
-    let format = match input {
-        ReplayFormat::Auto => None,
-        ReplayFormat::Json => Some(FileFormat::JsonLines),
-        ReplayFormat::Detail => Some(FileFormat::Detail),
-        ReplayFormat::Ias => Some(FileFormat::Ias),
-        ReplayFormat::Dts => Some(FileFormat::Dts),
-    };
-    let mut items = Vec::new();
-    let mut errors = 0;
-    for path in files {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, file), format, dict, vendor);
-        for item in reader.by_ref() {
-            match item {
-                Ok(i) => items.push(i),
-                Err(e) => {
-                    errors += 1;
-                    if errors <= 10 {
-                        eprintln!("replay: {}: {e}", path.display());
+type Stored = Result<portcullis_accounting::AccountingRecord, portcullis_storage::AuthEvent>;
+
+/// The files being replayed, merged by event time: each file is read in its own order
+/// (as a NAS sent it), and the next record is always the earliest head of all files.
+/// Memory stays bounded whatever the size of the files.
+struct Merge<'a> {
+    files: Vec<(PathBuf, std::iter::Peekable<Reader<'a, std::io::BufReader<std::fs::File>>>)>,
+    errors: usize,
+}
+
+impl Merge<'_> {
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            let mut best: Option<(usize, i64)> = None;
+            for (i, (path, reader)) in self.files.iter_mut().enumerate() {
+                // Report and drop unreadable records at the head.
+                while let Some(Err(_)) = reader.peek() {
+                    if let Some(Err(e)) = reader.next() {
+                        self.errors += 1;
+                        if self.errors <= 10 {
+                            eprintln!("replay: {}: {e}", path.display());
+                        }
+                    }
+                }
+                if let Some(Ok(item)) = reader.peek() {
+                    if best.is_none_or(|(_, t)| item.time() < t) {
+                        best = Some((i, item.time()));
                     }
                 }
             }
+            let (i, _) = best?;
+            if let Some(Ok(item)) = self.files[i].1.next() {
+                return Some(item);
+            }
         }
-        eprintln!("replay: read {} ({:?}), {} records so far", path.display(), reader.format(), items.len());
     }
-    if errors > 10 {
-        eprintln!("replay: {errors} unreadable records in all (first 10 shown)");
-    }
-    Ok((items, errors))
 }
 
 pub(crate) fn replay(
@@ -249,69 +249,87 @@ pub(crate) fn replay(
     let vendor =
         portcullis_accounting::Vendor::from_name(vendor).with_context(|| format!("unknown vendor {vendor:?}"))?;
     let dict = crate::load_dictionary(config)?;
+    let format = match input {
+        ReplayFormat::Auto => None,
+        ReplayFormat::Json => Some(FileFormat::JsonLines),
+        ReplayFormat::Detail => Some(FileFormat::Detail),
+        ReplayFormat::Ias => Some(FileFormat::Ias),
+        ReplayFormat::Dts => Some(FileFormat::Dts),
+    };
+    let mut merge = Merge { files: Vec::new(), errors: 0 };
+    for path in files {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, file), format, &dict, vendor);
+        merge.files.push((path.clone(), reader.peekable()));
+    }
     let started = Instant::now();
-    let (mut items, errors) = read_files(files, input, &dict, vendor)?;
-    // Merge by event time; stable, so records of one second keep their file order.
-    items.sort_by_key(Item::time);
     let mut detection = detection(config)?;
     let mut store = if dry_run { None } else { Some(portcullis_server::open_store(config)?) };
     if let Some(s) = store.as_mut() {
         detection.warm_up(s, now_unix()).context("reading stored history")?;
     }
-    // Everything in its stored form: records and authentication events.
-    let stored: Vec<Result<portcullis_accounting::AccountingRecord, portcullis_storage::AuthEvent>> = items
-        .into_iter()
-        .filter_map(|i| match i {
-            Item::Record(r) => Some(Ok(*r)),
-            Item::Auth(a) => Some(Err(*a)),
-            Item::Event(e) => detection::stored_forms(&e),
-        })
-        .collect();
-    let total = stored.len();
     let (mut done, mut alerts, mut records, mut auths) = (0usize, 0usize, 0usize, 0usize);
     let mut last_report = Instant::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    // Runs of one kind, at most 4,096 long, in time order.
-    for run in stored.chunk_by(|a, b| a.is_ok() == b.is_ok()).flat_map(|r| r.chunks(4096)) {
-        let events: Vec<Event> = if run[0].is_ok() {
-            let mut batch: Vec<_> = run.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
-            for r in &mut batch {
-                detection.enrich_record(r);
+    loop {
+        // A chunk in merged order; storage takes its records and its authentication
+        // events in one transaction each, detection sees them in order.
+        let mut chunk: Vec<Stored> = Vec::with_capacity(8192);
+        while chunk.len() < 8192 {
+            let Some(item) = merge.next() else { break };
+            let stored = match item {
+                Item::Record(r) => Ok(*r),
+                Item::Auth(a) => Err(*a),
+                Item::Event(e) => match detection::stored_forms(&e) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            chunk.push(stored);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        done += chunk.len();
+        for item in &mut chunk {
+            match item {
+                Ok(r) => detection.enrich_record(r),
+                Err(a) => detection.enrich_auth(a),
             }
-            if let Some(s) = store.as_mut() {
-                // What the store holds already was seen by the detectors (history).
-                let mut fresh = Vec::with_capacity(batch.len());
-                for r in batch {
-                    if !already_stored(s, &r)? {
-                        fresh.push(r);
-                    }
+        }
+        if let Some(s) = store.as_mut() {
+            // What the store holds already was seen by the detectors (history).
+            let mut fresh = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let known = match &item {
+                    Ok(r) => already_stored(s, r)?,
+                    Err(a) => s.has_auth_event(a)?,
+                };
+                if !known {
+                    fresh.push(item);
                 }
-                batch = fresh;
-                let at = s.applied_position()?;
-                s.apply(&batch, at)?;
             }
-            records += batch.len();
-            batch.iter().filter_map(detection::event_of_record).collect()
-        } else {
-            let mut batch: Vec<_> = run.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
-            for a in &mut batch {
-                detection.enrich_auth(a);
-            }
-            if let Some(s) = store.as_mut() {
-                let mut fresh = Vec::with_capacity(batch.len());
-                for a in batch {
-                    if !s.has_auth_event(&a)? {
-                        fresh.push(a);
-                    }
+            chunk = fresh;
+            let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+            let at = s.applied_position()?;
+            s.apply(&batch, at)?;
+            let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().err().cloned()).collect();
+            s.record_auth_events(&batch)?;
+        }
+        let events: Vec<Event> = chunk
+            .iter()
+            .filter_map(|i| match i {
+                Ok(r) => {
+                    records += 1;
+                    detection::event_of_record(r)
                 }
-                batch = fresh;
-                s.record_auth_events(&batch)?;
-            }
-            auths += batch.len();
-            batch.iter().filter_map(detection::event_of_auth).collect()
-        };
-        done += run.len();
+                Err(a) => {
+                    auths += 1;
+                    detection::event_of_auth(a)
+                }
+            })
+            .collect();
         let drafts = detection.observe(&events);
         match store.as_mut() {
             Some(s) => alerts += detection::record(s, &drafts)?,
@@ -325,13 +343,17 @@ pub(crate) fn replay(
         if last_report.elapsed().as_secs() >= 1 {
             last_report = Instant::now();
             let rate = done as f64 / started.elapsed().as_secs_f64();
-            eprintln!("replay: {done} of {total} records ({rate:.0}/s), {alerts} alerts");
+            eprintln!("replay: {done} records ({rate:.0}/s), {alerts} alerts");
         }
+    }
+    if merge.errors > 10 {
+        eprintln!("replay: {} unreadable records in all (first 10 shown)", merge.errors);
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "replay: {total} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
-        total as f64 / secs.max(1e-9)
+        "replay: {done} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {} unreadable",
+        done as f64 / secs.max(1e-9),
+        merge.errors
     );
     Ok(())
 }
