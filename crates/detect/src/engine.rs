@@ -42,21 +42,27 @@ fn st(t: i64) -> u32 {
 }
 
 fn touch<T: PartialEq>(list: &mut Vec<Seen<T>>, key: T, time: i64, max: usize) -> bool {
+    touch_evicting(list, key, time, max).0
+}
+
+/// As [`touch`], also returning the entry forgotten to make room.
+fn touch_evicting<T: PartialEq>(list: &mut Vec<Seen<T>>, key: T, time: i64, max: usize) -> (bool, Option<T>) {
     let time = st(time);
     if let Some(s) = list.iter_mut().find(|s| s.key == key) {
         s.first = s.first.min(time);
         s.last = s.last.max(time);
         s.count = s.count.saturating_add(1);
-        return false;
+        return (false, None);
     }
+    let mut evicted = None;
     if list.len() >= max {
         // Forget the least recently seen.
         if let Some(i) = list.iter().enumerate().min_by_key(|(_, s)| s.last).map(|(i, _)| i) {
-            list.swap_remove(i);
+            evicted = Some(list.swap_remove(i).key);
         }
     }
     list.push(Seen { key, first: time, last: time, count: 1 });
-    true
+    (true, evicted)
 }
 
 fn known<T: PartialEq>(list: &[Seen<T>], key: &T, since: i64) -> bool {
@@ -177,7 +183,7 @@ pub struct EngineStats {
 
 /// The detection engine. See the crate documentation.
 pub struct Engine {
-    config: Config,
+    config: std::sync::Arc<Config>,
     users: HashMap<Box<str>, UserState>,
     places: Vec<Place>,
     place_index: HashMap<u64, u32>,
@@ -222,7 +228,7 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 impl Engine {
     pub fn new(config: Config) -> Self {
         Self {
-            config,
+            config: std::sync::Arc::new(config),
             users: HashMap::new(),
             places: Vec::new(),
             place_index: HashMap::new(),
@@ -407,7 +413,7 @@ impl Engine {
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
         let device = event.device.as_deref().map(clip).filter(|d| !d.is_empty());
         let device_hash = device.map(|d| self.hash(d));
-        let config = self.config.clone();
+        let config = std::sync::Arc::clone(&self.config);
         let window_since = event.time - i64::from(config.window_days) * DAY;
         let history_since = event.time - i64::from(config.new_country.history_days) * DAY;
         let common = cc.map(|c| self.org_common(c)).unwrap_or(true);
@@ -545,11 +551,11 @@ impl Engine {
         if let Some(p) = place.filter(|_| !egress) {
             touch(&mut state.places, p, event.time, MAX_PLACES);
         }
-        let mut new_cc = None;
+        let (mut new_cc, mut dropped_cc) = (None, None);
         if let Some(c) = cc.filter(|_| !egress) {
-            if touch(&mut state.countries, c, event.time, MAX_COUNTRIES) {
-                new_cc = Some(c);
-            }
+            let (new, evicted) = touch_evicting(&mut state.countries, c, event.time, MAX_COUNTRIES);
+            new_cc = new.then_some(c);
+            dropped_cc = evicted;
         }
         if let Some(ip) = event.ip {
             touch(&mut state.ips, ip.to_canonical(), event.time, MAX_IPS);
@@ -586,6 +592,9 @@ impl Engine {
         state.open.push(Open { session, nas, device: device_hash, start: event.time, fix });
         if let Some(c) = new_cc {
             *self.org_countries.entry(c).or_insert(0) += 1;
+        }
+        if let Some(n) = dropped_cc.and_then(|c| self.org_countries.get_mut(&c)) {
+            *n = n.saturating_sub(1);
         }
 
         let labels: Vec<(u32, String)> =

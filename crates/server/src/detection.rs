@@ -294,6 +294,66 @@ pub fn record<S: Store>(store: &mut S, drafts: &[AlertDraft]) -> Result<usize, S
 mod tests {
     use super::*;
 
+    fn auth(decision: &str, reason_code: u32, mfa: Option<&str>) -> AuthEvent {
+        AuthEvent {
+            time_ms: 1_767_600_000_500,
+            user: "alice".into(),
+            user_raw: "EXAMPLE\\alice".into(),
+            nas: "vpn".into(),
+            client: "c".into(),
+            calling_station_id: Some("198.51.100.7".into()),
+            method: "pap".into(),
+            decision: decision.into(),
+            reason_code,
+            event_id: 6273,
+            policy: None,
+            message: String::new(),
+            connection_request_policy: None,
+            mfa: mfa.map(Into::into),
+            location: None,
+        }
+    }
+
+    #[test]
+    fn audit_events_become_detection_events_and_back() {
+        let cases = [
+            (auth("accept", 0, Some("totp")), EventKind::AuthSuccess, Some("totp")),
+            (auth("reject", 16, None), EventKind::AuthFailure, Some("bad_password")),
+            (auth("reject", 8, None), EventKind::AuthFailure, Some("unknown_user")),
+            (auth("reject", 65, None), EventKind::AuthFailure, Some("policy")),
+            (auth("reject", 34, None), EventKind::AuthFailure, Some("account")),
+            (auth("reject", 16, Some("push_denied")), EventKind::MfaFailure, Some("push_denied")),
+            (auth("reject", 16, Some("wrong_code")), EventKind::MfaFailure, Some("wrong_code")),
+        ];
+        for (a, kind, reason) in cases {
+            let e = event_of_auth(&a).unwrap();
+            assert_eq!((e.kind, e.reason.as_deref()), (kind, reason), "{a:?}");
+            assert_eq!(e.time, 1_767_600_000);
+            assert_eq!(e.ip, Some("198.51.100.7".parse().unwrap()));
+            // Stored again (replayed JSON lines) it means the same.
+            let Some(Err(back)) = stored_forms(&e) else { panic!() };
+            let again = event_of_auth(&back).unwrap();
+            assert_eq!((again.kind, again.reason.as_deref(), again.time), (kind, reason, e.time));
+        }
+        assert!(event_of_auth(&auth("challenge", 0, Some("challenge"))).is_none());
+    }
+
+    #[test]
+    fn records_become_detection_events() {
+        let mut r = AccountingRecord::bare(1, 100, "vpn");
+        assert!(event_of_record(&r).is_none(), "no user, no event");
+        r.user = Some("bob".into());
+        r.session_key = Some("k".into());
+        let e = event_of_record(&r).unwrap();
+        assert_eq!((e.kind, e.session.as_deref()), (EventKind::VpnStart, Some("k")));
+        r.status = 3;
+        assert!(event_of_record(&r).is_none(), "interim updates are not connections");
+        let reset = AccountingRecord::bare(7, 100, "vpn");
+        assert_eq!(event_of_record(&reset).unwrap().kind, EventKind::NasReset);
+        let Some(Ok(stored)) = stored_forms(&e) else { panic!() };
+        assert_eq!(event_of_record(&stored).unwrap(), e);
+    }
+
     #[test]
     fn calling_station_addresses() {
         assert_eq!(station_ip("203.0.113.7"), Some("203.0.113.7".parse().unwrap()));

@@ -112,3 +112,36 @@ fn full_queue_refuses_instead_of_blocking() {
     drop(submit);
     writer.join();
 }
+
+#[test]
+fn a_version_1_database_is_upgraded_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
+        s.apply(&[record(1, "alice", "nas", "1", 5)], Position { segment: 1, offset: 9 }).unwrap();
+    }
+    // Make it what the previous release wrote: no session location, no alert tables.
+    {
+        let c = rusqlite::Connection::open(d.path().join("portcullis.db")).unwrap();
+        c.execute_batch(
+            "ALTER TABLE sessions DROP COLUMN location; DROP TABLE alerts; DROP TABLE alert_causes;
+             DROP TABLE alert_comments; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
+    let sessions = s.sessions(&SessionQuery::default()).unwrap();
+    assert_eq!((sessions.len(), sessions[0].location.clone()), (1, None));
+    let mut again = record(2, "alice", "nas", "1", 9);
+    again.location = Some(portcullis_geo::Location::internal());
+    s.apply(&[again], Position { segment: 1, offset: 20 }).unwrap();
+    assert_eq!(s.sessions(&SessionQuery::default()).unwrap()[0].location, Some(portcullis_geo::Location::internal()));
+    let draft = portcullis_storage::conformance::draft(
+        portcullis_detect::AlertKind::BruteForce,
+        "alice",
+        9,
+        "c",
+        "brute_force:alice",
+    );
+    assert_eq!(s.record_alerts(&[draft], 1).unwrap().len(), 1);
+}
