@@ -263,7 +263,9 @@ pub(crate) fn replay(
         merge.files.push((path.clone(), reader.peekable()));
     }
     let started = Instant::now();
-    let mut detection = detection(config)?;
+    // Lookups happen on the reading thread, detection on this one.
+    let mut geo = config.geo.open().context("opening the geolocation databases")?;
+    let mut detection = Detection::new(portcullis_geo::GeoDb::empty(), config.detect.clone());
     let mut store = if dry_run { None } else { Some(portcullis_server::open_store(config)?) };
     if let Some(s) = store.as_mut() {
         detection.warm_up(s, now_unix()).context("reading stored history")?;
@@ -272,88 +274,92 @@ pub(crate) fn replay(
     let mut last_report = Instant::now();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    loop {
+    // One thread reads, parses and merges the files; this one stores and detects.
+    let errors = std::thread::scope(|scope| -> Result<usize> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Stored>>(4);
+        let reader = scope.spawn(move || {
+            loop {
+                let mut chunk: Vec<Stored> = Vec::with_capacity(8192);
+                while chunk.len() < 8192 {
+                    let Some(item) = merge.next() else { break };
+                    match item {
+                        Item::Record(r) => chunk.push(Ok(*r)),
+                        Item::Auth(a) => chunk.push(Err(*a)),
+                        Item::Event(e) => chunk.extend(detection::stored_forms(&e)),
+                    }
+                }
+                for item in &mut chunk {
+                    match item {
+                        Ok(r) => detection::locate_record(&mut geo, r),
+                        Err(a) => detection::locate_auth(&mut geo, a),
+                    }
+                }
+                if chunk.is_empty() || tx.send(chunk).is_err() {
+                    return merge.errors;
+                }
+            }
+        });
         // A chunk in merged order; storage takes its records and its authentication
         // events in one transaction each, detection sees them in order.
-        let mut chunk: Vec<Stored> = Vec::with_capacity(8192);
-        while chunk.len() < 8192 {
-            let Some(item) = merge.next() else { break };
-            let stored = match item {
-                Item::Record(r) => Ok(*r),
-                Item::Auth(a) => Err(*a),
-                Item::Event(e) => match detection::stored_forms(&e) {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
-            chunk.push(stored);
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        done += chunk.len();
-        for item in &mut chunk {
-            match item {
-                Ok(r) => detection.enrich_record(r),
-                Err(a) => detection.enrich_auth(a),
+        for mut chunk in rx {
+            done += chunk.len();
+            if let Some(s) = store.as_mut() {
+                // What the store holds already was seen by the detectors (history).
+                let mut fresh = Vec::with_capacity(chunk.len());
+                for item in chunk {
+                    let known = match &item {
+                        Ok(r) => already_stored(s, r)?,
+                        Err(a) => s.has_auth_event(a)?,
+                    };
+                    if !known {
+                        fresh.push(item);
+                    }
+                }
+                chunk = fresh;
+                let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
+                let at = s.applied_position()?;
+                s.apply(&batch, at)?;
+                let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().err().cloned()).collect();
+                s.record_auth_events(&batch)?;
+            }
+            let events: Vec<Event> = chunk
+                .iter()
+                .filter_map(|i| match i {
+                    Ok(r) => {
+                        records += 1;
+                        detection::event_of_record(r)
+                    }
+                    Err(a) => {
+                        auths += 1;
+                        detection::event_of_auth(a)
+                    }
+                })
+                .collect();
+            let drafts = detection.observe(&events);
+            match store.as_mut() {
+                Some(s) => alerts += detection::record(s, &drafts)?,
+                None => {
+                    for d in &drafts {
+                        writeln!(out, "{}", serde_json::to_string(d)?)?;
+                    }
+                    alerts += drafts.len();
+                }
+            }
+            if last_report.elapsed().as_secs() >= 1 {
+                last_report = Instant::now();
+                let rate = done as f64 / started.elapsed().as_secs_f64();
+                eprintln!("replay: {done} records ({rate:.0}/s), {alerts} alerts");
             }
         }
-        if let Some(s) = store.as_mut() {
-            // What the store holds already was seen by the detectors (history).
-            let mut fresh = Vec::with_capacity(chunk.len());
-            for item in chunk {
-                let known = match &item {
-                    Ok(r) => already_stored(s, r)?,
-                    Err(a) => s.has_auth_event(a)?,
-                };
-                if !known {
-                    fresh.push(item);
-                }
-            }
-            chunk = fresh;
-            let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
-            let at = s.applied_position()?;
-            s.apply(&batch, at)?;
-            let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().err().cloned()).collect();
-            s.record_auth_events(&batch)?;
-        }
-        let events: Vec<Event> = chunk
-            .iter()
-            .filter_map(|i| match i {
-                Ok(r) => {
-                    records += 1;
-                    detection::event_of_record(r)
-                }
-                Err(a) => {
-                    auths += 1;
-                    detection::event_of_auth(a)
-                }
-            })
-            .collect();
-        let drafts = detection.observe(&events);
-        match store.as_mut() {
-            Some(s) => alerts += detection::record(s, &drafts)?,
-            None => {
-                for d in &drafts {
-                    writeln!(out, "{}", serde_json::to_string(d)?)?;
-                }
-                alerts += drafts.len();
-            }
-        }
-        if last_report.elapsed().as_secs() >= 1 {
-            last_report = Instant::now();
-            let rate = done as f64 / started.elapsed().as_secs_f64();
-            eprintln!("replay: {done} records ({rate:.0}/s), {alerts} alerts");
-        }
-    }
-    if merge.errors > 10 {
-        eprintln!("replay: {} unreadable records in all (first 10 shown)", merge.errors);
+        reader.join().map_err(|_| anyhow::anyhow!("the file reader failed"))
+    })?;
+    if errors > 10 {
+        eprintln!("replay: {errors} unreadable records in all (first 10 shown)");
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "replay: {done} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {} unreadable",
+        "replay: {done} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
         done as f64 / secs.max(1e-9),
-        merge.errors
     );
     Ok(())
 }

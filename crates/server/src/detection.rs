@@ -55,6 +55,20 @@ pub fn station_ip(calling_station_id: &str) -> Option<IpAddr> {
         .map(|i| i.to_canonical())
 }
 
+/// Adds the client's location to a record that has none yet.
+pub fn locate_record(geo: &mut GeoDb, r: &mut AccountingRecord) {
+    if r.location.is_none() {
+        r.location = r.client_ip.map(|ip| geo.lookup(ip));
+    }
+}
+
+/// Adds the calling station's location to an authentication event that has none yet.
+pub fn locate_auth(geo: &mut GeoDb, e: &mut AuthEvent) {
+    if e.location.is_none() {
+        e.location = e.calling_station_id.as_deref().and_then(station_ip).map(|ip| geo.lookup(ip));
+    }
+}
+
 /// The detection event of an accounting record (Interim-Updates are none).
 pub fn event_of_record(r: &AccountingRecord) -> Option<Event> {
     let kind = match r.status_type() {
@@ -132,27 +146,25 @@ impl Detection {
 
     /// Adds the client's location to a record that has none yet.
     pub fn enrich_record(&mut self, r: &mut AccountingRecord) {
-        if r.location.is_none() {
-            r.location = r.client_ip.map(|ip| self.geo.lookup(ip));
-        }
+        locate_record(&mut self.geo, r);
     }
 
     /// Adds the calling station's location to an authentication event.
     pub fn enrich_auth(&mut self, e: &mut AuthEvent) {
-        if e.location.is_none() {
-            e.location = e.calling_station_id.as_deref().and_then(station_ip).map(|ip| self.geo.lookup(ip));
-        }
+        locate_auth(&mut self.geo, e);
     }
 
     /// Runs the detectors over events (in the given order); returns their alerts.
     pub fn observe(&mut self, events: &[Event]) -> Vec<AlertDraft> {
         self.out.clear();
         for e in events {
-            let mut event = e.clone();
-            if event.location.is_none() {
-                event.location = event.ip.map(|ip| self.geo.lookup(ip));
+            match (e.location.is_none(), e.ip) {
+                (true, Some(ip)) => {
+                    let located = Event { location: Some(self.geo.lookup(ip)), ..e.clone() };
+                    self.engine.ingest(&located, &mut self.out);
+                }
+                _ => self.engine.ingest(e, &mut self.out),
             }
-            self.engine.ingest(&event, &mut self.out);
         }
         std::mem::take(&mut self.out)
     }

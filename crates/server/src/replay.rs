@@ -212,13 +212,22 @@ impl<R: BufRead> Iterator for Reader<'_, R> {
 
 /// A Portcullis JSON line: a detection event, or an authentication audit event.
 pub fn json_line(line: &str) -> Result<Option<Item>, String> {
-    let value: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    if value.get("decision").is_some() {
-        let e: AuthEvent = serde_json::from_value(value).map_err(|e| format!("not an authentication event: {e}"))?;
-        return Ok(Some(Item::Auth(Box::new(e))));
+    // Audit events always carry "decision"; detection events never do.
+    if line.contains("\"decision\"") {
+        if let Ok(e) = serde_json::from_str::<AuthEvent>(line) {
+            return Ok(Some(Item::Auth(Box::new(e))));
+        }
     }
-    let e: Event = serde_json::from_value(value).map_err(|e| format!("not a detection event: {e}"))?;
-    Ok(Some(Item::Event(Box::new(e))))
+    match serde_json::from_str::<Event>(line) {
+        Ok(e) => Ok(Some(Item::Event(Box::new(e)))),
+        Err(e) => match serde_json::from_str::<serde_json::Value>(line) {
+            Err(_) => Err(format!("not JSON: {e}")),
+            Ok(v) if v.get("decision").is_some() => serde_json::from_value::<AuthEvent>(v)
+                .map(|a| Some(Item::Auth(Box::new(a))))
+                .map_err(|e| format!("not an authentication event: {e}")),
+            Ok(_) => Err(format!("not a detection event: {e}")),
+        },
+    }
 }
 
 /// Unquotes a FreeRADIUS detail value: `"..."` with `\"`, `\\`, `\n`, `\r`, `\t` and
