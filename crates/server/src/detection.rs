@@ -191,7 +191,9 @@ impl Detection {
 /// Detection events from stored sessions and authentication events since `since`
 /// (Unix seconds), in event-time order.
 pub fn history<S: Store>(store: &S, since: i64) -> Result<Vec<Event>, StorageError> {
-    let sessions = store.sessions(&SessionQuery { since: Some(since), ..SessionQuery::default() })?;
+    let mut sessions = store.sessions(&SessionQuery { since: Some(since), ..SessionQuery::default() })?;
+    // A session that started before the window and never stopped lost its Stop.
+    sessions.retain(|s| s.started_at >= since || s.stopped_at.is_some());
     let auth = store.auth_events(&AuthQuery { since_ms: Some(since.saturating_mul(1000)), ..AuthQuery::default() })?;
     Ok(merge(&sessions, &auth))
 }
