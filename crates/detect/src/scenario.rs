@@ -292,6 +292,19 @@ impl Gen {
         }
     }
 
+    /// An attacker's login on a computer of their own.
+    fn attacker_connection(&mut self, user: &str, start: i64, duration: i64, src: Source) {
+        let device = format!("DESKTOP-{:06X}", self.rng.next_u64() & 0xFF_FFFF);
+        let host = self.rng.next_u64() as u32;
+        self.connection(user, start, duration, src, host, &device, true);
+    }
+
+    /// Records the ground truth of one attack.
+    fn attack(&mut self, kind: AttackKind, subject: String, start: i64, end: i64, expected: Vec<AlertKind>, vpn: bool) {
+        let id = self.attacks.len();
+        self.attacks.push(Attack { id, kind, subject, start, end, expected, vpn_connection: vpn });
+    }
+
     /// A complete login: auth events (with typos and missed pushes), Start and Stop.
     #[allow(clippy::too_many_arguments)]
     fn connection(&mut self, user: &str, start: i64, duration: i64, src: Source, host: u32, device: &str, stop: bool) {
@@ -490,24 +503,17 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
             }
         }
     };
-    let attacker_device = |g: &mut Gen| format!("DESKTOP-{:06X}", g.rng.next_u64() & 0xFF_FFFF);
-    let mut id = 0;
-    let mut add = |g: &mut Gen, kind, subject: String, start, end, expected: Vec<AlertKind>, vpn| {
-        g.attacks.push(Attack { id, kind, subject, start, end, expected, vpn_connection: vpn });
-        id += 1;
-    };
     for _ in 0..per_kind {
         // Stolen credentials used from abroad, at night, on a new computer.
         let v = pick_victim(g, true);
         let city = *g.rng.pick(ABROAD);
         let t = g.rng.range(earliest, latest) / DAY * DAY + g.rng.range(0, 4) * HOUR;
         let src = Source { city, asn: hosting_asn(city), accuracy: 50, centroid: false };
-        let device = attacker_device(g);
+        let device = format!("DESKTOP-{:06X}", g.rng.next_u64() & 0xFF_FFFF);
         let host = g.rng.next_u64() as u32;
         let duration = g.rng.range(20 * 60, 3600);
         g.connection(&users[v].name, t, duration, src, host, &device, true);
-        add(
-            g,
+        g.attack(
             AttackKind::StolenAbroad,
             users[v].name.clone(),
             t - 120,
@@ -525,11 +531,8 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
         let far = farthest(city, g);
         let t = end + g.rng.range(30 * 60, 90 * 60);
         let src = Source { city: far, asn: residential_asn(CITIES[far].cc, 1), accuracy: 20, centroid: false };
-        let device = attacker_device(g);
-        let host = g.rng.next_u64() as u32;
-        g.connection(&users[v].name, t, 1800, src, host, &device, true);
-        add(
-            g,
+        g.attacker_connection(&users[v].name, t, 1800, src);
+        g.attack(
             AttackKind::ImpossibleTravel,
             users[v].name.clone(),
             t - 120,
@@ -549,10 +552,8 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
         let far = farthest(city, g);
         let t = start + g.rng.range(30 * 60, (end - start - 30 * 60).max(30 * 60 + 1));
         let src = Source { city: far, asn: hosting_asn(far), accuracy: 20, centroid: false };
-        let device = attacker_device(g);
-        let host = g.rng.next_u64() as u32;
-        g.connection(&users[v].name, t, 1800, src, host, &device, true);
-        add(g, AttackKind::Concurrent, users[v].name.clone(), t - 120, t, vec![AlertKind::ConcurrentSessions], true);
+        g.attacker_connection(&users[v].name, t, 1800, src);
+        g.attack(AttackKind::Concurrent, users[v].name.clone(), t - 120, t, vec![AlertKind::ConcurrentSessions], true);
     }
     for _ in 0..per_kind {
         // A new computer in the victim's own country, another city and network.
@@ -562,11 +563,8 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
         let city = city.unwrap_or_else(|| CITIES[home].hub);
         let t = g.rng.range(earliest, latest) / DAY * DAY + (g.rng.range(19, 23) - CITIES[home].tz) * HOUR;
         let src = Source { city, asn: residential_asn(CITIES[city].cc, 7), accuracy: 20, centroid: false };
-        let device = attacker_device(g);
-        let host = g.rng.next_u64() as u32;
-        g.connection(&users[v].name, t, 2400, src, host, &device, true);
-        add(
-            g,
+        g.attacker_connection(&users[v].name, t, 2400, src);
+        g.attack(
             AttackKind::NewDevice,
             users[v].name.clone(),
             t - 120,
@@ -599,7 +597,7 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
                 t += g.rng.range(5, 60);
             }
         }
-        add(g, AttackKind::Spray, ip.to_string(), t0, t, vec![AlertKind::PasswordSpray], false);
+        g.attack(AttackKind::Spray, ip.to_string(), t0, t, vec![AlertKind::PasswordSpray], false);
     }
     for _ in 0..per_kind {
         // Brute force against one account; a third succeed.
@@ -623,7 +621,7 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
             g.push(e);
             expected.push(AlertKind::SuccessAfterFailures);
         }
-        add(g, AttackKind::BruteForce, users[v].name.clone(), t0, t, expected, false);
+        g.attack(AttackKind::BruteForce, users[v].name.clone(), t0, t, expected, false);
     }
     for _ in 0..per_kind {
         // MFA fatigue: the password is known, pushes are sent until one is approved.
@@ -642,11 +640,9 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
         }
         let approved = g.rng.chance(0.3);
         if approved {
-            let device = attacker_device(g);
-            let host = g.rng.next_u64() as u32;
-            g.connection(&users[v].name, t + 30, 1800, src, host, &device, true);
+            g.attacker_connection(&users[v].name, t + 30, 1800, src);
         }
-        add(g, AttackKind::MfaFatigue, users[v].name.clone(), t0, t + 30, vec![AlertKind::MfaFatigue], approved);
+        g.attack(AttackKind::MfaFatigue, users[v].name.clone(), t0, t + 30, vec![AlertKind::MfaFatigue], approved);
     }
 }
 
