@@ -315,3 +315,33 @@ fn real_city_database_lookups() {
     let v = s.sessions_until(&[], |v| !v.is_empty());
     assert_eq!(v[0]["location"]["city"], "Stockholm", "{v:?}");
 }
+
+#[test]
+fn nps_log_files_replay_to_the_same_alerts() {
+    for format in ["ias", "dts"] {
+        let extra = format!("[nps_log]\nformat = \"{format}\"\ncomputer_name = \"RADIUS01\"\n");
+        let s = Server::start(&extra);
+        add_user(&s, "dave", "correct-horse", &[], &[]);
+        for _ in 0..10 {
+            assert!(!radtest(&s, "pap", "dave", "guess").0);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !alerts(&s).iter().any(|a| a["kind"] == "brute_force") {
+            assert!(Instant::now() < deadline, "{format}: no alert: {}", s.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let live = comparable(&alerts(&s));
+        let logs: Vec<PathBuf> = std::fs::read_dir(s.dir.path().join("data/nps"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        let mut other = Server::start("");
+        other.stop();
+        let out = other.cli(&["replay", logs[0].to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("10 new authentication") && stderr.contains("0 unreadable"), "{format}: {stderr}");
+        assert_eq!(comparable(&alerts(&other)), live, "{format}");
+    }
+}
