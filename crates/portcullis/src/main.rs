@@ -104,7 +104,7 @@ fn run(cli: Cli) -> Result<()> {
             let config = load(config.as_ref())?;
             let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-            let q = portcullis_storage::SessionQuery { user, open_only: open, since, limit };
+            let q = portcullis_storage::SessionQuery { user, open_only: open, since, limit, ..Default::default() };
             let sessions = portcullis_storage::Store::sessions(&store, &q)?;
             output::print_sessions(&sessions, format)
         }

@@ -166,7 +166,7 @@ pub(crate) fn run_auth_log(
     }
     let since_ms = since.map(|s| output::parse_time(&s, super::now_unix())).transpose()?.map(|s| s * 1000);
     let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-    let events = store.auth_events(&AuthQuery { user, decision: result, since_ms, limit })?;
+    let events = store.auth_events(&AuthQuery { user, decision: result, since_ms, limit, ..Default::default() })?;
     match format {
         Format::Json => {
             let v: Vec<_> = events

@@ -331,10 +331,8 @@ fn nps_log_files_replay_to_the_same_alerts() {
             std::thread::sleep(Duration::from_millis(50));
         }
         let live = comparable(&alerts(&s));
-        let logs: Vec<PathBuf> = std::fs::read_dir(s.dir.path().join("data/nps"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+        let logs: Vec<PathBuf> =
+            std::fs::read_dir(s.dir.path().join("data/nps")).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(logs.len(), 1, "{logs:?}");
         let mut other = Server::start("");
         other.stop();

@@ -178,24 +178,49 @@ impl Detection {
     /// Rebuilds the engine's state from what the store holds (sessions and
     /// authentication events of the history window), recording any alert the
     /// history raises that is not stored yet. Returns the number of events.
+    ///
+    /// History is read a day at a time, so memory holds one day of events (and the
+    /// Stops still to come), not the whole window.
     pub fn warm_up<S: Store>(&mut self, store: &mut S, now: i64) -> Result<usize, StorageError> {
+        const DAY: i64 = 86_400;
         let days = i64::from(self.engine.config().new_country.history_days.max(self.engine.config().window_days));
-        let since = now - days * 86_400;
-        let events = history(store, since)?;
-        let drafts = self.observe(&events);
-        record(store, &drafts)?;
-        Ok(events.len())
+        let since = now - days * DAY;
+        let mut pending: Vec<Event> = Vec::new();
+        let mut total = 0;
+        let mut start = since;
+        loop {
+            // The last slice is open-ended (clock skew, Event-Timestamps in the future).
+            let last = start > now;
+            let end = if last { i64::MAX } else { start + DAY };
+            let mut sessions = store.sessions(&SessionQuery {
+                since: Some(since),
+                started_from: (start > since).then_some(start),
+                started_before: (!last).then_some(end),
+                ..SessionQuery::default()
+            })?;
+            // A session that started before the window and never stopped lost its Stop.
+            sessions.retain(|s| s.started_at >= since || s.stopped_at.is_some());
+            let auth = store.auth_events(&AuthQuery {
+                since_ms: Some(start.saturating_mul(1000)),
+                until_ms: (!last).then(|| end.saturating_mul(1000)),
+                ..AuthQuery::default()
+            })?;
+            let mut events = merge(&sessions, &auth);
+            // Stops after this slice wait for theirs; earlier ones come due now.
+            let (later, due): (Vec<Event>, Vec<Event>) =
+                events.drain(..).chain(pending.drain(..)).partition(|e| e.kind == EventKind::VpnStop && e.time >= end);
+            pending = later;
+            events = due;
+            events.sort_by_key(|e| (e.time, e.kind != EventKind::VpnStart));
+            total += events.len();
+            let drafts = self.observe(&events);
+            record(store, &drafts)?;
+            if last {
+                return Ok(total);
+            }
+            start = end;
+        }
     }
-}
-
-/// Detection events from stored sessions and authentication events since `since`
-/// (Unix seconds), in event-time order.
-pub fn history<S: Store>(store: &S, since: i64) -> Result<Vec<Event>, StorageError> {
-    let mut sessions = store.sessions(&SessionQuery { since: Some(since), ..SessionQuery::default() })?;
-    // A session that started before the window and never stopped lost its Stop.
-    sessions.retain(|s| s.started_at >= since || s.stopped_at.is_some());
-    let auth = store.auth_events(&AuthQuery { since_ms: Some(since.saturating_mul(1000)), ..AuthQuery::default() })?;
-    Ok(merge(&sessions, &auth))
 }
 
 /// Detection events of stored sessions and authentication events, in event-time order.
@@ -366,6 +391,43 @@ mod tests {
         assert_eq!(event_of_record(&reset).unwrap().kind, EventKind::NasReset);
         let Some(Ok(stored)) = stored_forms(&e) else { panic!() };
         assert_eq!(event_of_record(&stored).unwrap(), e);
+    }
+
+    #[test]
+    fn warm_up_reads_history_a_day_at_a_time_and_keeps_stops_for_later_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store =
+            portcullis_storage::SqliteStore::open(dir.path(), portcullis_storage::SyncMode::Normal).unwrap();
+        let now = 1_767_600_000;
+        let day = 86_400;
+        let session = |status, t, id: &str| AccountingRecord {
+            user: Some("alice".into()),
+            session_key: Some(id.into()),
+            client_ip: Some("192.0.2.1".parse().unwrap()),
+            location: Some(portcullis_geo::Location {
+                country: Some("DE".into()),
+                city: Some("Berlin".into()),
+                latitude: Some(52.52),
+                longitude: Some(13.4),
+                ..Default::default()
+            }),
+            ..AccountingRecord::bare(status, t, "vpn")
+        };
+        // Started five days ago, stopped three days ago; one still open; one lost its Stop long ago.
+        let records = [
+            session(1, now - 5 * day, "a"),
+            session(2, now - 3 * day, "a"),
+            session(1, now - day, "b"),
+            session(1, now - 400 * day, "stale"),
+        ];
+        store.apply(&records, portcullis_storage::Position::default()).unwrap();
+        store.record_auth_events(&[auth("reject", 16, None)]).unwrap();
+        let mut d = Detection::new(GeoDb::empty(), portcullis_detect::Config::default());
+        let n = d.warm_up(&mut store, now).unwrap();
+        assert_eq!(n, 4, "two starts, one stop, one audit event");
+        let p = d.engine().profile("alice").unwrap();
+        assert_eq!(p.open_sessions.len(), 1, "{p:?}");
+        assert_eq!(p.locations[0].count, 2);
     }
 
     #[test]

@@ -179,7 +179,7 @@ fn query_filters<S: Store>(s: &mut S) {
         user: user.map(str::to_string),
         open_only,
         since,
-        limit: None,
+        ..SessionQuery::default()
     };
     assert_eq!(s.sessions(&q(Some("alice"), false, None)).unwrap().len(), 2);
     assert_eq!(s.sessions(&q(Some("ALICE"), false, None)).unwrap().len(), 2);
@@ -189,6 +189,9 @@ fn query_filters<S: Store>(s: &mut S) {
     let newest = s.sessions(&SessionQuery { limit: Some(1), ..SessionQuery::default() }).unwrap();
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0].started_at, 300);
+    let range = SessionQuery { started_from: Some(100), started_before: Some(300), ..SessionQuery::default() };
+    let started: Vec<i64> = s.sessions(&range).unwrap().iter().map(|x| x.started_at).collect();
+    assert!(started.iter().all(|t| (100..300).contains(t)) && !started.is_empty(), "{started:?}");
 }
 
 fn applied_position_moves_with_records<S: Store>(s: &mut S) {
@@ -239,6 +242,8 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
     assert_eq!(rejects, vec![e(1, "bob", "reject")]);
     assert!(s.has_auth_event(&e(2, "bob", "accept")).unwrap());
     assert!(!s.has_auth_event(&e(2, "bob", "reject")).unwrap());
+    let middle = s.auth_events(&AuthQuery { since_ms: Some(2), until_ms: Some(3), ..AuthQuery::default() }).unwrap();
+    assert_eq!(middle.iter().map(|x| x.time_ms).collect::<Vec<_>>(), vec![2]);
     let recent = s.auth_events(&AuthQuery { since_ms: Some(2), limit: Some(1), ..AuthQuery::default() }).unwrap();
     assert_eq!(recent.len(), 1);
 }

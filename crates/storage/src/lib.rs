@@ -89,6 +89,10 @@ pub struct SessionQuery {
     pub open_only: bool,
     /// Sessions still open at or after this time (Unix seconds).
     pub since: Option<i64>,
+    /// Sessions started before this time (Unix seconds).
+    pub started_before: Option<i64>,
+    /// Sessions started at or after this time (Unix seconds).
+    pub started_from: Option<i64>,
     pub limit: Option<usize>,
 }
 
@@ -203,6 +207,8 @@ pub struct AuthQuery {
     pub decision: Option<String>,
     /// Unix milliseconds.
     pub since_ms: Option<i64>,
+    /// Events before this time (Unix milliseconds).
+    pub until_ms: Option<i64>,
     pub limit: Option<usize>,
 }
 

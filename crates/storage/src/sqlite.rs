@@ -369,6 +369,14 @@ impl Store for SqliteStore {
             args.push(since.into());
             sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{})", args.len()));
         }
+        if let Some(before) = q.started_before {
+            args.push(before.into());
+            sql.push_str(&format!(" AND started_at < ?{}", args.len()));
+        }
+        if let Some(from) = q.started_from {
+            args.push(from.into());
+            sql.push_str(&format!(" AND started_at >= ?{}", args.len()));
+        }
         sql.push_str(" ORDER BY started_at DESC, session_key");
         if let Some(limit) = q.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
@@ -424,6 +432,10 @@ impl Store for SqliteStore {
         if let Some(since) = q.since_ms {
             args.push(since.into());
             sql.push_str(&format!(" AND time_ms >= ?{}", args.len()));
+        }
+        if let Some(until) = q.until_ms {
+            args.push(until.into());
+            sql.push_str(&format!(" AND time_ms < ?{}", args.len()));
         }
         sql.push_str(" ORDER BY time_ms DESC, id DESC");
         let mut stmt = self.conn.prepare(&sql)?;
