@@ -19,6 +19,18 @@ use crate::cli::{CertCommand, Cli, Command, DictionaryCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // A query piped into `head` stops quietly when the reader goes away, as other
+        // command-line tools do, instead of reporting a panic.
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info.payload().downcast_ref::<String>().map_or("", String::as_str);
+            if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+                std::process::exit(0);
+            }
+            default(info);
+        }));
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
