@@ -41,14 +41,25 @@ fn st(t: i64) -> u32 {
     t.clamp(0, i64::from(u32::MAX)) as u32
 }
 
-fn touch<T: PartialEq>(list: &mut Vec<Seen<T>>, key: T, time: i64, max: usize) -> bool {
-    touch_evicting(list, key, time, max).0
+fn touch<T: PartialEq + Copy>(list: &mut Vec<Seen<T>>, key: T, time: i64, max: usize) -> bool {
+    touch_evicting(list, &key, || key, time, max).0
+}
+
+/// As [`touch`] for text keys: the owned copy is made only for a new entry.
+fn touch_text(list: &mut Vec<Seen<Box<str>>>, key: &str, time: i64, max: usize) {
+    touch_evicting(list, key, || key.into(), time, max);
 }
 
 /// As [`touch`], also returning the entry forgotten to make room.
-fn touch_evicting<T: PartialEq>(list: &mut Vec<Seen<T>>, key: T, time: i64, max: usize) -> (bool, Option<T>) {
+fn touch_evicting<T: std::borrow::Borrow<K>, K: PartialEq + ?Sized>(
+    list: &mut Vec<Seen<T>>,
+    key: &K,
+    owned: impl FnOnce() -> T,
+    time: i64,
+    max: usize,
+) -> (bool, Option<T>) {
     let time = st(time);
-    if let Some(s) = list.iter_mut().find(|s| s.key == key) {
+    if let Some(s) = list.iter_mut().find(|s| s.key.borrow() == key) {
         s.first = s.first.min(time);
         s.last = s.last.max(time);
         s.count = s.count.saturating_add(1);
@@ -61,7 +72,7 @@ fn touch_evicting<T: PartialEq>(list: &mut Vec<Seen<T>>, key: T, time: i64, max:
             evicted = Some(list.swap_remove(i).key);
         }
     }
-    list.push(Seen { key, first: time, last: time, count: 1 });
+    list.push(Seen { key: owned(), first: time, last: time, count: 1 });
     (true, evicted)
 }
 
@@ -553,7 +564,7 @@ impl Engine {
         }
         let (mut new_cc, mut dropped_cc) = (None, None);
         if let Some(c) = cc.filter(|_| !egress) {
-            let (new, evicted) = touch_evicting(&mut state.countries, c, event.time, MAX_COUNTRIES);
+            let (new, evicted) = touch_evicting(&mut state.countries, &c, || c, event.time, MAX_COUNTRIES);
             new_cc = new.then_some(c);
             dropped_cc = evicted;
         }
@@ -561,23 +572,13 @@ impl Engine {
             touch(&mut state.ips, ip.to_canonical(), event.time, MAX_IPS);
         }
         if let Some(d) = device {
-            if let Some(s) = state.devices.iter_mut().find(|s| &*s.key == d) {
-                s.last = s.last.max(st(event.time));
-                s.count += 1;
-            } else {
-                touch(&mut state.devices, d.into(), event.time, MAX_DEVICES);
-            }
+            touch_text(&mut state.devices, d, event.time, MAX_DEVICES);
         }
         if let Some(a) = location.asn.filter(|_| !egress) {
             touch(&mut state.asns, a, event.time, MAX_ASNS);
         }
         if let Some(n) = event.nas.as_deref().map(clip) {
-            if let Some(s) = state.nas.iter_mut().find(|s| &*s.key == n) {
-                s.last = s.last.max(st(event.time));
-                s.count += 1;
-            } else {
-                touch(&mut state.nas, n.into(), event.time, MAX_NAS);
-            }
+            touch_text(&mut state.nas, n, event.time, MAX_NAS);
         }
         state.hours[(event.time.rem_euclid(DAY) / 3600) as usize] += 1;
         if let Some(f) = fix {
@@ -1000,21 +1001,13 @@ pub struct Profile {
     pub window_days: u32,
 }
 
-/// Unix seconds as RFC 3339 UTC (`2026-11-22T08:15:00Z`).
+/// Unix seconds as RFC 3339 UTC (`2026-11-22T08:15:00Z`); the number itself when out
+/// of the calendar's range.
 pub fn rfc3339(secs: i64) -> String {
-    let days = secs.div_euclid(DAY);
-    let rem = secs.rem_euclid(DAY);
-    // Civil from days (H. Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| secs.to_string())
 }
 
 #[cfg(test)]

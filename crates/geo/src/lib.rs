@@ -404,8 +404,8 @@ impl Source {
 
     fn open(path: &Path) -> Result<Self, GeoError> {
         let err = |message: String| GeoError { path: path.display().to_string(), message };
-        let before = stamp(path);
-        let len = std::fs::metadata(path).map_err(|e| err(e.to_string()))?.len();
+        let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
+        let (len, before) = (meta.len(), meta.modified().ok().map(|m| (m, meta.len())));
         if len > MAX_DATABASE_BYTES {
             return Err(err(format!("file is larger than {MAX_DATABASE_BYTES} bytes")));
         }

@@ -10,9 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::cli::Format;
 
 /// RFC 3339 UTC.
-pub(crate) fn rfc3339(t: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(t).ok().and_then(|d| d.format(&Rfc3339).ok()).unwrap_or_else(|| t.to_string())
-}
+pub(crate) use portcullis_detect::rfc3339;
 
 /// RFC 3339 UTC with milliseconds.
 pub(crate) fn rfc3339_ms(ms: i64) -> String {

@@ -135,10 +135,6 @@ impl Detection {
         &self.engine
     }
 
-    pub fn geo_mut(&mut self) -> &mut GeoDb {
-        &mut self.geo
-    }
-
     /// Where `ip` is.
     pub fn locate(&mut self, ip: IpAddr) -> Location {
         self.geo.lookup(ip)

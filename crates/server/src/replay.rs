@@ -89,10 +89,6 @@ impl<'a, R: BufRead> Reader<'a, R> {
         Self { input, format, dict, vendor, line: 0, buf: Vec::new(), block: Vec::new(), done: false }
     }
 
-    pub fn format(&self) -> Option<Format> {
-        self.format
-    }
-
     /// The next line (without line end), or `None` at the end. Long lines are an
     /// error; the rest of such a line is skipped.
     fn next_line(&mut self) -> Option<Result<String, ReadError>> {
@@ -265,23 +261,11 @@ fn unquote(v: &str) -> String {
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
 fn civil_to_unix(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> Option<i64> {
-    if !(1..=12).contains(&m)
-        || !(1..=31).contains(&d)
-        || !(0..24).contains(&hh)
-        || !(0..60).contains(&mm)
-        || !(0..61).contains(&ss)
-    {
-        return None;
-    }
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    let n = |v: i64| u8::try_from(v).ok();
+    let date =
+        time::Date::from_calendar_date(i32::try_from(y).ok()?, time::Month::try_from(n(m)?).ok()?, n(d)?).ok()?;
+    let time = time::Time::from_hms(n(hh)?, n(mm)?, n(ss)?).ok()?;
+    Some(time::PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
 }
 
 fn hms(t: &str) -> Option<(i64, i64, i64)> {
