@@ -125,8 +125,9 @@ fn run(cli: Cli) -> Result<()> {
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
             let counters = portcullis_storage::Store::counters(&store)?;
             let applied = portcullis_storage::Store::applied_position(&store)?;
-            let journal = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config)).size()?;
-            output::print_stats(&counters, journal, &applied.to_string(), format)
+            let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
+            let journal = output::JournalState { bytes: reader.size()?, pending: reader.pending(applied)?, applied };
+            output::print_stats(&counters, &journal, format)
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;

@@ -122,7 +122,16 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
     Ok(())
 }
 
-pub(crate) fn print_stats(counters: &[Counter], journal_bytes: u64, applied: &str, format: Format) -> Result<()> {
+/// How far the store has applied the journal.
+pub(crate) struct JournalState {
+    /// Bytes of raw packets kept.
+    pub bytes: u64,
+    /// Bytes not yet applied to the store (0 when sessions are up to date).
+    pub pending: u64,
+    pub applied: portcullis_storage::Position,
+}
+
+pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, format: Format) -> Result<()> {
     match format {
         Format::Json => {
             let mut clients = serde_json::Map::new();
@@ -130,7 +139,12 @@ pub(crate) fn print_stats(counters: &[Counter], journal_bytes: u64, applied: &st
                 let entry = clients.entry(c.client.clone()).or_insert_with(|| json!({}));
                 entry[&c.reason] = json!(c.count);
             }
-            let v = json!({ "journal_bytes": journal_bytes, "applied_position": applied, "clients": clients });
+            let v = json!({
+                "journal_bytes": journal.bytes,
+                "journal_pending_bytes": journal.pending,
+                "applied_position": journal.applied.to_string(),
+                "clients": clients,
+            });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table => {
@@ -140,7 +154,10 @@ pub(crate) fn print_stats(counters: &[Counter], journal_bytes: u64, applied: &st
                 .map(|c| vec![c.client.clone(), c.reason.clone(), c.count.to_string()])
                 .collect();
             print_table(&["CLIENT", "COUNTER", "VALUE"], &rows);
-            println!("journal: {journal_bytes} bytes of raw packets kept; sessions applied through {applied}");
+            println!(
+                "journal: {} bytes of raw packets kept; sessions applied through {} ({} bytes still to apply)",
+                journal.bytes, journal.applied, journal.pending
+            );
         }
     }
     Ok(())

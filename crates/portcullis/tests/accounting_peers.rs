@@ -263,6 +263,7 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         assert!(report["lost"].as_u64() > Some(0), "the kill must interrupt the run: {report}");
         acked_total += acked.len();
         s.spawn();
+        s.wait_applied(Duration::from_secs(300));
         let v = s.sessions_until(&["--limit", "100000000"], |v| v.len() >= acked_total);
         let stored: std::collections::HashSet<&str> = v.iter().filter_map(|x| x["session_id"].as_str()).collect();
         let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(id.as_str())).collect();

@@ -229,6 +229,21 @@ impl JournalReader {
         Ok((out, pos))
     }
 
+    /// Bytes of the journal after `applied`: what the store has yet to apply (0 once
+    /// it has caught up).
+    pub fn pending(&self, applied: Position) -> Result<u64, StorageError> {
+        let mut total = 0;
+        for n in segments(&self.dir)? {
+            if n < applied.segment {
+                continue;
+            }
+            let path = segment_path(&self.dir, n);
+            let len = std::fs::metadata(&path).map_err(|e| io_err(&path, e))?.len();
+            total += if n == applied.segment { len.saturating_sub(applied.offset) } else { len };
+        }
+        Ok(total)
+    }
+
     /// Total bytes in all segments.
     pub fn size(&self) -> Result<u64, StorageError> {
         let mut total = 0;
@@ -450,8 +465,11 @@ mod tests {
         j.roll().unwrap();
         j.append(&[raw(3)]).unwrap();
         let r = JournalReader::new(d.path());
-        let (got, _) = r.read(Position::default(), 10).unwrap();
+        let (got, end) = r.read(Position::default(), 10).unwrap();
         assert_eq!(got.len(), 3);
+        assert_eq!(r.pending(end).unwrap(), 0);
+        assert_eq!(r.pending(Position::default()).unwrap(), r.size().unwrap());
+        assert_eq!(r.pending(got[1].0).unwrap(), end.offset);
         let future = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
         assert_eq!(prune(d.path(), future, Position { segment: 3, offset: 0 }).unwrap(), 2);
         let (got, _) = r.read(Position::default(), 10).unwrap();

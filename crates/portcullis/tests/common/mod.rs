@@ -151,6 +151,22 @@ impl Server {
         }
     }
 
+    /// Waits until the store has applied the whole journal (after a restart the
+    /// applier works through what was acknowledged but not yet applied; under load on
+    /// a small machine that takes a while).
+    pub fn wait_applied(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let out = self.cli(&["stats", "--format", "json"]);
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            if v["journal_pending_bytes"] == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the journal is still not applied: {v}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `stats --format json`, waiting until `until` holds (counters are saved every 2 s).
     pub fn stats_until(&self, until: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(15);
