@@ -203,6 +203,9 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
 
 type Stored = Result<portcullis_accounting::AccountingRecord, portcullis_storage::AuthEvent>;
 
+/// Items read per hand-over between the reading thread and the detecting one.
+const CHUNK: usize = 8192;
+
 /// The files being replayed, merged by event time: each file is read in its own order
 /// (as a NAS sent it), and the next record is always the earliest head of all files.
 /// Memory stays bounded whatever the size of the files.
@@ -277,15 +280,19 @@ pub(crate) fn replay(
     // One thread reads, parses and merges the files; this one stores and detects.
     let errors = std::thread::scope(|scope| -> Result<usize> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Stored>>(4);
+        // Used chunks go back to the reader: allocating megabytes per chunk costs more
+        // than everything else the reader does.
+        let (recycle, recycled) = std::sync::mpsc::sync_channel::<Vec<Stored>>(8);
         let reader = scope.spawn(move || {
             loop {
-                let mut chunk: Vec<Stored> = Vec::with_capacity(8192);
-                while chunk.len() < 8192 {
+                let mut chunk = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                chunk.clear();
+                while chunk.len() < CHUNK {
                     let Some(item) = merge.next() else { break };
                     match item {
                         Item::Record(r) => chunk.push(Ok(*r)),
                         Item::Auth(a) => chunk.push(Err(*a)),
-                        Item::Event(e) => chunk.extend(detection::stored_forms(&e)),
+                        Item::Event(e) => chunk.extend(detection::stored_forms(*e)),
                     }
                 }
                 for item in &mut chunk {
@@ -301,12 +308,13 @@ pub(crate) fn replay(
         });
         // A chunk in merged order; storage takes its records and its authentication
         // events in one transaction each, detection sees them in order.
+        let mut events: Vec<Event> = Vec::with_capacity(CHUNK);
         for mut chunk in rx {
             done += chunk.len();
             if let Some(s) = store.as_mut() {
                 // What the store holds already was seen by the detectors (history).
                 let mut fresh = Vec::with_capacity(chunk.len());
-                for item in chunk {
+                for item in chunk.drain(..) {
                     let known = match &item {
                         Ok(r) => already_stored(s, r)?,
                         Err(a) => s.has_auth_event(a)?,
@@ -322,19 +330,19 @@ pub(crate) fn replay(
                 let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().err().cloned()).collect();
                 s.record_auth_events(&batch)?;
             }
-            let events: Vec<Event> = chunk
-                .iter()
-                .filter_map(|i| match i {
-                    Ok(r) => {
-                        records += 1;
-                        detection::event_of_record(r)
-                    }
-                    Err(a) => {
-                        auths += 1;
-                        detection::event_of_auth(a)
-                    }
-                })
-                .collect();
+            events.clear();
+            events.extend(chunk.iter().filter_map(|i| match i {
+                Ok(r) => {
+                    records += 1;
+                    detection::event_of_record(r)
+                }
+                Err(a) => {
+                    auths += 1;
+                    detection::event_of_auth(a)
+                }
+            }));
+            // The reader empties it: the frees balance the two threads' work.
+            let _ = recycle.try_send(chunk);
             let drafts = detection.observe(&events);
             match store.as_mut() {
                 Some(s) => alerts += detection::record(s, &drafts)?,

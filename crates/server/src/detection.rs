@@ -248,15 +248,14 @@ pub fn merge(sessions: &[Session], auth: &[AuthEvent]) -> Vec<Event> {
 
 /// The stored forms of a detection event (replayed JSON lines are stored like live
 /// traffic, so profiles and later restarts see them).
-pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
+pub fn stored_forms(e: Event) -> Option<Result<AccountingRecord, AuthEvent>> {
     let status = match e.kind {
         EventKind::VpnStart => 1,
         EventKind::VpnStop => 2,
         EventKind::NasReset => 7,
         EventKind::AuthSuccess | EventKind::AuthFailure | EventKind::MfaFailure => {
             let accepted = e.kind == EventKind::AuthSuccess;
-            let reason = e.reason.as_deref().unwrap_or("");
-            let reason_code = match (e.kind, reason) {
+            let reason_code = match (e.kind, e.reason.as_deref().unwrap_or("")) {
                 (EventKind::AuthSuccess, _) => 0,
                 (EventKind::AuthFailure, "unknown_user") => 8,
                 (EventKind::AuthFailure, "account") => 34,
@@ -264,15 +263,15 @@ pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 _ => 16,
             };
             let mfa = match e.kind {
-                EventKind::MfaFailure => Some(reason.to_owned()),
-                EventKind::AuthSuccess => e.reason.clone(),
+                EventKind::MfaFailure => Some(e.reason.unwrap_or_default()),
+                EventKind::AuthSuccess => e.reason,
                 _ => None,
             };
             return Some(Err(AuthEvent {
                 time_ms: e.time.saturating_mul(1000),
-                user: e.user.clone(),
                 user_raw: e.user.clone(),
-                nas: e.nas.clone().unwrap_or_default(),
+                user: e.user,
+                nas: e.nas.unwrap_or_default(),
                 client: String::new(),
                 calling_station_id: e.ip.map(|i| i.to_string()),
                 method: String::new(),
@@ -283,21 +282,23 @@ pub fn stored_forms(e: &Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 message: String::new(),
                 connection_request_policy: None,
                 mfa,
-                location: e.location.clone(),
+                location: e.location,
             }));
         }
     };
     if e.kind != EventKind::NasReset && e.user.is_empty() {
         return None;
     }
+    let session_key = (e.kind != EventKind::NasReset).then(|| e.session.clone().unwrap_or_else(|| e.identity()));
+    let user = (!e.user.is_empty()).then_some(e.user);
     Some(Ok(AccountingRecord {
-        user_raw: (!e.user.is_empty()).then(|| e.user.clone()),
-        user: (!e.user.is_empty()).then(|| e.user.clone()),
-        session_id: e.session.clone(),
-        session_key: (e.kind != EventKind::NasReset).then(|| e.session.clone().unwrap_or_else(|| e.identity())),
+        user_raw: user.clone(),
+        user,
+        session_id: e.session,
+        session_key,
         client_ip: e.ip,
-        device: e.device.clone(),
-        location: e.location.clone(),
+        device: e.device,
+        location: e.location,
         ..AccountingRecord::bare(status, e.time, e.nas.as_deref().unwrap_or_default())
     }))
 }
@@ -366,7 +367,7 @@ mod tests {
             assert_eq!(e.time, 1_767_600_000);
             assert_eq!(e.ip, Some("198.51.100.7".parse().unwrap()));
             // Stored again (replayed JSON lines) it means the same.
-            let Some(Err(back)) = stored_forms(&e) else { panic!() };
+            let Some(Err(back)) = stored_forms(e.clone()) else { panic!() };
             let again = event_of_auth(&back).unwrap();
             assert_eq!((again.kind, again.reason.as_deref(), again.time), (kind, reason, e.time));
         }
@@ -385,7 +386,7 @@ mod tests {
         assert!(event_of_record(&r).is_none(), "interim updates are not connections");
         let reset = AccountingRecord::bare(7, 100, "vpn");
         assert_eq!(event_of_record(&reset).unwrap().kind, EventKind::NasReset);
-        let Some(Ok(stored)) = stored_forms(&e) else { panic!() };
+        let Some(Ok(stored)) = stored_forms(e.clone()) else { panic!() };
         assert_eq!(event_of_record(&stored).unwrap(), e);
     }
 
