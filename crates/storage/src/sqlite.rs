@@ -164,10 +164,14 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if sync == SyncMode::Fsync { "FULL" } else { "NORMAL" })?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Keep hot index pages in memory and checkpoint the WAL in larger steps.
+        // Keep hot index pages in memory and checkpoint the WAL in large steps (about
+        // 40 MB): each checkpoint writes every changed page once and syncs, and with
+        // 1,000-page steps those syncs took a quarter of the applier's time. The file is
+        // cut back to 64 MB after a checkpoint.
         conn.pragma_update(None, "cache_size", -131_072)?;
         conn.pragma_update(None, "mmap_size", 1_073_741_824_i64)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
