@@ -364,7 +364,11 @@ fn guard<T>(f: impl FnOnce() -> T) -> Option<T> {
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
+    stamp_of(&std::fs::metadata(path).ok()?)
+}
+
+/// What tells a replaced file from the one loaded: modification time and length.
+fn stamp_of(meta: &std::fs::Metadata) -> Option<(SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
@@ -405,12 +409,11 @@ impl Source {
     fn open(path: &Path) -> Result<Self, GeoError> {
         let err = |message: String| GeoError { path: path.display().to_string(), message };
         let meta = std::fs::metadata(path).map_err(|e| err(e.to_string()))?;
-        let (len, before) = (meta.len(), meta.modified().ok().map(|m| (m, meta.len())));
-        if len > MAX_DATABASE_BYTES {
+        if meta.len() > MAX_DATABASE_BYTES {
             return Err(err(format!("file is larger than {MAX_DATABASE_BYTES} bytes")));
         }
         let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        Self::from_bytes(path, bytes, before)
+        Self::from_bytes(path, bytes, stamp_of(&meta))
     }
 
     fn info(&self) -> DatabaseInfo {

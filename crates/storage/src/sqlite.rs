@@ -248,6 +248,35 @@ impl SqliteStore {
     }
 }
 
+/// The columns `row_to_session` reads, in its order.
+const SESSION_COLUMNS: &str = "session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device,
+    framed_ip, framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
+    input_packets, output_packets, terminate_cause, details, location";
+
+/// A query grown one `AND` condition at a time, with numbered parameters.
+struct Filter {
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Filter {
+    fn new(select: String) -> Self {
+        Self { sql: select + " WHERE 1 = 1", args: Vec::new() }
+    }
+
+    /// Adds a parameter; returns its number.
+    fn bind(&mut self, value: impl Into<rusqlite::types::Value>) -> usize {
+        self.args.push(value.into());
+        self.args.len()
+    }
+
+    /// ` AND {column_op} ?N` with `value` as parameter N.
+    fn and(&mut self, column_op: &str, value: impl Into<rusqlite::types::Value>) {
+        let n = self.bind(value);
+        self.sql.push_str(&format!(" AND {column_op} ?{n}"));
+    }
+}
+
 fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -355,38 +384,31 @@ impl Store for SqliteStore {
     }
 
     fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
-        let mut sql = String::from(
-            "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
-             started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
-             output_packets, terminate_cause, details, location FROM sessions WHERE 1 = 1",
-        );
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut f = Filter::new(format!("SELECT {SESSION_COLUMNS} FROM sessions"));
         if let Some(u) = &q.user {
-            args.push(portcullis_accounting::canonical_user(u).into());
-            args.push(u.clone().into());
-            sql.push_str(&format!(" AND (user = ?{} OR user_raw = ?{})", args.len() - 1, args.len()));
+            let canonical = f.bind(portcullis_accounting::canonical_user(u));
+            let raw = f.bind(u.clone());
+            f.sql.push_str(&format!(" AND (user = ?{canonical} OR user_raw = ?{raw})"));
         }
         if q.open_only {
-            sql.push_str(" AND open = 1");
+            f.sql.push_str(" AND open = 1");
         }
         if let Some(since) = q.since {
-            args.push(since.into());
-            sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{})", args.len()));
+            let n = f.bind(since);
+            f.sql.push_str(&format!(" AND (stopped_at IS NULL OR stopped_at >= ?{n})"));
         }
         if let Some(before) = q.started_before {
-            args.push(before.into());
-            sql.push_str(&format!(" AND started_at < ?{}", args.len()));
+            f.and("started_at <", before);
         }
         if let Some(from) = q.started_from {
-            args.push(from.into());
-            sql.push_str(&format!(" AND started_at >= ?{}", args.len()));
+            f.and("started_at >=", from);
         }
-        sql.push_str(" ORDER BY started_at DESC, session_key");
+        f.sql.push_str(" ORDER BY started_at DESC, session_key");
         if let Some(limit) = q.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            f.sql.push_str(&format!(" LIMIT {limit}"));
         }
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_session)?;
+        let mut stmt = self.conn.prepare(&f.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(f.args), row_to_session)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -427,23 +449,19 @@ impl Store for SqliteStore {
     }
 
     fn auth_events(&self, q: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError> {
-        let mut sql = String::from("SELECT event FROM auth_events WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut f = Filter::new("SELECT event FROM auth_events".into());
         if let Some(u) = &q.user {
-            args.push(u.to_lowercase().into());
-            sql.push_str(&format!(" AND user = ?{}", args.len()));
+            f.and("user =", u.to_lowercase());
         }
         if let Some(since) = q.since_ms {
-            args.push(since.into());
-            sql.push_str(&format!(" AND time_ms >= ?{}", args.len()));
+            f.and("time_ms >=", since);
         }
         if let Some(until) = q.until_ms {
-            args.push(until.into());
-            sql.push_str(&format!(" AND time_ms < ?{}", args.len()));
+            f.and("time_ms <", until);
         }
-        sql.push_str(" ORDER BY time_ms DESC, id DESC");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+        f.sql.push_str(" ORDER BY time_ms DESC, id DESC");
+        let mut stmt = self.conn.prepare(&f.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(f.args), |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for row in rows {
             let e: AuthEvent = serde_json::from_str(&row?).map_err(|e| StorageError::Corrupt(e.to_string()))?;
@@ -459,11 +477,8 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
-        let sql =
-            "SELECT session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip, framed_ipv6,
-             started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets, input_packets,
-             output_packets, terminate_cause, details, location FROM sessions WHERE session_key = ?1";
-        Ok(self.conn.query_row(sql, [key], row_to_session).optional()?)
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_key = ?1");
+        Ok(self.conn.prepare_cached(&sql)?.query_row([key], row_to_session).optional()?)
     }
 
     fn has_auth_event(&self, e: &AuthEvent) -> Result<bool, StorageError> {
@@ -535,21 +550,19 @@ impl Store for SqliteStore {
     }
 
     fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StorageError> {
-        let mut sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        for (column, value) in [("status", &q.status), ("user", &q.user), ("kind", &q.kind)] {
+        let mut f = Filter::new(format!("SELECT {ALERT_COLUMNS} FROM alerts"));
+        for (column_op, value) in [("status =", &q.status), ("user =", &q.user), ("kind =", &q.kind)] {
             if let Some(v) = value {
-                args.push(v.clone().into());
-                sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+                f.and(column_op, v.clone());
             }
         }
-        sql.push_str(" ORDER BY id DESC");
+        f.sql.push_str(" ORDER BY id DESC");
         if let Some(limit) = q.limit {
-            sql.push_str(&format!(" LIMIT {limit}"));
+            f.sql.push_str(&format!(" LIMIT {limit}"));
         }
         let mut alerts: Vec<Alert> = {
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_alert)?;
+            let mut stmt = self.conn.prepare(&f.sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(f.args), row_to_alert)?;
             rows.collect::<Result<_, _>>()?
         };
         for a in &mut alerts {
