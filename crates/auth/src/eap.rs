@@ -110,11 +110,18 @@ pub enum Step {
 }
 
 /// Checks an MS-CHAPv2 response somewhere else (Samba's `ntlm_auth` against Active
-/// Directory): given the user name as the peer gave it (it may carry `DOMAIN\`), the
-/// 8-octet challenge hash and the
-/// NT-Response, returns the hash of the NT hash, or a reason code, error and explanation.
-pub type ExternalVerifier =
-    Box<dyn Fn(&str, &[u8; 8], &[u8; 24]) -> Result<[u8; 16], (u32, MschapError, String)> + Send>;
+/// Directory) for the account the credentials were looked up for — never for a name
+/// the peer chose: given the 8-octet challenge hash and the NT-Response, returns the
+/// hash of the NT hash, or a reason code, error and explanation.
+pub type ExternalVerifier = Box<dyn Fn(&[u8; 8], &[u8; 24]) -> Result<[u8; 16], (u32, MschapError, String)> + Send>;
+
+/// Whether the Name in an MS-CHAPv2 Response names the same user as the identity the
+/// credentials were looked up for: equal without a `DOMAIN\` prefix, ignoring case. An
+/// empty Name stands for the identity.
+pub fn same_user(name: &str, identity: &str) -> bool {
+    let bare = |s: &str| s.trim_matches(['\0', ' ']).rsplit('\\').next().unwrap_or("").to_lowercase();
+    name.is_empty() || bare(name) == bare(identity)
+}
 
 /// The user data the server needs for the Response round.
 #[derive(Default)]
@@ -227,6 +234,17 @@ pub fn step(
             if let Some((reason, error)) = creds.refused {
                 return failure_request(c, response.id, error, reason, "account refused");
             }
+            // The response proves the password of the user in its Name field; that must
+            // be the account looked up and authorised for the identity.
+            if !same_user(&name, &c.identity) {
+                return failure_request(
+                    c,
+                    response.id,
+                    MschapError::AuthenticationFailure,
+                    16,
+                    "the MS-CHAPv2 Name names another user than the EAP identity",
+                );
+            }
             let user_for_hash = if name.is_empty() { c.identity.clone() } else { name };
             let peer: [u8; 16] = value[..16].try_into().unwrap_or_default();
             let nt_response: [u8; 24] = value[24..48].try_into().unwrap_or_default();
@@ -247,7 +265,7 @@ pub fn step(
                 }
                 (None, Some(verify)) => {
                     let challenge = mschap::challenge_hash(&peer, &c.challenge, &user_for_hash);
-                    match verify(&user_for_hash, &challenge, &nt_response) {
+                    match verify(&challenge, &nt_response) {
                         Ok(hash_hash) => mschap::success_from_hash_hash(&hash_hash, &nt_response, &challenge),
                         Err((reason, error, message)) => {
                             return failure_request(c, response.id, error, reason, &message);
@@ -347,5 +365,26 @@ mod tests {
         let ack = encode(RESPONSE, 3, Some(MSCHAPV2), &[OP_FAILURE]);
         let last = step(&mut c, &Eap::decode(&ack).unwrap(), |_| unreachable!(), || unreachable!());
         assert!(matches!(last, Step::Reject { reason: 16, .. }));
+    }
+
+    #[test]
+    fn a_response_naming_another_user_is_refused_before_any_verifier_runs() {
+        assert!(same_user("CORP\\Alice", "alice") && same_user("", "alice") && same_user("alice", "OTHER\\alice"));
+        assert!(!same_user("mallory", "alice") && !same_user("CORP\\mallory", "CORP\\alice"));
+        let identity = encode(RESPONSE, 1, Some(IDENTITY), b"alice");
+        let (mut c, _) = start(&Eap::decode(&identity).unwrap(), [1; 16], 1, "p").unwrap();
+        let mut body = vec![49];
+        body.extend_from_slice(&[0; 49]);
+        body.extend_from_slice(b"mallory");
+        let resp = encode(RESPONSE, 2, Some(MSCHAPV2), &mschapv2_data(OP_RESPONSE, 1, &body));
+        // A verifier that would accept anything (a domain controller asked about mallory).
+        let creds = |_: &str| Credentials { external: Some(Box::new(|_, _| Ok([0; 16]))), ..Credentials::default() };
+        let first = step(&mut c, &Eap::decode(&resp).unwrap(), creds, || unreachable!("never authorised"));
+        let Step::Challenge(fail) = first else { panic!("{first:?}") };
+        assert!(String::from_utf8_lossy(&fail).contains("E=691"));
+        let ack = encode(RESPONSE, 3, Some(MSCHAPV2), &[OP_FAILURE]);
+        let last = step(&mut c, &Eap::decode(&ack).unwrap(), |_| unreachable!(), || unreachable!());
+        let Step::Reject { message, .. } = last else { panic!("{last:?}") };
+        assert!(message.contains("another user"), "{message}");
     }
 }

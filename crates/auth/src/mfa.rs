@@ -4,7 +4,7 @@
 
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// TOTP hash function.
@@ -156,39 +156,25 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8], t: &Totp) -> Stri
     )
 }
 
-/// What a challenge State carries between the Access-Challenge and the answer.
+/// What a challenge State carries between the Access-Challenge and the answer: a
+/// random nonce that names the challenge the server recorded (account, User-Name,
+/// client, full policy name, transaction) and a digest of those fields, so an answer
+/// is tied to exactly what was challenged — no name is cut, nothing matches by prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChallengeState {
     /// Unix seconds after which the answer is refused.
     pub expires: u64,
-    /// Canonical user name the challenge was issued to.
-    pub user: String,
-    /// The `[[client]]` the challenge went to.
-    pub client: String,
-    /// The network policy that granted, so the Access-Accept carries its replies.
-    pub policy: String,
-    /// Random, so two challenges never look alike.
-    pub nonce: [u8; 8],
-    /// A remote provider's transaction (privacyIDEA), empty for local factors.
-    pub transaction: String,
+    /// Random; the key of the recorded challenge.
+    pub nonce: [u8; 16],
+    /// [`ChallengeState::digest`] of the recorded fields.
+    pub digest: [u8; 16],
 }
 
-/// Most octets kept of user, client, policy and transaction in a State:
-/// 3 + 8 + 8 + (1 + 64) + (1 + 32) + (1 + 48) + (1 + 64) + 16 = 247 ≤ 253.
-pub const FIELD_MAX: [usize; 4] = [64, 32, 48, 64];
-
-/// `s` cut to at most `max` octets at a character boundary (as sealed in a State).
-pub fn clip(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Marks our State values (`P` `M` version 1).
-const STATE_MAGIC: [u8; 3] = [b'P', b'M', 1];
+/// Marks our State values (`P` `M` version 2).
+const STATE_MAGIC: [u8; 3] = [b'P', b'M', 2];
 const STATE_MAC_LEN: usize = 16;
+/// Magic, expiry, nonce, digest and MAC.
+const STATE_LEN: usize = 3 + 8 + 16 + 16 + STATE_MAC_LEN;
 
 /// Why a State was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -204,19 +190,27 @@ pub enum StateError {
 }
 
 impl ChallengeState {
-    /// Encodes and authenticates (HMAC-SHA256 under `key`, 16 octets). Fields are cut
-    /// to [`FIELD_MAX`] octets each (at a character boundary) so the State always fits
-    /// RADIUS's 253; compare with [`clip`] when opening.
+    /// SHA-256 (first 16 octets) of the fields, each prefixed by its length, so no two
+    /// different lists of fields share a digest.
+    pub fn digest(fields: &[&str]) -> [u8; 16] {
+        let mut h = Sha256::new();
+        h.update(b"portcullis challenge");
+        for f in fields {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f.as_bytes());
+        }
+        let d = h.finalize();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&d[..16]);
+        out
+    }
+
+    /// Encodes and authenticates (HMAC-SHA256 under `key`, 16 octets): 59 octets.
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
         let mut out = STATE_MAGIC.to_vec();
         out.extend_from_slice(&self.expires.to_be_bytes());
         out.extend_from_slice(&self.nonce);
-        let fields = [&self.user, &self.client, &self.policy, &self.transaction];
-        for (field, max) in fields.into_iter().zip(FIELD_MAX) {
-            let field = clip(field, max);
-            out.push(field.len() as u8);
-            out.extend_from_slice(field.as_bytes());
-        }
+        out.extend_from_slice(&self.digest);
         let mac = state_mac(key, &out);
         out.extend_from_slice(&mac);
         out
@@ -224,38 +218,30 @@ impl ChallengeState {
 
     /// Whether a State value looks like ours (before checking its MAC).
     pub fn is_ours(state: &[u8]) -> bool {
-        state.starts_with(&STATE_MAGIC)
+        state.starts_with(&STATE_MAGIC[..2])
     }
 
-    /// Verifies the MAC and the expiry.
+    /// Verifies the version, length, MAC and expiry.
     pub fn open(state: &[u8], key: &[u8; 32], now: u64) -> Result<Self, StateError> {
         if !Self::is_ours(state) {
             return Err(StateError::Foreign);
         }
-        let Some(split) = state.len().checked_sub(STATE_MAC_LEN) else { return Err(StateError::Malformed) };
-        let (body, mac) = state.split_at(split);
+        if !state.starts_with(&STATE_MAGIC) || state.len() != STATE_LEN {
+            return Err(StateError::Malformed);
+        }
+        let (body, mac) = state.split_at(STATE_LEN - STATE_MAC_LEN);
         if !bool::from(state_mac(key, body).ct_eq(mac)) {
             return Err(StateError::BadMac);
         }
         let rest = &body[STATE_MAGIC.len()..];
         let (expires, rest) = rest.split_first_chunk::<8>().ok_or(StateError::Malformed)?;
-        let (nonce, mut rest) = rest.split_first_chunk::<8>().ok_or(StateError::Malformed)?;
-        let mut fields = Vec::new();
-        for _ in 0..4 {
-            let (&len, tail) = rest.split_first().ok_or(StateError::Malformed)?;
-            let value = tail.get(..usize::from(len)).ok_or(StateError::Malformed)?;
-            fields.push(String::from_utf8(value.to_vec()).map_err(|_| StateError::Malformed)?);
-            rest = &tail[usize::from(len)..];
-        }
+        let (nonce, rest) = rest.split_first_chunk::<16>().ok_or(StateError::Malformed)?;
+        let digest: [u8; 16] = rest.try_into().map_err(|_| StateError::Malformed)?;
         let expires = u64::from_be_bytes(*expires);
         if now > expires {
             return Err(StateError::Expired);
         }
-        let transaction = fields.pop().unwrap_or_default();
-        let policy = fields.pop().unwrap_or_default();
-        let client = fields.pop().unwrap_or_default();
-        let user = fields.pop().unwrap_or_default();
-        Ok(Self { expires, user, client, policy, nonce: *nonce, transaction })
+        Ok(Self { expires, nonce: *nonce, digest })
     }
 }
 
@@ -353,18 +339,11 @@ mod tests {
 
     #[test]
     fn state_round_trip_and_refusals() {
+        let s = ChallengeState { expires: 1000, nonce: [5; 16], digest: ChallengeState::digest(&["alice", "vpn"]) };
         let key = [7u8; 32];
-        let s = ChallengeState {
-            expires: 1000,
-            user: "alice".into(),
-            client: "vpn".into(),
-            policy: "staff".into(),
-            nonce: [1; 8],
-            transaction: "06199214322986728670".into(),
-        };
         let sealed = s.seal(&key);
         assert!(sealed.len() <= 253);
-        assert_eq!(ChallengeState::open(&sealed, &key, 999), Ok(s.clone()));
+        assert_eq!(ChallengeState::open(&sealed, &key, 999), Ok(s));
         assert_eq!(ChallengeState::open(&sealed, &key, 1001), Err(StateError::Expired));
         assert_eq!(ChallengeState::open(&sealed, &[8; 32], 999), Err(StateError::BadMac));
         let mut tampered = sealed;
@@ -372,18 +351,11 @@ mod tests {
         assert_eq!(ChallengeState::open(&tampered, &key, 999), Err(StateError::BadMac));
         assert_eq!(ChallengeState::open(b"other", &key, 0), Err(StateError::Foreign));
         assert_eq!(ChallengeState::open(&STATE_MAGIC, &key, 0), Err(StateError::Malformed));
-        let long = ChallengeState {
-            user: "ü".repeat(300),
-            client: "c".repeat(300),
-            policy: "p".repeat(300),
-            transaction: "t".repeat(300),
-            ..s
-        };
-        let sealed = long.seal(&key);
-        assert!(sealed.len() <= 253, "{}", sealed.len());
-        let opened = ChallengeState::open(&sealed, &key, 0).unwrap();
-        assert_eq!(opened.user, clip(&long.user, FIELD_MAX[0]));
-        assert_eq!(opened.policy.len(), FIELD_MAX[2]);
+        assert_eq!(ChallengeState::open(&[b'P', b'M', 1, 0], &key, 0), Err(StateError::Malformed), "old version");
+        // Fields never run together, and long names are not cut.
+        assert_ne!(ChallengeState::digest(&["ab", "c"]), ChallengeState::digest(&["a", "bc"]));
+        let long = "p".repeat(300);
+        assert_ne!(ChallengeState::digest(&[&long]), ChallengeState::digest(&[&long[..299]]));
     }
 
     #[test]

@@ -144,8 +144,17 @@ pub struct PolicyRequest<'a> {
 /// The outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyDecision {
-    Grant { policy: String },
-    Deny { policy: Option<String>, reason: u32 },
+    /// `dialin_override`: the policy itself denies and the account's dial-in
+    /// permission allowed the request anyway (so the policy's own settings, such as its
+    /// second-factor mode, were written for refusals and must not weaken the grant).
+    Grant {
+        policy: String,
+        dialin_override: bool,
+    },
+    Deny {
+        policy: Option<String>,
+        reason: u32,
+    },
 }
 
 /// Evaluates policies in order; returns the decision and the explanation.
@@ -161,6 +170,7 @@ pub fn evaluate(policies: &[NetworkPolicy], req: &PolicyRequest<'_>) -> (PolicyD
             why.push(text.to_string());
             PolicyDecision::Deny { policy: Some(p.name.clone()), reason: reason::DIALIN_DENIED }
         };
+        let dialin_override = req.dialin == Some(true) && !p.grant;
         match (req.dialin, p.grant) {
             (Some(false), _) => return (deny(&mut why, "the account's dial-in permission denies access"), why),
             (Some(true), false) => why.push("it denies access, but the account's dial-in permission allows it".into()),
@@ -185,7 +195,7 @@ pub fn evaluate(policies: &[NetworkPolicy], req: &PolicyRequest<'_>) -> (PolicyD
             return (PolicyDecision::Deny { policy: Some(p.name.clone()), reason: reason::LOGON_HOURS }, why);
         }
         why.push("access granted".into());
-        return (PolicyDecision::Grant { policy: p.name.clone() }, why);
+        return (PolicyDecision::Grant { policy: p.name.clone(), dialin_override }, why);
     }
     why.push("no network policy matched".into());
     (PolicyDecision::Deny { policy: None, reason: reason::NO_MATCHING_POLICY }, why)
@@ -262,7 +272,10 @@ mod tests {
         let mut req =
             PolicyRequest { groups: &groups, method: Some(Method::Pap), weekday: 1, minute: 600, ..Default::default() };
         let policies = vec![staff, deny_all];
-        assert_eq!(evaluate(&policies, &req).0, PolicyDecision::Grant { policy: "staff".into() });
+        assert_eq!(
+            evaluate(&policies, &req).0,
+            PolicyDecision::Grant { policy: "staff".into(), dialin_override: false }
+        );
         req.method = Some(Method::Chap);
         assert_eq!(evaluate(&policies, &req).0, PolicyDecision::Deny { policy: Some("staff".into()), reason: 66 });
         req.method = Some(Method::Pap);
@@ -284,7 +297,7 @@ mod tests {
         let mut req =
             PolicyRequest { groups: &none, method: Some(Method::Pap), dialin: Some(true), ..Default::default() };
         let (d, why) = evaluate(std::slice::from_ref(&deny_all), &req);
-        assert_eq!(d, PolicyDecision::Grant { policy: "deny".into() }, "{why:?}");
+        assert_eq!(d, PolicyDecision::Grant { policy: "deny".into(), dialin_override: true }, "{why:?}");
         req.method = Some(Method::Chap);
         assert_eq!(
             evaluate(std::slice::from_ref(&allow), &req).0,

@@ -41,7 +41,14 @@ pub(crate) enum MfaCommand {
         #[arg(long, default_value_t = 24)]
         valid_hours: u32,
     },
-    /// Remove a user's factor, recovery codes and lockout.
+    /// Let the user's logins ask for push approval (through the configured webhook).
+    /// Users who did not enrol for push get none.
+    EnrollPush {
+        user: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove a user's factor, recovery codes, push enrolment and lockout.
     Reset {
         user: String,
         #[arg(long)]

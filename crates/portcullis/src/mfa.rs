@@ -14,14 +14,23 @@ fn open(config: &Config) -> Result<(SqliteMfa, MfaConfig)> {
     Ok((db, mfa))
 }
 
+/// The stable key of the account an administrator names, as the server keys it.
+fn account_key(config: &Config, user: &str) -> Result<String> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _entered = runtime.enter();
+    let router = portcullis_server::directory::Router::from_config(config).map_err(anyhow::Error::msg)?;
+    Ok(router.account_for_admin(user).map_err(anyhow::Error::msg)?.key)
+}
+
 pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>) -> Result<Config>) -> Result<()> {
     match command {
         MfaCommand::Enroll { user, config, algorithm, digits, format } => {
             let config = load(config.as_ref())?;
             let (mut db, mfa) = open(&config)?;
             let algorithm = TotpAlgorithm::from_name(&algorithm).context("--algorithm is sha1 or sha256")?;
-            let user = portcullis_accounting::canonical_user(&user);
-            let e = portcullis_server::mfa::enroll(&mut db, &user, algorithm, digits, &mfa.issuer)
+            let user = account_key(&config, &user)?;
+            // An administrator's enrolment replaces an existing factor.
+            let e = portcullis_server::mfa::enroll(&mut db, &user, algorithm, digits, &mfa.issuer, true)
                 .map_err(anyhow::Error::msg)?;
             let (uri, secret, codes) = (e.uri, e.secret, e.recovery_codes);
             match format {
@@ -59,7 +68,7 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             let config = load(config.as_ref())?;
             let base = config.http.base_url().context("enrolment links need an [http] listener")?;
             let (db, _) = open(&config)?;
-            let user = portcullis_accounting::canonical_user(&user);
+            let user = account_key(&config, &user)?;
             let (token, hash) = portcullis_server::mfa::enrol_token();
             let expires = crate::now_unix() + i64::from(valid_hours) * 3600;
             db.add_enrol_link(&hash, &user, expires)?;
@@ -67,10 +76,22 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339_ms(expires * 1000));
             Ok(())
         }
+        MfaCommand::EnrollPush { user, config } => {
+            let config = load(config.as_ref())?;
+            if config.mfa.as_ref().and_then(|m| m.push.as_ref()).is_none() {
+                bail!("push approval is not configured ([mfa.push])");
+            }
+            let (db, _) = open(&config)?;
+            let user = account_key(&config, &user)?;
+            db.set_push_target(&user, "webhook", crate::now_unix())?;
+            println!("{user} enrolled for push approval");
+            Ok(())
+        }
         MfaCommand::Reset { user, config } => {
             let config = load(config.as_ref())?;
             let (mut db, _) = open(&config)?;
-            let user = portcullis_accounting::canonical_user(&user);
+            // An account already gone from its store may still have data to remove.
+            let user = account_key(&config, &user).unwrap_or_else(|_| portcullis_accounting::canonical_user(&user));
             if !db.reset(&user)? {
                 bail!("{user} has no second factor");
             }

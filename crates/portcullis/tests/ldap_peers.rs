@@ -82,7 +82,8 @@ fn start_slapd(tls: &Path) -> Slapd {
          dn: ou=groups,dc=example,dc=com\nobjectClass: organizationalUnit\nou: groups\n\n\
          dn: cn=portcullis,dc=example,dc=com\nobjectClass: person\ncn: portcullis\nsn: service\nuserPassword: service-secret\n\n",
     );
-    ldif.push_str(&person("alice", "wonderland", ""));
+    // Alice's entry answers to a second login name as well.
+    ldif.push_str(&person("alice", "wonderland", "uid: asmith\n"));
     ldif.push_str(&person("bob", "hello", "msNPAllowDialin: FALSE\n"));
     ldif.push_str(&person("dora", "disabled", "userAccountControl: 514\n"));
     ldif.push_str(&person("erin", "override", "msNPAllowDialin: TRUE\n"));
@@ -274,5 +275,33 @@ fn ldap_nt_hash_serves_mschapv2_and_peap() {
     let v = common::pyrad_mschapv2(&s, "EXAMPLE\\alice", "wonderland");
     assert_eq!(v["code"], "accept", "{v}");
     assert_eq!(v["recv_key_ok"], true, "{v}");
+    // Inside the tunnel the identity goes through the connection-request policies too:
+    // a realm that no policy accepts is refused even behind an accepted outer name.
+    let (ok, log) = common::eapol_peap_try(&s, "NOWHERE\\alice", "anonymous@example.com", "wonderland");
+    assert!(!ok, "{log}");
+    let e = last_event(&s, "alice");
+    assert_eq!((e["decision"].as_str(), e["reason_code"].as_i64()), (Some("reject"), Some(49)), "{e}");
     drop(silent);
+}
+
+#[test]
+fn a_second_factor_belongs_to_the_directory_entry_not_to_the_name_typed() {
+    let tls = make_tls();
+    let slapd = start_slapd(tls.path());
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(tls.path(), &dir.path().join("tls"));
+    let mut extra = ldap_block("corp", &format!("ldap://127.0.0.1:{}", slapd.ldap_port), "");
+    extra.push_str(&crp("corp", "EXAMPLE", "corp"));
+    extra.push_str("\n[mfa]\n\n[[network_policy]]\nname = \"staff\"\ngroups = [\"vpn\"]\nmfa = \"optional\"\n");
+    let s = Server::start_in(dir, free_port(), &extra);
+    let out = s.cli(&["mfa", "enroll", "EXAMPLE\\alice", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The same entry under its other name: the factor is asked for, not skipped.
+    let (ok, text) = common::radtest(&s, "pap", "EXAMPLE\\asmith", "wonderland");
+    assert!(!ok && text.contains("Access-Challenge"), "{text}");
+    let e = last_event(&s, "alice");
+    assert_eq!((e["decision"].as_str(), e["user_raw"].as_str()), (Some("challenge"), Some("EXAMPLE\\asmith")), "{e}");
+    let listed = s.cli(&["mfa", "list", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(v[0]["user"], "ldap:corp:uid=alice,ou=people,dc=example,dc=com", "{v}");
 }

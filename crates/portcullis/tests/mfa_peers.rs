@@ -200,3 +200,40 @@ fn password_and_code_concatenated_and_exempt_nas() {
     assert!(common::radtest(&e, "pap", "bob", "hello").0, "exempt NAS: no second factor");
     assert_eq!(last_event(&e, "bob")["mfa"], "exempt");
 }
+
+#[test]
+fn a_challenge_is_answered_once_by_its_own_user_under_its_own_policy() {
+    let shared = tempfile::tempdir().unwrap();
+    // Two policies whose names share their first 60 octets: the answer must carry the
+    // replies of the policy that granted, not of the first one with a similar name.
+    let common = "remote access for members of the security operations team -";
+    let extra = format!(
+        "{}\n[[network_policy]]\nname = \"{common} administrators\"\ngroups = [\"admins\"]\nsession_timeout = 7200\n\n\
+         [[network_policy]]\nname = \"{common} contractors\"\ngroups = [\"contractors\"]\nsession_timeout = 600\n",
+        mfa_block(shared.path())
+    );
+    let s = Server::start(&extra);
+    add_user(&s, "cora", "contract", &["contractors"], &[]);
+    add_user(&s, "bob", "hello", &["admins"], &[]);
+    let cora = enroll(&s, "cora");
+    enroll(&s, "bob");
+    let r = round_trip(&s, "cora", "contract", &cora, &["answer-twice=1".into()]);
+    assert_eq!(r["answer"], "accept", "{r}");
+    assert_eq!(r["Session-Timeout"], 600, "the contractors' policy, by its full name: {r}");
+    assert_eq!(r["second_answer"], "reject", "a State is answered once: {r}");
+    assert_eq!(last_event(&s, "cora")["mfa"], "invalid_state");
+    // Another user cannot answer cora's challenge, even with a valid code of cora's.
+    let r = round_trip(&s, "cora", "contract", &cora, &["answer-user=bob".into()]);
+    assert_eq!(r["answer"], "reject", "{r}");
+}
+
+#[test]
+fn exempt_nas_is_the_udp_source_not_the_nas_ip_address_a_client_claims() {
+    let shared = tempfile::tempdir().unwrap();
+    let extra = format!("{}exempt_nas = [\"192.0.2.0/24\"]\n{POLICIES}", mfa_block(shared.path()));
+    let s = Server::start(&extra);
+    add_user(&s, "bob", "hello", &["vpn"], &[]);
+    let bob = enroll(&s, "bob");
+    let r = round_trip(&s, "bob", "hello", &bob, &["nas-ip=192.0.2.1".into()]);
+    assert_eq!(r["first"], "challenge", "a NAS-IP-Address of an exempt NAS from elsewhere skips nothing: {r}");
+}

@@ -98,7 +98,11 @@ fn server_with(shared: &Path, webhook_port: u16, extra: &str, push_extra: &str) 
     let s = Server::start_in(tempfile::tempdir().unwrap(), free_port(), &config);
     for (name, password) in [("alice", "wonderland"), ("bob", "builder"), ("erin", "eapuser")] {
         add_user(&s, name, password, &["vpn"], &[]);
+        let out = s.cli(&["mfa", "enroll-push", name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
+    // Carl has an account but did not enrol for push.
+    add_user(&s, "carl", "nopush", &["vpn"], &[]);
     // eapol_test trusts the demo CA from the server's own directory.
     std::fs::create_dir_all(s.dir.path().join("tls")).unwrap();
     std::fs::copy(shared.join("tls/ca.pem"), s.dir.path().join("tls/ca.pem")).unwrap();
@@ -176,26 +180,31 @@ fn a_retransmit_storm_and_a_second_server_send_one_push() {
     let v: Vec<serde_json::Value> = serde_json::from_slice(&events.stdout).unwrap();
     assert_eq!(v.len(), 1, "one decision: {v:?}");
 
-    // The NAS gives up on server A and retries at server B while the push is pending.
+    // The NAS gives up on server A and sends the same request to server B while the
+    // push is pending: it joins that push.
     phone.set("approve 2.5");
-    let a_port = a.auth_port;
-    let first = std::thread::spawn(move || {
-        let out = Command::new(python())
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
-            .args(["127.0.0.1", &a_port.to_string(), SECRET])
-            .arg(common::dictionary_dir())
-            .args(["mschapv2", "bob", "builder"])
-            .env("PYRAD_TIMEOUT", "8")
-            .output()
-            .unwrap();
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    });
-    std::thread::sleep(Duration::from_millis(800));
-    let retry = pyrad(&b, "8", &["mschapv2", "bob", "builder"]);
-    assert_eq!(retry["code"], "accept", "{retry}");
-    assert_eq!(first.join().unwrap()["code"], "accept");
+    let r = pyrad(&a, "8", &["failover", "bob", "builder", &b.auth_port.to_string()]);
+    assert_eq!((r["a"].as_str(), r["b"].as_str()), (Some("accept"), Some("accept")), "{r}");
     let bob: Vec<_> = phone.pushes().into_iter().filter(|p| p["user"] == "bob").collect();
     assert_eq!(bob.len(), 1, "the retry joined the pending push: {bob:?}");
+}
+
+#[test]
+fn one_approval_admits_one_login_and_only_enrolled_users_get_a_push() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let s = server(shared.path(), phone.port, "");
+    // Two logins of the same user from the same NAS and station at once: two pushes,
+    // each approved on its own (approving one does not admit the other).
+    phone.set("approve 0.5");
+    let r = pyrad(&s, "8", &["two-logins", "alice", "wonderland"]);
+    assert_eq!((r["a"].as_str(), r["b"].as_str()), (Some("accept"), Some("accept")), "{r}");
+    let alice: Vec<_> = phone.pushes().into_iter().filter(|p| p["user"] == "alice").collect();
+    assert_eq!(alice.len(), 2, "a second login never joins the first one's push: {alice:?}");
+    // A user without a push enrolment gets no push, whoever reads the channel.
+    assert_eq!(pyrad(&s, "8", &["mschapv2", "carl", "nopush"])["code"], "reject");
+    assert_eq!(last_event(&s, "carl")["mfa"], "not_enrolled");
+    assert!(phone.pushes().iter().all(|p| p["user"] != "carl"), "no push for carl");
 }
 
 #[test]
@@ -215,6 +224,9 @@ fn push_fatigue_and_an_unreachable_notifier_in_both_fail_modes() {
     assert_eq!(pyrad(&s, "8", &["mschapv2", "bob", "builder"])["code"], "reject");
     let e = last_event(&s, "bob");
     assert_eq!(e["mfa"], "push_unavailable", "{e}");
+    // The webhook URL (its path may be the credential) is in no log and no event.
+    let audit = std::fs::read_to_string(s.dir.path().join("data/auth.log")).unwrap();
+    assert!(!audit.contains("/notify") && !s.log().contains("/notify"), "the webhook URL leaked: {e}");
 
     let safe_shared = shared_dir();
     let safe = server(safe_shared.path(), phone.port, "fail_mode = \"safe\"");

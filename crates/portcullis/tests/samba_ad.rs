@@ -98,7 +98,9 @@ fn start_dc() -> Dc {
 }
 
 fn populate(dc: &Dc) {
-    for (user, password) in [("alice", "Wonderl4nd!"), ("bob", "Hell0-There!"), ("dora", "Disabl3d-Now!")] {
+    for (user, password) in
+        [("alice", "Wonderl4nd!"), ("bob", "Hell0-There!"), ("dora", "Disabl3d-Now!"), ("mallory", "Mall0ry-Own!")]
+    {
         samba_tool(dc, &["user", "create", user, password]);
     }
     samba_tool(dc, &["user", "disable", "dora"]);
@@ -106,7 +108,7 @@ fn populate(dc: &Dc) {
         samba_tool(dc, &["group", "create", g]);
     }
     samba_tool(dc, &["group", "addmembers", "engineering", "alice"]);
-    samba_tool(dc, &["group", "addmembers", "vpn", "engineering,bob,dora"]);
+    samba_tool(dc, &["group", "addmembers", "vpn", "engineering,bob,dora,mallory"]);
     // Bob's Dial-in tab says "Deny access": samba-tool edits the entry with $EDITOR.
     let editor = dc.conf.with_file_name("deny-dialin.sh");
     std::fs::write(&editor, "#!/bin/sh\nsed -i '/^dn: /a msNPAllowDialin: FALSE' \"$1\"\n").unwrap();
@@ -185,4 +187,31 @@ fn samba_active_directory_pap_mschapv2_peap_groups_and_account_state() {
 
     common::eapol_peap(&s, "EXAMPLE\\alice", "anonymous@example.test", "Wonderl4nd!");
     assert_eq!(last_event(&s, "alice")["method"], "peap");
+
+    // Mallory knows only her own password. EAP identity alice, MS-CHAPv2 Name mallory
+    // and a response made with mallory's password: the domain controller would verify
+    // it for mallory, so only the name check and asking about the looked-up account
+    // stand between her and alice's session.
+    let eap = |identity: &str, name: &str, password: &str| {
+        let out = Command::new(common::python())
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/pyrad_auth.py"))
+            .args(["127.0.0.1", &s.auth_port.to_string(), common::SECRET])
+            .arg(common::dictionary_dir())
+            .args(["eap-mschapv2", identity, name, password])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let own = eap("EXAMPLE\\mallory", "EXAMPLE\\mallory", "Mall0ry-Own!");
+    assert_eq!(own["code"], "accept", "her own login works: {own}");
+    let forged = eap("EXAMPLE\\alice", "EXAMPLE\\mallory", "Mall0ry-Own!");
+    assert_eq!(forged["code"], "reject", "identity alice, Name mallory: {forged}");
+    let e = last_event(&s, "alice");
+    assert_eq!(e["decision"], "reject", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("another user"), "{e}");
+    // A domain the User-Name carries never reaches ntlm_auth: the account is asked
+    // about in the configured domain.
+    let other = pyrad_mschapv2(&s, "OTHERDOM\\mallory", "Mall0ry-Own!");
+    assert_eq!(other["code"], "accept", "checked as EXAMPLE\\mallory: {other} {}", last_event(&s, "mallory"));
+    assert_eq!(last_event(&s, "mallory")["user"], "mallory");
 }

@@ -15,6 +15,14 @@ use crate::lock;
 /// An account, whichever store holds it.
 #[derive(Debug, Clone, Default)]
 pub struct Account {
+    /// The stable identity of the account in its store: the local user's name, or
+    /// `ldap:<store>:<DN>` (lower case) for a directory entry. Second factors,
+    /// lockouts and push approvals are keyed by it, never by the name a peer typed.
+    pub key: String,
+    /// The account's own login name (the local user's name, the entry's
+    /// `sAMAccountName` or `uid`): what `ntlm_auth` is asked about and what the audit
+    /// trail and profiles record.
+    pub name: String,
     pub groups: Vec<String>,
     pub nt_hash: Option<[u8; 16]>,
     /// The password itself (local users who opted into CHAP).
@@ -84,6 +92,8 @@ impl UserDirectory for LocalUsers {
         let now = crate::now_unix();
         let record = lock(&self.0).user(name).map_err(|e| e.to_string())?;
         Ok(record.map(|u| Account {
+            key: u.name.clone(),
+            name: u.name.clone(),
             expired: u.expires_at.is_some_and(|t| t <= now),
             groups: u.groups,
             nt_hash: u.nt_hash,
@@ -121,6 +131,8 @@ impl UserDirectory for LdapStore {
     fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
         let found = self.block_on(Self::lookup(self, name)).map_err(|e| e.to_string())?;
         Ok(found.map(|d| Account {
+            key: format!("ldap:{}:{}", Self::name(self), d.dn.to_lowercase()),
+            name: d.login.unwrap_or_else(|| name.to_lowercase()),
             groups: d.groups,
             nt_hash: d.nt_hash,
             disabled: d.disabled,
@@ -229,6 +241,33 @@ impl Router {
             });
         }
         Err(format!("no connection request policy matches realm {realm:?}"))
+    }
+
+    /// The account an administrator names (enrolment, reset): the store the first
+    /// accepting connection-request policy for its realm names, whatever the client
+    /// and NAS. Blocks on directories.
+    pub fn account_for_admin(&self, user_raw: &str) -> Result<Account, String> {
+        let realm = realm_of(user_raw);
+        let route = if self.policies.is_empty() {
+            self.route("", user_raw, None)?
+        } else {
+            let p = self
+                .policies
+                .iter()
+                .find(|p| p.accept && (p.realms.is_empty() || p.realms.iter().any(|r| r.eq_ignore_ascii_case(realm))))
+                .ok_or_else(|| format!("no connection request policy accepts realm {realm:?}"))?;
+            let store = self
+                .stores
+                .get(&p.user_store)
+                .cloned()
+                .ok_or_else(|| format!("user store {:?} is not configured", p.user_store))?;
+            Route { store, strip_realm: p.strip_realm.unwrap_or(self.strip_realm), policy: Some(p.name.clone()) }
+        };
+        let name = route.lookup_name(user_raw);
+        route
+            .store
+            .lookup(&name)?
+            .ok_or_else(|| format!("{name:?} is not an account in user store {:?}", route.store.name()))
     }
 }
 

@@ -131,6 +131,8 @@ pub enum DirectoryError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirectoryUser {
     pub dn: String,
+    /// The entry's own login name (`sAMAccountName`, else `uid`), whatever name found it.
+    pub login: Option<String>,
     pub groups: Vec<String>,
     pub nt_hash: Option<[u8; 16]>,
     pub disabled: bool,
@@ -285,6 +287,8 @@ impl LdapStore {
             "pwdAccountLockedTime".into(),
             "shadowExpire".into(),
             self.config.dialin_attribute.clone(),
+            "sAMAccountName".into(),
+            "uid".into(),
         ];
         attrs.extend(self.config.nt_hash_attribute.clone());
         let entries = self.search(ldap, &self.config.base_dn, &filter, &attrs).await?;
@@ -328,6 +332,7 @@ impl LdapStore {
         let groups = self.groups(ldap, &entry.dn, &member_of).await?;
         Ok(Some(DirectoryUser {
             dn: entry.dn.clone(),
+            login: attr("sAMAccountName").or_else(|| attr("uid")).map(str::to_lowercase),
             groups,
             nt_hash,
             disabled: uac & 0x2 != 0,

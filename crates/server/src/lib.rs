@@ -8,17 +8,16 @@
 pub mod acct;
 pub mod applier;
 pub mod auth;
+/// The second-factor service and enrolment (also used by the CLI).
+pub use auth::factor as mfa;
 pub mod clients;
 pub mod config;
 pub mod detection;
 pub mod directory;
-pub mod eap;
 pub mod ldap;
-pub mod mfa;
 pub mod npslog;
 pub mod ntlm;
 pub mod privacyidea;
-pub mod push;
 pub mod replay;
 
 use std::net::SocketAddr;
@@ -196,7 +195,7 @@ impl Server {
                     Duration::from_secs(retention),
                     config.radius.duplicate_cache_entries,
                 )),
-                eap: Mutex::new(eap::EapTable::default()),
+                eap: Mutex::new(auth::EapTable::default()),
                 peap,
                 eap_default: config.eap.default_method(),
                 credentials: Mutex::new(portcullis_auth::CredentialCache::new(
@@ -232,7 +231,7 @@ impl Server {
                     .and_then(tokio::net::TcpListener::from_std)
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-                let app = push::router(Arc::clone(&auth_shared));
+                let app = auth::push::router(Arc::clone(&auth_shared));
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = axum::serve(listener, app).await {
                         tracing::error!(%local, error = %e, "HTTP listener stopped");

@@ -47,20 +47,23 @@ fn refusal(output: &str) -> (u32, MschapError, String) {
 }
 
 impl NtlmAuth {
-    /// Asks the domain controller to check an MS-CHAPv2 response. `user` may carry a
-    /// `DOMAIN\` prefix; `challenge` is the 8-octet ChallengeHash.
+    /// Asks the domain controller to check an MS-CHAPv2 response for `account`: the
+    /// login name the user store returned for the looked-up account, in the configured
+    /// domain. A domain or realm the peer typed never reaches the helper, so a response
+    /// made with one user's password cannot be verified as another's. `challenge` is the
+    /// 8-octet ChallengeHash.
     pub fn verify(
         &self,
-        user: &str,
+        account: &str,
         challenge: &[u8; 8],
         nt_response: &[u8; 24],
     ) -> Result<[u8; 16], (u32, MschapError, String)> {
         let failed = |m: String| (reason::AUTHENTICATION_FAILED, MschapError::AuthenticationFailure, m);
-        let (domain, name) = match user.split_once('\\') {
-            Some((d, n)) => (Some(d.to_string()), n),
-            None => (self.domain.clone(), user),
-        };
-        let name = name.split('@').next().unwrap_or(name);
+        let name = account;
+        if name.is_empty() || name.contains(['\\', '@', '\0', '\n']) {
+            return Err(failed(format!("{name:?} is not a plain account name")));
+        }
+        let domain = self.domain.clone();
         let Some((program, fixed)) = self.command.split_first() else {
             return Err(failed("ntlm_auth is not configured".into()));
         };
@@ -133,7 +136,8 @@ mod tests {
     fn a_missing_program_is_a_clear_failure() {
         let n =
             NtlmAuth { command: vec!["/nonexistent/ntlm_auth".into()], domain: None, timeout: Duration::from_secs(1) };
-        let e = n.verify("EXAMPLE\\alice", &[0; 8], &[0; 24]).unwrap_err();
+        let e = n.verify("alice", &[0; 8], &[0; 24]).unwrap_err();
+        assert!(n.verify("OTHER\\alice", &[0; 8], &[0; 24]).unwrap_err().2.contains("plain account"));
         assert!(e.2.contains("cannot run"), "{e:?}");
     }
 }

@@ -93,10 +93,10 @@ pub async fn check(
             let status = r.status().as_u16();
             match r.text().await {
                 Ok(text) => interpret(status, &text),
-                Err(e) => Answer::Unavailable(format!("privacyIDEA: {e}")),
+                Err(e) => Answer::Unavailable(format!("privacyIDEA: {}", e.without_url())),
             }
         }
-        Err(e) => Answer::Unavailable(format!("privacyIDEA unreachable: {e}")),
+        Err(e) => Answer::Unavailable(format!("privacyIDEA unreachable: {}", e.without_url())),
     }
 }
 

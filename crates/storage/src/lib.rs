@@ -19,7 +19,7 @@ pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
 pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
-pub use mfa::{SqliteMfa, TotpFactor};
+pub use mfa::{Challenge, SqliteMfa, TotpFactor};
 pub use portcullis_detect::AlertDraft;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};

@@ -33,6 +33,27 @@ impl std::fmt::Debug for TotpFactor {
     }
 }
 
+/// An Access-Challenge the server issued, recorded so that its answer is tied to the
+/// account, client and policy it was issued for, and accepted once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub nonce: [u8; 16],
+    /// The account's stable key.
+    pub account: String,
+    /// The account's own login name.
+    pub name: String,
+    /// The User-Name of the request that was challenged, as sent.
+    pub user_raw: String,
+    pub client: String,
+    /// The granting network policy, by its full name.
+    pub policy: String,
+    /// A remote provider's transaction (privacyIDEA), empty otherwise.
+    pub transaction: String,
+    /// The push a number-matching challenge waits on.
+    pub push_id: Option<String>,
+    pub expires_at: i64,
+}
+
 /// Second-factor data in `mfa.db`.
 pub struct SqliteMfa {
     conn: Connection,
@@ -80,6 +101,23 @@ impl SqliteMfa {
                 number INTEGER
             ) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS pushes_by_user ON pushes (user, origin, created_at);
+            CREATE TABLE IF NOT EXISTS challenges (
+                nonce BLOB PRIMARY KEY,
+                account TEXT NOT NULL,
+                name TEXT NOT NULL,
+                user_raw TEXT NOT NULL,
+                client TEXT NOT NULL,
+                policy TEXT NOT NULL,
+                transaction_id TEXT NOT NULL,
+                push_id TEXT,
+                expires_at INTEGER NOT NULL,
+                used_at INTEGER
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS push_targets (
+                user TEXT PRIMARY KEY,
+                target TEXT NOT NULL,
+                created_at INTEGER NOT NULL
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS enrol_links (
                 token_hash BLOB PRIMARY KEY,
                 user TEXT NOT NULL,
@@ -133,10 +171,118 @@ impl SqliteMfa {
         Ok(())
     }
 
-    /// Removes the factor, recovery codes and failures; returns whether a factor existed.
+    /// Enrols a user who has no factor yet (self-service enrolment must not replace an
+    /// existing factor without proof of it); false when one exists.
+    pub fn enroll_new(
+        &mut self,
+        user: &str,
+        factor: &TotpFactor,
+        recovery_hashes: &[[u8; 32]],
+    ) -> Result<bool, StorageError> {
+        if self.factor(user)?.is_some() {
+            return Ok(false);
+        }
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO factors (user, secret, algorithm, digits, step, created_at, last_step)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)",
+            params![user, factor.secret, factor.algorithm, factor.digits, factor.step as i64, factor.created_at],
+        )?;
+        if n == 0 {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])?;
+        for h in recovery_hashes {
+            tx.execute("INSERT OR IGNORE INTO recovery_codes (user, hash) VALUES (?1, ?2)", params![user, &h[..]])?;
+        }
+        tx.execute("DELETE FROM failures WHERE user = ?1", [user])?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Records where a user's push approvals go (`webhook`: the configured webhook).
+    /// Without a target a user gets no push.
+    pub fn set_push_target(&self, user: &str, target: &str, now: i64) -> Result<(), StorageError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO push_targets (user, target, created_at) VALUES (?1, ?2, ?3)",
+            params![user, target, now],
+        )?;
+        Ok(())
+    }
+
+    /// Where a user's push approvals go, if the user enrolled for push.
+    pub fn push_target(&self, user: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT target FROM push_targets WHERE user = ?1")?
+            .query_row([user], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records an issued challenge (by its nonce) so that its answer can be tied to it
+    /// and accepted once; drops challenges that expired an hour ago.
+    pub fn add_challenge(&self, c: &Challenge, now: i64) -> Result<(), StorageError> {
+        self.conn.prepare_cached("DELETE FROM challenges WHERE expires_at < ?1")?.execute([now - 3600])?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO challenges
+                 (nonce, account, name, user_raw, client, policy, transaction_id, push_id, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                &c.nonce[..],
+                c.account,
+                c.name,
+                c.user_raw,
+                c.client,
+                c.policy,
+                c.transaction,
+                c.push_id,
+                c.expires_at
+            ])?;
+        Ok(())
+    }
+
+    /// Takes a challenge for its one answer: `None` when it is unknown, expired or was
+    /// answered already (on this server or another sharing the file).
+    pub fn take_challenge(&self, nonce: &[u8; 16], now: i64) -> Result<Option<Challenge>, StorageError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE challenges SET used_at = ?2 WHERE nonce = ?1 AND used_at IS NULL AND expires_at >= ?2",
+            )?
+            .execute(params![&nonce[..], now])?;
+        if n != 1 {
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT account, name, user_raw, client, policy, transaction_id, push_id, expires_at
+                 FROM challenges WHERE nonce = ?1",
+            )?
+            .query_row([&nonce[..]], |r| {
+                Ok(Challenge {
+                    nonce: *nonce,
+                    account: r.get(0)?,
+                    name: r.get(1)?,
+                    user_raw: r.get(2)?,
+                    client: r.get(3)?,
+                    policy: r.get(4)?,
+                    transaction: r.get(5)?,
+                    push_id: r.get(6)?,
+                    expires_at: r.get(7)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Removes the factor, recovery codes, failures and push target; returns whether a
+    /// factor or push target existed.
     pub fn reset(&mut self, user: &str) -> Result<bool, StorageError> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let n = tx.execute("DELETE FROM factors WHERE user = ?1", [user])?;
+        let n = tx.execute("DELETE FROM factors WHERE user = ?1", [user])?
+            + tx.execute("DELETE FROM push_targets WHERE user = ?1", [user])?;
         tx.execute("DELETE FROM recovery_codes WHERE user = ?1", [user])?;
         tx.execute("DELETE FROM failures WHERE user = ?1", [user])?;
         tx.commit()?;
@@ -377,6 +523,37 @@ mod tests {
         assert!(!a.settle_push("p3", "approved", 200).unwrap(), "expired pushes cannot be approved");
         assert!(a.settle_push("p3", "timeout", 200).unwrap());
         assert_eq!(a.unapproved_pushes("bob", 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn challenges_are_answered_once_and_links_do_not_replace_factors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mfa.db");
+        let mut a = SqliteMfa::open(&path).unwrap();
+        let b = SqliteMfa::open(&path).unwrap();
+        let c = Challenge {
+            nonce: [7; 16],
+            account: "alice".into(),
+            name: "alice".into(),
+            user_raw: "CORP\\alice".into(),
+            client: "vpn".into(),
+            policy: "staff".into(),
+            transaction: String::new(),
+            push_id: None,
+            expires_at: 160,
+        };
+        a.add_challenge(&c, 100).unwrap();
+        assert_eq!(b.take_challenge(&[7; 16], 120).unwrap(), Some(c.clone()));
+        assert_eq!(a.take_challenge(&[7; 16], 121).unwrap(), None, "a State is answered once");
+        a.add_challenge(&Challenge { nonce: [8; 16], ..c }, 100).unwrap();
+        assert_eq!(a.take_challenge(&[8; 16], 161).unwrap(), None, "expired");
+        assert!(a.enroll_new("alice", &factor(), &[]).unwrap());
+        assert!(!a.enroll_new("alice", &factor(), &[]).unwrap(), "an existing factor is not replaced");
+        assert_eq!(a.push_target("alice").unwrap(), None);
+        a.set_push_target("alice", "webhook", 1).unwrap();
+        assert_eq!(b.push_target("alice").unwrap().as_deref(), Some("webhook"));
+        assert!(a.reset("alice").unwrap());
+        assert_eq!(b.push_target("alice").unwrap(), None);
     }
 
     #[test]

@@ -48,10 +48,12 @@ def first_attr_is_ma(reply):
     return raw is not None and len(raw) > 20 and raw[20] == 80
 
 
-def pap(user, password, ma=True, proxy_state=None):
+def pap(user, password, ma=True, proxy_state=None, nas_ip=None):
     req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=user, message_authenticator=ma)
     req["User-Password"] = req.PwCrypt(password)
     req["NAS-Identifier"] = "pyrad-nas"
+    if nas_ip:
+        req["NAS-IP-Address"] = nas_ip
     if proxy_state:
         req["Proxy-State"] = proxy_state.encode()
     if ma:
@@ -198,6 +200,86 @@ elif scenario == "storm":
                 time.sleep(0.01)
     out(sent=sent, replies=len(replies), identical=len(set(replies)) <= 1,
         code={2: "accept", 3: "reject", 11: "challenge"}.get(replies[0][0], "other") if replies else "timeout")
+elif scenario == "eap-mschapv2":
+    # EAP-MSCHAPv2 (RFC 2759 inside EAP) with an EAP identity and, separately, the Name
+    # the MS-CHAPv2 Response carries and whose password computes it.
+    import struct
+    identity, name, password = args[0], args[1], args[2]
+
+    def eap_request(eap, state=None):
+        req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=identity)
+        req["NAS-Identifier"] = "pyrad-nas"
+        req["EAP-Message"] = eap
+        if state is not None:
+            req["State"] = state
+        req.add_message_authenticator()
+        return send(req)
+
+    def eap_of(reply):
+        return b"".join(reply["EAP-Message"]) if reply is not None and "EAP-Message" in reply else b""
+
+    reply = eap_request(struct.pack("!BBH", 2, 0, 5 + len(identity)) + b"\x01" + identity.encode())
+    result = {"first": code_name(reply)}
+    eap = eap_of(reply)
+    if reply is not None and reply.code == packet.AccessChallenge and len(eap) > 4 and eap[4] != 26:
+        # Offered another method first (PEAP): Nak, asking for EAP-MSCHAPv2.
+        reply = eap_request(struct.pack("!BBH", 2, eap[1], 6) + bytes([3, 26]), reply["State"][0])
+        eap = eap_of(reply)
+    if reply is None or reply.code != packet.AccessChallenge or len(eap) < 26 or eap[4] != 26:
+        out(code=code_name(reply), **result)
+        sys.exit(0)
+    eap_id, ms_id, auth = eap[1], eap[6], eap[10:26]
+    peer = os.urandom(16)
+    bare = name.split("\\")[-1]
+    value = peer + b"\0" * 8 + nt_response(auth, peer, bare, password) + b"\0"
+    ms = bytes([2, ms_id]) + struct.pack("!H", 5 + len(value) + len(name)) + bytes([49]) + value + name.encode()
+    reply = eap_request(struct.pack("!BBH", 2, eap_id, 5 + len(ms)) + b"\x1a" + ms, reply["State"][0])
+    eap = eap_of(reply)
+    if reply is not None and reply.code == packet.AccessChallenge and len(eap) > 5 and eap[4] == 26:
+        op = eap[5]
+        result["mschap_op"] = {3: "success", 4: "failure"}.get(op, op)
+        reply = eap_request(struct.pack("!BBH", 2, eap[1], 6) + bytes([26, op]), reply["State"][0])
+    out(code=code_name(reply), **result)
+elif scenario in ("failover", "two-logins"):
+    # failover: one MS-CHAPv2 request sent to this server, then the identical datagram
+    # to the server at PORT_B 0.8 s later (a NAS retrying elsewhere). two-logins: two
+    # separate requests of the same user from the same NAS and station, at once.
+    import socket
+    import threading
+    user, password, port_b = args[0], args[1], int(args[2]) if scenario == "failover" else int(port)
+
+    def raw_request():
+        auth, peer = os.urandom(16), os.urandom(16)
+        req = client.CreateAuthPacket(code=packet.AccessRequest, User_Name=user)
+        req["NAS-Identifier"] = "pyrad-nas"
+        req["Calling-Station-Id"] = "198.51.100.7"
+        req["MS-CHAP-Challenge"] = auth
+        req["MS-CHAP2-Response"] = b"\x05\x00" + peer + b"\0" * 8 + nt_response(auth, peer, user, password)
+        req.add_message_authenticator()
+        return req.RequestPacket()
+
+    first = raw_request()
+    second = first if scenario == "failover" else raw_request()
+    codes = {}
+
+    def exchange(key, raw, target, delay):
+        import time
+        time.sleep(delay)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(float(os.environ.get("PYRAD_TIMEOUT", "8")))
+        s.sendto(raw, (host, target))
+        try:
+            codes[key] = {2: "accept", 3: "reject", 11: "challenge"}.get(s.recv(4096)[0], "other")
+        except socket.timeout:
+            codes[key] = "timeout"
+
+    threads = [threading.Thread(target=exchange, args=("a", first, int(port), 0)),
+               threading.Thread(target=exchange, args=("b", second, port_b, 0.8 if scenario == "failover" else 0))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out(**codes)
 elif scenario != "totp":
     sys.exit(f"unknown scenario {scenario}")
 
@@ -217,8 +299,10 @@ def totp(secret_b32, digits, algorithm, t):
 def totp_round_trip(user, password, secret_b32, options):
     """PAP, then answer the Access-Challenge (optionally at another server)."""
     import time
-    reply = send(pap(user, password))
+    reply = send(pap(user, password, nas_ip=options.get("nas-ip")))
     result = {"first": code_name(reply)}
+    if reply is not None and "Session-Timeout" in reply:
+        result["Session-Timeout"] = reply["Session-Timeout"][0]
     if reply is None or reply.code != packet.AccessChallenge:
         out(**result)
         return
@@ -235,16 +319,23 @@ def totp_round_trip(user, password, secret_b32, options):
     if "answer-port" in options:
         target = Client(server=host, authport=int(options["answer-port"]), secret=secret.encode(), dict=client.dict)
         target.retries, target.timeout = 1, 1.5
-    req = target.CreateAuthPacket(code=packet.AccessRequest, User_Name=user)
-    req["User-Password"] = req.PwCrypt(code)
-    req["State"] = state
-    req["NAS-Identifier"] = "pyrad-nas"
-    req.add_message_authenticator()
-    try:
-        answer = target.SendPacket(req)
-    except Timeout:
-        answer = None
+    def answer_with(code):
+        req = target.CreateAuthPacket(code=packet.AccessRequest, User_Name=options.get("answer-user", user))
+        req["User-Password"] = req.PwCrypt(code)
+        req["State"] = state
+        req["NAS-Identifier"] = "pyrad-nas"
+        req.add_message_authenticator()
+        try:
+            return target.SendPacket(req)
+        except Timeout:
+            return None
+
+    answer = answer_with(code)
     result["answer"] = code_name(answer)
+    if "answer-twice" in options:
+        # The same State again, with a code that is fresh (the next step).
+        later = totp(secret_b32, int(options.get("digits", 6)), options.get("algorithm", "sha1"), time.time() + 30)
+        result["second_answer"] = code_name(answer_with(later))
     if answer is not None:
         result["ma_first"] = result["ma_first"] and first_attr_is_ma(answer)
         if "Reply-Message" in answer:

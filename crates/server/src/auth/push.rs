@@ -1,7 +1,10 @@
 //! Push approval: the login waits while a notification with a signed link goes out
 //! through a webhook; the phone's owner opens the link (served by the `[http]`
-//! listener) and approves or denies. Pending pushes live in the MFA database, so a
-//! retry that reaches another server joins the same push instead of sending a second.
+//! listener) and approves or denies. Only accounts that enrolled for push get one.
+//! One approval admits one login: pending pushes live in the MFA database under the
+//! account and the request's origin (a digest of its Request Authenticator, User-Name,
+//! NAS and Calling-Station-Id), so only the same request — retransmitted, or retried
+//! at another server sharing the database — joins a pending push.
 //!
 //! While a push is pending the request stays in the duplicate cache as in flight, so
 //! NAS retransmits are discarded; the one answer is then cached and re-sent to
@@ -14,13 +17,15 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
 use hmac::{Hmac, Mac};
-use portcullis_radius::{Authenticator, Identifier, Packet};
+use portcullis_radius::{Authenticator, Identifier, Packet, attr};
 use portcullis_storage::AuthEvent;
 use rand::RngCore;
 use sha2::Sha256;
 use tokio::net::UdpSocket;
 
-use crate::auth::{AuthShared, audit};
+use super::audit::{audit, second_factor_outcome};
+use super::context::AuthShared;
+use super::factor::Mfa;
 use crate::clients::Reason;
 use crate::config::FailMode;
 use crate::{hex, lock, now_unix};
@@ -32,10 +37,28 @@ pub struct PushWork {
     pub reject: Vec<u8>,
     /// The audit event of the accept; the reject reuses it with the outcome.
     pub event: AuthEvent,
-    /// NAS and calling station: a retry from the same place joins the pending push.
+    /// The account's stable key: pushes and the fatigue count are kept under it.
+    pub account: String,
+    /// The request's origin ([`origin`]): only the same request joins a pending push.
     pub origin: String,
     /// A push already started (number matching: the answer to its challenge waits on it).
     pub existing: Option<String>,
+}
+
+/// The origin of a login for joining a pending push: a digest of the Request
+/// Authenticator, User-Name, NAS and Calling-Station-Id. A retransmit, or the same
+/// request retried at another server, has the same origin; a second login does not.
+pub(crate) fn origin(packet: &Packet<'_>, source: SocketAddr) -> String {
+    use sha2::Digest;
+    let mut h = Sha256::new();
+    h.update(packet.authenticator().0);
+    for t in [attr::USER_NAME, attr::NAS_IDENTIFIER, attr::NAS_IP_ADDRESS, attr::CALLING_STATION_ID] {
+        let v = packet.attribute(t).unwrap_or_default();
+        h.update((v.len() as u32).to_be_bytes());
+        h.update(v);
+    }
+    h.update(source.ip().to_canonical().to_string().as_bytes());
+    hex(&h.finalize()[..16])
 }
 
 /// The signature on an approval link.
@@ -93,10 +116,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) {
-    let PushWork { accept, reject, event, origin, existing } = work;
-    let outcome = |e: AuthEvent, accepted: bool, note: &str, message: String| {
-        crate::auth::second_factor_outcome(e, accepted, note, message)
-    };
+    let PushWork { accept, reject, event, account, origin, existing } = work;
+    let outcome = second_factor_outcome;
     let (Some(mfa), Some(push)) = (shared.mfa.as_ref(), shared.mfa.as_ref().and_then(|m| m.config.push.clone())) else {
         return (reject, outcome(event, false, "push_unavailable", "push approval is not configured".into()));
     };
@@ -104,9 +125,10 @@ async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) 
     let deadline = now_unix() + push.wait_seconds as i64 + 2;
     let push_id = match existing {
         Some(id) => id,
-        None => match begin(mfa, &push, &event, &origin, None).await {
+        None => match begin(mfa, &push, &account, &event, &origin, None).await {
             Ok(id) => id,
             Err(Begin::Fatigue(why)) => return (reject, outcome(event, false, "push_fatigue", why)),
+            Err(Begin::Local(why)) => return (reject, outcome(event, false, "push_unavailable", why)),
             Err(Begin::Unavailable(why)) => return fail(mfa.config.fail_mode, accept, reject, event, &why, outcome),
         },
     };
@@ -142,38 +164,78 @@ async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) 
 pub(crate) enum Begin {
     /// Too many unapproved pushes recently.
     Fatigue(String),
-    /// The notifier or the database failed.
+    /// The notifier could not be reached or refused the notification (`fail_mode`
+    /// decides).
     Unavailable(String),
+    /// A failure here — the MFA database, this machine's resources — which says nothing
+    /// about the notifier: always a rejection, whatever `fail_mode` says.
+    Local(String),
 }
 
-/// Starts a push (or joins the pending one for the same user and origin) and sends the
-/// notification for a new one. `number` is shown on the page for number matching.
+/// Whether a failed webhook call means the notifier is unreachable (as opposed to this
+/// machine failing to make the call: no file descriptors, no memory, a bad request).
+fn notifier_unreachable(e: &reqwest::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_timeout() || e.is_status() {
+        return true;
+    }
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            // EMFILE, ENFILE, ENOMEM, ENOBUFS and the like are ours, not the notifier's.
+            return matches!(
+                io.kind(),
+                K::ConnectionRefused
+                    | K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::TimedOut
+                    | K::HostUnreachable
+                    | K::NetworkUnreachable
+                    | K::NotFound
+                    | K::AddrNotAvailable
+            );
+        }
+        source = s.source();
+    }
+    // Name resolution and TLS failures carry no I/O error: the notifier side.
+    true
+}
+
+/// Starts a push for `account` (or joins the pending one of this same request) and
+/// sends the notification for a new one. `number` is shown on the page for number
+/// matching.
 pub(crate) async fn begin(
-    mfa: &crate::mfa::Mfa,
+    mfa: &Mfa,
     push: &crate::config::PushConfig,
+    account: &str,
     event: &AuthEvent,
     origin: &str,
-    number: Option<(String, u32)>,
+    number: Option<u32>,
 ) -> Result<String, Begin> {
-    let user = event.user.clone();
+    let user = account.to_string();
     let now = now_unix();
     let db = Arc::clone(&mfa.db);
     let (u, since) = (user.clone(), now - push.fatigue_window_seconds as i64);
-    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since).unwrap_or(0)).await.unwrap_or(0);
-    let new_id = match &number {
-        Some((id, _)) => id.clone(),
-        None => {
-            let mut raw = [0u8; 8];
-            rand::thread_rng().fill_bytes(&mut raw);
-            hex(&raw)
-        }
+    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since)).await;
+    let unapproved = match unapproved {
+        Some(Ok(n)) => n,
+        Some(Err(e)) => return Err(Begin::Local(format!("MFA database unavailable (push fatigue): {e}"))),
+        None => return Err(Begin::Local("MFA database unavailable (push fatigue)".into())),
+    };
+    let new_id = {
+        let mut raw = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut raw);
+        hex(&raw)
     };
     let db = Arc::clone(&mfa.db);
     let (u, o, expires) = (user.clone(), origin.to_string(), now + push.wait_seconds as i64);
-    let n = number.as_ref().map(|(_, n)| *n);
-    let started = blocking(move || lock(&db).start_push(&new_id, &u, &o, now, expires, n)).await;
+    let started = blocking(move || lock(&db).start_push(&new_id, &u, &o, now, expires, number)).await;
     let Some(Ok((push_id, is_new))) = started else {
-        return Err(Begin::Unavailable("the MFA database is unavailable".into()));
+        return Err(Begin::Local("the MFA database is unavailable".into()));
     };
     if !is_new {
         return Ok(push_id);
@@ -191,12 +253,17 @@ pub(crate) async fn begin(
     }
     let url =
         format!("{}/mfa/push/{push_id}?sig={}", push.public_url.trim_end_matches('/'), sign(&mfa.key(), &push_id));
+    let request_built = mfa.http.post(&push.webhook_url).build();
+    if let Err(e) = request_built {
+        let _ = settle_as("failed").await;
+        return Err(Begin::Local(format!("the webhook request cannot be built: {}", e.without_url())));
+    }
     let time =
         time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     let body = render(
         &push.webhook_template,
         &[
-            ("user", &user),
+            ("user", &event.user),
             ("nas", &event.nas),
             ("calling_station_id", event.calling_station_id.as_deref().unwrap_or("unknown")),
             ("method", &event.method),
@@ -213,13 +280,17 @@ pub(crate) async fn begin(
     for (k, v) in &push.webhook_headers {
         request = request.header(k, v);
     }
-    let sent = request.send().await.map_err(|e| e.to_string()).and_then(|r| {
-        if r.status().is_success() { Ok(()) } else { Err(format!("the webhook answered {}", r.status())) }
-    });
-    if let Err(e) = sent {
+    // Errors are shown without the URL: its path may be the credential (ntfy topics).
+    let sent = match request.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err((true, format!("the webhook answered {}", r.status()))),
+        Err(e) => Err((notifier_unreachable(&e), e.without_url().to_string())),
+    };
+    if let Err((unreachable, e)) = sent {
         tracing::error!(error = %e, "push notification could not be sent");
         let _ = settle_as("failed").await;
-        return Err(Begin::Unavailable(format!("push notification failed: {e}")));
+        let why = format!("push notification failed: {e}");
+        return Err(if unreachable { Begin::Unavailable(why) } else { Begin::Local(why) });
     }
     Ok(push_id)
 }
@@ -360,7 +431,7 @@ async fn deny(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Que
 async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     let db = Arc::clone(&mfa.db);
-    let hash = crate::mfa::enrol_token_hash(&token);
+    let hash = super::factor::enrol_token_hash(&token);
     let user = blocking(move || lock(&db).enrol_link(&hash, now_unix())).await.and_then(Result::ok).flatten();
     match user {
         // A form, so link previews (which only fetch) cannot use the link up.
@@ -376,7 +447,7 @@ async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<Str
 async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     let db = Arc::clone(&mfa.db);
-    let hash = crate::mfa::enrol_token_hash(&token);
+    let hash = super::factor::enrol_token_hash(&token);
     let issuer = mfa.config.issuer.clone();
     let done = blocking(move || {
         let mut db = lock(&db);
@@ -385,7 +456,8 @@ async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>)
         if !db.use_enrol_link(&hash, now).unwrap_or(false) {
             return None;
         }
-        crate::mfa::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer)
+        // A link never replaces a factor: that needs the old one, or an administrator.
+        super::factor::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer, false)
             .ok()
             .map(|e| (user, e))
     })

@@ -1,0 +1,51 @@
+//! What every stage of the authentication pipeline reads: the client table, caches,
+//! policies, user stores, the second-factor service and the audit outputs.
+
+use std::fs::File;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use portcullis_auth::CredentialCache;
+use portcullis_auth::policy::NetworkPolicy;
+use portcullis_radius::Dictionary;
+use portcullis_radius::dedup::DuplicateCache;
+
+use crate::applier::ApplierMessage;
+use crate::clients::ClientTable;
+
+/// State shared by every authentication socket.
+pub struct AuthShared {
+    pub clients: Arc<ClientTable>,
+    pub cache: Mutex<DuplicateCache>,
+    pub eap: Mutex<super::conversations::EapTable>,
+    /// PEAP settings when a server certificate is configured.
+    pub peap: Option<portcullis_auth::peap::PeapConfig>,
+    /// The method offered first after EAP-Response/Identity.
+    pub eap_default: crate::config::EapMethod,
+    pub credentials: Mutex<CredentialCache>,
+    pub policies: Vec<NetworkPolicy>,
+    pub offset: time::UtcOffset,
+    /// Connection-request policies and the user stores they name.
+    pub router: crate::directory::Router,
+    pub dictionary: Dictionary,
+    pub audit_file: Mutex<File>,
+    /// The second factor, when configured.
+    pub mfa: Option<super::factor::Mfa>,
+    /// NPS-format log files, when configured.
+    pub nps_log: Option<Mutex<crate::npslog::NpsLog>>,
+    pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
+    pub pending: AtomicUsize,
+}
+
+impl std::fmt::Debug for AuthShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthShared").field("policies", &self.policies.len()).finish_non_exhaustive()
+    }
+}
+
+impl AuthShared {
+    /// The network policy with exactly this name.
+    pub(crate) fn policy(&self, name: &str) -> Option<&NetworkPolicy> {
+        self.policies.iter().find(|p| p.name == name)
+    }
+}
