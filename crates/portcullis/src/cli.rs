@@ -347,7 +347,8 @@ pub(crate) enum PolicyCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum UserCommand {
-    /// Add (or replace) a user. The password is read from standard input.
+    /// Add (or replace) a user. The password is read from standard input and must have
+    /// at least `[auth] min_password_length` characters (default 8).
     Add {
         name: String,
         #[arg(long)]
@@ -365,7 +366,8 @@ pub(crate) enum UserCommand {
         #[arg(long)]
         expires: Option<String>,
     },
-    /// Change a user's password (read from standard input).
+    /// Change a user's password (read from standard input; at least
+    /// `[auth] min_password_length` characters).
     Passwd {
         name: String,
         #[arg(long)]

@@ -85,6 +85,9 @@ fn run(cli: Cli) -> Result<()> {
                      \"testing123\", every local user admitted); do not use it in production"
                 );
             }
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
             serve(&config)
         }
         Command::CheckConfig { config } => {
@@ -92,10 +95,10 @@ fn run(cli: Cli) -> Result<()> {
             let dict = load_dictionary(&config)?;
             portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
             let peap = config.eap.peap().map_err(anyhow::Error::msg)?;
-            let clients = config.client_list().count();
             println!(
-                "configuration is valid: {} accounting listener(s), {clients} client(s), data in {}",
+                "configuration is valid: {} accounting listener(s), {} client(s), data in {}",
                 config.radius.acct_listen.len(),
+                config.client_list().count(),
                 config.storage.data_dir.display()
             );
             if let Some(p) = &config.eap.certificate {
@@ -103,17 +106,8 @@ fn run(cli: Cli) -> Result<()> {
                     println!("PEAP enabled with the certificate {}", p.display());
                 }
             }
-            if clients == 0 {
-                println!("warning: no [[client]] is configured, so every packet will be discarded");
-            }
-            for c in config.client_list() {
-                let len = c.secret.as_ref().map_or(0, |s| s.expose().len());
-                if len < 16 {
-                    println!(
-                        "warning: client {:?} has a {len}-character secret; RFC 2865 §3 recommends at least 16",
-                        c.name
-                    );
-                }
+            for warning in config.warnings() {
+                println!("warning: {warning}");
             }
             Ok(())
         }

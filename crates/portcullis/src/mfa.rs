@@ -10,6 +10,12 @@ use crate::cli::{Format, MfaCommand};
 
 fn open(config: &Config) -> Result<(SqliteMfa, MfaConfig)> {
     let mfa = config.mfa.clone().unwrap_or_default();
+    if mfa.database.is_none() {
+        // The default location is inside the data directory, which may be made here; a
+        // configured location's directory must already exist.
+        std::fs::create_dir_all(&config.storage.data_dir)
+            .with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
+    }
     let db = SqliteMfa::open(&mfa.database_path(&config.storage.data_dir))?;
     Ok((db, mfa))
 }

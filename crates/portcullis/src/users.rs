@@ -12,13 +12,16 @@ use serde_json::json;
 use crate::cli::{Format, PolicyCommand, UserCommand};
 use crate::output;
 
-fn read_password() -> Result<String> {
+/// The password on the first line of standard input, at least `auth.min_password_length`
+/// characters long.
+fn read_password(config: &Config) -> Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         bail!("the password on standard input is empty");
     }
+    config.auth.check_password(&password).map_err(anyhow::Error::msg)?;
     Ok(password)
 }
 
@@ -45,8 +48,9 @@ pub(crate) fn run_user(
     };
     match command {
         UserCommand::Add { name, config, password_stdin: _, groups, chap, expires } => {
-            let mut users = open(config.as_ref())?;
-            let password = read_password()?;
+            let config = load(config.as_ref())?;
+            let password = read_password(&config)?;
+            let mut users = SqliteUsers::open(&config.storage.data_dir)?;
             let now = super::now_unix();
             let expires_at = expires.map(|e| output::parse_time(&e, now)).transpose()?;
             let mut user = User {
@@ -68,9 +72,10 @@ pub(crate) fn run_user(
             );
         }
         UserCommand::Passwd { name, config, password_stdin: _, chap } => {
-            let mut users = open(config.as_ref())?;
+            let config = load(config.as_ref())?;
+            let mut users = SqliteUsers::open(&config.storage.data_dir)?;
             let mut user = existing(&users, &name)?;
-            let password = read_password()?;
+            let password = read_password(&config)?;
             set_password(&mut user, &password, chap)?;
             users.put_user(&user)?;
             println!("password of {} changed", user.name);

@@ -99,8 +99,9 @@ pub struct MfaConfig {
 }
 
 /// `[mfa.push]`: approve-or-deny requests sent through a webhook; the link in them is
-/// served by the `[http]` listener.
-#[derive(Debug, Clone, Deserialize)]
+/// served by the `[http]` listener. `Debug` redacts the webhook's path (for ntfy-style
+/// topics it is the credential), its header values and its body template.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     /// Where the notification is POSTed (ntfy, a chat webhook, a gateway of your own).
@@ -136,6 +137,47 @@ pub struct PushConfig {
     /// The prompt; `{number}` is replaced.
     #[serde(default = "default_number_prompt")]
     pub number_prompt: String,
+}
+
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: std::collections::BTreeMap<&str, Redacted> =
+            self.webhook_headers.keys().map(|k| (k.as_str(), Redacted)).collect();
+        f.debug_struct("PushConfig")
+            .field("webhook_url", &redact_url(&self.webhook_url))
+            .field("webhook_template", &Redacted)
+            .field("webhook_headers", &headers)
+            .field("public_url", &self.public_url)
+            .field("wait_seconds", &self.wait_seconds)
+            .field("webhook_timeout_seconds", &self.webhook_timeout_seconds)
+            .field("max_unapproved", &self.max_unapproved)
+            .field("fatigue_window_seconds", &self.fatigue_window_seconds)
+            .field("for_pap", &self.for_pap)
+            .field("number_matching", &self.number_matching)
+            .field("number_prompt", &self.number_prompt)
+            .finish()
+    }
+}
+
+/// Prints `<redacted>` in `Debug` output in place of a secret.
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A URL as it may be logged: `scheme://host[:port]/<redacted>`. User information,
+/// path, query and fragment can all be credentials (an ntfy topic, a chat webhook's
+/// token), so none of them is shown.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted>".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}/<redacted>")
 }
 
 fn default_number_prompt() -> String {
@@ -328,15 +370,37 @@ pub struct AuthConfig {
     pub credential_cache_seconds: u64,
     /// Strip `DOMAIN\` and `@realm` from User-Name before looking up local users.
     pub strip_realm: bool,
+    /// Fewest characters in a local user's password (`user add`, `user passwd`).
+    pub min_password_length: usize,
 }
+
+/// The default `auth.min_password_length`.
+pub const MIN_PASSWORD_LENGTH: usize = 8;
 
 impl Default for AuthConfig {
     fn default() -> Self {
-        Self { time_zone: "+00:00".into(), credential_cache_seconds: 300, strip_realm: true }
+        Self {
+            time_zone: "+00:00".into(),
+            credential_cache_seconds: 300,
+            strip_realm: true,
+            min_password_length: MIN_PASSWORD_LENGTH,
+        }
     }
 }
 
 impl AuthConfig {
+    /// Refuses a local user's password that is shorter than `min_password_length`.
+    pub fn check_password(&self, password: &str) -> Result<(), String> {
+        let length = password.chars().count();
+        if length < self.min_password_length {
+            return Err(format!(
+                "the password has {length} character(s); auth.min_password_length asks for at least {}",
+                self.min_password_length
+            ));
+        }
+        Ok(())
+    }
+
     /// The configured offset.
     pub fn offset(&self) -> Option<time::UtcOffset> {
         let format = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
@@ -700,7 +764,153 @@ impl Config {
                 return Err(at(span, format!("client {:?}: the secret is empty", c.name)));
             }
         }
+        self.validate_mfa().map_err(|message| ConfigError { file: file.into(), line: None, message })
+    }
+
+    /// Second-factor settings that would admit logins without the factor the
+    /// administrator asked for, or make it guessable, are refused.
+    fn validate_mfa(&self) -> Result<(), String> {
+        use portcullis_auth::policy::MfaMode;
+        let Some(mfa) = &self.mfa else {
+            if let Some(p) = self.network_policies.iter().find(|p| p.mfa.is_some_and(|m| m != MfaMode::Off)) {
+                let mode = if p.mfa == Some(MfaMode::Required) { "required" } else { "optional" };
+                return Err(format!(
+                    "network_policy {:?} sets mfa = \"{mode}\" but there is no [mfa] section, so its users would be \
+                     admitted without a second factor; add an [mfa] section (docs/mfa.md) or remove the policy's mfa key",
+                    p.name
+                ));
+            }
+            return Ok(());
+        };
+        if mfa.lockout_failures == 0 {
+            return Err("mfa.lockout_failures must be at least 1 (wrong codes in a row before a lockout)".into());
+        }
+        if mfa.lockout_seconds == 0 {
+            return Err("mfa.lockout_seconds = 0 turns lockout off, leaving codes open to guessing; set how long a \
+                        lockout lasts (default 300)"
+                .into());
+        }
+        let shared = [("mfa.database", &mfa.database), ("mfa.state_key_file", &mfa.state_key_file)];
+        for (key, path) in shared.iter().filter_map(|(k, p)| p.as_ref().map(|p| (k, p))) {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                return Err(format!(
+                    "{key} {}: the directory {} does not exist; if it is shared storage, mount it (a new empty file \
+                     there would look as if nobody were enrolled)",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Every setting that weakens authentication, one sentence each: `check-config`
+    /// prints them and `serve` logs them. None of them makes the configuration invalid.
+    pub fn warnings(&self) -> Vec<String> {
+        use portcullis_auth::policy::MfaMode;
+        let mut out = Vec::new();
+        if self.clients.is_empty() {
+            out.push("no [[client]] is configured, so every packet will be discarded".into());
+        }
+        for c in self.client_list() {
+            let name = &c.name;
+            let len = c.secret.as_ref().map_or(0, |s| s.expose().chars().count());
+            if len < 16 {
+                out.push(format!("client {name:?} has a {len}-character secret; RFC 2865 §3 recommends at least 16"));
+            }
+            let a = c.address;
+            if a.prefix == 0 {
+                out.push(format!("client {name:?} address {a} covers every address: any host can send requests"));
+            } else if a.prefix < if a.addr.is_ipv4() { 8 } else { 32 } {
+                out.push(format!("client {name:?} address {a} is a very wide network"));
+            }
+            if !c.require_message_authenticator {
+                out.push(format!(
+                    "client {name:?}: require_message_authenticator = false: Access-Requests are accepted \
+                     without Message-Authenticator (BlastRADIUS)"
+                ));
+            }
+            if !c.limit_proxy_state {
+                out.push(format!(
+                    "client {name:?}: limit_proxy_state = false: Access-Requests with Proxy-State are accepted \
+                     without Message-Authenticator (BlastRADIUS)"
+                ));
+            }
+            if !c.send_message_authenticator {
+                out.push(format!(
+                    "client {name:?}: send_message_authenticator = false: replies carry no \
+                     Message-Authenticator (BlastRADIUS)"
+                ));
+            }
+        }
+        for l in &self.ldap {
+            for u in l.urls.iter().filter(|u| u.starts_with("ldap://") && !l.starttls) {
+                out.push(format!(
+                    "ldap {:?}: {u} without starttls sends the bind and users' passwords in clear",
+                    l.name
+                ));
+            }
+        }
+        if self.auth.min_password_length < MIN_PASSWORD_LENGTH {
+            out.push(format!(
+                "auth.min_password_length = {} allows local passwords shorter than {MIN_PASSWORD_LENGTH}",
+                self.auth.min_password_length
+            ));
+        }
+        let Some(mfa) = &self.mfa else { return out };
+        for n in &mfa.exempt_nas {
+            if n.prefix < if n.addr.is_ipv4() { 24 } else { 64 } {
+                out.push(format!("mfa.exempt_nas {n} is wider than a /24 (IPv6 /64): logins through it skip MFA"));
+            }
+        }
+        if mfa.fail_mode == FailMode::Safe {
+            out.push(
+                "mfa.fail_mode = \"safe\" admits logins without a second factor while the MFA database, the \
+                 notifier or privacyIDEA fails"
+                    .into(),
+            );
+        }
+        if !mfa.require_user_match {
+            out.push(
+                "mfa.require_user_match = false admits users without an enrolled factor where MFA is required".into(),
+            );
+        }
+        let granting = self.network_policies.iter().filter(|p| p.grant);
+        let (unset, set): (Vec<_>, Vec<_>) = granting.partition(|p| p.mfa.is_none());
+        if mfa.policy_default == MfaMode::Off {
+            let names: Vec<String> = unset.iter().map(|p| format!("{:?}", p.name)).collect();
+            out.push(format!(
+                "mfa.policy_default = \"off\": network policies without an mfa key admit without a second factor{}",
+                if names.is_empty() { String::new() } else { format!(" ({})", names.join(", ")) }
+            ));
+        } else if mfa.policy_default == MfaMode::Optional {
+            out.push(
+                "mfa.policy_default = \"optional\": network policies without an mfa key admit users who have no \
+                 factor on the password alone"
+                    .into(),
+            );
+        }
+        for p in set {
+            match p.mfa {
+                Some(MfaMode::Off) => {
+                    out.push(format!("network_policy {:?}: mfa = \"off\" admits without a second factor", p.name));
+                }
+                Some(MfaMode::Optional) => out.push(format!(
+                    "network_policy {:?}: mfa = \"optional\" admits users who have no factor on the password alone",
+                    p.name
+                )),
+                _ => {}
+            }
+        }
+        let plain = |url: &str| url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+        if mfa.push.as_ref().is_some_and(|p| plain(&p.webhook_url)) {
+            out.push("mfa.push.webhook_url is plain http://: the webhook and its credentials cross in clear".into());
+        }
+        if mfa.privacyidea.as_ref().is_some_and(|p| plain(&p.url)) {
+            out.push("mfa.privacyidea.url is plain http://: codes and passwords cross in clear".into());
+        }
+        out
     }
 
     /// The clients without their spans.
@@ -780,5 +990,175 @@ mod tests {
     fn demo_is_valid() {
         let d = Config::demo();
         assert_eq!(d.client_list().count(), 1);
+    }
+
+    const MFA_POLICY: &str = "[[network_policy]]\nname = \"staff\"\nmfa = \"required\"\n";
+
+    #[test]
+    fn a_policy_asking_for_mfa_needs_an_mfa_section() {
+        for mode in ["required", "optional"] {
+            let e = parse(&format!("{OK}{}", MFA_POLICY.replace("required", mode))).unwrap_err();
+            assert!(e.message.contains("\"staff\"") && e.message.contains(mode), "{e}");
+            assert!(e.message.contains("add an [mfa] section"), "{e}");
+        }
+        parse(&format!("{OK}{}", MFA_POLICY.replace("required", "off"))).unwrap();
+        parse(&format!("{OK}{MFA_POLICY}[mfa]\n")).unwrap();
+    }
+
+    #[test]
+    fn lockout_cannot_be_turned_off() {
+        let e = parse(&format!("{OK}[mfa]\nlockout_seconds = 0\n")).unwrap_err();
+        assert!(e.message.contains("mfa.lockout_seconds = 0"), "{e}");
+        let e = parse(&format!("{OK}[mfa]\nlockout_failures = 0\n")).unwrap_err();
+        assert!(e.message.contains("mfa.lockout_failures"), "{e}");
+        parse(&format!("{OK}[mfa]\nlockout_failures = 1\nlockout_seconds = 1\n")).unwrap();
+    }
+
+    #[test]
+    fn a_shared_mfa_file_in_a_missing_directory_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        for key in ["database", "state_key_file"] {
+            let missing = d.path().join("not-mounted/mfa.file");
+            let e = parse(&format!("{OK}[mfa]\n{key} = {:?}\n", missing.display().to_string())).unwrap_err();
+            assert!(e.message.contains(&format!("mfa.{key}")) && e.message.contains("does not exist"), "{e}");
+            let present = d.path().join("mfa.file");
+            parse(&format!("{OK}[mfa]\n{key} = {:?}\n", present.display().to_string())).unwrap();
+        }
+        assert!(!d.path().join("not-mounted").exists());
+    }
+
+    #[test]
+    fn min_password_length_defaults_to_8() {
+        let c = parse(OK).unwrap();
+        assert_eq!(c.auth.min_password_length, 8);
+        assert!(c.auth.check_password("1234567").unwrap_err().contains("at least 8"));
+        c.auth.check_password("12345678").unwrap();
+        assert!(c.auth.check_password("ééééééé").is_err(), "characters are counted, not bytes");
+        let c = parse(&format!("{OK}[auth]\nmin_password_length = 12\n")).unwrap();
+        assert!(c.auth.check_password("12345678901").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted_to_scheme_and_host() {
+        assert_eq!(redact_url("https://ntfy.sh/vpn-topic-s3cret"), "https://ntfy.sh/<redacted>");
+        assert_eq!(redact_url("https://user:pw@host:8443/p?q=1#f"), "https://host:8443/<redacted>");
+        assert_eq!(redact_url("http://[::1]:80?token=x"), "http://[::1]:80/<redacted>");
+        assert_eq!(redact_url("not a url with s3cret"), "<redacted>");
+    }
+
+    /// Every commented-out section of the example turned on.
+    fn example_with_everything() -> String {
+        let text = include_str!("../../../portcullis.example.toml");
+        let mut out = String::new();
+        for line in text.lines() {
+            let rest = line.strip_prefix("# ").unwrap_or(line);
+            let key =
+                rest.split_once(" = ").is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            out.push_str(if rest.starts_with('[') || key { rest } else { line });
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn debug_of_the_example_configuration_shows_no_secret() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("asa.secret"), "asa-secret-from-the-file\n").unwrap();
+        let text = example_with_everything()
+            .replace("/etc/portcullis/asa.secret", &d.path().join("asa.secret").display().to_string());
+        let secrets = [
+            "change-me-to-a-long-random-string",
+            "asa-secret-from-the-file",
+            "vpn-approvals",
+            "Bearer ",
+            "ntfy-token",
+            "pi-admin-pass",
+            "ldap-bind-s3cret",
+        ];
+        let extra = "\n[mfa.privacyidea]\nurl = \"https://admin:pi-admin-pass@pi.example.com/path\"\n";
+        let ldap = "\n[[ldap]]\nname = \"plain\"\nurls = [\"ldap://ldap.example.com\"]\nbind_dn = \"cn=svc\"\n\
+                    bind_password = \"ldap-bind-s3cret\"\nbase_dn = \"dc=example\"\n";
+        let c = parse(&format!("{text}{ldap}")).unwrap();
+        let mfa = c.mfa.as_ref().expect("the example's [mfa] section is on");
+        let push = mfa.push.as_ref().expect("the example's [mfa.push] section is on");
+        assert!(push.webhook_url.contains("vpn-approvals"));
+        assert!(push.webhook_headers.values().any(|v| v.contains("ntfy-token")), "the example shows a header");
+        assert!(c.ldap.len() == 2 && c.eap.certificate.is_some() && c.nps_log.is_some() && !c.geo.databases.is_empty());
+        let printed = format!("{c:?}");
+        for secret in secrets {
+            assert!(!printed.contains(secret), "{secret:?} in {printed}");
+        }
+        assert!(printed.contains("https://ntfy.example.com/<redacted>"), "{printed}");
+        // privacyIDEA, placed in the [mfa] table.
+        let with_pi = text.replace("[mfa.push]", &format!("{extra}\n[mfa.push]"));
+        let c = parse(&with_pi).unwrap();
+        let printed = format!("{c:?}");
+        assert!(c.mfa.as_ref().unwrap().privacyidea.is_some());
+        assert!(!printed.contains("pi-admin-pass") && !printed.contains("admin:"), "{printed}");
+        assert!(printed.contains("https://pi.example.com/<redacted>"), "{printed}");
+    }
+
+    fn warnings(text: &str) -> Vec<String> {
+        parse(&format!("{OK}{text}")).unwrap().warnings()
+    }
+
+    fn has(warnings: &[String], words: &str) -> bool {
+        warnings.iter().any(|w| w.contains(words))
+    }
+
+    #[test]
+    fn a_strong_configuration_has_no_warnings() {
+        let strong = OK.replace("s3cret", "0123456789abcdef");
+        let text = format!("{strong}{MFA_POLICY}[mfa]\nexempt_nas = [\"192.0.2.0/24\", \"2001:db8::/64\"]\n");
+        assert_eq!(parse(&text).unwrap().warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_weakening_is_warned_about() {
+        let w = warnings(
+            "[[client]]\nname = \"all\"\naddress = \"0.0.0.0/0\"\nsecret = \"0123456789abcdef\"\n\
+             require_message_authenticator = false\nlimit_proxy_state = false\nsend_message_authenticator = false\n\
+             [[client]]\nname = \"all6\"\naddress = \"::/0\"\nsecret = \"0123456789abcdef\"\n\
+             [[client]]\nname = \"wide\"\naddress = \"10.0.0.0/7\"\nsecret = \"0123456789abcdef\"\n\
+             [[client]]\nname = \"eight\"\naddress = \"11.0.0.0/8\"\nsecret = \"0123456789abcdef\"\n\
+             [auth]\nmin_password_length = 4\n\
+             [[ldap]]\nname = \"plain\"\nurls = [\"ldap://a\", \"ldaps://b\"]\nbind_dn = \"x\"\nbind_password = \"y\"\nbase_dn = \"z\"\n\
+             [[ldap]]\nname = \"tls\"\nurls = [\"ldap://c\"]\nstarttls = true\nbind_dn = \"x\"\nbind_password = \"y\"\nbase_dn = \"z\"\n\
+             [[network_policy]]\nname = \"default\"\n\
+             [[network_policy]]\nname = \"opt\"\nmfa = \"optional\"\n\
+             [[network_policy]]\nname = \"none\"\nmfa = \"off\"\n\
+             [[network_policy]]\nname = \"deny\"\ngrant = false\n\
+             [mfa]\npolicy_default = \"off\"\nfail_mode = \"safe\"\nrequire_user_match = false\n\
+             exempt_nas = [\"10.0.0.0/16\", \"10.1.0.0/24\", \"2001:db8::/48\"]\n\
+             [mfa.privacyidea]\nurl = \"http://pi\"\n\
+             [mfa.push]\nwebhook_url = \"http://ntfy/topic\"\npublic_url = \"https://p\"\n",
+        );
+        for words in [
+            "client \"rras-1\" has a 6-character secret",
+            "client \"all\" address 0.0.0.0/0 covers every address",
+            "client \"all6\" address ::/0 covers every address",
+            "client \"wide\" address 10.0.0.0/7 is a very wide network",
+            "client \"all\": require_message_authenticator = false",
+            "client \"all\": limit_proxy_state = false",
+            "client \"all\": send_message_authenticator = false",
+            "ldap \"plain\": ldap://a without starttls",
+            "auth.min_password_length = 4",
+            "mfa.exempt_nas 10.0.0.0/16 is wider",
+            "mfa.exempt_nas 2001:db8::/48 is wider",
+            "mfa.fail_mode = \"safe\"",
+            "mfa.require_user_match = false",
+            "network policies without an mfa key admit without a second factor (\"default\")",
+            "network_policy \"opt\": mfa = \"optional\"",
+            "network_policy \"none\": mfa = \"off\"",
+            "mfa.push.webhook_url is plain http://",
+            "mfa.privacyidea.url is plain http://",
+        ] {
+            assert!(has(&w, words), "no warning {words:?} in {w:#?}");
+        }
+        assert_eq!(w.len(), 18, "{w:#?}");
+        assert!(!has(&w, "\"eight\"") && !has(&w, "ldaps://") && !has(&w, "\"tls\"") && !has(&w, "10.1.0.0/24"));
+        let w = warnings("[[network_policy]]\nname = \"p\"\n[mfa]\npolicy_default = \"optional\"\n");
+        assert!(has(&w, "mfa.policy_default = \"optional\""), "{w:#?}");
+        assert!(has(&parse("").unwrap().warnings(), "no [[client]]"));
     }
 }

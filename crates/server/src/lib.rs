@@ -165,12 +165,6 @@ impl Server {
                     tracing::warn!(error = %e, "dictionary file not loaded");
                 }
             }
-            for c in clients.iter().filter(|c| !c.send_message_authenticator) {
-                tracing::warn!(client = %c.name, "responses to this client carry no Message-Authenticator (BlastRADIUS exposure)");
-            }
-            for c in clients.iter().filter(|c| !c.verify.require_message_authenticator) {
-                tracing::warn!(client = %c.name, "Access-Requests from this client are accepted without Message-Authenticator");
-            }
             let peap = config.eap.peap().map_err(StartError::Config)?;
             let router = directory::Router::from_config(config).map_err(StartError::Config)?;
             let mfa = match &config.mfa {

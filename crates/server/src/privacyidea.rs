@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// `[mfa.privacyidea]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[mfa.privacyidea]`. `Debug` shows the URL as `scheme://host[:port]/<redacted>`.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyIdeaConfig {
     /// Base URL, e.g. `https://privacyidea.example.com`.
@@ -26,6 +26,17 @@ pub struct PrivacyIdeaConfig {
 
 fn default_timeout() -> u64 {
     10
+}
+
+impl std::fmt::Debug for PrivacyIdeaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyIdeaConfig")
+            .field("url", &crate::config::redact_url(&self.url))
+            .field("realm", &self.realm)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("send_password", &self.send_password)
+            .finish()
+    }
 }
 
 /// What privacyIDEA answered.

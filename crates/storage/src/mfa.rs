@@ -491,6 +491,7 @@ mod tests {
     #[test]
     fn steps_and_recovery_codes_are_single_use_across_connections() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("shared")).unwrap();
         let path = dir.path().join("shared/mfa.db");
         let mut a = SqliteMfa::open(&path).unwrap();
         let b = SqliteMfa::open(&path).unwrap();

@@ -20,7 +20,8 @@ pub struct User {
     pub disabled: bool,
     /// Unix seconds after which the account is expired.
     pub expires_at: Option<i64>,
-    /// Bumped on every credential or status change (invalidates cached verifications).
+    /// Set on every credential or status change (invalidates cached verifications) from
+    /// a counter that is never reused, even after the user is deleted and added again.
     pub generation: i64,
 }
 
@@ -28,7 +29,7 @@ pub struct User {
 pub trait UserStore: Send {
     /// The user with this name (case-insensitive).
     fn user(&self, name: &str) -> Result<Option<User>, StorageError>;
-    /// Inserts or replaces a user; the generation is bumped.
+    /// Inserts or replaces a user; the user gets a generation no user has had before.
     fn put_user(&mut self, user: &User) -> Result<(), StorageError>;
     /// Deletes a user; returns whether it existed.
     fn delete_user(&mut self, name: &str) -> Result<bool, StorageError>;
@@ -66,10 +67,14 @@ impl std::fmt::Debug for SqliteUsers {
 }
 
 impl SqliteUsers {
-    /// Opens (creating if needed) the user database.
+    /// Opens (creating it and the data directory if needed) the user database.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("users.db");
         let conn = open_private(&path)?;
+        // `meta.generation` is the last generation handed out. A database from before the
+        // counter starts it above every generation still stored.
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS users (
                 name TEXT PRIMARY KEY,
@@ -80,7 +85,10 @@ impl SqliteUsers {
                 disabled INTEGER NOT NULL,
                 expires_at INTEGER,
                 generation INTEGER NOT NULL
-            ) WITHOUT ROWID;",
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+            INSERT OR IGNORE INTO meta (key, value)
+                SELECT 'generation', COALESCE(MAX(generation), 0) FROM users;",
         )?;
         Ok(Self { conn, path, cache: std::cell::RefCell::new(([(0, None); 2], std::collections::HashMap::new())) })
     }
@@ -94,12 +102,16 @@ impl SqliteUsers {
     }
 }
 
-/// Opens (creating it and its directory if needed) a database of secrets: readable by
-/// its owner only, WAL, every commit synced, waiting up to 10 s for other processes.
+/// Opens (creating it if needed) a database of secrets: readable by its owner only,
+/// WAL, every commit synced, waiting up to 10 s for other processes. A missing directory
+/// is an error, not created: a database on shared storage that is not mounted must not
+/// come up empty, as if nobody were enrolled.
 pub(crate) fn open_private(path: &Path) -> Result<Connection, StorageError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StorageError::DataDir { path: dir.display().to_string(), source })?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        return Err(StorageError::DataDir {
+            path: dir.display().to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "the directory does not exist"),
+        });
     }
     let conn = Connection::open(path)?;
     restrict_permissions(path);
@@ -153,12 +165,19 @@ impl UserStore for SqliteUsers {
 
     fn put_user(&mut self, u: &User) -> Result<(), StorageError> {
         self.cache.borrow_mut().1.clear();
-        self.conn.execute(
+        // Taking the next generation and writing the user is one transaction, so two
+        // processes writing at once never hand out the same generation.
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let generation: i64 =
+            tx.query_row("UPDATE meta SET value = value + 1 WHERE key = 'generation' RETURNING value", [], |r| {
+                r.get(0)
+            })?;
+        tx.execute(
             &format!(
-                "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1)
+                "INSERT INTO users ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT(name) DO UPDATE SET password_hash = excluded.password_hash, nt_hash = excluded.nt_hash,
                  reversible = excluded.reversible, groups = excluded.groups, disabled = excluded.disabled,
-                 expires_at = excluded.expires_at, generation = generation + 1"
+                 expires_at = excluded.expires_at, generation = excluded.generation"
             ),
             params![
                 u.name.to_lowercase(),
@@ -168,8 +187,10 @@ impl UserStore for SqliteUsers {
                 u.groups.join("\n"),
                 u.disabled,
                 u.expires_at,
+                generation,
             ],
         )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -217,5 +238,77 @@ mod tests {
         assert_eq!(s.users().unwrap().len(), 1);
         assert!(s.delete_user("bob").unwrap());
         assert!(s.user("bob").unwrap().is_none());
+    }
+
+    fn user(name: &str) -> User {
+        User {
+            name: name.into(),
+            password_hash: Some("$argon2id$x".into()),
+            nt_hash: None,
+            reversible: None,
+            groups: Vec::new(),
+            disabled: false,
+            expires_at: None,
+            generation: 0,
+        }
+    }
+
+    /// A cached PAP verification is keyed by user, password and generation: a user
+    /// deleted and added again with the same password must not get an old generation.
+    #[test]
+    fn generations_are_never_reused_after_delete_and_re_add() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = SqliteUsers::open(d.path()).unwrap();
+        s.put_user(&user("bob")).unwrap();
+        s.put_user(&user("bob")).unwrap();
+        let before = s.user("bob").unwrap().unwrap().generation;
+        assert!(s.delete_user("bob").unwrap());
+        s.put_user(&user("bob")).unwrap();
+        let after = s.user("bob").unwrap().unwrap().generation;
+        assert!(after > before, "re-added user got generation {after}, had {before}");
+        s.put_user(&user("carol")).unwrap();
+        assert!(s.user("carol").unwrap().unwrap().generation > after, "one counter for every user");
+        drop(s);
+        // The counter survives reopening, and another connection continues it.
+        let mut a = SqliteUsers::open(d.path()).unwrap();
+        let mut b = SqliteUsers::open(d.path()).unwrap();
+        let highest = a.users().unwrap().iter().map(|u| u.generation).max().unwrap();
+        a.delete_user("carol").unwrap();
+        b.put_user(&user("carol")).unwrap();
+        a.put_user(&user("dave")).unwrap();
+        let carol = a.user("carol").unwrap().unwrap().generation;
+        let dave = b.user("dave").unwrap().unwrap().generation;
+        assert!(carol > highest && dave > highest && carol != dave, "{highest} {carol} {dave}");
+    }
+
+    /// A database from before the counter starts it above every stored generation.
+    #[test]
+    fn an_old_database_continues_above_its_generations() {
+        let d = tempfile::tempdir().unwrap();
+        let conn = Connection::open(d.path().join("users.db")).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT, nt_hash BLOB, reversible TEXT,
+             groups TEXT NOT NULL, disabled INTEGER NOT NULL, expires_at INTEGER, generation INTEGER NOT NULL)
+             WITHOUT ROWID;
+             INSERT INTO users ({COLUMNS}) VALUES ('old', NULL, NULL, NULL, '', 0, NULL, 7);"
+        ))
+        .unwrap();
+        drop(conn);
+        let mut s = SqliteUsers::open(d.path()).unwrap();
+        s.put_user(&user("new")).unwrap();
+        assert_eq!(s.user("new").unwrap().unwrap().generation, 8);
+    }
+
+    /// Shared storage that is not mounted must not come up as an empty database.
+    #[test]
+    fn a_database_in_a_missing_directory_is_refused_not_created() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("not-mounted");
+        let e = crate::SqliteMfa::open(&missing.join("mfa.db")).unwrap_err();
+        assert!(e.to_string().contains("not-mounted"), "{e}");
+        assert!(!missing.exists());
+        // The user database lives in the data directory, which is made when missing.
+        SqliteUsers::open(&d.path().join("data")).unwrap();
+        assert!(d.path().join("data/users.db").is_file());
     }
 }

@@ -57,6 +57,7 @@ impl Server {
         let auth_port = free_port();
         let text = format!(
             "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\nauth_listen = [\"127.0.0.1:{auth_port}\"]\n\n[storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n\n\
+             # The tests' passwords are short words.\n[auth]\nmin_password_length = 1\n\n\
              [[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}"
         );
         std::fs::write(&config, text).unwrap();
