@@ -14,6 +14,7 @@ pub mod detection;
 pub mod directory;
 pub mod eap;
 pub mod ldap;
+pub mod logtext;
 pub mod mfa;
 pub mod npslog;
 pub mod ntlm;
