@@ -59,8 +59,27 @@ fn init_logging(config: &Config) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     match config.log.format {
+        // serde escapes every control character in JSON strings: one line per event.
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder.fmt_fields(EscapedFields).init(),
+    }
+}
+
+/// The text log's fields and message as tracing formats them, with control characters
+/// escaped: whatever a peer put in a User-Name, and whichever code logs it, it cannot
+/// start a line of its own.
+struct EscapedFields;
+
+impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        mut writer: tracing_subscriber::fmt::format::Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut raw = String::new();
+        let plain = tracing_subscriber::fmt::format::Writer::new(&mut raw);
+        tracing_subscriber::fmt::format::DefaultFields::new().format_fields(plain, fields)?;
+        writer.write_str(&portcullis_server::logtext::escape_controls(&raw))
     }
 }
 

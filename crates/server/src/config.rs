@@ -201,13 +201,46 @@ fn default_fatigue_window() -> u64 {
 }
 
 /// `[http]`: the HTTP listener (push approval pages, health).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
     /// Base URL users reach the listener at (enrolment links); default
     /// `http://<first listen address>`.
     pub public_url: Option<String>,
+    /// Open connections at most, over all listen addresses (see `http.rs` for the file
+    /// descriptor arithmetic).
+    pub max_connections: usize,
+    /// The whole request header must arrive within this many seconds of the server
+    /// starting to wait for it.
+    pub header_timeout_seconds: u64,
+    /// A connection with no request in progress that moves no byte for this long is
+    /// closed.
+    pub idle_timeout_seconds: u64,
+    /// From the complete header to the response, reading the body included.
+    pub request_timeout_seconds: u64,
+    /// Request bodies larger than this are answered 413.
+    pub max_body_bytes: usize,
+    /// Request line and headers together, at most.
+    pub max_header_bytes: usize,
+    /// Header fields per request, at most.
+    pub max_headers: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: Vec::new(),
+            public_url: None,
+            max_connections: 512,
+            header_timeout_seconds: 10,
+            idle_timeout_seconds: 5,
+            request_timeout_seconds: 30,
+            max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+        }
+    }
 }
 
 impl HttpConfig {

@@ -14,7 +14,9 @@ pub mod clients;
 pub mod config;
 pub mod detection;
 pub mod directory;
+pub mod http;
 pub mod ldap;
+pub mod logtext;
 pub mod npslog;
 pub mod ntlm;
 pub mod privacyidea;
@@ -219,6 +221,13 @@ impl Server {
                 }));
                 tracing::info!(%local, "authentication listener ready");
             }
+            let limits = http::Limits::from_config(&config.http).map_err(StartError::Config)?;
+            if !config.http.listen.is_empty() {
+                let pools = config.ldap.iter().map(|l| l.pool_size).sum();
+                http::check_descriptors(&limits, config.http.listen.len(), pools, http::raise_descriptor_limit())
+                    .map_err(StartError::Config)?;
+            }
+            let connections = http::Connections::new(limits);
             for &addr in &config.http.listen {
                 let listener = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -226,11 +235,7 @@ impl Server {
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
                 let app = auth::push::router(Arc::clone(&auth_shared));
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = axum::serve(listener, app).await {
-                        tracing::error!(%local, error = %e, "HTTP listener stopped");
-                    }
-                }));
+                tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections))));
                 tracing::info!(%local, "HTTP listener ready");
             }
         }

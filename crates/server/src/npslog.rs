@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use portcullis_radius::{Packet, attr};
 use serde::Deserialize;
 
+use crate::logtext::escape_controls;
+
 /// Which NPS log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -194,9 +196,11 @@ pub fn ias_line(r: &NpsRecord) -> String {
     out
 }
 
-/// ODBC text: always quoted; quotes doubled; line breaks become spaces.
+/// ODBC text: always quoted; quotes doubled; control characters escaped (a quoted
+/// field could hold a line break, but line-oriented readers of the file would not
+/// see it as one field).
 fn odbc_text(v: &Option<String>) -> String {
-    v.as_deref().map_or(String::new(), |s| format!("\"{}\"", s.replace('"', "\"\"").replace(['\r', '\n'], " ")))
+    v.as_deref().map_or(String::new(), |s| format!("\"{}\"", escape_controls(s).replace('"', "\"\"")))
 }
 
 /// One ODBC (Legacy) line: the 60 fields of the database-compatible format.
@@ -246,7 +250,10 @@ pub fn odbc_line(r: &NpsRecord) -> String {
     f.join(",")
 }
 
+/// XML text: markup characters as entities; control characters escaped first (most
+/// of them cannot appear in XML 1.0 at all, even as character references).
 fn xml(s: &str) -> String {
+    let s = escape_controls(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -254,7 +261,7 @@ fn xml(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("&#{};", c as u32)),
+            '\'' => out.push_str("&apos;"),
             c => out.push(c),
         }
     }
@@ -383,6 +390,7 @@ impl NpsLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hex;
 
     fn accept() -> NpsRecord {
         NpsRecord {
@@ -428,5 +436,29 @@ mod tests {
         assert!(dts.contains("<User-Name data_type=\"1\">&lt;a&amp;b&gt;</User-Name>"), "{dts}");
         assert!(dts.contains("<Packet-Type data_type=\"0\">1</Packet-Type>"));
         assert!(dts.starts_with("<Event><Timestamp data_type=\"4\">03/07/2008 13:04:33.000</Timestamp>"));
+    }
+
+    #[test]
+    fn no_format_lets_a_field_break_the_line() {
+        let hostile = "alice\r\nFORGED,\"x\"<y>&'z'\t\u{0}\u{85}\u{2028}end";
+        let mut r = accept();
+        for field in [&mut r.user_name, &mut r.calling_station_id, &mut r.nas_identifier, &mut r.class, &mut r.policy] {
+            *field = Some(hostile.into());
+        }
+        r.client_name = hostile.into();
+        for line in [ias_line(&r), odbc_line(&r), dts_line(&r)] {
+            assert!(!line.chars().any(|c| c.is_control() || c == '\u{2028}'), "{line:?}");
+        }
+        // IAS hexes the whole field.
+        assert!(ias_line(&r).contains(&format!("0x{}", hex(hostile.as_bytes()))));
+        // ODBC: one quoted field, quotes doubled, still 60 fields.
+        let odbc = odbc_line(&r);
+        assert!(odbc.contains(r#","alice\r\nFORGED,""x""<y>&'z'\t\u{0}\u{85}\u{2028}end","#), "{odbc}");
+        // DTS: markup escaped after the controls.
+        let dts = dts_line(&r);
+        assert!(
+            dts.contains(r#"<User-Name data_type="1">alice\r\nFORGED,&quot;x&quot;&lt;y&gt;&amp;&apos;z&apos;\t\u{0}\u{85}\u{2028}end</User-Name>"#),
+            "{dts}"
+        );
     }
 }
