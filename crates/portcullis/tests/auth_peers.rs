@@ -402,3 +402,33 @@ fn nps_log_files_in_ias_odbc_and_dts_formats() {
         }
     }
 }
+
+#[test]
+fn sigterm_under_load_loses_no_audit_line() {
+    let mut s = Server::start("[[network_policy]]\nname = \"all\"\n");
+    add_user(&s, "load", "loadpass", &[], &[]);
+    let target = s.auth_addr().to_string();
+    let load = Command::new(common::bin())
+        .args(["bench", "--mode", "pap", "--target", &target, "--secret", SECRET, "--requests", "1000000"])
+        .args(["--timeout", "0.3", "--retries", "0", "--max-seconds", "5"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = s.dir.path().join("data/auth.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::fs::read(&log).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count()) < 1000
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    s.stop();
+    let out = load.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let answered = report["completed"].as_u64().unwrap();
+    assert!(answered > 0, "the load ran: {report}");
+    // Each answer went out after its audit line was queued.
+    let audit = std::fs::read_to_string(&log).unwrap();
+    let lines = audit.lines().filter(|l| l.contains("\"user\":\"load\"")).count() as u64;
+    assert!(lines >= answered, "{lines} audit lines for {answered} answers");
+    assert!(audit.ends_with('\n'), "the last line is whole");
+}

@@ -15,6 +15,8 @@ use crate::detection::Detection;
 
 /// Records applied per transaction at most.
 const APPLY_BATCH: usize = 1024;
+/// How long authentication events wait for company before they are stored.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,6 +143,7 @@ pub fn run_applier<S: Store>(
     let mut position = recover(&mut store, reader, detection);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
+    let mut last_auth_commit = std::time::Instant::now();
     loop {
         let message = match pending.take() {
             Some(m) => Ok(m),
@@ -181,8 +184,14 @@ pub fn run_applier<S: Store>(
                 }
             }
             Ok(ApplierMessage::AuthEvent(e)) => {
-                // Fold the events waiting behind this one into the same transaction.
+                // Fold the events waiting behind this one into the same transaction. A
+                // commit costs more than many inserts (and a wake-up per event more
+                // than a nap): under load (the last commit is recent) events arriving
+                // within `GATHER` share the transaction; a lone event is stored at once.
                 let mut events = vec![*e];
+                if last_auth_commit.elapsed() < GATHER {
+                    std::thread::sleep(GATHER);
+                }
                 while events.len() < APPLY_BATCH {
                     match inbox.try_recv() {
                         Ok(ApplierMessage::AuthEvent(e)) => events.push(*e),
@@ -199,6 +208,7 @@ pub fn run_applier<S: Store>(
                 if let Err(e) = store.record_auth_events(&events) {
                     tracing::warn!(error = %e, "recording an authentication event failed");
                 }
+                last_auth_commit = std::time::Instant::now();
                 let events: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
                 if let Err(e) = detection.observe_and_record(&mut store, &events) {
                     tracing::error!(error = %e, "recording alerts failed");

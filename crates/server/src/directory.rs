@@ -70,12 +70,13 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
 
 /// The local users (`users.db`).
 #[derive(Debug)]
-pub struct LocalUsers(Mutex<SqliteUsers>);
+pub struct LocalUsers(Mutex<SqliteUsers>, crate::user_cache::UserCache);
 
 impl LocalUsers {
     /// Opens the local user database in the data directory.
     pub fn open(data_dir: &std::path::Path) -> Result<Self, String> {
-        SqliteUsers::open(data_dir).map(|u| Self(Mutex::new(u))).map_err(|e| e.to_string())
+        let cache = crate::user_cache::UserCache::new(data_dir);
+        SqliteUsers::open(data_dir).map(|u| Self(Mutex::new(u), cache)).map_err(|e| e.to_string())
     }
 }
 
@@ -90,15 +91,15 @@ impl UserDirectory for LocalUsers {
 
     fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
         let now = crate::now_unix();
-        let record = lock(&self.0).user(name).map_err(|e| e.to_string())?;
+        let record = self.1.user(name, |name| lock(&self.0).user(name).map_err(|e| e.to_string()))?;
         Ok(record.map(|u| Account {
             key: u.name.clone(),
             name: u.name.clone(),
             expired: u.expires_at.is_some_and(|t| t <= now),
-            groups: u.groups,
+            groups: u.groups.clone(),
             nt_hash: u.nt_hash,
-            reversible: u.reversible,
-            password_hash: u.password_hash,
+            reversible: u.reversible.clone(),
+            password_hash: u.password_hash.clone(),
             disabled: u.disabled,
             locked: false,
             dialin: None,

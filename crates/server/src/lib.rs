@@ -7,6 +7,7 @@
 
 pub mod acct;
 pub mod applier;
+pub mod audit;
 pub mod auth;
 /// The second-factor service and enrolment (also used by the CLI).
 pub use auth::factor as mfa;
@@ -21,6 +22,7 @@ pub mod npslog;
 pub mod ntlm;
 pub mod privacyidea;
 pub mod replay;
+pub mod user_cache;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -82,6 +84,7 @@ pub struct Server {
     applier: std::thread::JoinHandle<()>,
     applier_tx: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    audit: Option<audit::AuditWriter>,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
 }
@@ -141,6 +144,7 @@ impl Server {
         });
         let mut tasks = Vec::new();
         let mut acct_addrs = Vec::new();
+        let mut audit_writer = None;
         for &addr in &config.radius.acct_listen {
             let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -161,6 +165,9 @@ impl Server {
                 .append(true)
                 .open(&audit_path)
                 .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
+            let (audit, writer) = audit::AuditLog::spawn(audit_file, audit::QUEUE_LINES)
+                .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
+            audit_writer = Some(writer);
             let mut dictionary = portcullis_radius::Dictionary::builtin();
             for f in &config.dictionary.files {
                 if let Err(e) = dictionary.load_file(f) {
@@ -203,7 +210,7 @@ impl Server {
                 offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
                 router,
                 dictionary,
-                audit_file: Mutex::new(audit_file),
+                audit,
                 nps_log,
                 mfa,
                 applier: auth_tx,
@@ -249,7 +256,7 @@ impl Server {
                 let _ = counters_tx.try_send(applier::ApplierMessage::Counters(counters.clients.snapshot()));
             }
         }));
-        Ok(Self { shared, writer, applier, applier_tx, tasks, acct_addrs })
+        Ok(Self { shared, writer, applier, applier_tx, tasks, audit: audit_writer, acct_addrs })
     }
 
     /// The client table with its live counters.
@@ -269,12 +276,16 @@ impl Server {
         let _ = self.applier_tx.send(applier::ApplierMessage::Counters(self.shared.clients.snapshot()));
         let writer = self.writer;
         let applier = self.applier;
+        let audit = self.audit;
         // The listener tasks held the last other references; once `shared` is gone the
         // queue closes, the writer drains it, and then the applier catches up and stops.
         drop(self.shared);
         drop(self.applier_tx);
         let _ = tokio::task::spawn_blocking(move || {
             let _ = writer.join();
+            if let Some(audit) = audit {
+                audit.finish();
+            }
             let _ = applier.join();
         })
         .await;

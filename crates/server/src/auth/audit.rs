@@ -3,7 +3,6 @@
 //! the server log line. Names in an event are the account the pipeline decided on,
 //! beside the name as the peer sent it.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 
 use portcullis_auth::policy::reason;
@@ -75,11 +74,8 @@ pub(crate) fn second_factor_outcome(mut e: AuthEvent, accepted: bool, note: &str
 }
 
 pub(crate) fn audit(shared: &AuthShared, event: AuthEvent, packet: &Packet<'_>, source: SocketAddr) {
-    if let Ok(line) = serde_json::to_string(&event) {
-        let mut f = lock(&shared.audit_file);
-        if let Err(e) = writeln!(f, "{line}") {
-            tracing::warn!(error = %e, "writing the audit log failed");
-        }
+    if let Ok(line) = serde_json::to_vec(&event) {
+        shared.audit.write(line);
     }
     if let Some(log) = &shared.nps_log {
         let records = nps_records(shared, &event, packet, source, lock(log).computer());

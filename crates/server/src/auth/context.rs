@@ -1,7 +1,6 @@
 //! What every stage of the authentication pipeline reads: the client table, caches,
 //! policies, user stores, the second-factor service and the audit outputs.
 
-use std::fs::File;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
@@ -28,7 +27,8 @@ pub struct AuthShared {
     /// Connection-request policies and the user stores they name.
     pub router: crate::directory::Router,
     pub dictionary: Dictionary,
-    pub audit_file: Mutex<File>,
+    /// The audit log file, written by its own thread.
+    pub audit: crate::audit::AuditLog,
     /// The second factor, when configured.
     pub mfa: Option<super::factor::Mfa>,
     /// NPS-format log files, when configured.

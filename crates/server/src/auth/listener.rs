@@ -30,10 +30,8 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
     let mut buf = vec![0u8; 4096 + 1];
     loop {
         let Ok((n, source)) = socket.recv_from(&mut buf).await else { continue };
-        let datagram = buf[..n].to_vec();
-        let shared = Arc::clone(&shared);
-        let socket = Arc::clone(&socket);
-        if let Some(work) = accept(&shared, &datagram, source, &socket).await {
+        let datagram = &buf[..n];
+        if let Some(work) = accept(&shared, datagram, source, &socket).await {
             if shared.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
                 shared.pending.fetch_sub(1, Ordering::AcqRel);
                 lock(&shared.cache).abandon(source, work.id, work.auth);
@@ -44,7 +42,7 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
             }
             // Most requests are decided right here (cached or cheap credentials); only
             // Argon2, EAP, directory and second-factor work goes to the blocking pool.
-            let result = match decide(&shared, &datagram, source, false) {
+            let result = match decide(&shared, datagram, source, false) {
                 Outcome::Reply(reply) => Some(Some(reply)),
                 Outcome::Dropped | Outcome::Push(_) => Some(None),
                 Outcome::NeedsSlowPath => None,
@@ -59,6 +57,7 @@ pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std:
                 }
                 continue;
             }
+            let (shared, socket, datagram) = (Arc::clone(&shared), Arc::clone(&socket), datagram.to_vec());
             tokio::spawn(async move {
                 let (s2, d2) = (Arc::clone(&shared), datagram.clone());
                 let result = tokio::task::spawn_blocking(move || decide(&s2, &d2, source, true)).await;
