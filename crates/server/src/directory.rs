@@ -75,7 +75,7 @@ pub struct LocalUsers(Mutex<SqliteUsers>, crate::user_cache::UserCache);
 impl LocalUsers {
     /// Opens the local user database in the data directory.
     pub fn open(data_dir: &std::path::Path) -> Result<Self, String> {
-        let cache = crate::user_cache::UserCache::new(data_dir);
+        let cache = crate::user_cache::UserCache::default();
         SqliteUsers::open(data_dir).map(|u| Self(Mutex::new(u), cache)).map_err(|e| e.to_string())
     }
 }
@@ -91,7 +91,8 @@ impl UserDirectory for LocalUsers {
 
     fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
         let now = crate::now_unix();
-        let record = self.1.user(name, |name| lock(&self.0).user(name).map_err(|e| e.to_string()))?;
+        let version = || lock(&self.0).data_version().map_err(|e| e.to_string());
+        let record = self.1.user(name, version, |name| lock(&self.0).user(name).map_err(|e| e.to_string()))?;
         Ok(record.map(|u| Account {
             key: u.name.clone(),
             name: u.name.clone(),

@@ -1,15 +1,15 @@
 //! Local user records kept in memory between requests, so a cached PAP login costs no
 //! database work.
 //!
-//! Every commit to `users.db` (the CLI's included) changes the size or modification
-//! time of the database or its WAL. The cache compares them at most once a millisecond
-//! and forgets everything when they differ: a change made while the server runs takes
-//! effect for requests arriving a millisecond after its commit.
+//! Every commit to `users.db` by another connection (the CLI's) changes SQLite's
+//! `data_version`. The cache reads it at most once a millisecond and forgets everything
+//! when it changed: a change made while the server runs takes effect for requests
+//! arriving a millisecond after its commit. (File sizes and times are not enough: a
+//! reused WAL keeps its size, and a commit within one clock tick keeps the time.)
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use portcullis_storage::User;
 
@@ -20,47 +20,38 @@ const RECHECK: Duration = Duration::from_millis(1);
 /// Most users held.
 const CAPACITY: usize = 100_000;
 
-/// Size and modification time of the database and its WAL.
-type Signature = [(u64, Option<SystemTime>); 2];
-
 /// Users by the name they were looked up with (`None`: no such user).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct UserCache {
-    files: [PathBuf; 2],
     state: Mutex<State>,
 }
 
 #[derive(Debug, Default)]
 struct State {
     checked: Option<Instant>,
-    signature: Signature,
+    version: Option<i64>,
     users: HashMap<String, Option<Arc<User>>>,
 }
 
 impl UserCache {
-    /// A cache of `<data_dir>/users.db`.
-    pub fn new(data_dir: &Path) -> Self {
-        let db = data_dir.join("users.db");
-        let mut wal = db.clone().into_os_string();
-        wal.push("-wal");
-        Self { files: [db, PathBuf::from(wal)], state: Mutex::new(State::default()) }
-    }
-
-    /// The user, from memory while the database is unchanged, else from `fetch`.
+    /// The user, from memory while the database's `version` is unchanged, else from
+    /// `fetch`. A version that cannot be read empties the cache and fails the lookup.
     pub fn user(
         &self,
         name: &str,
+        version: impl FnOnce() -> Result<i64, String>,
         fetch: impl FnOnce(&str) -> Result<Option<User>, String>,
     ) -> Result<Option<Arc<User>>, String> {
         let now = Instant::now();
         {
             let mut state = lock(&self.state);
             if state.checked.is_none_or(|t| now.duration_since(t) >= RECHECK) {
-                let signature = self.signature();
-                if signature != state.signature || state.users.len() >= CAPACITY {
+                let v = version();
+                if v.as_ref().ok() != state.version.as_ref() || state.users.len() >= CAPACITY {
                     state.users.clear();
-                    state.signature = signature;
+                    state.version = v.clone().ok();
                 }
+                v?;
                 state.checked = Some(now);
             }
             if let Some(u) = state.users.get(name) {
@@ -72,10 +63,6 @@ impl UserCache {
         let user = fetch(name)?.map(Arc::new);
         lock(&self.state).users.insert(name.to_string(), user.clone());
         Ok(user)
-    }
-
-    fn signature(&self) -> Signature {
-        self.files.each_ref().map(|p| std::fs::metadata(p).map_or((0, None), |m| (m.len(), m.modified().ok())))
     }
 }
 
@@ -104,18 +91,26 @@ mod tests {
         let server = SqliteUsers::open(dir.path()).unwrap();
         let mut cli = SqliteUsers::open(dir.path()).unwrap();
         cli.put_user(&user("alice", false)).unwrap();
-        let cache = UserCache::new(dir.path());
+        let cache = UserCache::default();
         let fetch = |n: &str| server.user(n).map_err(|e| e.to_string());
-        assert!(!cache.user("alice", fetch).unwrap().unwrap().disabled);
-        assert!(cache.user("bob", fetch).unwrap().is_none());
-        cli.put_user(&user("alice", true)).unwrap();
+        let version = || server.data_version().map_err(|e| e.to_string());
+        assert!(!cache.user("alice", version, fetch).unwrap().unwrap().disabled);
+        assert!(cache.user("bob", version, fetch).unwrap().is_none());
+        // Commits back to back, with no time for file sizes or times to tell them apart.
+        for _ in 0..20 {
+            cli.put_user(&user("alice", true)).unwrap();
+            std::thread::sleep(RECHECK * 2);
+            assert!(cache.user("alice", version, fetch).unwrap().unwrap().disabled);
+            cli.put_user(&user("alice", false)).unwrap();
+            std::thread::sleep(RECHECK * 2);
+            assert!(!cache.user("alice", version, fetch).unwrap().unwrap().disabled);
+        }
         cli.put_user(&user("bob", false)).unwrap();
         std::thread::sleep(RECHECK * 2);
-        assert!(cache.user("alice", fetch).unwrap().unwrap().disabled);
-        assert!(cache.user("bob", fetch).unwrap().is_some());
+        assert!(cache.user("bob", version, fetch).unwrap().is_some());
         cli.delete_user("bob").unwrap();
         std::thread::sleep(RECHECK * 2);
-        assert!(cache.user("bob", fetch).unwrap().is_none());
+        assert!(cache.user("bob", version, fetch).unwrap().is_none());
     }
 
     #[test]
@@ -123,14 +118,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cli = SqliteUsers::open(dir.path()).unwrap();
         cli.put_user(&user("alice", false)).unwrap();
-        let cache = UserCache::new(dir.path());
+        let cache = UserCache::default();
         let reads = std::cell::Cell::new(0);
         let fetch = |n: &str| {
             reads.set(reads.get() + 1);
             cli.user(n).map_err(|e| e.to_string())
         };
+        let version = || Ok(7);
         for _ in 0..100 {
-            assert!(cache.user("alice", fetch).unwrap().is_some());
+            assert!(cache.user("alice", version, fetch).unwrap().is_some());
         }
         assert_eq!(reads.get(), 1);
     }

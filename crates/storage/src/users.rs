@@ -40,21 +40,10 @@ pub trait UserStore: Send {
 /// Users in `users.db` inside the data directory.
 pub struct SqliteUsers {
     conn: Connection,
-    path: std::path::PathBuf,
-    /// Users read recently, valid while the database files look unchanged (a commit
-    /// from another connection, such as the CLI, changes the WAL's size or time).
-    cache: std::cell::RefCell<(FileSignature, std::collections::HashMap<String, Option<User>>)>,
-}
-
-/// Size and modification time of the database and its WAL: cheap to read (two `stat`
-/// calls, no locks) and changed by every commit.
-type FileSignature = [(u64, Option<std::time::SystemTime>); 2];
-
-fn signature(db: &Path) -> FileSignature {
-    let stat = |p: &Path| std::fs::metadata(p).map_or((0, None), |m| (m.len(), m.modified().ok()));
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    [stat(db), stat(Path::new(&wal))]
+    /// Users read recently, valid while `PRAGMA data_version` is unchanged (SQLite
+    /// changes it for every commit by another connection, such as the CLI; file sizes
+    /// and times are not reliable: a reused WAL keeps its size within one clock tick).
+    cache: std::cell::RefCell<(i64, std::collections::HashMap<String, Option<User>>)>,
 }
 
 /// Most users kept in the read cache.
@@ -90,7 +79,7 @@ impl SqliteUsers {
             INSERT OR IGNORE INTO meta (key, value)
                 SELECT 'generation', COALESCE(MAX(generation), 0) FROM users;",
         )?;
-        Ok(Self { conn, path, cache: std::cell::RefCell::new(([(0, None); 2], std::collections::HashMap::new())) })
+        Ok(Self { conn, cache: std::cell::RefCell::new((-1, std::collections::HashMap::new())) })
     }
 
     fn fetch(&self, name: &str) -> Result<Option<User>, StorageError> {
@@ -147,10 +136,17 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 
 const COLUMNS: &str = "name, password_hash, nt_hash, reversible, groups, disabled, expires_at, generation";
 
+impl SqliteUsers {
+    /// SQLite's `data_version`: changes whenever another connection commits.
+    pub fn data_version(&self) -> Result<i64, StorageError> {
+        Ok(self.conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))?)
+    }
+}
+
 impl UserStore for SqliteUsers {
     fn user(&self, name: &str) -> Result<Option<User>, StorageError> {
         let name = name.to_lowercase();
-        let version = signature(&self.path);
+        let version = self.data_version()?;
         let mut cache = self.cache.borrow_mut();
         if cache.0 != version || cache.1.len() >= CACHED_USERS {
             *cache = (version, std::collections::HashMap::new());
