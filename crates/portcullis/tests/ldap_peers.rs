@@ -305,3 +305,22 @@ fn a_second_factor_belongs_to_the_directory_entry_not_to_the_name_typed() {
     let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(v[0]["user"], "ldap:corp:uid=alice,ou=people,dc=example,dc=com", "{v}");
 }
+
+#[test]
+fn a_grant_by_dial_in_permission_through_a_denying_policy_still_asks_for_the_second_factor() {
+    let tls = make_tls();
+    let slapd = start_slapd(tls.path());
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(tls.path(), &dir.path().join("tls"));
+    let mut extra = ldap_block("corp", &format!("ldap://127.0.0.1:{}", slapd.ldap_port), "");
+    extra.push_str(&crp("corp", "EXAMPLE", "corp"));
+    // The denying policy's author wrote mfa = "off" for a policy that only refuses.
+    extra.push_str(
+        "\n[mfa]\npolicy_default = \"required\"\n\n[[network_policy]]\nname = \"contractors\"\n\
+         groups = [\"contractors\"]\ngrant = false\nmfa = \"off\"\n",
+    );
+    let s = Server::start_in(dir, free_port(), &extra);
+    assert!(!radtest(&s, "EXAMPLE\\erin", "override"), "erin has no factor");
+    let e = last_event(&s, "erin");
+    assert_eq!((e["policy"].as_str(), e["mfa"].as_str()), (Some("contractors"), Some("not_enrolled")), "{e}");
+}

@@ -295,3 +295,15 @@ fn number_matching_for_pap_pushes() {
     assert_eq!(r["answer"], "reject", "a wrong number denies: {r}");
     assert_eq!(last_event(&numbered, "bob")["mfa"], "push_denied");
 }
+
+#[test]
+fn an_enrolment_link_never_replaces_an_existing_factor() {
+    let shared = shared_dir();
+    let phone = Phone::start();
+    let s = server(shared.path(), phone.port, "");
+    assert!(s.cli(&["mfa", "enroll", "alice", "--format", "json"]).status.success());
+    let out = s.cli(&["mfa", "enroll-link", "alice"]);
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let page = http("POST", &url);
+    assert!(!page.contains("<svg") && page.contains("already has a second factor"), "{page}");
+}

@@ -444,6 +444,10 @@ async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<Str
     }
 }
 
+const INVALID_LINK: &str = "This enrolment link is not valid (used, expired or unknown).";
+const ALREADY_ENROLLED: &str =
+    "This account already has a second factor. Ask an administrator to reset it before enrolling a new one.";
+
 async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     let db = Arc::clone(&mfa.db);
@@ -452,19 +456,23 @@ async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>)
     let done = blocking(move || {
         let mut db = lock(&db);
         let now = now_unix();
-        let user = db.enrol_link(&hash, now).ok().flatten()?;
-        if !db.use_enrol_link(&hash, now).unwrap_or(false) {
-            return None;
-        }
+        let user = db.enrol_link(&hash, now).ok().flatten().ok_or(INVALID_LINK)?;
         // A link never replaces a factor: that needs the old one, or an administrator.
+        if !matches!(db.factor(&user), Ok(None)) {
+            return Err(ALREADY_ENROLLED);
+        }
+        if !db.use_enrol_link(&hash, now).unwrap_or(false) {
+            return Err(INVALID_LINK);
+        }
         super::factor::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer, false)
-            .ok()
             .map(|e| (user, e))
+            .map_err(|_| ALREADY_ENROLLED)
     })
     .await
-    .flatten();
-    let Some((user, e)) = done else {
-        return Html(format!("{PAGE}<p>This enrolment link is not valid (used, expired or unknown).</p>"));
+    .unwrap_or(Err(INVALID_LINK));
+    let (user, e) = match done {
+        Ok(d) => d,
+        Err(why) => return Html(format!("{PAGE}<p>{why}</p>")),
     };
     let qr = qrcode::QrCode::new(e.uri.as_bytes())
         .map(|q| q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build())
