@@ -21,6 +21,10 @@ pub(crate) enum MfaCommand {
     /// (replaces an existing factor).
     Enroll {
         user: String,
+        /// The user store to look the account up in (when connection-request
+        /// policies could choose several for this name).
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         /// sha1 (every app) or sha256.
@@ -35,6 +39,10 @@ pub(crate) enum MfaCommand {
     /// A one-time link to a self-service enrolment page (served by the [http] listener).
     EnrollLink {
         user: String,
+        /// The user store to look the account up in (when connection-request
+        /// policies could choose several for this name).
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         /// How long the link stays valid.
@@ -45,12 +53,20 @@ pub(crate) enum MfaCommand {
     /// Users who did not enrol for push get none.
     EnrollPush {
         user: String,
+        /// The user store to look the account up in (when connection-request
+        /// policies could choose several for this name).
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
     },
     /// Remove a user's factor, recovery codes, push enrolment and lockout.
     Reset {
         user: String,
+        /// The user store to look the account up in (when connection-request
+        /// policies could choose several for this name).
+        #[arg(long)]
+        store: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -21,20 +21,22 @@ fn open(config: &Config) -> Result<(SqliteMfa, MfaConfig)> {
 }
 
 /// The stable key of the account an administrator names, as the server keys it.
-fn account_key(config: &Config, user: &str) -> Result<String> {
+fn account_key(config: &Config, user: &str, store: Option<&str>) -> Result<String> {
     let runtime = tokio::runtime::Runtime::new()?;
     let _entered = runtime.enter();
     let router = portcullis_server::directory::Router::from_config(config).map_err(anyhow::Error::msg)?;
-    Ok(router.account_for_admin(user).map_err(anyhow::Error::msg)?.key)
+    let key = router.account_for_admin(user, store).map_err(anyhow::Error::msg)?.key;
+    eprintln!("account {key}");
+    Ok(key)
 }
 
 pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>) -> Result<Config>) -> Result<()> {
     match command {
-        MfaCommand::Enroll { user, config, algorithm, digits, format } => {
+        MfaCommand::Enroll { user, store, config, algorithm, digits, format } => {
             let config = load(config.as_ref())?;
             let (mut db, mfa) = open(&config)?;
             let algorithm = TotpAlgorithm::from_name(&algorithm).context("--algorithm is sha1 or sha256")?;
-            let user = account_key(&config, &user)?;
+            let user = account_key(&config, &user, store.as_deref())?;
             // An administrator's enrolment replaces an existing factor.
             let e = portcullis_server::mfa::enroll(&mut db, &user, algorithm, digits, &mfa.issuer, true)
                 .map_err(anyhow::Error::msg)?;
@@ -70,11 +72,11 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             }
             Ok(())
         }
-        MfaCommand::EnrollLink { user, config, valid_hours } => {
+        MfaCommand::EnrollLink { user, store, config, valid_hours } => {
             let config = load(config.as_ref())?;
             let base = config.http.base_url().context("enrolment links need an [http] listener")?;
             let (db, _) = open(&config)?;
-            let user = account_key(&config, &user)?;
+            let user = account_key(&config, &user, store.as_deref())?;
             let (token, hash) = portcullis_server::mfa::enrol_token();
             let expires = crate::now_unix() + i64::from(valid_hours) * 3600;
             db.add_enrol_link(&hash, &user, expires)?;
@@ -82,22 +84,23 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339_ms(expires * 1000));
             Ok(())
         }
-        MfaCommand::EnrollPush { user, config } => {
+        MfaCommand::EnrollPush { user, store, config } => {
             let config = load(config.as_ref())?;
             if config.mfa.as_ref().and_then(|m| m.push.as_ref()).is_none() {
                 bail!("push approval is not configured ([mfa.push])");
             }
             let (db, _) = open(&config)?;
-            let user = account_key(&config, &user)?;
+            let user = account_key(&config, &user, store.as_deref())?;
             db.set_push_target(&user, "webhook", crate::now_unix())?;
             println!("{user} enrolled for push approval");
             Ok(())
         }
-        MfaCommand::Reset { user, config } => {
+        MfaCommand::Reset { user, store, config } => {
             let config = load(config.as_ref())?;
             let (mut db, _) = open(&config)?;
             // An account already gone from its store may still have data to remove.
-            let user = account_key(&config, &user).unwrap_or_else(|_| portcullis_accounting::canonical_user(&user));
+            let user = account_key(&config, &user, store.as_deref())
+                .unwrap_or_else(|_| portcullis_accounting::canonical_user(&user));
             if !db.reset(&user)? {
                 bail!("{user} has no second factor");
             }

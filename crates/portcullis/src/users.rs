@@ -83,11 +83,19 @@ pub(crate) fn run_user(
         UserCommand::Disable { name, config } => set_disabled(&mut open(config.as_ref())?, &name, true)?,
         UserCommand::Enable { name, config } => set_disabled(&mut open(config.as_ref())?, &name, false)?,
         UserCommand::Delete { name, config } => {
-            let mut users = open(config.as_ref())?;
+            let loaded = load(config.as_ref())?;
+            let mut users = SqliteUsers::open(&loaded.storage.data_dir)?;
             if !users.delete_user(&name)? {
                 bail!("no local user {name:?}");
             }
             println!("user {} deleted", name.to_lowercase());
+            // A user added again later under this name is someone new: no factor, no
+            // push enrolment, no lockout carried over.
+            let mfa = loaded.mfa.clone().unwrap_or_default();
+            let path = mfa.database_path(&loaded.storage.data_dir);
+            if path.exists() && portcullis_storage::SqliteMfa::open(&path)?.reset(&name.to_lowercase())? {
+                println!("second factor of {} removed", name.to_lowercase());
+            }
         }
         UserCommand::Groups { name, groups, config } => {
             let mut users = open(config.as_ref())?;

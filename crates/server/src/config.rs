@@ -897,6 +897,13 @@ impl Config {
                 out.push(format!("mfa.exempt_nas {n} is wider than a /24 (IPv6 /64): logins through it skip MFA"));
             }
         }
+        if mfa.lockout_seconds < 60 || mfa.lockout_failures > 10 {
+            out.push(format!(
+                "mfa lockout after {} wrong codes for {} s leaves codes guessable (at least 60 s after at most 10 \
+                 failures is advised)",
+                mfa.lockout_failures, mfa.lockout_seconds
+            ));
+        }
         if mfa.fail_mode == FailMode::Safe {
             out.push(
                 "mfa.fail_mode = \"safe\" admits logins without a second factor while the MFA database, the \

@@ -92,7 +92,12 @@ impl UserDirectory for LocalUsers {
     fn lookup(&self, name: &str) -> Result<Option<Account>, String> {
         let now = crate::now_unix();
         let version = || lock(&self.0).data_version().map_err(|e| e.to_string());
-        let record = self.1.user(name, version, |name| lock(&self.0).user(name).map_err(|e| e.to_string()))?;
+        let load = |name: &str| {
+            let users = lock(&self.0);
+            let v = users.data_version().map_err(|e| e.to_string())?;
+            Ok((v, users.user(name).map_err(|e| e.to_string())?))
+        };
+        let record = self.1.user(name, version, load)?;
         Ok(record.map(|u| Account {
             key: u.name.clone(),
             name: u.name.clone(),
@@ -245,31 +250,46 @@ impl Router {
         Err(format!("no connection request policy matches realm {realm:?}"))
     }
 
-    /// The account an administrator names (enrolment, reset): the store the first
-    /// accepting connection-request policy for its realm names, whatever the client
-    /// and NAS. Blocks on directories.
-    pub fn account_for_admin(&self, user_raw: &str) -> Result<Account, String> {
+    /// The account an administrator names (enrolment, reset): in `store` when given,
+    /// else in the one store the accepting connection-request policies for its realm
+    /// can reach, whatever the client and NAS. A name that different policies would
+    /// look up in different stores is an error (name the store), so a factor is never
+    /// enrolled on an account the logins do not reach. Blocks on directories.
+    pub fn account_for_admin(&self, user_raw: &str, store: Option<&str>) -> Result<Account, String> {
         let realm = realm_of(user_raw);
-        let route = if self.policies.is_empty() {
-            self.route("", user_raw, None)?
-        } else {
-            let p = self
-                .policies
-                .iter()
-                .find(|p| p.accept && (p.realms.is_empty() || p.realms.iter().any(|r| r.eq_ignore_ascii_case(realm))))
-                .ok_or_else(|| format!("no connection request policy accepts realm {realm:?}"))?;
-            let store = self
-                .stores
-                .get(&p.user_store)
-                .cloned()
-                .ok_or_else(|| format!("user store {:?} is not configured", p.user_store))?;
-            Route { store, strip_realm: p.strip_realm.unwrap_or(self.strip_realm), policy: Some(p.name.clone()) }
+        let candidates: Vec<(&str, bool)> =
+            if self.policies.is_empty() {
+                vec![("local", self.strip_realm)]
+            } else {
+                let mut c: Vec<(&str, bool)> = Vec::new();
+                for p in self.policies.iter().filter(|p| {
+                    p.accept && (p.realms.is_empty() || p.realms.iter().any(|r| r.eq_ignore_ascii_case(realm)))
+                }) {
+                    if !c.iter().any(|(s, _)| *s == p.user_store) {
+                        c.push((&p.user_store, p.strip_realm.unwrap_or(self.strip_realm)));
+                    }
+                }
+                c
+            };
+        let (name, strip_realm) = match (store, candidates.as_slice()) {
+            (Some(s), _) => (s, candidates.iter().find(|(c, _)| *c == s).map_or(self.strip_realm, |(_, r)| *r)),
+            (None, [one]) => *one,
+            (None, []) => return Err(format!("no connection request policy accepts realm {realm:?}")),
+            (None, many) => {
+                let names: Vec<&str> = many.iter().map(|(s, _)| *s).collect();
+                return Err(format!(
+                    "{user_raw:?} may be looked up in the user stores {names:?} depending on the client or NAS; \
+                     name one with --store"
+                ));
+            }
         };
-        let name = route.lookup_name(user_raw);
+        let store = self.stores.get(name).cloned().ok_or_else(|| format!("user store {name:?} is not configured"))?;
+        let route = Route { store, strip_realm, policy: None };
+        let lookup = route.lookup_name(user_raw);
         route
             .store
-            .lookup(&name)?
-            .ok_or_else(|| format!("{name:?} is not an account in user store {:?}", route.store.name()))
+            .lookup(&lookup)?
+            .ok_or_else(|| format!("{lookup:?} is not an account in user store {:?}", route.store.name()))
     }
 }
 

@@ -60,6 +60,11 @@ pub fn interpret(status: u16, body: &str) -> Answer {
     let result = &v["result"];
     if result["status"] != true {
         let why = result["error"]["message"].as_str().unwrap_or("error").to_string();
+        // A 4xx is privacyIDEA refusing this request (unknown user, no token, bad
+        // parameters): a rejection, never "unavailable", which fail_mode = "safe" admits.
+        if (400..500).contains(&status) {
+            return Answer::Reject(format!("privacyIDEA refused the request: {why}"));
+        }
         return Answer::Unavailable(format!("privacyIDEA error: {why}"));
     }
     if result["value"] == true {
@@ -130,7 +135,11 @@ mod tests {
         assert!(matches!(interpret(500, "oops"), Answer::Unavailable(_)));
         assert!(matches!(
             interpret(400, r#"{"result":{"status":false,"error":{"message":"ERR905"}}}"#),
-            Answer::Unavailable(m) if m.contains("ERR905")
+            Answer::Reject(m) if m.contains("ERR905")
+        ));
+        assert!(matches!(
+            interpret(500, r#"{"result":{"status":false,"error":{"message":"database down"}}}"#),
+            Answer::Unavailable(m) if m.contains("database down")
         ));
     }
 }

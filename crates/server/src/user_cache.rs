@@ -34,13 +34,16 @@ struct State {
 }
 
 impl UserCache {
-    /// The user, from memory while the database's `version` is unchanged, else from
-    /// `fetch`. A version that cannot be read empties the cache and fails the lookup.
+    /// The user, from memory while the database's version is unchanged, else from
+    /// `load`, which returns the version it read under the same lock as the user. A
+    /// version that cannot be read empties the cache and fails the lookup; a record
+    /// read under another version than the cache holds is returned but not kept (a
+    /// commit raced with it).
     pub fn user(
         &self,
         name: &str,
         version: impl FnOnce() -> Result<i64, String>,
-        fetch: impl FnOnce(&str) -> Result<Option<User>, String>,
+        load: impl FnOnce(&str) -> Result<(i64, Option<User>), String>,
     ) -> Result<Option<Arc<User>>, String> {
         let now = Instant::now();
         {
@@ -58,10 +61,12 @@ impl UserCache {
                 return Ok(u.clone());
             }
         }
-        // Read before the fetch: a commit racing with it changes the files again, and
-        // the next look forgets what this fetch stored.
-        let user = fetch(name)?.map(Arc::new);
-        lock(&self.state).users.insert(name.to_string(), user.clone());
+        let (read_at, user) = load(name)?;
+        let user = user.map(Arc::new);
+        let mut state = lock(&self.state);
+        if state.version == Some(read_at) {
+            state.users.insert(name.to_string(), user.clone());
+        }
         Ok(user)
     }
 }
@@ -92,8 +97,8 @@ mod tests {
         let mut cli = SqliteUsers::open(dir.path()).unwrap();
         cli.put_user(&user("alice", false)).unwrap();
         let cache = UserCache::default();
-        let fetch = |n: &str| server.user(n).map_err(|e| e.to_string());
         let version = || server.data_version().map_err(|e| e.to_string());
+        let fetch = |n: &str| Ok((version()?, server.user(n).map_err(|e| e.to_string())?));
         assert!(!cache.user("alice", version, fetch).unwrap().unwrap().disabled);
         assert!(cache.user("bob", version, fetch).unwrap().is_none());
         // Commits back to back, with no time for file sizes or times to tell them apart.
@@ -122,12 +127,39 @@ mod tests {
         let reads = std::cell::Cell::new(0);
         let fetch = |n: &str| {
             reads.set(reads.get() + 1);
-            cli.user(n).map_err(|e| e.to_string())
+            Ok((7, cli.user(n).map_err(|e| e.to_string())?))
         };
         let version = || Ok(7);
         for _ in 0..100 {
             assert!(cache.user("alice", version, fetch).unwrap().is_some());
         }
         assert_eq!(reads.get(), 1);
+    }
+
+    #[test]
+    fn a_fetch_racing_with_a_commit_does_not_keep_a_disabled_user_enabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = SqliteUsers::open(dir.path()).unwrap();
+        let cli = std::cell::RefCell::new(SqliteUsers::open(dir.path()).unwrap());
+        cli.borrow_mut().put_user(&user("alice", false)).unwrap();
+        let cache = UserCache::default();
+        let version = || server.data_version().map_err(|e| e.to_string());
+        let load = |n: &str| Ok((version()?, server.user(n).map_err(|e| e.to_string())?));
+        assert!(cache.user("nobody", version, load).unwrap().is_none());
+        std::thread::sleep(RECHECK * 3);
+        // Request A reads alice (enabled); before it stores the record the administrator
+        // disables her and request B looks at the database and sees the new version.
+        let racing = |n: &str| {
+            let read = load(n);
+            cli.borrow_mut().put_user(&user("alice", true)).unwrap();
+            std::thread::sleep(RECHECK * 3);
+            assert!(cache.user("bob", version, load).unwrap().is_none());
+            read
+        };
+        assert!(!cache.user("alice", version, racing).unwrap().unwrap().disabled);
+        for _ in 0..5 {
+            std::thread::sleep(RECHECK * 3);
+            assert!(cache.user("alice", version, load).unwrap().unwrap().disabled, "the stale record was kept");
+        }
     }
 }

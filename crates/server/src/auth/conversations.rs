@@ -39,11 +39,13 @@ pub(crate) struct Session {
     /// A Nak is valid only in answer to the first request of a method (RFC 3748 §5.3.1).
     pub(crate) nak_allowed: bool,
     pub(crate) decided: Option<Box<Decision>>,
+    /// The `[[client]]` the conversation began with: only it may continue it.
+    pub(crate) client: String,
 }
 
 impl Session {
-    pub(crate) fn new(kind: Kind) -> Self {
-        Self { kind, nak_allowed: true, decided: None }
+    pub(crate) fn new(kind: Kind, client: &str) -> Self {
+        Self { kind, nak_allowed: true, decided: None, client: client.to_string() }
     }
 
     pub(crate) fn method(&self) -> Method {

@@ -147,14 +147,16 @@ fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: Sock
         finish(b, client, packet).map(Outcome::Reply)
     };
     let failure = eap::encode(eap::FAILURE, message.id, None, &[]);
-    let existing = packet.attribute(attr::STATE).and_then(|s| lock(&shared.eap).take(s));
+    // A conversation continues only from the client it began with.
+    let existing =
+        packet.attribute(attr::STATE).and_then(|s| lock(&shared.eap).take(s)).filter(|s| s.client == client.name);
     let Some(session) = existing else {
         if message.code != eap::RESPONSE || message.typ != Some(eap::IDENTITY) {
             let d = refuse(reason::AUTHENTICATION_FAILED, "EAP conversation must start with an Identity response");
             return reject(failure, canonical_user(&user_raw), Method::EapMschapv2, d, None);
         }
         let identity = String::from_utf8_lossy(message.data).trim_end_matches('\0').to_string();
-        return match begin(shared, shared.eap_default, &identity, message.id) {
+        return match begin(shared, client, shared.eap_default, &identity, message.id) {
             Some((session, request)) => challenge(session, request, random16()),
             None => {
                 let d = refuse(reason::AUTHENTICATION_FAILED, "cannot start the EAP method");
@@ -175,7 +177,7 @@ fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: Sock
         });
         let current = session.method();
         return match wanted.filter(|w| method_of(*w) != current) {
-            Some(w) => match begin(shared, w, &identity, message.id) {
+            Some(w) => match begin(shared, client, w, &identity, message.id) {
                 Some((s, request)) => challenge(s, request, state),
                 None => {
                     let d = refuse(16, "cannot start the EAP method");
@@ -200,7 +202,7 @@ fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: Sock
     let crp = outer.policy.clone();
     let inner =
         Inner { shared, client, packet, method, outer: &outer, decided: RefCell::new(None), grant: RefCell::new(None) };
-    let Session { kind, decided, .. } = session;
+    let Session { kind, decided, client: started_by, .. } = session;
     let (step, kind, identity) = match kind {
         Kind::Mschapv2(mut conversation) => {
             let identity = conversation.identity.clone();
@@ -221,7 +223,9 @@ fn round(shared: &AuthShared, client: &Client, packet: &Packet<'_>, source: Sock
     };
     let user = decided.as_ref().map_or_else(|| canonical_user(&identity), |d| d.identity.name().to_string());
     match step {
-        Step::Challenge(request) => challenge(Session { kind, nak_allowed: false, decided }, request, state),
+        Step::Challenge(request) => {
+            challenge(Session { kind, nak_allowed: false, decided, client: started_by }, request, state)
+        }
         Step::Accept { eap: success, send_key, recv_key, policy } => {
             // EAP-Success only for the account and grant the credentials round decided.
             let Some(d) = decided.filter(|d| policy.as_deref() == Some(d.grant.policy.as_str())) else {
@@ -303,10 +307,16 @@ fn method_of(m: EapMethod) -> Method {
 }
 
 /// Starts `method` for `identity`, answering the Response with Identifier `response_id`.
-fn begin(shared: &AuthShared, method: EapMethod, identity: &str, response_id: u8) -> Option<(Session, Vec<u8>)> {
+fn begin(
+    shared: &AuthShared,
+    client: &Client,
+    method: EapMethod,
+    identity: &str,
+    response_id: u8,
+) -> Option<(Session, Vec<u8>)> {
     match (method, &shared.peap) {
         (EapMethod::Peap, Some(config)) => match Tunnel::start(config, identity, response_id) {
-            Ok((tunnel, request)) => Some((Session::new(Kind::Peap(Box::new(tunnel))), request)),
+            Ok((tunnel, request)) => Some((Session::new(Kind::Peap(Box::new(tunnel)), &client.name), request)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start a PEAP conversation");
                 None
@@ -315,7 +325,7 @@ fn begin(shared: &AuthShared, method: EapMethod, identity: &str, response_id: u8
         _ => {
             let (conversation, request) =
                 eap::start_for(identity, response_id, random16(), rand::random(), "portcullis");
-            Some((Session::new(Kind::Mschapv2(conversation)), request))
+            Some((Session::new(Kind::Mschapv2(conversation), &client.name), request))
         }
     }
 }

@@ -45,13 +45,14 @@ pub struct PushWork {
     pub existing: Option<String>,
 }
 
-/// The origin of a login for joining a pending push: a digest of the Request
-/// Authenticator, User-Name, NAS and Calling-Station-Id. A retransmit, or the same
+/// The origin of a login for joining a pending push: a digest of the Identifier,
+/// Request Authenticator, User-Name, NAS and Calling-Station-Id. A retransmit, or the same
 /// request retried at another server, has the same origin; a second login does not.
 pub(crate) fn origin(packet: &Packet<'_>, source: SocketAddr) -> String {
     use sha2::Digest;
     let mut h = Sha256::new();
     h.update(packet.authenticator().0);
+    h.update([packet.identifier().0]);
     for t in [attr::USER_NAME, attr::NAS_IDENTIFIER, attr::NAS_IP_ADDRESS, attr::CALLING_STATION_ID] {
         let v = packet.attribute(t).unwrap_or_default();
         h.update((v.len() as u32).to_be_bytes());
@@ -367,7 +368,7 @@ async fn page(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Que
                 "{PAGE}<h1>VPN sign-in for {}</h1><p>Is this you signing in now?</p>\
                  <form method=\"post\" action=\"/mfa/push/{id}/approve?sig={sig}\">{field}<button>Approve</button></form>\
                  <form method=\"post\" action=\"/mfa/push/{id}/deny?sig={sig}\"><button>Deny</button></form></body></html>",
-                escape(&user),
+                escape(super::factor::label(&user)),
                 id = escape(&id),
                 sig = escape(&q.sig)
             ))
@@ -438,7 +439,7 @@ async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<Str
         Some(user) => Html(format!(
             "{PAGE}<h1>Second factor for {}</h1><p>This link works once. Have your authenticator app ready.</p>\
              <form method=\"post\"><button>Create my authenticator entry</button></form></body></html>",
-            escape(&user)
+            escape(super::factor::label(&user))
         )),
         None => Html(format!("{PAGE}<p>This enrolment link is not valid (used, expired or unknown).</p>")),
     }
@@ -482,7 +483,7 @@ async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>)
         "{PAGE}<h1>Second factor for {}</h1><p>Scan this with your authenticator app:</p>{qr}\
          <p>Or enter the key by hand: <code>{}</code></p><p>Recovery codes (each works once; keep them safe, \
          they are not shown again):</p><ul>{codes}</ul></body></html>",
-        escape(&user),
+        escape(super::factor::label(&user)),
         portcullis_auth::mfa::base32(&e.secret)
     ))
 }
