@@ -100,6 +100,18 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
+fn spawn_auth(
+    socket: std::net::UdpSocket,
+    shared: Arc<auth::AuthShared>,
+    local: SocketAddr,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = auth::serve(socket, shared).await {
+            tracing::error!(%local, error = %e, "authentication listener stopped");
+        }
+    })
+}
+
 impl Server {
     /// Opens storage, binds every listener and starts serving. Must run inside a
     /// tokio runtime.
@@ -220,12 +232,14 @@ impl Server {
                 let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let local = socket.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-                let shared = Arc::clone(&auth_shared);
-                tasks.push(tokio::spawn(async move {
-                    if let Err(e) = auth::serve(socket, shared).await {
-                        tracing::error!(%local, error = %e, "authentication listener stopped");
-                    }
-                }));
+                // Several tasks receive from the same socket (duplicated descriptors), so
+                // every runtime worker can decide requests; they share the duplicate and
+                // credential caches, and each answers on the socket the request came in on.
+                for _ in 1..auth::RECEIVERS_PER_SOCKET {
+                    let socket = socket.try_clone().map_err(|source| StartError::Bind { addr, source })?;
+                    tasks.push(spawn_auth(socket, Arc::clone(&auth_shared), local));
+                }
+                tasks.push(spawn_auth(socket, Arc::clone(&auth_shared), local));
                 tracing::info!(%local, "authentication listener ready");
             }
             let limits = http::Limits::from_config(&config.http).map_err(StartError::Config)?;

@@ -21,6 +21,10 @@ use super::reply::Outcome;
 use crate::clients::{Client, Reason};
 use crate::lock;
 
+/// Tasks receiving from each authentication socket: one per runtime worker of the
+/// two-thread runtime `portcullis serve` builds.
+pub const RECEIVERS_PER_SOCKET: usize = 2;
+
 /// Most credential checks queued or running at once.
 const MAX_PENDING: usize = 1024;
 

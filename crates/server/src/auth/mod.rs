@@ -33,7 +33,7 @@ mod reply;
 
 pub use context::AuthShared;
 pub use conversations::EapTable;
-pub use listener::serve;
+pub use listener::{RECEIVERS_PER_SOCKET, serve};
 pub use reply::{encode_reply_attribute, validate_replies};
 
 /// A new random key for the credential cache.
