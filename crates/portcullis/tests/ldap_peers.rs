@@ -284,16 +284,23 @@ fn ldap_nt_hash_serves_mschapv2_and_peap() {
     drop(silent);
 }
 
-#[test]
-fn a_second_factor_belongs_to_the_directory_entry_not_to_the_name_typed() {
+/// A directory, and a server routing EXAMPLE to it with `rest` (MFA and policies).
+fn corp_server(rest: &str) -> (tempfile::TempDir, Slapd, Server) {
     let tls = make_tls();
     let slapd = start_slapd(tls.path());
     let dir = tempfile::tempdir().unwrap();
     copy_dir(tls.path(), &dir.path().join("tls"));
     let mut extra = ldap_block("corp", &format!("ldap://127.0.0.1:{}", slapd.ldap_port), "");
     extra.push_str(&crp("corp", "EXAMPLE", "corp"));
-    extra.push_str("\n[mfa]\n\n[[network_policy]]\nname = \"staff\"\ngroups = [\"vpn\"]\nmfa = \"optional\"\n");
+    extra.push_str(rest);
     let s = Server::start_in(dir, free_port(), &extra);
+    (tls, slapd, s)
+}
+
+#[test]
+fn a_second_factor_belongs_to_the_directory_entry_not_to_the_name_typed() {
+    let (_tls, _slapd, s) =
+        corp_server("\n[mfa]\n\n[[network_policy]]\nname = \"staff\"\ngroups = [\"vpn\"]\nmfa = \"optional\"\n");
     let out = s.cli(&["mfa", "enroll", "EXAMPLE\\alice", "--format", "json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The same entry under its other name: the factor is asked for, not skipped.
@@ -308,18 +315,11 @@ fn a_second_factor_belongs_to_the_directory_entry_not_to_the_name_typed() {
 
 #[test]
 fn a_grant_by_dial_in_permission_through_a_denying_policy_still_asks_for_the_second_factor() {
-    let tls = make_tls();
-    let slapd = start_slapd(tls.path());
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(tls.path(), &dir.path().join("tls"));
-    let mut extra = ldap_block("corp", &format!("ldap://127.0.0.1:{}", slapd.ldap_port), "");
-    extra.push_str(&crp("corp", "EXAMPLE", "corp"));
     // The denying policy's author wrote mfa = "off" for a policy that only refuses.
-    extra.push_str(
+    let (_tls, _slapd, s) = corp_server(
         "\n[mfa]\npolicy_default = \"required\"\n\n[[network_policy]]\nname = \"contractors\"\n\
          groups = [\"contractors\"]\ngrant = false\nmfa = \"off\"\n",
     );
-    let s = Server::start_in(dir, free_port(), &extra);
     assert!(!radtest(&s, "EXAMPLE\\erin", "override"), "erin has no factor");
     let e = last_event(&s, "erin");
     assert_eq!((e["policy"].as_str(), e["mfa"].as_str()), (Some("contractors"), Some("not_enrolled")), "{e}");
