@@ -148,6 +148,17 @@ pub(crate) enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Copy databases, the MFA key and the journal into a new directory while the server runs.
+    Backup {
+        /// The directory to create (it must not exist).
+        #[arg(long = "to")]
+        to: PathBuf,
+        /// Also copy auth.log and the NPS log files.
+        #[arg(long)]
+        logs: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Query the attribute dictionary.
     Dictionary {
         #[command(subcommand)]

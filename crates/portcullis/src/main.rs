@@ -161,6 +161,21 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Backup { to, logs, config } => {
+            let config = load(config.as_ref())?;
+            let report = portcullis_server::backup::run(&config, &to, logs).map_err(anyhow::Error::msg)?;
+            for (file, bytes) in &report.files {
+                println!("{bytes:>12}  {}", file.display());
+            }
+            println!(
+                "backup of {} in {}: {} files, {} bytes",
+                config.storage.data_dir.display(),
+                to.display(),
+                report.files.len(),
+                report.bytes()
+            );
+            Ok(())
+        }
         Command::Dictionary { command: DictionaryCommand::Lookup { key, config } } => {
             let config = match config {
                 Some(path) => Some(Config::load(&path)?),

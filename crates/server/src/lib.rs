@@ -9,6 +9,7 @@ pub mod acct;
 pub mod applier;
 pub mod audit;
 pub mod auth;
+pub mod backup;
 /// The second-factor service and enrolment (also used by the CLI).
 pub use auth::factor as mfa;
 pub mod clients;

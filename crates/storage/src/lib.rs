@@ -6,6 +6,7 @@
 //! Callers never see SQL or file formats: they append raw packets, apply normalised
 //! records, and query sessions.
 
+mod backup;
 mod committer;
 pub mod conformance;
 mod journal;
@@ -15,6 +16,7 @@ mod users;
 
 use portcullis_accounting::AccountingRecord;
 
+pub use backup::snapshot_database;
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
 pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
