@@ -16,9 +16,23 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_portcullis")
 }
 
-/// A free UDP port on 127.0.0.1 (released before returning; fine for tests).
+/// A port on 127.0.0.1 that is free for UDP and TCP, released before returning. Taken
+/// below the kernel's ephemeral range (32768 and up), where the peers' own client
+/// sockets and other tests' `bind(0)` never land between our check and the server's
+/// bind; one counter per test binary, offset by the process id, keeps the threads of a
+/// binary apart.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 10_000 + (std::process::id() % 400) * 50;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + n % 22_000).unwrap_or(10_000);
+        let port = if port >= 32_000 { port - 22_000 } else { port };
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Fails loudly when a peer is missing: the test setup installs them.
