@@ -324,11 +324,8 @@ pub(crate) fn replay(
                     }
                 }
                 chunk = fresh;
-                let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().ok().cloned()).collect();
-                let at = s.applied_position()?;
-                s.apply(&batch, at)?;
-                let batch: Vec<_> = chunk.iter().filter_map(|i| i.as_ref().err().cloned()).collect();
-                s.record_auth_events(&batch)?;
+                // In the order detection sees them, kept for a rebuild.
+                s.apply_replayed(&chunk)?;
             }
             events.clear();
             events.extend(chunk.iter().filter_map(|i| match i {

@@ -149,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;
+            let _lock = portcullis_server::lock_data_dir(&config.storage.data_dir, "rebuild")?;
             let mut store = portcullis_server::open_store(&config)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let mut detection = detect::detection(&config)?;

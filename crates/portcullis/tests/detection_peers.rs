@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{SECRET, Server, add_user, bin, radclient, radtest};
+use common::{SECRET, Server, add_user, bin, detail_date, radclient, radtest};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -51,14 +51,6 @@ fn comparable(alerts: &[Value]) -> Vec<Value> {
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// FreeRADIUS writes `Event-Timestamp` as a UTC date.
-fn detail_date(t: i64) -> String {
-    let d = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        [u8::from(d.month()) as usize - 1];
-    format!("{month} {:>2} {} {:02}:{:02}:{:02} UTC", d.day(), d.year(), d.hour(), d.minute(), d.second())
 }
 
 struct Acct {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use portcullis_accounting::{AccountingRecord, StatusType};
 use portcullis_detect::{AlertDraft, Engine, Event, EventKind};
 use portcullis_geo::{GeoDb, GeoError, Location};
-use portcullis_storage::{AlertChange, AuthEvent, AuthQuery, Session, SessionQuery, StorageError, Store};
+use portcullis_storage::{AlertChange, AuthEvent, Fed, Session, StorageError, Store};
 use serde::Deserialize;
 
 /// `[geo]`: offline IP geolocation.
@@ -175,48 +175,67 @@ impl Detection {
     /// authentication events of the history window), recording any alert the
     /// history raises that is not stored yet. Returns the number of events.
     ///
-    /// History is read a day at a time, so memory holds one day of events (and the
-    /// Stops still to come), not the whole window.
+    /// History comes in the order the store applied it — the order live traffic and
+    /// replayed files reached the detectors — so the engine ends where it was and
+    /// raises nothing live traffic did not. It is read in pages, so memory holds one
+    /// page, not the whole window.
     pub fn warm_up<S: Store>(&mut self, store: &mut S, now: i64) -> Result<usize, StorageError> {
         const DAY: i64 = 86_400;
+        const PAGE: usize = 16_384;
         let days = i64::from(self.engine.config().new_country.history_days.max(self.engine.config().window_days));
         let since = now - days * DAY;
-        let mut pending: Vec<Event> = Vec::new();
         let mut total = 0;
-        let mut start = since;
+        let mut from = 0;
         loop {
-            // The last slice is open-ended (clock skew, Event-Timestamps in the future).
-            let last = start > now;
-            let end = if last { i64::MAX } else { start + DAY };
-            let mut sessions = store.sessions(&SessionQuery {
-                since: Some(since),
-                started_from: (start > since).then_some(start),
-                started_before: (!last).then_some(end),
-                ..SessionQuery::default()
-            })?;
-            // A session that started before the window and never stopped lost its Stop.
-            sessions.retain(|s| s.started_at >= since || s.stopped_at.is_some());
-            let auth = store.auth_events(&AuthQuery {
-                since_ms: Some(start.saturating_mul(1000)),
-                until_ms: (!last).then(|| end.saturating_mul(1000)),
-                ..AuthQuery::default()
-            })?;
-            let mut events = merge(&sessions, &auth);
-            // Stops after this slice wait for theirs; earlier ones come due now.
-            let (later, due): (Vec<Event>, Vec<Event>) =
-                events.drain(..).chain(pending.drain(..)).partition(|e| e.kind == EventKind::VpnStop && e.time >= end);
-            pending = later;
-            events = due;
-            events.sort_by_key(|e| (e.time, e.kind != EventKind::VpnStart));
+            let page = store.history(from, since, PAGE)?;
+            let Some(&(last, _)) = page.last() else { return Ok(total) };
+            from = last + 1;
+            let events: Vec<Event> = page.into_iter().filter_map(|(_, fed)| event_of_fed(fed)).collect();
             total += events.len();
             let drafts = self.observe(&events);
             record(store, &drafts)?;
-            if last {
-                return Ok(total);
-            }
-            start = end;
         }
     }
+}
+
+/// The detection event of one event of stored history.
+fn event_of_fed(fed: Fed) -> Option<Event> {
+    match fed {
+        Fed::Start(s) => {
+            let time = s.order.start.map_or(s.started_at, |(_, t)| t);
+            session_event(s, EventKind::VpnStart, time)
+        }
+        Fed::Stop(s) => {
+            let time = s.stopped_at?;
+            session_event(s, EventKind::VpnStop, time)
+        }
+        Fed::Reset { nas, time } => Some(Event {
+            time,
+            kind: EventKind::NasReset,
+            user: String::new(),
+            ip: None,
+            device: None,
+            nas: Some(nas),
+            session: None,
+            reason: None,
+            location: None,
+        }),
+        Fed::Auth(a) => event_of_auth(&a),
+    }
+}
+
+fn session_event(s: Session, kind: EventKind, time: i64) -> Option<Event> {
+    Some(Event {
+        time,
+        kind,
+        user: s.user?,
+        ip: s.client_ip.as_deref().and_then(|i| i.parse().ok()),
+        device: s.device,
+        nas: Some(s.nas),
+        session: Some(s.session_key),
+        reason: None,
+        location: s.location,
+    })
 }
 
 /// Detection events of stored sessions and authentication events, in event-time order.

@@ -63,6 +63,30 @@ pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
     SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)
 }
 
+/// An exclusive hold on a data directory, released when dropped (or when the process
+/// dies): one server, or one `portcullis rebuild`, uses a data directory at a time.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+}
+
+/// Takes the data directory's lock (`portcullis.lock`) without waiting; `purpose`
+/// says in the error what refused to run.
+pub fn lock_data_dir(dir: &std::path::Path, purpose: &str) -> Result<DataDirLock, StorageError> {
+    let path = dir.join("portcullis.lock");
+    let io = |source| StorageError::DataDir { path: path.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(StorageError::Invalid(format!(
+            "cannot {purpose}: a running server holds {} (the data directory is in use); stop it first",
+            path.display()
+        ))),
+        Err(e) => Err(io(e.into())),
+    }
+}
+
 /// The journal directory inside the data directory.
 pub fn journal_dir(config: &Config) -> std::path::PathBuf {
     config.storage.data_dir.join("journal")
@@ -86,6 +110,7 @@ pub struct Server {
     applier_tx: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     audit: Option<audit::AuditWriter>,
+    lock: DataDirLock,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
 }
@@ -117,6 +142,7 @@ impl Server {
     /// Opens storage, binds every listener and starts serving. Must run inside a
     /// tokio runtime.
     pub fn start(config: &Config) -> Result<Self, StartError> {
+        let lock = lock_data_dir(&config.storage.data_dir, "start the server")?;
         let store = open_store(config)?;
         let journal = open_journal(config)?;
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
@@ -271,7 +297,7 @@ impl Server {
                 let _ = counters_tx.try_send(applier::ApplierMessage::Counters(counters.clients.snapshot()));
             }
         }));
-        Ok(Self { shared, writer, applier, applier_tx, tasks, audit: audit_writer, acct_addrs })
+        Ok(Self { shared, writer, applier, applier_tx, tasks, audit: audit_writer, lock, acct_addrs })
     }
 
     /// The client table with its live counters.
@@ -292,6 +318,7 @@ impl Server {
         let writer = self.writer;
         let applier = self.applier;
         let audit = self.audit;
+        let lock = self.lock;
         // The listener tasks held the last other references; once `shared` is gone the
         // queue closes, the writer drains it, and then the applier catches up and stops.
         drop(self.shared);
@@ -302,6 +329,7 @@ impl Server {
                 audit.finish();
             }
             let _ = applier.join();
+            drop(lock);
         })
         .await;
     }

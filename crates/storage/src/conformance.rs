@@ -5,13 +5,13 @@ use portcullis_accounting::{AccountingRecord, session_key};
 
 use portcullis_detect::{AlertDraft, AlertKind};
 
-use crate::{AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Position, SessionQuery, Store};
+use crate::{AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Fed, Position, SessionQuery, Store};
 
 type Check<S> = (&'static str, fn(&mut S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 13] = [
+    let checks: [Check<S>; 15] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -25,6 +25,8 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("session_location_round_trip", session_location_round_trip),
         ("alerts_fold_and_are_idempotent", alerts_fold_and_are_idempotent),
         ("alert_lifecycle", alert_lifecycle),
+        ("history_follows_apply_order", history_follows_apply_order),
+        ("replayed_records_survive_reset", replayed_records_survive_reset),
     ];
     for (name, check) in checks {
         let mut store = fresh();
@@ -214,8 +216,9 @@ fn counters_round_trip<S: Store>(s: &mut S) {
     assert_eq!(got, vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]);
 }
 
-fn auth_events_round_trip<S: Store>(s: &mut S) {
-    let e = |t: i64, user: &str, decision: &str| AuthEvent {
+/// An authentication event of `user` at `t` milliseconds.
+pub fn auth_event(t: i64, user: &str, decision: &str) -> AuthEvent {
+    AuthEvent {
         time_ms: t,
         user: user.into(),
         user_raw: user.to_uppercase(),
@@ -232,7 +235,11 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
         mfa: None,
         location: (user == "alice")
             .then(|| portcullis_geo::Location { country: Some("DE".into()), ..Default::default() }),
-    };
+    }
+}
+
+fn auth_events_round_trip<S: Store>(s: &mut S) {
+    let e = auth_event;
     s.record_auth_events(&[e(1, "bob", "reject"), e(2, "bob", "accept"), e(3, "alice", "accept")]).unwrap();
     let all = s.auth_events(&AuthQuery::default()).unwrap();
     assert_eq!(all.iter().map(|x| x.time_ms).collect::<Vec<_>>(), vec![3, 2, 1]);
@@ -332,4 +339,68 @@ fn alert_lifecycle<S: Store>(s: &mut S) {
     let bad = AlertUpdate { classification: Some("maybe".into()), ..AlertUpdate::default() };
     assert!(s.update_alert(id, &bad, 7_000).is_err());
     assert_eq!(s.update_alert(9_999, &update, 7_000).unwrap(), None);
+}
+
+/// What `history` returns, as (kind, session or NAS) pairs.
+fn fed<S: Store>(s: &S, since: i64, page: usize) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let items = s.history(from, since, page).expect("history");
+        let Some(last) = items.last() else { return out };
+        from = last.0 + 1;
+        for (_, f) in items {
+            out.push(match f {
+                Fed::Start(x) => ("start", x.session_id.unwrap_or_default()),
+                Fed::Stop(x) => ("stop", x.session_id.unwrap_or_default()),
+                Fed::Reset { nas, .. } => ("reset", nas),
+                Fed::Auth(a) => ("auth", a.user),
+            });
+        }
+    }
+}
+
+/// History comes back in the order it was applied, not in event-time order; a Stop
+/// whose Start never came is no Start; the place of an event does not change when it
+/// is applied again.
+fn history_follows_apply_order<S: Store>(s: &mut S) {
+    commit(s, vec![record(1, "u", "nas-1", "A", 1000)]);
+    // Half an hour earlier, but later to arrive.
+    commit(s, vec![record(1, "u", "nas-1", "B", 1000 - 1800)]);
+    let mut lone = record(2, "u", "nas-2", "C", 2000);
+    lone.session_time = Some(100);
+    commit(s, vec![lone]);
+    s.record_auth_events(&[auth_event(1_500_000, "u", "accept")]).unwrap();
+    commit(s, vec![record(1, "u", "nas-1", "A", 1000), record(7, "", "nas-1", "", 3000)]);
+    let expected: Vec<(&str, String)> =
+        [("start", "A"), ("start", "B"), ("stop", "C"), ("auth", "u"), ("reset", "nas-1")]
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
+    assert_eq!(fed(s, 0, 1000), expected);
+    assert_eq!(fed(s, 0, 1), expected, "paging gives the same order");
+    let starts = s.sessions(&SessionQuery::default()).unwrap();
+    let a = starts.iter().find(|x| x.session_id.as_deref() == Some("A")).unwrap();
+    assert_eq!(a.order.start.map(|(_, t)| t), Some(1000));
+    // Only what happened since 1,950: the Stop, the reset (and the sessions it closed).
+    let recent = fed(s, 1950, 1000);
+    assert!(!recent.contains(&("auth", "u".into())), "{recent:?}");
+    assert!(recent.contains(&("stop", "C".into())) && recent.contains(&("reset", "nas-1".into())), "{recent:?}");
+}
+
+/// Records replayed from files are applied again after `reset_sessions`, in their
+/// places; journal-derived sessions are gone until the journal is applied again.
+fn replayed_records_survive_reset<S: Store>(s: &mut S) {
+    let mut replayed = record(1, "old", "nas-9", "R", 50);
+    replayed.client_ip = Some("192.0.2.9".parse().unwrap());
+    s.apply_replayed(&[Ok(replayed), Err(auth_event(60_000, "old", "reject"))]).unwrap();
+    commit(s, vec![record(1, "live", "nas-1", "L", 100)]);
+    let before = s.session(&session_key("nas-9", "R", "old")).unwrap().unwrap();
+    assert_eq!(all(s).len(), 2);
+    s.reset_sessions().unwrap();
+    assert_eq!(all(s), vec![before]);
+    assert_eq!(s.applied_position().unwrap(), Position::default());
+    assert_eq!(s.auth_events(&AuthQuery::default()).unwrap().len(), 1);
+    commit(s, vec![record(1, "live", "nas-1", "L", 100)]);
+    assert_eq!(fed(s, 0, 10), vec![("start", "R".into()), ("auth", "old".into()), ("start", "L".into())]);
 }

@@ -81,6 +81,35 @@ pub struct Session {
     /// Where `client_ip` was when the session started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<portcullis_geo::Location>,
+    /// Where the Start, the Stop and the NAS reset that closed the session came in
+    /// the order records were applied (none: no such record was seen).
+    #[serde(skip)]
+    pub order: SessionOrder,
+}
+
+/// When a session's events were applied, in the one order the store applies records
+/// and authentication events in (live arrival, or a replayed file's own order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionOrder {
+    /// The Start's place in the order and its event time.
+    pub start: Option<(i64, i64)>,
+    pub stop: Option<i64>,
+    pub reset: Option<i64>,
+}
+
+/// One event of stored history as the detection engine was fed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fed {
+    /// A session's Start (at `order.start`).
+    Start(Session),
+    /// A session's Stop (at `stopped_at`).
+    Stop(Session),
+    /// An Accounting-On/Off of `nas` at `time`.
+    Reset {
+        nas: String,
+        time: i64,
+    },
+    Auth(AuthEvent),
 }
 
 /// Which sessions to list.
@@ -227,8 +256,18 @@ pub trait Store: Send {
     fn applied_position(&self) -> Result<Position, StorageError>;
     /// Lists sessions, most recently started first.
     fn sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StorageError>;
-    /// Deletes every session and resets the applied position (before a rebuild).
+    /// Deletes every session and resets the applied position, then applies the
+    /// replayed records again in their order (before a rebuild from the journal).
     fn reset_sessions(&mut self) -> Result<(), StorageError>;
+    /// Applies history read from files — records and authentication events, in the
+    /// given order — and keeps the records so that `reset_sessions` applies them
+    /// again. The applied journal position does not move.
+    fn apply_replayed(&mut self, items: &[Result<AccountingRecord, AuthEvent>]) -> Result<(), StorageError>;
+    /// Stored history in the order it was applied: the events whose place in that
+    /// order is `from` or later (at most about `limit`), leaving out those before
+    /// `since` (Unix seconds) and open sessions that started before it. Each comes
+    /// with its place; the next call starts after the last one returned.
+    fn history(&self, from: i64, since: i64, limit: usize) -> Result<Vec<(i64, Fed)>, StorageError>;
     /// Replaces the stored ingestion counters with these totals.
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError>;
     /// The stored ingestion counters.

@@ -6,7 +6,7 @@ use portcullis_accounting::{AccountingRecord, StatusType};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{
-    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Position, Session,
+    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Fed, Position, Session,
     SessionQuery, StorageError, Store,
 };
 
@@ -34,7 +34,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS applied (
@@ -65,8 +65,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     output_packets INTEGER,
     terminate_cause TEXT,
     details TEXT NOT NULL,
-    location TEXT
+    location TEXT,
+    start_seq INTEGER,
+    start_time INTEGER,
+    stop_seq INTEGER,
+    reset_seq INTEGER
 );
+CREATE INDEX IF NOT EXISTS sessions_start_seq ON sessions(start_seq) WHERE start_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_stop_seq ON sessions(stop_seq) WHERE stop_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS sessions_reset_seq ON sessions(reset_seq) WHERE reset_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions(nas) WHERE open = 1;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
@@ -75,8 +82,10 @@ CREATE TABLE IF NOT EXISTS auth_events (
     id INTEGER PRIMARY KEY,
     time_ms INTEGER NOT NULL,
     user TEXT NOT NULL,
-    event TEXT NOT NULL
+    event TEXT NOT NULL,
+    seq INTEGER
 );
+CREATE INDEX IF NOT EXISTS auth_events_seq ON auth_events(seq);
 CREATE INDEX IF NOT EXISTS auth_events_time ON auth_events(time_ms);
 CREATE INDEX IF NOT EXISTS auth_events_user ON auth_events(user, time_ms);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -111,6 +120,22 @@ CREATE TABLE IF NOT EXISTS alert_comments (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_comments_alert ON alert_comments(alert_id);
+-- The next place in the order records and authentication events are applied in.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+-- The place of each session event (s: Start, t: Stop, r: NAS reset) the first time it
+-- was applied; kept through a rebuild so that history keeps its order.
+CREATE TABLE IF NOT EXISTS feed_order (
+    key TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Records read from history files: not in the journal, applied again by a rebuild.
+CREATE TABLE IF NOT EXISTS replayed (
+    seq INTEGER PRIMARY KEY,
+    record TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     client TEXT NOT NULL,
     reason TEXT NOT NULL,
@@ -125,8 +150,9 @@ CREATE TABLE IF NOT EXISTS counters (
 const UPSERT: &str = "
 INSERT INTO sessions (session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip,
     framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
-    input_packets, output_packets, terminate_cause, details, location)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)
+    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
+    ?23, ?24, ?25)
 ON CONFLICT(session_key) DO UPDATE SET
     user_raw = COALESCE(user_raw, excluded.user_raw),
     nas_ip = COALESCE(nas_ip, excluded.nas_ip),
@@ -145,11 +171,20 @@ ON CONFLICT(session_key) DO UPDATE SET
     output_packets = COALESCE(MAX(output_packets, excluded.output_packets), output_packets, excluded.output_packets),
     terminate_cause = COALESCE(terminate_cause, excluded.terminate_cause),
     details = json_patch(details, excluded.details),
-    location = COALESCE(location, excluded.location)
+    location = COALESCE(location, excluded.location),
+    start_seq = COALESCE(start_seq, excluded.start_seq),
+    start_time = COALESCE(start_time, excluded.start_time),
+    stop_seq = COALESCE(stop_seq, excluded.stop_seq)
+";
+
+/// The place of a session event in the apply order: the one it got the first time.
+const ORDER: &str = "
+INSERT INTO feed_order (key, seq) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET seq = feed_order.seq RETURNING seq
 ";
 
 const CLOSE_NAS: &str = "
-UPDATE sessions SET open = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2), terminate_cause = 'NAS-Reboot'
+UPDATE sessions SET open = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2), terminate_cause = 'NAS-Reboot',
+    reset_seq = COALESCE(reset_seq, ?3)
 WHERE nas = ?1 AND open = 1 AND started_at <= ?2
 ";
 
@@ -183,7 +218,32 @@ impl SqliteStore {
             // Version 2 added the session location and the alert tables.
             conn.execute_batch("ALTER TABLE sessions ADD COLUMN location TEXT")?;
         }
+        if (1..=2).contains(&version) {
+            // Version 3 added the apply order and the replayed records.
+            conn.execute_batch(
+                "ALTER TABLE sessions ADD COLUMN start_seq INTEGER;
+                 ALTER TABLE sessions ADD COLUMN start_time INTEGER;
+                 ALTER TABLE sessions ADD COLUMN stop_seq INTEGER;
+                 ALTER TABLE sessions ADD COLUMN reset_seq INTEGER;
+                 ALTER TABLE auth_events ADD COLUMN seq INTEGER;",
+            )?;
+        }
         conn.execute_batch(SCHEMA)?;
+        if (1..=2).contains(&version) {
+            // What earlier versions stored has no arrival order: event time stands in.
+            conn.execute_batch(
+                "BEGIN;
+                 UPDATE sessions SET start_seq = started_at, start_time = started_at, stop_seq = stopped_at;
+                 UPDATE auth_events SET seq = time_ms / 1000;
+                 INSERT OR IGNORE INTO feed_order (key, seq) SELECT 's:' || session_key, start_seq FROM sessions;
+                 INSERT OR IGNORE INTO feed_order (key, seq)
+                     SELECT 't:' || session_key, stop_seq FROM sessions WHERE stop_seq IS NOT NULL;
+                 INSERT OR REPLACE INTO meta (key, value) SELECT 'seq', MAX(
+                     COALESCE((SELECT MAX(seq) FROM feed_order), 0),
+                     COALESCE((SELECT MAX(seq) FROM auth_events), 0)) + 1;
+                 COMMIT;",
+            )?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Self { conn, path })
     }
@@ -205,22 +265,22 @@ impl SqliteStore {
         Ok(Self { conn, path })
     }
 
-    fn apply_one(
-        upsert: &mut rusqlite::CachedStatement<'_>,
-        close_nas: &mut rusqlite::CachedStatement<'_>,
-        r: &AccountingRecord,
-    ) -> Result<(), StorageError> {
+    fn apply_one(w: &mut Writer<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
         let status = r.status_type();
         if status.is_nas_restart() {
-            close_nas.execute(params![r.nas, r.event_time])?;
+            let seq = w.place(&format!("r:{}:{}", r.nas, r.event_time))?;
+            w.close_nas.execute(params![r.nas, r.event_time, seq])?;
             return Ok(());
         }
         let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
             return Ok(());
         };
         let stop = status == StatusType::Stop;
+        let start = status == StatusType::Start;
+        let start_seq = if start { Some(w.place(&format!("s:{key}"))?) } else { None };
+        let stop_seq = if stop { Some(w.place(&format!("t:{key}"))?) } else { None };
         let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        upsert.execute(params![
+        w.upsert.execute(params![
             key,
             r.user,
             r.user_raw,
@@ -243,7 +303,56 @@ impl SqliteStore {
             if stop { r.terminate_cause.clone() } else { None },
             details,
             r.location.as_ref().and_then(|l| serde_json::to_string(l).ok()),
+            start_seq,
+            start.then_some(r.event_time),
+            stop_seq,
         ])?;
+        Ok(())
+    }
+}
+
+/// The statements of one write transaction and the next place in the apply order.
+struct Writer<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+    upsert: rusqlite::CachedStatement<'t>,
+    close_nas: rusqlite::CachedStatement<'t>,
+    order: rusqlite::CachedStatement<'t>,
+    next: i64,
+}
+
+impl<'t> Writer<'t> {
+    fn new(tx: &'t rusqlite::Transaction<'t>) -> Result<Self, StorageError> {
+        let next = tx.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0)).optional()?.unwrap_or(1);
+        Ok(Self {
+            tx,
+            upsert: tx.prepare_cached(UPSERT)?,
+            close_nas: tx.prepare_cached(CLOSE_NAS)?,
+            order: tx.prepare_cached(ORDER)?,
+            next,
+        })
+    }
+
+    /// The next place in the apply order.
+    fn next(&mut self) -> i64 {
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// The place of a session event: the one it got when first applied, else the next.
+    fn place(&mut self, key: &str) -> Result<i64, StorageError> {
+        let seq = self.next;
+        let got: i64 = self.order.query_row(params![key, seq], |r| r.get(0))?;
+        if got == seq {
+            self.next += 1;
+        }
+        Ok(got)
+    }
+
+    fn finish(self) -> Result<(), StorageError> {
+        self.tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [self.next],
+        )?;
         Ok(())
     }
 }
@@ -251,7 +360,7 @@ impl SqliteStore {
 /// The columns `row_to_session` reads, in its order.
 const SESSION_COLUMNS: &str = "session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device,
     framed_ip, framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
-    input_packets, output_packets, terminate_cause, details, location";
+    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq, reset_seq";
 
 /// A query grown one `AND` condition at a time, with numbered parameters.
 struct Filter {
@@ -275,6 +384,14 @@ impl Filter {
         let n = self.bind(value);
         self.sql.push_str(&format!(" AND {column_op} ?{n}"));
     }
+}
+
+const AUTH_INSERT: &str = "INSERT INTO auth_events (time_ms, user, event, seq) VALUES (?1, ?2, ?3, ?4)";
+
+fn insert_auth(stmt: &mut rusqlite::CachedStatement<'_>, e: &AuthEvent, seq: i64) -> Result<(), StorageError> {
+    let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    stmt.execute(params![e.time_ms, e.user, json, seq])?;
+    Ok(())
 }
 
 fn clamp(v: u64) -> i64 {
@@ -306,6 +423,14 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
         terminate_cause: row.get(19)?,
         details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
         location: row.get::<_, Option<String>>(21)?.and_then(|l| serde_json::from_str(&l).ok()),
+        order: crate::SessionOrder {
+            start: match (row.get::<_, Option<i64>>(22)?, row.get::<_, Option<i64>>(23)?) {
+                (Some(seq), Some(time)) => Some((seq, time)),
+                _ => None,
+            },
+            stop: row.get(24)?,
+            reset: row.get(25)?,
+        },
     })
 }
 
@@ -355,11 +480,11 @@ impl Store for SqliteStore {
     fn apply(&mut self, records: &[AccountingRecord], through: Position) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
         {
-            let mut upsert = tx.prepare_cached(UPSERT)?;
-            let mut close_nas = tx.prepare_cached(CLOSE_NAS)?;
+            let mut w = Writer::new(&tx)?;
             for r in records {
-                Self::apply_one(&mut upsert, &mut close_nas, r)?;
+                Self::apply_one(&mut w, r)?;
             }
+            w.finish()?;
         }
         tx.prepare_cached(
             "INSERT INTO applied (journal, segment, offset) VALUES ('local', ?1, ?2)
@@ -416,8 +541,90 @@ impl Store for SqliteStore {
         let tx = self.conn.transaction()?;
         tx.execute("DELETE FROM sessions", [])?;
         tx.execute("DELETE FROM applied", [])?;
+        {
+            let mut w = Writer::new(&tx)?;
+            let mut replayed = tx.prepare("SELECT record FROM replayed ORDER BY seq")?;
+            let mut rows = replayed.query([])?;
+            while let Some(row) = rows.next()? {
+                let r: AccountingRecord = serde_json::from_str(&row.get::<_, String>(0)?)
+                    .map_err(|e| StorageError::Corrupt(format!("replayed record: {e}")))?;
+                Self::apply_one(&mut w, &r)?;
+            }
+            w.finish()?;
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn apply_replayed(&mut self, items: &[Result<AccountingRecord, AuthEvent>]) -> Result<(), StorageError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut w = Writer::new(&tx)?;
+            let mut keep = tx.prepare_cached("INSERT INTO replayed (seq, record) VALUES (?1, ?2)")?;
+            let mut auth = tx.prepare_cached(AUTH_INSERT)?;
+            for item in items {
+                match item {
+                    Ok(r) => {
+                        let json = serde_json::to_string(r).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                        keep.execute(params![w.next(), json])?;
+                        Self::apply_one(&mut w, r)?;
+                    }
+                    Err(e) => insert_auth(&mut auth, e, w.next())?,
+                }
+            }
+            w.finish()?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn history(&self, from: i64, since: i64, limit: usize) -> Result<Vec<(i64, Fed)>, StorageError> {
+        let limit = limit.max(1);
+        let n = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut lists: Vec<Vec<(i64, Fed)>> = Vec::with_capacity(4);
+        let sessions = |condition: &str, seq: &str| -> Result<Vec<Session>, StorageError> {
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions WHERE {seq} >= ?1 AND ({condition}) ORDER BY {seq} LIMIT ?3"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![from, since, n], row_to_session)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let starts = sessions("(stopped_at IS NULL AND started_at >= ?2) OR stopped_at >= ?2", "start_seq")?;
+        lists.push(starts.into_iter().filter_map(|s| Some((s.order.start?.0, Fed::Start(s)))).collect());
+        let stops = sessions("stopped_at >= ?2", "stop_seq")?;
+        lists.push(stops.into_iter().filter_map(|s| Some((s.order.stop?, Fed::Stop(s)))).collect());
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT reset_seq, nas, MIN(stopped_at) FROM sessions WHERE reset_seq >= ?1 AND stopped_at >= ?2
+                 GROUP BY reset_seq ORDER BY reset_seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![from, since, n], |r| {
+                Ok((r.get::<_, i64>(0)?, Fed::Reset { nas: r.get(1)?, time: r.get(2)? }))
+            })?;
+            lists.push(rows.collect::<Result<_, _>>()?);
+        }
+        {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, event FROM auth_events WHERE seq >= ?1 AND time_ms >= ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![from, since.saturating_mul(1000), n], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut auth = Vec::new();
+            for row in rows {
+                let (seq, json) = row?;
+                let e: AuthEvent = serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+                auth.push((seq, Fed::Auth(e)));
+            }
+            lists.push(auth);
+        }
+        // A full list may have more beyond its last: nothing past that is complete yet.
+        let bound = lists.iter().filter(|l| l.len() >= limit).filter_map(|l| l.last().map(|e| e.0)).min();
+        let mut out: Vec<(i64, Fed)> =
+            lists.into_iter().flatten().filter(|(seq, _)| bound.is_none_or(|b| *seq <= b)).collect();
+        out.sort_by_key(|(seq, fed)| (*seq, !matches!(fed, Fed::Start(_))));
+        Ok(out)
     }
 
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError> {
@@ -438,11 +645,12 @@ impl Store for SqliteStore {
     fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO auth_events (time_ms, user, event) VALUES (?1, ?2, ?3)")?;
+            let mut w = Writer::new(&tx)?;
+            let mut stmt = tx.prepare_cached(AUTH_INSERT)?;
             for e in events {
-                let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-                stmt.execute(params![e.time_ms, e.user, json])?;
+                insert_auth(&mut stmt, e, w.next())?;
             }
+            w.finish()?;
         }
         tx.commit()?;
         Ok(())

@@ -125,13 +125,22 @@ fn a_version_1_database_is_upgraded_in_place() {
         let c = rusqlite::Connection::open(d.path().join("portcullis.db")).unwrap();
         c.execute_batch(
             "ALTER TABLE sessions DROP COLUMN location; DROP TABLE alerts; DROP TABLE alert_causes;
-             DROP TABLE alert_comments; PRAGMA user_version = 1;",
+             DROP TABLE alert_comments; DROP INDEX sessions_start_seq; DROP INDEX sessions_stop_seq;
+             DROP INDEX sessions_reset_seq; DROP INDEX auth_events_seq; ALTER TABLE sessions DROP COLUMN start_seq;
+             ALTER TABLE sessions DROP COLUMN start_time; ALTER TABLE sessions DROP COLUMN stop_seq;
+             ALTER TABLE sessions DROP COLUMN reset_seq; ALTER TABLE auth_events DROP COLUMN seq;
+             DROP TABLE meta; DROP TABLE feed_order; DROP TABLE replayed; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
     let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
     let sessions = s.sessions(&SessionQuery::default()).unwrap();
     assert_eq!((sessions.len(), sessions[0].location.clone()), (1, None));
+    // Earlier history is ordered by event time; what comes now follows it.
+    assert_eq!(sessions[0].order.start, Some((5, 5)));
+    s.apply(&[record(1, "bob", "nas", "2", 1)], Position { segment: 1, offset: 15 }).unwrap();
+    let fed: Vec<i64> = s.history(0, 0, 10).unwrap().iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(fed, vec![5, 6]);
     let mut again = record(2, "alice", "nas", "1", 9);
     again.location = Some(portcullis_geo::Location::internal());
     s.apply(&[again], Position { segment: 1, offset: 20 }).unwrap();

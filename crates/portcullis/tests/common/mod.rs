@@ -335,3 +335,11 @@ pub fn add_user(s: &Server, name: &str, password: &str, groups: &[&str], extra: 
     writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
 }
+
+/// FreeRADIUS writes `Event-Timestamp` as a UTC date.
+pub fn detail_date(t: i64) -> String {
+    let d = time::OffsetDateTime::from_unix_timestamp(t).unwrap();
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        [u8::from(d.month()) as usize - 1];
+    format!("{month} {:>2} {} {:02}:{:02}:{:02} UTC", d.day(), d.year(), d.hour(), d.minute(), d.second())
+}
