@@ -87,6 +87,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let demo = config.is_none();
+            let path = config.clone();
             let mut config = load(config.as_ref())?;
             init_logging(&config);
             if demo {
@@ -107,13 +108,11 @@ fn run(cli: Cli) -> Result<()> {
             for warning in config.warnings() {
                 tracing::warn!("{warning}");
             }
-            serve(&config)
+            serve(&config, path.as_deref())
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config)?;
-            let dict = load_dictionary(&config)?;
-            portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
-            let peap = config.eap.peap().map_err(anyhow::Error::msg)?;
+            let peap = check(&config)?;
             println!(
                 "configuration is valid: {} accounting listener(s), {} client(s), data in {}",
                 config.radius.acct_listen.len(),
@@ -253,9 +252,17 @@ pub(crate) fn now_unix() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-fn serve(config: &Config) -> Result<()> {
+/// What `check-config` checks beyond parsing, and what `serve` and a reload refuse to
+/// run without: the dictionaries load, network policies' replies encode, the PEAP
+/// certificate and key load. Returns the PEAP settings.
+fn check(config: &Config) -> Result<Option<portcullis_auth::peap::PeapConfig>> {
     let dict = load_dictionary(config)?;
     portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
+    config.eap.peap().map_err(anyhow::Error::msg)
+}
+
+fn serve(config: &Config, path: Option<&std::path::Path>) -> Result<()> {
+    check(config)?;
     if config.client_list().next().is_none() {
         bail!("no [[client]] is configured; every packet would be discarded");
     }
@@ -271,26 +278,73 @@ fn serve(config: &Config) -> Result<()> {
             clients = server.clients().iter().count(),
             "portcullis is running"
         );
-        shutdown_signal().await;
+        signals(&server, path).await;
         tracing::info!("shutting down: answering every queued request first");
         server.shutdown().await;
         Ok(())
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Waits for SIGINT or SIGTERM; SIGHUP (`systemctl reload`) reloads the configuration
+/// meanwhile.
+async fn signals(server: &portcullis_server::Server, path: Option<&std::path::Path>) {
     #[cfg(unix)]
     {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            let _ = ctrl_c.await;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+            tracing::warn!("cannot watch SIGTERM and SIGHUP; stop with Ctrl-C");
+            let _ = tokio::signal::ctrl_c().await;
             return;
         };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => reload(server, path),
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        let _ = path;
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Re-reads the configuration file: applied whole, or refused whole with the errors
+/// `check-config` gives, the running configuration staying in force.
+fn reload(server: &portcullis_server::Server, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: the demo configuration has no file to re-read; nothing changed");
+        return;
+    };
+    tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
+    let loaded = Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
+        check(&c)?;
+        if c.client_list().next().is_none() {
+            bail!("no [[client]] is configured; every packet would be discarded");
+        }
+        Ok(c)
+    });
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("configuration reload refused; the running configuration stays in force: {e:#}");
+            return;
+        }
+    };
+    match server.reload(&config) {
+        Ok(restart) => {
+            for note in restart {
+                tracing::warn!("{note}");
+            }
+            for warning in config.warnings() {
+                tracing::warn!("{warning}");
+            }
+            tracing::info!(clients = config.client_list().count(), "configuration reloaded");
+        }
+        Err(e) => {
+            tracing::error!("configuration reload refused; the running configuration stays in force: {e}");
+        }
+    }
 }

@@ -238,17 +238,10 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
     let mut acked_total = 0;
     for round in 0..3 {
         let ack_log = s.dir.path().join(format!("acked-{round}.txt"));
-        let generator = Command::new(common::bin())
-            .args(["bench", "--mode", "acct-start", "--requests", "1000000", "--window", "64"])
-            .args(["--timeout", "0.3", "--retries", "1", "--max-seconds", "4"])
-            .args(["--run-id", &format!("kill{round}")])
-            .arg("--target")
-            .arg(s.addr().to_string())
-            .arg("--ack-log")
-            .arg(&ack_log)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let run_id = format!("kill{round}");
+        let load = ["--mode", "acct-start", "--requests", "1000000", "--window", "64", "--timeout", "0.3"];
+        let generator =
+            s.bench(&[&load[..], &["--retries", "1", "--max-seconds", "4", "--run-id", &run_id]].concat(), &ack_log);
         std::thread::sleep(Duration::from_millis(1500));
         s.kill9();
         let out = generator.wait_with_output().unwrap();

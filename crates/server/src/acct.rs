@@ -17,12 +17,14 @@ use portcullis_storage::{RawPacket, Submitter};
 use tokio::net::UdpSocket;
 
 use crate::clients::{Client, ClientTable, Reason};
+use crate::live::Live;
 use crate::{lock, now_ms};
 
 /// State shared by every accounting socket.
 #[derive(Debug)]
 pub struct Shared {
-    pub clients: Arc<ClientTable>,
+    /// The client table; a reload replaces it.
+    pub clients: Live<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
     pub submitter: Submitter,
 }
@@ -64,8 +66,9 @@ pub async fn serve(socket: StdUdpSocket, shared: Arc<Shared>) -> std::io::Result
 /// Handles one datagram. Public for the in-process tests and benchmarks.
 pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8], source: SocketAddr) {
     let ip = source.ip().to_canonical();
-    let Some(client) = shared.clients.lookup(ip) else {
-        let n = shared.clients.count_unknown(ip);
+    let clients = shared.clients.load();
+    let Some(client) = clients.lookup(ip) else {
+        let n = clients.count_unknown(ip);
         if n.is_power_of_two() {
             tracing::warn!(%source, count = n, "datagram from an address that is no configured client; discarded");
         }
@@ -84,7 +87,7 @@ pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8],
         return;
     }
     let policy = VerifyPolicy { require_message_authenticator: false, limit_proxy_state: false };
-    let request = match VerifiedRequest::verify(packet, &client.secret, policy) {
+    let (request, client) = match client.check(packet, policy) {
         Ok(r) => r,
         Err(e) => {
             let reason = match e {

@@ -115,6 +115,8 @@ pub enum ApplierMessage {
     Counters(Vec<Counter>),
     /// Record an authentication decision.
     AuthEvent(Box<portcullis_storage::AuthEvent>),
+    /// Detection parameters changed (a reload).
+    Detect(Box<portcullis_detect::Config>),
 }
 
 /// Runs the applier until its channel closes, then applies what is left and returns.
@@ -214,6 +216,10 @@ pub fn run_applier<S: Store>(
                     tracing::error!(error = %e, "recording alerts failed");
                 }
             }
+            Ok(ApplierMessage::Detect(config)) => match detection.reconfigure(&mut store, *config, crate::now_unix()) {
+                Ok(n) => tracing::info!(events = n, "detection parameters reloaded; state rebuilt from history"),
+                Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
+            },
             Ok(ApplierMessage::Counters(c)) => {
                 if let Err(e) = store.save_counters(&c) {
                     tracing::warn!(error = %e, "saving ingestion counters failed");

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use portcullis_accounting::Vendor;
-use portcullis_radius::SharedSecret;
+use portcullis_radius::{Error as RadiusError, Packet, SharedSecret, VerifiedRequest, VerifyPolicy};
 use portcullis_storage::Counter;
 
 use crate::config::{Config, Network};
@@ -44,11 +44,17 @@ pub enum Reason {
     AccessAccept,
     /// Access-Requests answered with Access-Reject.
     AccessReject,
+    /// Access-Requests answered with Access-Challenge (an EAP round, a second-factor
+    /// prompt).
+    AccessChallenge,
+    /// Requests that verified with `previous_secret`, not `secret` (a rollover in
+    /// progress: the NAS still uses the old secret).
+    PreviousSecret,
 }
 
 impl Reason {
     /// Every reason, in display order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::Received,
         Self::Acknowledged,
         Self::StatusServer,
@@ -64,6 +70,8 @@ impl Reason {
         Self::SendFailed,
         Self::AccessAccept,
         Self::AccessReject,
+        Self::AccessChallenge,
+        Self::PreviousSecret,
     ];
 
     /// The counter name.
@@ -84,6 +92,8 @@ impl Reason {
             Self::SendFailed => "send_failed",
             Self::AccessAccept => "access_accept",
             Self::AccessReject => "access_reject",
+            Self::AccessChallenge => "access_challenge",
+            Self::PreviousSecret => "previous_secret",
         }
     }
 }
@@ -104,6 +114,10 @@ impl Counters {
     pub fn value(&self, reason: Reason) -> u64 {
         self.values[reason as usize].load(Ordering::Relaxed)
     }
+
+    fn add(&self, reason: Reason, n: u64) {
+        self.values[reason as usize].fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// One configured RADIUS client.
@@ -113,44 +127,122 @@ pub struct Client {
     pub network: Network,
     pub secret: SharedSecret,
     pub vendor: Vendor,
-    pub counters: Counters,
+    /// Shared by every table this client appears in: a reload keeps them.
+    pub counters: Arc<Counters>,
     pub verify: portcullis_radius::VerifyPolicy,
     pub send_message_authenticator: bool,
+    /// During a secret rollover: the same client with `previous_secret` as its secret.
+    pub previous: Option<Arc<Self>>,
+}
+
+impl Client {
+    /// Verifies a request with the secret and, during a rollover, with the previous
+    /// secret (counted as `previous_secret`). Returns the client whose secret matched:
+    /// the reply must be signed, and User-Password read, with that one.
+    pub fn check<'a>(
+        self: &'a Arc<Self>,
+        packet: Packet<'a>,
+        policy: VerifyPolicy,
+    ) -> Result<(VerifiedRequest<'a>, &'a Arc<Self>), RadiusError> {
+        let error = match VerifiedRequest::verify(packet, &self.secret, policy) {
+            Ok(request) => return Ok((request, self)),
+            Err(e) => e,
+        };
+        let Some(previous) = &self.previous else { return Err(error) };
+        if !matches!(error, RadiusError::BadAuthenticator | RadiusError::BadMessageAuthenticator) {
+            return Err(error);
+        }
+        match VerifiedRequest::verify(packet, &previous.secret, policy) {
+            Ok(request) => {
+                self.counters.bump(Reason::PreviousSecret);
+                Ok((request, previous))
+            }
+            Err(_) => Err(error),
+        }
+    }
 }
 
 /// Most distinct unknown source addresses tracked individually.
 const UNKNOWN_SOURCES_TRACKED: usize = 1024;
 
+/// Counters that outlive one configuration: every client name seen since the start
+/// (a client removed by a reload and added back continues where it was) and the
+/// unknown sources.
+#[derive(Debug, Default)]
+struct Registry {
+    counters: Mutex<HashMap<String, Arc<Counters>>>,
+    unknown: Mutex<HashMap<IpAddr, u64>>,
+    unknown_other: AtomicU64,
+}
+
+impl Registry {
+    fn counters(&self, name: &str) -> Arc<Counters> {
+        Arc::clone(crate::lock(&self.counters).entry(name.to_string()).or_default())
+    }
+}
+
 /// Lookup by source address: the most specific matching network wins.
 #[derive(Debug)]
 pub struct ClientTable {
     clients: Vec<Arc<Client>>,
-    unknown: Mutex<HashMap<IpAddr, u64>>,
-    unknown_other: AtomicU64,
+    registry: Arc<Registry>,
 }
 
 impl ClientTable {
     /// Builds the table from validated configuration.
     pub fn from_config(config: &Config) -> Self {
+        Self::build(config, Arc::default())
+    }
+
+    /// The table of a reloaded configuration: clients keep their counters by name, and
+    /// unknown sources keep theirs.
+    pub fn reloaded(&self, config: &Config) -> Self {
+        Self::build(config, Arc::clone(&self.registry))
+    }
+
+    fn build(config: &Config, registry: Arc<Registry>) -> Self {
         let mut clients: Vec<Arc<Client>> = config
             .client_list()
             .map(|c| {
-                Arc::new(Client {
+                let client = |secret: &str, previous| Client {
                     name: c.name.clone(),
                     network: c.address,
-                    secret: SharedSecret::new(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default()),
+                    secret: SharedSecret::new(secret),
                     vendor: c.vendor,
-                    counters: Counters::default(),
+                    counters: registry.counters(&c.name),
                     verify: portcullis_radius::VerifyPolicy {
                         require_message_authenticator: c.require_message_authenticator,
                         limit_proxy_state: c.limit_proxy_state,
                     },
                     send_message_authenticator: c.send_message_authenticator,
-                })
+                    previous,
+                };
+                let previous = c.previous_secret.as_ref().map(|p| Arc::new(client(p.expose(), None)));
+                Arc::new(client(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default(), previous))
             })
             .collect();
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));
-        Self { clients, unknown: Mutex::new(HashMap::new()), unknown_other: AtomicU64::new(0) }
+        Self { clients, registry }
+    }
+
+    /// Adds stored totals (from before a restart) to the counters, so they count on
+    /// from where the last run stopped. Call once, before traffic.
+    pub fn seed(&self, stored: &[Counter]) {
+        for c in stored {
+            if c.reason == "unknown_client" {
+                let Some(source) = c.client.strip_prefix("unknown:") else { continue };
+                if source == "other" {
+                    self.registry.unknown_other.fetch_add(c.count, Ordering::Relaxed);
+                } else if let Ok(ip) = source.parse::<IpAddr>() {
+                    let mut map = crate::lock(&self.registry.unknown);
+                    if map.len() < UNKNOWN_SOURCES_TRACKED || map.contains_key(&ip) {
+                        *map.entry(ip).or_default() += c.count;
+                    }
+                }
+            } else if let Some(reason) = Reason::ALL.into_iter().find(|r| r.name() == c.reason) {
+                self.registry.counters(&c.client).add(reason, c.count);
+            }
+        }
     }
 
     /// The client a datagram from `ip` belongs to.
@@ -165,7 +257,7 @@ impl ClientTable {
 
     /// Counts a datagram from an address no client matches; returns the new count.
     pub fn count_unknown(&self, ip: IpAddr) -> u64 {
-        let mut map = crate::lock(&self.unknown);
+        let mut map = crate::lock(&self.registry.unknown);
         if let Some(n) = map.get_mut(&ip) {
             *n += 1;
             return *n;
@@ -174,7 +266,7 @@ impl ClientTable {
             map.insert(ip, 1);
             return 1;
         }
-        self.unknown_other.fetch_add(1, Ordering::Relaxed) + 1
+        self.registry.unknown_other.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// A snapshot of every counter, for storage and display.
@@ -185,11 +277,11 @@ impl ClientTable {
                 out.push(Counter { client: c.name.clone(), reason: r.name().into(), count: c.counters.value(r) });
             }
         }
-        let map = crate::lock(&self.unknown);
+        let map = crate::lock(&self.registry.unknown);
         for (ip, n) in map.iter() {
             out.push(Counter { client: format!("unknown:{ip}"), reason: "unknown_client".into(), count: *n });
         }
-        let other = self.unknown_other.load(Ordering::Relaxed);
+        let other = self.registry.unknown_other.load(Ordering::Relaxed);
         if other > 0 {
             out.push(Counter { client: "unknown:other".into(), reason: "unknown_client".into(), count: other });
         }

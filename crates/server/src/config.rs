@@ -523,11 +523,23 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: LogFormat,
+    /// Rotate `auth.log` when it reaches this many bytes (0: no size limit).
+    pub auth_log_max_bytes: u64,
+    /// Rotate `auth.log` at midnight UTC.
+    pub auth_log_daily: bool,
+    /// Rotated files kept (`auth.log.1` newest); older ones are deleted.
+    pub auth_log_keep: usize,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text }
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            auth_log_max_bytes: 0,
+            auth_log_daily: false,
+            auth_log_keep: 7,
+        }
     }
 }
 
@@ -550,6 +562,10 @@ pub struct ClientConfig {
     pub secret: Option<Secret>,
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// During a secret rollover, the old secret: requests signed with either are
+    /// accepted (and answered with the one they used) until this key is removed.
+    #[serde(default)]
+    pub previous_secret: Option<Secret>,
     #[serde(default, deserialize_with = "vendor")]
     pub vendor: Vendor,
     /// Discard Access-Requests without a valid Message-Authenticator (BlastRADIUS).
@@ -796,6 +812,9 @@ impl Config {
             if c.secret.as_ref().is_none_or(|s| s.0.is_empty()) {
                 return Err(at(span, format!("client {:?}: the secret is empty", c.name)));
             }
+            if c.previous_secret.as_ref().is_some_and(|s| s.0.is_empty()) {
+                return Err(at(span, format!("client {:?}: previous_secret is empty; remove the key", c.name)));
+            }
         }
         self.validate_mfa().map_err(|message| ConfigError { file: file.into(), line: None, message })
     }
@@ -851,6 +870,11 @@ impl Config {
             let len = c.secret.as_ref().map_or(0, |s| s.expose().chars().count());
             if len < 16 {
                 out.push(format!("client {name:?} has a {len}-character secret; RFC 2865 §3 recommends at least 16"));
+            }
+            if c.previous_secret.is_some() {
+                out.push(format!(
+                    "client {name:?} still accepts previous_secret; remove it once every NAS uses the new secret"
+                ));
             }
             let a = c.address;
             if a.prefix == 0 {

@@ -131,6 +131,18 @@ impl Detection {
         Self { geo, engine: Engine::new(config), out: Vec::new() }
     }
 
+    /// New detection parameters: the engine starts again from the history window, as
+    /// after a restart with them, so live and restarted servers agree.
+    pub fn reconfigure<S: Store>(
+        &mut self,
+        store: &mut S,
+        config: portcullis_detect::Config,
+        now: i64,
+    ) -> Result<usize, StorageError> {
+        self.engine = Engine::new(config);
+        self.warm_up(store, now)
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

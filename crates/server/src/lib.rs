@@ -18,6 +18,7 @@ pub mod detection;
 pub mod directory;
 pub mod http;
 pub mod ldap;
+pub mod live;
 pub mod logtext;
 pub mod npslog;
 pub mod ntlm;
@@ -30,10 +31,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_radius::dedup::DuplicateCache;
-use portcullis_storage::{GroupCommitter, Journal, JournalReader, JournalSync, SqliteStore, StorageError, SyncMode};
+use portcullis_storage::{
+    GroupCommitter, Journal, JournalReader, JournalSync, SqliteStore, StorageError, Store, SyncMode,
+};
 
 use crate::clients::ClientTable;
 use crate::config::{Config, SyncSetting};
+use crate::live::Live;
 
 /// Locks a mutex, carrying on with the data if a panicking thread poisoned it (every
 /// value behind these mutexes stays consistent between statements).
@@ -111,6 +115,13 @@ pub struct Server {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     audit: Option<audit::AuditWriter>,
     lock: DataDirLock,
+    /// The authentication snapshot, when authentication is on.
+    auth: Option<Arc<auth::LiveAuth>>,
+    /// The configuration the server started with: what a reload cannot change is
+    /// compared against it.
+    started: Config,
+    /// The detection parameters in force (as printed), to notice a change.
+    detect: Mutex<String>,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
 }
@@ -128,7 +139,7 @@ pub enum StartError {
 
 fn spawn_auth(
     socket: std::net::UdpSocket,
-    shared: Arc<auth::AuthShared>,
+    shared: Arc<auth::LiveAuth>,
     local: SocketAddr,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -138,12 +149,128 @@ fn spawn_auth(
     })
 }
 
+/// What every authentication snapshot shares: conversations, answers to retransmits,
+/// the audit log and the count of pending work outlive a reload.
+struct AuthState {
+    cache: Arc<Mutex<DuplicateCache>>,
+    eap: Arc<Mutex<auth::EapTable>>,
+    audit: Arc<audit::AuditLog>,
+    applier: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl AuthState {
+    fn of(shared: &auth::AuthShared) -> Self {
+        Self {
+            cache: Arc::clone(&shared.cache),
+            eap: Arc::clone(&shared.eap),
+            audit: Arc::clone(&shared.audit),
+            applier: shared.applier.clone(),
+            pending: Arc::clone(&shared.pending),
+        }
+    }
+}
+
+/// The authentication snapshot of a configuration. The MFA database and key are those
+/// of `mfa_before` when there is one (changing them needs a restart). The credential
+/// cache starts empty: a changed store or policy must not be bypassed by a cached
+/// password.
+fn auth_shared(
+    config: &Config,
+    clients: Arc<ClientTable>,
+    state: AuthState,
+    mfa_before: Option<&mfa::Mfa>,
+) -> Result<auth::AuthShared, StartError> {
+    let mut dictionary = portcullis_radius::Dictionary::builtin();
+    for f in &config.dictionary.files {
+        if let Err(e) = dictionary.load_file(f) {
+            tracing::warn!(error = %e, "dictionary file not loaded");
+        }
+    }
+    let peap = config.eap.peap().map_err(StartError::Config)?;
+    let router = directory::Router::from_config(config).map_err(StartError::Config)?;
+    let mfa = match (&config.mfa, mfa_before) {
+        (Some(c), Some(before)) => Some(before.with_config(c)),
+        (Some(c), None) => Some(mfa::Mfa::open(c, &config.storage.data_dir).map_err(StartError::Config)?),
+        (None, _) => None,
+    };
+    let nps_log = match &config.nps_log {
+        Some(c) => Some(Mutex::new(
+            npslog::NpsLog::open(c, &config.storage.data_dir)
+                .map_err(|e| StartError::Config(format!("nps_log: {e}")))?,
+        )),
+        None => None,
+    };
+    Ok(auth::AuthShared {
+        clients,
+        cache: state.cache,
+        eap: state.eap,
+        peap,
+        eap_default: config.eap.default_method(),
+        credentials: Mutex::new(portcullis_auth::CredentialCache::new(
+            auth::random_key(),
+            Duration::from_secs(config.auth.credential_cache_seconds),
+            if config.auth.credential_cache_seconds == 0 { 0 } else { 100_000 },
+        )),
+        policies: config.network_policies.clone(),
+        offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
+        router,
+        dictionary,
+        audit: state.audit,
+        nps_log,
+        mfa,
+        applier: state.applier,
+        pending: state.pending,
+    })
+}
+
+/// Settings that differ between the running and the reloaded configuration but take
+/// effect only after a restart, one sentence each.
+fn restart_only(running: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut differs = |key: &str, a: String, b: String| {
+        if a != b {
+            out.push(format!("{key} changed; it requires a restart (the running value is kept)"));
+        }
+    };
+    let (r, n) = (&running.radius, &new.radius);
+    differs("radius.acct_listen", format!("{:?}", r.acct_listen), format!("{:?}", n.acct_listen));
+    differs("radius.auth_listen", format!("{:?}", r.auth_listen), format!("{:?}", n.auth_listen));
+    differs("radius.receive_buffer_bytes", r.receive_buffer_bytes.to_string(), n.receive_buffer_bytes.to_string());
+    differs(
+        "radius.duplicate_retention_seconds",
+        r.duplicate_retention_seconds.to_string(),
+        n.duplicate_retention_seconds.to_string(),
+    );
+    differs(
+        "radius.duplicate_cache_entries",
+        r.duplicate_cache_entries.to_string(),
+        n.duplicate_cache_entries.to_string(),
+    );
+    differs("[storage]", format!("{:?}", running.storage), format!("{:?}", new.storage));
+    differs("[http]", format!("{:?}", running.http), format!("{:?}", new.http));
+    differs("[geo]", format!("{:?}", running.geo), format!("{:?}", new.geo));
+    differs("log.format", format!("{:?}", running.log.format), format!("{:?}", new.log.format));
+    differs("log.level", running.log.level.clone(), new.log.level.clone());
+    let paths =
+        |c: &Config| c.mfa.as_ref().map(|m| (m.database_path(&c.storage.data_dir), m.key_path(&c.storage.data_dir)));
+    if let (Some(a), Some(b)) = (paths(running), paths(new)) {
+        differs("mfa.database or mfa.state_key_file", format!("{a:?}"), format!("{b:?}"));
+    }
+    if running.mfa.is_none() && new.mfa.as_ref().is_some_and(|m| m.push.is_some()) {
+        out.push("[mfa.push] needs the [http] listener and a longer duplicate retention: restart to be sure".into());
+    }
+    out
+}
+
 impl Server {
     /// Opens storage, binds every listener and starts serving. Must run inside a
     /// tokio runtime.
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let lock = lock_data_dir(&config.storage.data_dir, "start the server")?;
         let store = open_store(config)?;
+        // Counters go on from where the last run stopped.
+        let stored_counters = store.counters()?;
         let journal = open_journal(config)?;
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
         let dir = journal_dir(config);
@@ -172,9 +299,10 @@ impl Server {
             },
         );
         let clients = Arc::new(ClientTable::from_config(config));
+        clients.seed(&stored_counters);
         let auth_tx = applier_tx.clone();
         let shared = Arc::new(acct::Shared {
-            clients: Arc::clone(&clients),
+            clients: Live::new(Arc::clone(&clients)),
             cache: Mutex::new(DuplicateCache::new(
                 Duration::from_secs(config.radius.duplicate_retention_seconds),
                 config.radius.duplicate_cache_entries,
@@ -184,6 +312,7 @@ impl Server {
         let mut tasks = Vec::new();
         let mut acct_addrs = Vec::new();
         let mut audit_writer = None;
+        let mut auth_live = None;
         for &addr in &config.radius.acct_listen {
             let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -199,62 +328,27 @@ impl Server {
         }
         if !config.radius.auth_listen.is_empty() {
             let audit_path = config.storage.data_dir.join("auth.log");
-            let audit_file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&audit_path)
-                .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
-            let (audit, writer) = audit::AuditLog::spawn(audit_file, audit::QUEUE_LINES)
-                .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
+            let (audit, writer) =
+                audit::AuditLog::spawn(audit_path.clone(), audit::Rotation::of(&config.log), audit::QUEUE_LINES)
+                    .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
             audit_writer = Some(writer);
-            let mut dictionary = portcullis_radius::Dictionary::builtin();
-            for f in &config.dictionary.files {
-                if let Err(e) = dictionary.load_file(f) {
-                    tracing::warn!(error = %e, "dictionary file not loaded");
-                }
-            }
-            let peap = config.eap.peap().map_err(StartError::Config)?;
-            let router = directory::Router::from_config(config).map_err(StartError::Config)?;
-            let mfa = match &config.mfa {
-                Some(c) => Some(mfa::Mfa::open(c, &config.storage.data_dir).map_err(StartError::Config)?),
-                None => None,
-            };
-            let nps_log = match &config.nps_log {
-                Some(c) => Some(Mutex::new(
-                    npslog::NpsLog::open(c, &config.storage.data_dir)
-                        .map_err(|e| StartError::Config(format!("nps_log: {e}")))?,
-                )),
-                None => None,
-            };
             // Answers after a push are re-sent to retransmits for at least 10 s.
             let mut retention = config.radius.duplicate_retention_seconds;
             if config.mfa.as_ref().is_some_and(|m| m.push.is_some()) {
                 retention = retention.max(10);
             }
-            let auth_shared = Arc::new(auth::AuthShared {
-                clients: Arc::clone(&clients),
-                cache: Mutex::new(DuplicateCache::new(
+            let state = AuthState {
+                cache: Arc::new(Mutex::new(DuplicateCache::new(
                     Duration::from_secs(retention),
                     config.radius.duplicate_cache_entries,
-                )),
-                eap: Mutex::new(auth::EapTable::default()),
-                peap,
-                eap_default: config.eap.default_method(),
-                credentials: Mutex::new(portcullis_auth::CredentialCache::new(
-                    auth::random_key(),
-                    Duration::from_secs(config.auth.credential_cache_seconds),
-                    if config.auth.credential_cache_seconds == 0 { 0 } else { 100_000 },
-                )),
-                policies: config.network_policies.clone(),
-                offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
-                router,
-                dictionary,
-                audit,
-                nps_log,
-                mfa,
+                ))),
+                eap: Arc::default(),
+                audit: Arc::new(audit),
                 applier: auth_tx,
-                pending: std::sync::atomic::AtomicUsize::new(0),
-            });
+                pending: Arc::default(),
+            };
+            let auth_shared = Arc::new(Live::new(Arc::new(auth_shared(config, Arc::clone(&clients), state, None)?)));
+            auth_live = Some(Arc::clone(&auth_shared));
             for &addr in &config.radius.auth_listen {
                 let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                     .map_err(|source| StartError::Bind { addr, source })?;
@@ -294,15 +388,59 @@ impl Server {
             let mut tick = tokio::time::interval(Duration::from_secs(2));
             loop {
                 tick.tick().await;
-                let _ = counters_tx.try_send(applier::ApplierMessage::Counters(counters.clients.snapshot()));
+                let _ = counters_tx.try_send(applier::ApplierMessage::Counters(counters.clients.load().snapshot()));
             }
         }));
-        Ok(Self { shared, writer, applier, applier_tx, tasks, audit: audit_writer, lock, acct_addrs })
+        Ok(Self {
+            shared,
+            writer,
+            applier,
+            applier_tx,
+            tasks,
+            audit: audit_writer,
+            lock,
+            auth: auth_live,
+            started: config.clone(),
+            detect: Mutex::new(format!("{:?}", config.detect)),
+            acct_addrs,
+        })
     }
 
     /// The client table with its live counters.
-    pub fn clients(&self) -> &ClientTable {
-        &self.shared.clients
+    pub fn clients(&self) -> Arc<ClientTable> {
+        self.shared.clients.load()
+    }
+
+    /// Applies a reloaded configuration (already validated as `check-config` does):
+    /// clients and secrets, policies, user stores, MFA, EAP, NPS log, detection and
+    /// `auth.log` settings change at once; requests already being decided finish under
+    /// the old ones. Nothing changes if any part cannot be built. Returns what differs
+    /// but needs a restart (listeners, storage, HTTP, geolocation databases), which
+    /// keeps its old value. Called from one task at a time.
+    pub fn reload(&self, config: &Config) -> Result<Vec<String>, String> {
+        let clients = Arc::new(self.shared.clients.load().reloaded(config));
+        let auth = match &self.auth {
+            Some(live) => {
+                let old = live.load();
+                let shared = auth_shared(config, Arc::clone(&clients), AuthState::of(&old), old.mfa.as_ref())
+                    .map_err(|e| e.to_string())?;
+                Some((live, shared))
+            }
+            None => None,
+        };
+        // Everything is built: swap.
+        self.shared.clients.store(clients);
+        if let Some((live, shared)) = auth {
+            shared.audit.set_rotation(audit::Rotation::of(&config.log));
+            shared.audit.reopen();
+            live.store(Arc::new(shared));
+        }
+        let detect = format!("{:?}", config.detect);
+        if *lock(&self.detect) != detect {
+            *lock(&self.detect) = detect;
+            let _ = self.applier_tx.send(applier::ApplierMessage::Detect(Box::new(config.detect.clone())));
+        }
+        Ok(restart_only(&self.started, config))
     }
 
     /// Stops listening, lets the writer finish every queued request (answering them),
@@ -314,7 +452,7 @@ impl Server {
         for t in self.tasks {
             let _ = t.await;
         }
-        let _ = self.applier_tx.send(applier::ApplierMessage::Counters(self.shared.clients.snapshot()));
+        let _ = self.applier_tx.send(applier::ApplierMessage::Counters(self.shared.clients.load().snapshot()));
         let writer = self.writer;
         let applier = self.applier;
         let audit = self.audit;

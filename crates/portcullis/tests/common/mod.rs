@@ -93,6 +93,29 @@ impl Server {
         self.wait_ready();
     }
 
+    /// Starts `portcullis bench` against the accounting port with `args`, writing what
+    /// was acknowledged to `ack_log`; its report is on the child's standard output.
+    pub fn bench(&self, args: &[&str], ack_log: &Path) -> Child {
+        Command::new(bin())
+            .arg("bench")
+            .args(args)
+            .arg("--target")
+            .arg(self.addr().to_string())
+            .arg("--ack-log")
+            .arg(ack_log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Sets `log.level` in the configuration file and restarts the server with it.
+    pub fn config_log_level(&mut self, level: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&self.config, text.replace("level = \"warn\"", &format!("level = \"{level}\""))).unwrap();
+        self.stop();
+        self.spawn();
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }

@@ -12,11 +12,17 @@ use portcullis_radius::dedup::DuplicateCache;
 use crate::applier::ApplierMessage;
 use crate::clients::ClientTable;
 
+/// What the authentication listeners read for each request: a snapshot that a reload
+/// replaces. Conversations, the duplicate cache, the audit log and the count of pending
+/// work are shared by every snapshot (the `Arc` fields), so EAP rounds, pushes and
+/// retransmits carry on across a reload.
+pub type LiveAuth = crate::live::Live<AuthShared>;
+
 /// State shared by every authentication socket.
 pub struct AuthShared {
     pub clients: Arc<ClientTable>,
-    pub cache: Mutex<DuplicateCache>,
-    pub eap: Mutex<super::conversations::EapTable>,
+    pub cache: Arc<Mutex<DuplicateCache>>,
+    pub eap: Arc<Mutex<super::conversations::EapTable>>,
     /// PEAP settings when a server certificate is configured.
     pub peap: Option<portcullis_auth::peap::PeapConfig>,
     /// The method offered first after EAP-Response/Identity.
@@ -28,13 +34,13 @@ pub struct AuthShared {
     pub router: crate::directory::Router,
     pub dictionary: Dictionary,
     /// The audit log file, written by its own thread.
-    pub audit: crate::audit::AuditLog,
+    pub audit: Arc<crate::audit::AuditLog>,
     /// The second factor, when configured.
     pub mfa: Option<super::factor::Mfa>,
     /// NPS-format log files, when configured.
     pub nps_log: Option<Mutex<crate::npslog::NpsLog>>,
     pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
-    pub pending: AtomicUsize,
+    pub pending: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for AuthShared {

@@ -169,6 +169,12 @@ impl Mfa {
         Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http })
     }
 
+    /// The same database, key and HTTP client under reloaded settings: recorded
+    /// challenges, pending pushes and lockouts carry on.
+    pub fn with_config(&self, config: &MfaConfig) -> Self {
+        Self { config: config.clone(), key: self.key, db: Arc::clone(&self.db), http: self.http.clone() }
+    }
+
     /// The key that seals challenge States and signs approval links.
     pub fn key(&self) -> [u8; 32] {
         self.key

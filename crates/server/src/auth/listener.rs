@@ -10,12 +10,10 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use portcullis_radius::dedup::Lookup;
-use portcullis_radius::{
-    Authenticator, Code, Error as RadiusError, Identifier, Packet, PacketBuilder, VerifiedRequest,
-};
+use portcullis_radius::{Authenticator, Code, Error as RadiusError, Identifier, Packet, PacketBuilder};
 use tokio::net::UdpSocket;
 
-use super::context::AuthShared;
+use super::context::{AuthShared, LiveAuth};
 use super::pipeline::decide;
 use super::reply::Outcome;
 use crate::clients::{Client, Reason};
@@ -28,67 +26,76 @@ pub const RECEIVERS_PER_SOCKET: usize = 2;
 /// Most credential checks queued or running at once.
 const MAX_PENDING: usize = 1024;
 
-/// Serves one authentication socket until the task is dropped.
-pub async fn serve(socket: std::net::UdpSocket, shared: Arc<AuthShared>) -> std::io::Result<()> {
+/// Serves one authentication socket until the task is dropped. Each datagram is
+/// decided under the configuration current when it arrived.
+pub async fn serve(socket: std::net::UdpSocket, live: Arc<LiveAuth>) -> std::io::Result<()> {
     let socket = Arc::new(UdpSocket::from_std(socket)?);
     let mut buf = vec![0u8; 4096 + 1];
     loop {
         let Ok((n, source)) = socket.recv_from(&mut buf).await else { continue };
         let datagram = &buf[..n];
-        if let Some(work) = accept(&shared, datagram, source, &socket).await {
-            if shared.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
-                shared.pending.fetch_sub(1, Ordering::AcqRel);
+        let shared = live.load();
+        let Some(work) = accept(&shared, datagram, source, &socket).await else { continue };
+        if shared.pending.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING {
+            shared.pending.fetch_sub(1, Ordering::AcqRel);
+            lock(&shared.cache).abandon(source, work.id, work.auth);
+            work.client.counters.bump(Reason::QueueFull);
+            continue;
+        }
+        // Most requests are decided right here (cached or cheap credentials); only
+        // Argon2, EAP, directory and second-factor work goes to the blocking pool.
+        let result = match decide(&shared, &work.client, datagram, source, false) {
+            Outcome::Reply(reply) => Some(Some(reply)),
+            Outcome::Dropped | Outcome::Push(_) => Some(None),
+            Outcome::NeedsSlowPath => None,
+        };
+        if let Some(result) = result {
+            shared.pending.fetch_sub(1, Ordering::AcqRel);
+            if let Some(reply) = result {
+                answer(&shared, &work, &socket, source, reply).await;
+            } else {
                 lock(&shared.cache).abandon(source, work.id, work.auth);
-                if let Some(c) = shared.clients.lookup(source.ip()) {
-                    c.counters.bump(Reason::QueueFull);
-                }
-                continue;
             }
-            // Most requests are decided right here (cached or cheap credentials); only
-            // Argon2, EAP, directory and second-factor work goes to the blocking pool.
-            let result = match decide(&shared, datagram, source, false) {
-                Outcome::Reply(reply) => Some(Some(reply)),
-                Outcome::Dropped | Outcome::Push(_) => Some(None),
-                Outcome::NeedsSlowPath => None,
-            };
-            if let Some(result) = result {
-                shared.pending.fetch_sub(1, Ordering::AcqRel);
-                if let Some(reply) = result {
-                    lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
-                    let _ = socket.send_to(&reply, source).await;
-                } else {
+            continue;
+        }
+        let (socket, datagram) = (Arc::clone(&socket), datagram.to_vec());
+        tokio::spawn(async move {
+            let (s2, c2, d2) = (Arc::clone(&shared), Arc::clone(&work.client), datagram.clone());
+            let result = tokio::task::spawn_blocking(move || decide(&s2, &c2, &d2, source, true)).await;
+            match result {
+                Ok(Outcome::Reply(reply)) => {
+                    shared.pending.fetch_sub(1, Ordering::AcqRel);
+                    answer(&shared, &work, &socket, source, reply).await;
+                }
+                // The request stays in flight (retransmits are discarded) until the
+                // push is answered; `settle` sends the reply and releases the slot.
+                Ok(Outcome::Push(push)) => {
+                    super::push::settle(shared, push, datagram, source, socket, work.id, work.auth).await;
+                }
+                _ => {
+                    shared.pending.fetch_sub(1, Ordering::AcqRel);
                     lock(&shared.cache).abandon(source, work.id, work.auth);
                 }
-                continue;
             }
-            let (shared, socket, datagram) = (Arc::clone(&shared), Arc::clone(&socket), datagram.to_vec());
-            tokio::spawn(async move {
-                let (s2, d2) = (Arc::clone(&shared), datagram.clone());
-                let result = tokio::task::spawn_blocking(move || decide(&s2, &d2, source, true)).await;
-                match result {
-                    Ok(Outcome::Reply(reply)) => {
-                        shared.pending.fetch_sub(1, Ordering::AcqRel);
-                        lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
-                        let _ = socket.send_to(&reply, source).await;
-                    }
-                    // The request stays in flight (retransmits are discarded) until the
-                    // push is answered; `settle` sends the reply and releases the slot.
-                    Ok(Outcome::Push(push)) => {
-                        super::push::settle(shared, push, datagram, source, socket, work.id, work.auth).await;
-                    }
-                    _ => {
-                        shared.pending.fetch_sub(1, Ordering::AcqRel);
-                        lock(&shared.cache).abandon(source, work.id, work.auth);
-                    }
-                }
-            });
-        }
+        });
     }
+}
+
+/// Caches and sends a decided reply; an Access-Challenge is counted here (accepts and
+/// rejects are counted where they are decided).
+async fn answer(shared: &AuthShared, work: &Work, socket: &UdpSocket, source: SocketAddr, reply: Vec<u8>) {
+    if reply.first() == Some(&Code::AccessChallenge.to_u8()) {
+        work.client.counters.bump(Reason::AccessChallenge);
+    }
+    lock(&shared.cache).answered(Instant::now(), source, work.id, work.auth, reply.clone());
+    let _ = socket.send_to(&reply, source).await;
 }
 
 struct Work {
     id: Identifier,
     auth: Authenticator,
+    /// The client, with the secret the request verified with.
+    client: Arc<Client>,
 }
 
 /// Cheap checks on the receiving task; `Some` when the request needs a decision.
@@ -113,7 +120,7 @@ async fn accept(shared: &AuthShared, datagram: &[u8], source: SocketAddr, socket
         count(client, Reason::UnsupportedCode, source, &RadiusError::UnknownCode(packet.code().to_u8()));
         return None;
     }
-    let request = match VerifiedRequest::verify(packet, &client.secret, client.verify) {
+    let (request, client) = match client.check(packet, client.verify) {
         Ok(r) => r,
         Err(e) => {
             count(client, Reason::BadMessageAuthenticator, source, &e);
@@ -132,7 +139,7 @@ async fn accept(shared: &AuthShared, datagram: &[u8], source: SocketAddr, socket
     let (id, auth) = (request.identifier(), request.authenticator());
     let lookup = lock(&shared.cache).lookup(Instant::now(), source, id, auth);
     match lookup {
-        Lookup::New => Some(Work { id, auth }),
+        Lookup::New => Some(Work { id, auth, client: Arc::clone(client) }),
         Lookup::InFlight => {
             client.counters.bump(Reason::DuplicateInFlight);
             None

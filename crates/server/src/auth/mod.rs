@@ -31,7 +31,7 @@ mod policy;
 pub mod push;
 mod reply;
 
-pub use context::AuthShared;
+pub use context::{AuthShared, LiveAuth};
 pub use conversations::EapTable;
 pub use listener::{RECEIVERS_PER_SOCKET, serve};
 pub use reply::{encode_reply_attribute, validate_replies};

@@ -35,11 +35,17 @@ fn method_of(packet: &Packet<'_>) -> Option<Method> {
     }
 }
 
-/// Decides one verified, new Access-Request. Without `allow_slow` it refuses to run an
-/// Argon2 verification, a directory call or the second factor and says so, so the
-/// caller can move the work off the I/O task.
-pub(crate) fn decide(shared: &AuthShared, datagram: &[u8], source: SocketAddr, allow_slow: bool) -> Outcome {
-    let Some(client) = shared.clients.lookup(source.ip().to_canonical()) else { return Outcome::Dropped };
+/// Decides one verified, new Access-Request from `client` (with the secret it was
+/// verified with). Without `allow_slow` it refuses to run an Argon2 verification, a
+/// directory call or the second factor and says so, so the caller can move the work
+/// off the I/O task.
+pub(crate) fn decide(
+    shared: &AuthShared,
+    client: &Client,
+    datagram: &[u8],
+    source: SocketAddr,
+    allow_slow: bool,
+) -> Outcome {
     let Ok(packet) = Packet::decode(datagram) else { return Outcome::Dropped };
     if packet.has_attribute(attr::EAP_MESSAGE) {
         // TLS handshakes and directory lookups do not belong on the I/O task.

@@ -24,7 +24,7 @@ use sha2::Sha256;
 use tokio::net::UdpSocket;
 
 use super::audit::{audit, second_factor_outcome};
-use super::context::AuthShared;
+use super::context::{AuthShared, LiveAuth};
 use super::factor::Mfa;
 use crate::clients::Reason;
 use crate::config::FailMode;
@@ -336,7 +336,7 @@ fn escape(s: &str) -> String {
 }
 
 /// The HTTP routes: approval pages and a health check.
-pub fn router(shared: Arc<AuthShared>) -> axum::Router {
+pub fn router(shared: Arc<LiveAuth>) -> axum::Router {
     axum::Router::new()
         .route("/health", axum::routing::get(|| async { "ok\n" }))
         .route("/mfa/push/{id}", axum::routing::get(page))
@@ -346,7 +346,8 @@ pub fn router(shared: Arc<AuthShared>) -> axum::Router {
         .with_state(shared)
 }
 
-async fn page(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+async fn page(State(live): State<Arc<LiveAuth>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+    let shared = live.load();
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     if !verify(&mfa.key(), &id, &q.sig) {
         return Html(format!("{PAGE}<p>This link is not valid.</p>"));
@@ -415,21 +416,24 @@ async fn decide(
 }
 
 async fn approve(
-    State(shared): State<Arc<AuthShared>>,
+    State(live): State<Arc<LiveAuth>>,
     Path(id): Path<String>,
     Query(q): Query<Signed>,
     body: String,
 ) -> Html<String> {
+    let shared = live.load();
     // The form's only field: `number=<digits>` (URL-encoded digits are themselves).
     let typed = body.split('&').find_map(|kv| kv.strip_prefix("number=")).map(str::to_string);
     decide(shared, id, q.sig, "approved", typed).await
 }
 
-async fn deny(State(shared): State<Arc<AuthShared>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+async fn deny(State(live): State<Arc<LiveAuth>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
+    let shared = live.load();
     decide(shared, id, q.sig, "denied", None).await
 }
 
-async fn enrol_page(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
+async fn enrol_page(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> Html<String> {
+    let shared = live.load();
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     let db = Arc::clone(&mfa.db);
     let hash = super::factor::enrol_token_hash(&token);
@@ -449,7 +453,8 @@ const INVALID_LINK: &str = "This enrolment link is not valid (used, expired or u
 const ALREADY_ENROLLED: &str =
     "This account already has a second factor. Ask an administrator to reset it before enrolling a new one.";
 
-async fn enrol(State(shared): State<Arc<AuthShared>>, Path(token): Path<String>) -> Html<String> {
+async fn enrol(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> Html<String> {
+    let shared = live.load();
     let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
     let db = Arc::clone(&mfa.db);
     let hash = super::factor::enrol_token_hash(&token);
