@@ -61,7 +61,7 @@ fn session_json(s: &Session) -> Value {
         "started_at": rfc3339(s.started_at),
         "stopped_at": s.stopped_at.map(rfc3339),
         "updated_at": rfc3339(s.updated_at),
-        "status": if s.open { "open" } else { "closed" },
+        "status": session_status(s),
         "session_time": s.session_time,
         "input_octets": s.input_octets,
         "output_octets": s.output_octets,
@@ -71,6 +71,15 @@ fn session_json(s: &Session) -> Value {
         "details": s.details,
         "location": s.location,
     })
+}
+
+/// `open`, `stale` (no accounting for too long, not counted as open) or `closed`.
+fn session_status(s: &Session) -> &'static str {
+    match (s.open, s.stale) {
+        (true, _) => "open",
+        (false, true) => "stale",
+        (false, false) => "closed",
+    }
 }
 
 pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()> {
@@ -92,7 +101,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                         s.framed_ip.clone().or_else(|| s.framed_ipv6.clone()).unwrap_or_default(),
                         rfc3339(s.started_at),
                         s.stopped_at.map(rfc3339).unwrap_or_default(),
-                        if s.open { "open" } else { "closed" }.into(),
+                        session_status(s).into(),
                         s.input_octets.map(|v| v.to_string()).unwrap_or_default(),
                         s.output_octets.map(|v| v.to_string()).unwrap_or_default(),
                         s.terminate_cause.clone().unwrap_or_default(),

@@ -340,3 +340,79 @@ fn ipv6_listener_and_client_network() {
     assert_eq!(v[0]["nas"], "2001:db8::1");
     assert_eq!(v[0]["client_ip"], "2001:db8:8000::5");
 }
+
+fn send(s: &Server, body: &str) {
+    let (ok, out) = radclient(s.addr(), "acct", SECRET, body);
+    assert!(ok && out.contains("Received Accounting-Response"), "{body}: {out}");
+}
+
+#[test]
+fn accounting_on_with_only_nas_ip_closes_sessions_recorded_under_the_nas_identifier() {
+    let s = Server::start("");
+    send(
+        &s,
+        "Acct-Status-Type = Start\nUser-Name = \"dana\"\nNAS-Identifier = \"vpn-gw-1\"\nNAS-IP-Address = 10.0.0.1\nAcct-Session-Id = \"d-1\"\n",
+    );
+    send(
+        &s,
+        "Acct-Status-Type = Start\nUser-Name = \"eric\"\nNAS-Identifier = \"vpn-gw-2\"\nNAS-IP-Address = 10.0.0.2\nAcct-Session-Id = \"e-1\"\n",
+    );
+    s.sessions_until(&[], |v| v.len() == 2);
+    send(&s, "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 10.0.0.1\n");
+    let v = s.sessions_until(&["--user", "dana"], |v| v.first().is_some_and(|x| x["status"] == "closed"));
+    assert_eq!(v[0]["nas"], "vpn-gw-1");
+    assert_eq!(v[0]["status"], "closed", "{v:?}");
+    assert_eq!(v[0]["terminate_cause"], "NAS-Reboot");
+    let other = s.sessions_until(&["--user", "eric"], |v| !v.is_empty());
+    assert_eq!(other[0]["status"], "open", "another NAS's sessions stay open: {other:?}");
+}
+
+#[test]
+fn interim_keeps_the_start_time_and_without_a_start_derives_it_from_session_time() {
+    let s = Server::start("");
+    let t0: i64 = 1_767_571_200;
+    let common = "User-Name = \"fay\"\nNAS-IP-Address = 10.0.0.1\n";
+    send(&s, &format!("Acct-Status-Type = Start\n{common}Acct-Session-Id = \"f-1\"\nEvent-Timestamp = {t0}\n"));
+    // The NAS counts session time from before its Start (authentication, tunnel set-up).
+    send(
+        &s,
+        &format!(
+            "Acct-Status-Type = Interim-Update\n{common}Acct-Session-Id = \"f-1\"\nEvent-Timestamp = {}\nAcct-Session-Time = 900\n",
+            t0 + 600
+        ),
+    );
+    send(
+        &s,
+        &format!(
+            "Acct-Status-Type = Interim-Update\n{common}Acct-Session-Id = \"f-2\"\nEvent-Timestamp = {}\nAcct-Session-Time = 300\n",
+            t0 + 600
+        ),
+    );
+    let v = s.sessions_until(&[], |v| v.len() == 2 && v.iter().all(|x| x["session_time"].is_number()));
+    let started = |id: &str| v.iter().find(|x| x["session_id"] == id).map(|x| x["started_at"].clone()).unwrap();
+    assert_eq!(started("f-1"), "2026-01-05T00:00:00Z", "{v:?}");
+    assert_eq!(started("f-2"), "2026-01-05T00:05:00Z", "{v:?}");
+}
+
+#[test]
+fn a_silent_session_goes_stale_leaves_the_open_list_and_a_later_stop_closes_it() {
+    let mut s = Server::start("");
+    s.stop();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace("data_dir = \"data\"\n", "data_dir = \"data\"\nstale_after_seconds = 2\n"))
+        .unwrap();
+    s.spawn();
+    let common = "User-Name = \"gus\"\nNAS-IP-Address = 10.0.0.1\nAcct-Session-Id = \"g-1\"\n";
+    send(&s, &format!("Acct-Status-Type = Start\n{common}"));
+    let v = s.sessions_until(&[], |v| v.first().is_some_and(|x| x["status"] == "stale"));
+    assert_eq!(v[0]["status"], "stale", "{v:?}");
+    assert!(v[0]["stopped_at"].is_null());
+    let open = s.sessions_until(&["--open"], |v| v.is_empty());
+    assert!(open.is_empty(), "a stale session is not open: {open:?}");
+    let table = s.cli(&["sessions"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("stale"));
+    send(&s, &format!("Acct-Status-Type = Stop\n{common}Acct-Session-Time = 30\n"));
+    let v = s.sessions_until(&[], |v| v.first().is_some_and(|x| x["status"] == "closed"));
+    assert_eq!(v[0]["status"], "closed", "{v:?}");
+    assert!(v[0]["stopped_at"].is_string());
+}
