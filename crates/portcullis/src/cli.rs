@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Portcullis guards a company's VPN: it records every VPN session from RADIUS
 /// accounting, durably, on-premises.
+/// Every command that reads a configuration finds it the same way: `--config`, else
+/// `$PORTCULLIS_CONFIG`, else `/etc/portcullis/portcullis.toml`, else the demo.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about)]
 pub(crate) struct Cli {
@@ -116,7 +118,7 @@ pub(crate) enum Command {
     /// Validate a configuration file and exit.
     CheckConfig {
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// List recorded VPN sessions, most recent first.
     Sessions {
@@ -165,8 +167,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
-    /// Manage local users (the built-in user store).
-    User {
+    /// Manage local accounts (the built-in user store). Formerly `user`.
+    #[command(alias = "user")]
+    Accounts {
         #[command(subcommand)]
         command: UserCommand,
     },
@@ -192,8 +195,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Entity profiles: locations, addresses, devices, timeline.
-    Users {
+    /// Entity profiles: locations, addresses, devices, timeline. Formerly `users`.
+    #[command(alias = "users")]
+    Profiles {
         #[command(subcommand)]
         command: UsersCommand,
     },
@@ -218,7 +222,8 @@ pub(crate) enum Command {
         /// File format (guessed from the first line by default).
         #[arg(long, value_enum, default_value = "auto")]
         input: ReplayFormat,
-        /// Vendor adapter for accounting records (rras, cisco-asa, f5, ...).
+        /// Vendor adapter for accounting records, spelt as `[[client]] vendor`: generic,
+        /// microsoft, cisco-asa, f5, checkpoint, fortinet or palo-alto.
         #[arg(long, default_value = "generic")]
         vendor: String,
         /// Print the alerts as JSON lines instead of storing anything.

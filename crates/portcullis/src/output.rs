@@ -233,6 +233,15 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// `value` when it is one of `valid`, else an error naming the option and every valid
+/// value.
+pub(crate) fn one_of(option: &str, value: &str, valid: &[&str]) -> anyhow::Result<()> {
+    if valid.contains(&value) {
+        return Ok(());
+    }
+    anyhow::bail!("{option} {value:?} is not one of: {}", valid.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,7 +105,18 @@ pub(crate) fn run_user(
             println!("user {} groups: {}", user.name, user.groups.join(", "));
         }
         UserCommand::List { config, format } => {
-            let users = open(config.as_ref())?;
+            let config = load(config.as_ref())?;
+            if !config.storage.data_dir.join("users.db").exists() {
+                // Listing must not create an empty database where the server keeps none.
+                match format {
+                    Format::Json => println!("[]"),
+                    Format::Table => {
+                        println!("no local accounts (no users.db in {})", config.storage.data_dir.display());
+                    }
+                }
+                return Ok(());
+            }
+            let users = SqliteUsers::open(&config.storage.data_dir)?;
             let list = users.users()?;
             match format {
                 Format::Json => {
@@ -173,9 +184,7 @@ pub(crate) fn run_auth_log(
     format: Format,
 ) -> Result<()> {
     if let Some(r) = &result {
-        if r != "accept" && r != "reject" && r != "challenge" {
-            bail!("--result takes accept, reject or challenge");
-        }
+        output::one_of("--result", r, &["accept", "reject", "challenge"])?;
     }
     let since_ms = since.map(|s| output::parse_time(&s, super::now_unix())).transpose()?.map(|s| s * 1000);
     let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;

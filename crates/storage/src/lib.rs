@@ -32,6 +32,8 @@ pub enum StorageError {
     Database(#[from] rusqlite::Error),
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("no database in {path} yet (has the server run?)")]
+    NoDatabase { path: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]

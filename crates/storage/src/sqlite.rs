@@ -229,10 +229,7 @@ impl SqliteStore {
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
         let path = data_dir.join("portcullis.db");
         if !path.exists() {
-            return Err(StorageError::DataDir {
-                path: path.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet (has the server run?)"),
-            });
+            return Err(StorageError::NoDatabase { path: data_dir.display().to_string() });
         }
         let conn = Connection::open_with_flags(
             &path,
