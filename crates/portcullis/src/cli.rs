@@ -133,6 +133,8 @@ pub(crate) enum Command {
         /// Sessions still active at or after TIME: RFC 3339, a date (2026-11-21), or an age (90m, 12h, 7d).
         #[arg(long)]
         since: Option<String>,
+        #[command(flatten)]
+        pivot: Pivot,
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
@@ -185,6 +187,8 @@ pub(crate) enum Command {
         /// RFC 3339, a date, or an age (90m, 12h, 7d).
         #[arg(long)]
         since: Option<String>,
+        #[command(flatten)]
+        pivot: Pivot,
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
@@ -255,6 +259,38 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// Filters to pivot on, shared by `sessions` and `auth-log`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Pivot {
+    /// The client's public address (sessions) or Calling-Station-Id (auth-log).
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Two-letter country code of that address (DE, US, ...).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// NAS-Identifier or NAS-IP-Address.
+    #[arg(long)]
+    pub nas: Option<String>,
+}
+
+impl Pivot {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ip.is_none() && self.country.is_none() && self.nas.is_none()
+    }
+
+    /// Whether a record from `ip`, at `location`, through a NAS named any of `nas`, passes.
+    pub(crate) fn matches(&self, ip: Option<&str>, location: Option<&portcullis_geo::Location>, nas: &[&str]) -> bool {
+        let ip_ok = self.ip.is_none_or(|want| {
+            ip.and_then(portcullis_accounting::parse_endpoint).is_some_and(|i| i.to_canonical() == want.to_canonical())
+        });
+        let country_ok = self.country.as_deref().is_none_or(|want| {
+            location.and_then(|l| l.country.as_deref()).is_some_and(|c| c.eq_ignore_ascii_case(want))
+        });
+        let nas_ok = self.nas.as_deref().is_none_or(|want| nas.contains(&want));
+        ip_ok && country_ok && nas_ok
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -188,12 +188,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions { config, user, open, since, limit, format } => {
+        Command::Sessions { config, user, open, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
             let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-            let q = portcullis_storage::SessionQuery { user, open_only: open, since, limit, ..Default::default() };
-            let sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            let store_limit = if pivot.is_empty() { limit } else { None };
+            let q = portcullis_storage::SessionQuery {
+                user,
+                open_only: open,
+                since,
+                limit: store_limit,
+                ..Default::default()
+            };
+            let mut sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            sessions.retain(|s| {
+                let nas = [s.nas.as_str(), s.nas_ip.as_deref().unwrap_or("")];
+                pivot.matches(s.client_ip.as_deref(), s.location.as_ref(), &nas)
+            });
+            sessions.truncate(limit.unwrap_or(usize::MAX));
             output::print_sessions(&sessions, format)
         }
         Command::Stats { config, format } => {
@@ -256,9 +268,9 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Accounts { command } => users::run_user(command, load),
-        Command::AuthLog { config, user, result, since, limit, format } => {
+        Command::AuthLog { config, user, result, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
-            users::run_auth_log(&config, user, result, since, limit, format)
+            users::run_auth_log(&config, user, result, since, &pivot, limit, format)
         }
         Command::Policy { command } => {
             let crate::cli::PolicyCommand::Test { config, .. } = &command;

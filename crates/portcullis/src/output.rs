@@ -97,6 +97,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                         s.nas.clone(),
                         s.session_id.clone().unwrap_or_default(),
                         s.client_ip.clone().unwrap_or_default(),
+                        s.device.clone().unwrap_or_default(),
                         s.location.as_ref().map(|l| l.label()).unwrap_or_default(),
                         s.framed_ip.clone().or_else(|| s.framed_ipv6.clone()).unwrap_or_default(),
                         rfc3339(s.started_at),
@@ -114,6 +115,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                     "NAS",
                     "SESSION",
                     "CLIENT IP",
+                    "DEVICE",
                     "LOCATION",
                     "FRAMED IP",
                     "STARTED",
@@ -216,7 +218,7 @@ pub(crate) fn print_dictionary_entry(dict: &Dictionary, key: &str) -> Result<()>
     Ok(())
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {

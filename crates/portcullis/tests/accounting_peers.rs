@@ -416,3 +416,51 @@ fn a_silent_session_goes_stale_leaves_the_open_list_and_a_later_stop_closes_it()
     assert_eq!(v[0]["status"], "closed", "{v:?}");
     assert!(v[0]["stopped_at"].is_string());
 }
+
+#[test]
+fn sessions_and_auth_log_show_device_station_and_pivot_by_address_and_nas() {
+    let s = Server::start("vendor = \"microsoft\"\n");
+    for (user, nas, ip, device) in
+        [("hank", "10.0.0.1", "198.51.100.7", "HANK-PC"), ("iris", "10.0.0.2", "203.0.113.9", "IRIS-PC")]
+    {
+        send(
+            &s,
+            &format!(
+                "Acct-Status-Type = Start\nUser-Name = \"{user}\"\nNAS-IP-Address = {nas}\nAcct-Session-Id = \"{user}-1\"\nCalling-Station-Id = \"{ip}\"\nTunnel-Client-Endpoint:0 = \"{ip}\"\nMS-Machine-Name = \"{device}\"\n"
+            ),
+        );
+    }
+    s.sessions_until(&[], |v| v.len() == 2);
+    let by_ip = s.sessions_until(&["--ip", "203.0.113.9"], |v| v.len() == 1);
+    assert_eq!(by_ip.len(), 1, "{by_ip:?}");
+    assert_eq!(by_ip[0]["user"], "iris");
+    let by_nas = s.sessions_until(&["--nas", "10.0.0.1"], |v| v.len() == 1);
+    assert_eq!((by_nas.len(), &by_nas[0]["user"]), (1, &serde_json::json!("hank")), "{by_nas:?}");
+    let none = s.sessions_until(&["--country", "ZZ"], |v| v.is_empty());
+    assert!(none.is_empty(), "{none:?}");
+    let table = String::from_utf8_lossy(&s.cli(&["sessions"]).stdout).to_string();
+    assert!(table.starts_with("USER") && table.contains("DEVICE") && table.contains("HANK-PC"), "{table}");
+
+    let (_, out) = radclient(
+        s.auth_addr(),
+        "auth",
+        SECRET,
+        "User-Name = \"nobody\"\nUser-Password = \"x\"\nCalling-Station-Id = \"198.51.100.7\"\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Access-Reject"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let table = loop {
+        let t = String::from_utf8_lossy(&s.cli(&["auth-log", "--ip", "198.51.100.7"]).stdout).to_string();
+        if t.contains("nobody") || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(table.starts_with("TIME") && table.contains("CALLING STATION") && table.contains("LOCATION"), "{table}");
+    assert!(table.contains("198.51.100.7") && table.contains("nobody"), "{table}");
+    let other = String::from_utf8_lossy(&s.cli(&["auth-log", "--ip", "203.0.113.9"]).stdout).to_string();
+    assert!(!other.contains("nobody"), "{other}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_slice(&s.cli(&["auth-log", "--format", "json"]).stdout).unwrap();
+    assert!(json[0].as_object().unwrap().contains_key("location"), "{json:?}");
+}
