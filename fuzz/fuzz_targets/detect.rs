@@ -63,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
             ip: Some(std::net::IpAddr::from([chunk[6], chunk[7] % 4, 0, 1])),
             device: (chunk[8] % 3 != 0).then(|| format!("d{}", chunk[8] % 5)),
             nas: Some(format!("n{}", chunk[9] % 2)),
+            nas_ip: (chunk[9] & 8 != 0).then(|| std::net::IpAddr::from([192, 0, 2, chunk[9] % 2])),
             session: (chunk[9] & 4 != 0).then(|| format!("s{}", chunk[9] % 9)),
             reason: Some(REASONS[usize::from(chunk[10] % 6)].into()),
             location: location(chunk[10] >> 3, chunk[11]),

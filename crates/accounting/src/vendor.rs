@@ -23,6 +23,10 @@ pub enum Vendor {
 }
 
 impl Vendor {
+    /// Every adapter.
+    pub const ALL: [Self; 7] =
+        [Self::Generic, Self::Microsoft, Self::CiscoAsa, Self::F5, Self::Checkpoint, Self::Fortinet, Self::PaloAlto];
+
     /// The configuration spelling.
     pub fn name(self) -> &'static str {
         match self {
@@ -38,9 +42,7 @@ impl Vendor {
 
     /// Parses the configuration spelling.
     pub fn from_name(s: &str) -> Option<Self> {
-        [Self::Generic, Self::Microsoft, Self::CiscoAsa, Self::F5, Self::Checkpoint, Self::Fortinet, Self::PaloAlto]
-            .into_iter()
-            .find(|v| v.name() == s)
+        Self::ALL.into_iter().find(|v| v.name() == s)
     }
 }
 

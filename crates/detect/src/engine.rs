@@ -99,6 +99,7 @@ struct Fix {
 struct Open {
     session: u64,
     nas: u64,
+    nas_ip: Option<u64>,
     device: Option<u64>,
     start: i64,
     fix: Option<Fix>,
@@ -422,6 +423,7 @@ impl Engine {
         let fix = self.fix_of(event, place).filter(|_| !egress && !location.internal);
         let session = event.session.as_deref().map(|s| self.hash(s)).unwrap_or_else(|| self.hash(&event.identity()));
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
+        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
         let device = event.device.as_deref().map(clip).filter(|d| !d.is_empty());
         let device_hash = device.map(|d| self.hash(d));
         let config = std::sync::Arc::clone(&self.config);
@@ -590,7 +592,7 @@ impl Engine {
         if state.open.len() >= MAX_OPEN {
             state.open.remove(0);
         }
-        state.open.push(Open { session, nas, device: device_hash, start: event.time, fix });
+        state.open.push(Open { session, nas, nas_ip, device: device_hash, start: event.time, fix });
         if let Some(c) = new_cc {
             *self.org_countries.entry(c).or_insert(0) += 1;
         }
@@ -672,8 +674,9 @@ impl Engine {
 
     fn nas_reset(&mut self, event: &Event) {
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
+        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
         for state in self.users.values_mut() {
-            state.open.retain(|o| o.nas != nas || o.start > event.time);
+            state.open.retain(|o| (o.nas != nas && (nas_ip.is_none() || o.nas_ip != nas_ip)) || o.start > event.time);
         }
     }
 
@@ -1039,6 +1042,7 @@ mod tests {
             ip: Some(ip.parse().unwrap()),
             device: Some(device.into()),
             nas: Some("gw".into()),
+            nas_ip: None,
             session: Some(session.into()),
             reason: None,
             location: Some(l),
@@ -1053,6 +1057,7 @@ mod tests {
             ip: Some(ip.parse().unwrap()),
             device: None,
             nas: None,
+            nas_ip: None,
             session: None,
             reason: reason.map(Into::into),
             location: None,
@@ -1194,6 +1199,25 @@ mod tests {
         stop.kind = EventKind::VpnStop;
         let a = e.ingest_all(&[stop, start(T0 + 20 * 3600, "d", "198.51.100.1", "PC", ny, "2")]);
         assert!(a.iter().all(|a| a.kind != AlertKind::ConcurrentSessions));
+    }
+
+    #[test]
+    fn a_nas_reset_by_address_ends_sessions_named_by_identifier() {
+        let mut e = Engine::new(Config::default());
+        let mut first = start(T0, "d", "192.0.2.1", "LT", berlin(), "1");
+        first.nas_ip = Some("192.0.2.10".parse().unwrap());
+        let reset = Event {
+            kind: EventKind::NasReset,
+            user: String::new(),
+            nas: Some("192.0.2.10".into()),
+            nas_ip: Some("192.0.2.10".parse().unwrap()),
+            session: None,
+            location: None,
+            ..start(T0 + 3600, "", "192.0.2.1", "", berlin(), "")
+        };
+        let ny = loc("US", "New York", 40.71, -74.0, Some(50), 64510);
+        let a = e.ingest_all(&[first, reset, start(T0 + 20 * 3600, "d", "198.51.100.1", "PC", ny, "2")]);
+        assert!(a.iter().all(|a| a.kind != AlertKind::ConcurrentSessions), "{a:?}");
     }
 
     #[test]

@@ -52,6 +52,10 @@ pub struct Event {
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nas: Option<String>,
+    /// The NAS's NAS-IP-Address, when it sent one: an Accounting-On/Off naming the NAS
+    /// by address ends the sessions recorded under its NAS-Identifier, and the reverse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nas_ip: Option<IpAddr>,
     /// Stable session key (accounting) — identifies the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

@@ -286,6 +286,7 @@ impl Gen {
             ip: None,
             device: None,
             nas: Some("vpn-gw".into()),
+            nas_ip: None,
             session: None,
             reason: None,
             location: None,

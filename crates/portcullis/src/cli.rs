@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Portcullis guards a company's VPN: it records every VPN session from RADIUS
 /// accounting, durably, on-premises.
+/// Every command that reads a configuration finds it the same way: `--config`, else
+/// `$PORTCULLIS_CONFIG`, else `/etc/portcullis/portcullis.toml`, else the demo.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about)]
 pub(crate) struct Cli {
@@ -116,7 +118,7 @@ pub(crate) enum Command {
     /// Validate a configuration file and exit.
     CheckConfig {
         #[arg(long)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// List recorded VPN sessions, most recent first.
     Sessions {
@@ -131,6 +133,8 @@ pub(crate) enum Command {
         /// Sessions still active at or after TIME: RFC 3339, a date (2026-11-21), or an age (90m, 12h, 7d).
         #[arg(long)]
         since: Option<String>,
+        #[command(flatten)]
+        pivot: Pivot,
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
@@ -176,8 +180,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
-    /// Manage local users (the built-in user store).
-    User {
+    /// Manage local accounts (the built-in user store). Formerly `user`.
+    #[command(alias = "user")]
+    Accounts {
         #[command(subcommand)]
         command: UserCommand,
     },
@@ -193,6 +198,8 @@ pub(crate) enum Command {
         /// RFC 3339, a date, or an age (90m, 12h, 7d).
         #[arg(long)]
         since: Option<String>,
+        #[command(flatten)]
+        pivot: Pivot,
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, value_enum, default_value = "table")]
@@ -203,8 +210,9 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Entity profiles: locations, addresses, devices, timeline.
-    Users {
+    /// Entity profiles: locations, addresses, devices, timeline. Formerly `users`.
+    #[command(alias = "users")]
+    Profiles {
         #[command(subcommand)]
         command: UsersCommand,
     },
@@ -229,7 +237,8 @@ pub(crate) enum Command {
         /// File format (guessed from the first line by default).
         #[arg(long, value_enum, default_value = "auto")]
         input: ReplayFormat,
-        /// Vendor adapter for accounting records (rras, cisco-asa, f5, ...).
+        /// Vendor adapter for accounting records, spelt as `[[client]] vendor`: generic,
+        /// microsoft, cisco-asa, f5, checkpoint, fortinet or palo-alto.
         #[arg(long, default_value = "generic")]
         vendor: String,
         /// Print the alerts as JSON lines instead of storing anything.
@@ -261,6 +270,38 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+/// Filters to pivot on, shared by `sessions` and `auth-log`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Pivot {
+    /// The client's public address (sessions) or Calling-Station-Id (auth-log).
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// Two-letter country code of that address (DE, US, ...).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// NAS-Identifier or NAS-IP-Address.
+    #[arg(long)]
+    pub nas: Option<String>,
+}
+
+impl Pivot {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ip.is_none() && self.country.is_none() && self.nas.is_none()
+    }
+
+    /// Whether a record from `ip`, at `location`, through a NAS named any of `nas`, passes.
+    pub(crate) fn matches(&self, ip: Option<&str>, location: Option<&portcullis_geo::Location>, nas: &[&str]) -> bool {
+        let ip_ok = self.ip.is_none_or(|want| {
+            ip.and_then(portcullis_accounting::parse_endpoint).is_some_and(|i| i.to_canonical() == want.to_canonical())
+        });
+        let country_ok = self.country.as_deref().is_none_or(|want| {
+            location.and_then(|l| l.country.as_deref()).is_some_and(|c| c.eq_ignore_ascii_case(want))
+        });
+        let nas_ok = self.nas.as_deref().is_none_or(|want| nas.contains(&want));
+        ip_ok && country_ok && nas_ok
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

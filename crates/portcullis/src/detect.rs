@@ -157,8 +157,15 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
     match command {
         AlertsCommand::List { config, status, user, kind, limit, format } => {
             let config = load(config.as_ref())?;
-            let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
             let user = user.map(|u| portcullis_accounting::canonical_user(&u));
+            if let Some(s) = status.as_deref() {
+                crate::output::one_of("--status", s, &portcullis_storage::ALERT_STATUSES)?;
+            }
+            if let Some(k) = kind.as_deref() {
+                let kinds: Vec<&str> = portcullis_detect::AlertKind::ALL.iter().map(|k| k.name()).collect();
+                crate::output::one_of("--kind", k, &kinds)?;
+            }
+            let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
             let alerts = store.alerts(&AlertQuery { status, user, kind, limit })?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
@@ -249,8 +256,10 @@ pub(crate) fn replay(
     vendor: &str,
     dry_run: bool,
 ) -> Result<()> {
-    let vendor =
-        portcullis_accounting::Vendor::from_name(vendor).with_context(|| format!("unknown vendor {vendor:?}"))?;
+    let vendor = portcullis_accounting::Vendor::from_name(vendor).with_context(|| {
+        let names: Vec<_> = portcullis_accounting::Vendor::ALL.iter().map(|v| v.name()).collect();
+        format!("unknown vendor {vendor:?} (one of {}, as in [[client]] vendor)", names.join(", "))
+    })?;
     let dict = crate::load_dictionary(config)?;
     let format = match input {
         ReplayFormat::Auto => None,

@@ -45,10 +45,65 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Where the configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ConfigSource {
+    /// `--config`.
+    Explicit(PathBuf),
+    /// `$PORTCULLIS_CONFIG`.
+    Environment(PathBuf),
+    /// The system-wide file, which exists.
+    System(PathBuf),
+    /// None of them: the demo configuration.
+    Demo,
+}
+
+/// The system-wide configuration file, used when neither `--config` nor
+/// `$PORTCULLIS_CONFIG` names one.
+const SYSTEM_CONFIG: &str = "/etc/portcullis/portcullis.toml";
+
+/// `--config`, else `$PORTCULLIS_CONFIG` (when set and not empty), else `system` when it
+/// exists, else the demo.
+fn discover(
+    explicit: Option<&PathBuf>,
+    environment: Option<std::ffi::OsString>,
+    system: &std::path::Path,
+) -> ConfigSource {
+    if let Some(path) = explicit {
+        return ConfigSource::Explicit(path.clone());
+    }
+    if let Some(path) = environment.filter(|p| !p.is_empty()) {
+        return ConfigSource::Environment(PathBuf::from(path));
+    }
+    if system.exists() {
+        return ConfigSource::System(system.to_path_buf());
+    }
+    ConfigSource::Demo
+}
+
+fn config_source(explicit: Option<&PathBuf>) -> ConfigSource {
+    discover(explicit, std::env::var_os("PORTCULLIS_CONFIG"), std::path::Path::new(SYSTEM_CONFIG))
+}
+
+/// Loads the configuration `config_source` finds, saying on standard error which one
+/// when it was not named with `--config`.
 fn load(config: Option<&PathBuf>) -> Result<Config> {
-    match config {
-        Some(path) => Config::load(path).map_err(anyhow::Error::from),
-        None => Ok(Config::demo()),
+    let source = config_source(config);
+    match &source {
+        ConfigSource::Explicit(_) => {}
+        ConfigSource::Environment(path) => {
+            eprintln!("using the configuration {} (from $PORTCULLIS_CONFIG)", path.display());
+        }
+        ConfigSource::System(path) => eprintln!("using the configuration {}", path.display()),
+        ConfigSource::Demo => eprintln!(
+            "using the demo configuration (no --config, no $PORTCULLIS_CONFIG, no {SYSTEM_CONFIG}; data in ./portcullis-data)"
+        ),
+    }
+    match source {
+        ConfigSource::Explicit(path) | ConfigSource::Environment(path) | ConfigSource::System(path) => {
+            Config::load(&path).map_err(anyhow::Error::from)
+        }
+        ConfigSource::Demo => Ok(Config::demo()),
     }
 }
 
@@ -86,8 +141,12 @@ impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for EscapedFields {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => {
-            let demo = config.is_none();
-            let path = config.clone();
+            let source = config_source(config.as_ref());
+            let demo = source == ConfigSource::Demo;
+            let path = match source {
+                ConfigSource::Explicit(p) | ConfigSource::Environment(p) | ConfigSource::System(p) => Some(p),
+                ConfigSource::Demo => None,
+            };
             let mut config = load(config.as_ref())?;
             init_logging(&config);
             if demo {
@@ -111,7 +170,10 @@ fn run(cli: Cli) -> Result<()> {
             serve(&config, path.as_deref())
         }
         Command::CheckConfig { config } => {
-            let config = Config::load(&config)?;
+            if config_source(config.as_ref()) == ConfigSource::Demo {
+                bail!("no configuration to check: give --config or set $PORTCULLIS_CONFIG (or write {SYSTEM_CONFIG})");
+            }
+            let config = load(config.as_ref())?;
             let peap = check(&config)?;
             println!(
                 "configuration is valid: {} accounting listener(s), {} client(s), data in {}",
@@ -129,12 +191,24 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions { config, user, open, since, limit, format } => {
+        Command::Sessions { config, user, open, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
             let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-            let q = portcullis_storage::SessionQuery { user, open_only: open, since, limit, ..Default::default() };
-            let sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            let store_limit = if pivot.is_empty() { limit } else { None };
+            let q = portcullis_storage::SessionQuery {
+                user,
+                open_only: open,
+                since,
+                limit: store_limit,
+                ..Default::default()
+            };
+            let mut sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            sessions.retain(|s| {
+                let nas = [s.nas.as_str(), s.nas_ip.as_deref().unwrap_or("")];
+                pivot.matches(s.client_ip.as_deref(), s.location.as_ref(), &nas)
+            });
+            sessions.truncate(limit.unwrap_or(usize::MAX));
             output::print_sessions(&sessions, format)
         }
         Command::Stats { config, format } => {
@@ -188,7 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             output::print_dictionary_entry(&dict, &key)
         }
         Command::Bench(args) => bench::run(&args),
-        Command::Users { command } => detect::users(command, load),
+        Command::Profiles { command } => detect::users(command, load),
         Command::Geo { command } => detect::geo(command, load),
         Command::Alerts { command } => detect::alerts(command, load),
         Command::Replay { files, config, input, vendor, dry_run } => {
@@ -212,10 +286,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("private_key = {:?}", files.private_key.display().to_string());
             Ok(())
         }
-        Command::User { command } => users::run_user(command, load),
-        Command::AuthLog { config, user, result, since, limit, format } => {
+        Command::Accounts { command } => users::run_user(command, load),
+        Command::AuthLog { config, user, result, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
-            users::run_auth_log(&config, user, result, since, limit, format)
+            users::run_auth_log(&config, user, result, since, &pivot, limit, format)
         }
         Command::Policy { command } => {
             let crate::cli::PolicyCommand::Test { config, .. } = &command;
@@ -346,5 +420,23 @@ fn reload(server: &portcullis_server::Server, path: Option<&std::path::Path>) {
         Err(e) => {
             tracing::error!("configuration reload refused; the running configuration stays in force: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configuration_is_found_in_the_documented_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let system = dir.path().join("portcullis.toml");
+        let explicit = PathBuf::from("/srv/a.toml");
+        let env = Some(std::ffi::OsString::from("/srv/b.toml"));
+        assert_eq!(discover(Some(&explicit), env.clone(), &system), ConfigSource::Explicit(explicit));
+        assert_eq!(discover(None, env, &system), ConfigSource::Environment("/srv/b.toml".into()));
+        assert_eq!(discover(None, Some("".into()), &system), ConfigSource::Demo);
+        std::fs::write(&system, "").unwrap();
+        assert_eq!(discover(None, None, &system), ConfigSource::System(system.clone()));
     }
 }

@@ -61,7 +61,7 @@ fn session_json(s: &Session) -> Value {
         "started_at": rfc3339(s.started_at),
         "stopped_at": s.stopped_at.map(rfc3339),
         "updated_at": rfc3339(s.updated_at),
-        "status": if s.open { "open" } else { "closed" },
+        "status": session_status(s),
         "session_time": s.session_time,
         "input_octets": s.input_octets,
         "output_octets": s.output_octets,
@@ -71,6 +71,15 @@ fn session_json(s: &Session) -> Value {
         "details": s.details,
         "location": s.location,
     })
+}
+
+/// `open`, `stale` (no accounting for too long, not counted as open) or `closed`.
+fn session_status(s: &Session) -> &'static str {
+    match (s.open, s.stale) {
+        (true, _) => "open",
+        (false, true) => "stale",
+        (false, false) => "closed",
+    }
 }
 
 pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()> {
@@ -88,11 +97,12 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                         s.nas.clone(),
                         s.session_id.clone().unwrap_or_default(),
                         s.client_ip.clone().unwrap_or_default(),
+                        s.device.clone().unwrap_or_default(),
                         s.location.as_ref().map(|l| l.label()).unwrap_or_default(),
                         s.framed_ip.clone().or_else(|| s.framed_ipv6.clone()).unwrap_or_default(),
                         rfc3339(s.started_at),
                         s.stopped_at.map(rfc3339).unwrap_or_default(),
-                        if s.open { "open" } else { "closed" }.into(),
+                        session_status(s).into(),
                         s.input_octets.map(|v| v.to_string()).unwrap_or_default(),
                         s.output_octets.map(|v| v.to_string()).unwrap_or_default(),
                         s.terminate_cause.clone().unwrap_or_default(),
@@ -105,6 +115,7 @@ pub(crate) fn print_sessions(sessions: &[Session], format: Format) -> Result<()>
                     "NAS",
                     "SESSION",
                     "CLIENT IP",
+                    "DEVICE",
                     "LOCATION",
                     "FRAMED IP",
                     "STARTED",
@@ -207,7 +218,7 @@ pub(crate) fn print_dictionary_entry(dict: &Dictionary, key: &str) -> Result<()>
     Ok(())
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -222,6 +233,15 @@ fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     for r in rows {
         line(r.clone());
     }
+}
+
+/// `value` when it is one of `valid`, else an error naming the option and every valid
+/// value.
+pub(crate) fn one_of(option: &str, value: &str, valid: &[&str]) -> anyhow::Result<()> {
+    if valid.contains(&value) {
+        return Ok(());
+    }
+    anyhow::bail!("{option} {value:?} is not one of: {}", valid.join(", "))
 }
 
 #[cfg(test)]

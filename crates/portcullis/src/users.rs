@@ -105,7 +105,18 @@ pub(crate) fn run_user(
             println!("user {} groups: {}", user.name, user.groups.join(", "));
         }
         UserCommand::List { config, format } => {
-            let users = open(config.as_ref())?;
+            let config = load(config.as_ref())?;
+            if !config.storage.data_dir.join("users.db").exists() {
+                // Listing must not create an empty database where the server keeps none.
+                match format {
+                    Format::Json => println!("[]"),
+                    Format::Table => {
+                        println!("no local accounts (no users.db in {})", config.storage.data_dir.display());
+                    }
+                }
+                return Ok(());
+            }
+            let users = SqliteUsers::open(&config.storage.data_dir)?;
             let list = users.users()?;
             match format {
                 Format::Json => {
@@ -169,17 +180,22 @@ pub(crate) fn run_auth_log(
     user: Option<String>,
     result: Option<String>,
     since: Option<String>,
+    pivot: &crate::cli::Pivot,
     limit: Option<usize>,
     format: Format,
 ) -> Result<()> {
     if let Some(r) = &result {
-        if r != "accept" && r != "reject" && r != "challenge" {
-            bail!("--result takes accept, reject or challenge");
-        }
+        output::one_of("--result", r, &["accept", "reject", "challenge"])?;
     }
     let since_ms = since.map(|s| output::parse_time(&s, super::now_unix())).transpose()?.map(|s| s * 1000);
     let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
-    let events = store.auth_events(&AuthQuery { user, decision: result, since_ms, limit, ..Default::default() })?;
+    let store_limit = if pivot.is_empty() { limit } else { None };
+    let mut events =
+        store.auth_events(&AuthQuery { user, decision: result, since_ms, limit: store_limit, ..Default::default() })?;
+    events.retain(|e| {
+        pivot.matches(e.calling_station_id.as_deref(), e.location.as_ref(), &[e.nas.as_str(), e.client.as_str()])
+    });
+    events.truncate(limit.unwrap_or(usize::MAX));
     match format {
         Format::Json => {
             let v: Vec<_> = events
@@ -200,25 +216,45 @@ pub(crate) fn run_auth_log(
                         "connection_request_policy": e.connection_request_policy,
                         "mfa": e.mfa,
                         "message": e.message,
+                        "location": e.location,
                     })
                 })
                 .collect();
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
         Format::Table => {
-            for e in &events {
-                println!(
-                    "{}  {:<16} {:<12} {:<8} {:<6} {:>3} {}  {}",
-                    output::rfc3339_ms(e.time_ms),
-                    e.user,
-                    e.nas,
-                    e.method,
-                    e.decision,
-                    e.reason_code,
-                    e.policy.as_deref().unwrap_or("-"),
-                    e.message
-                );
-            }
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        output::rfc3339_ms(e.time_ms),
+                        e.user.clone(),
+                        e.nas.clone(),
+                        e.calling_station_id.clone().unwrap_or_default(),
+                        e.location.as_ref().map(|l| l.label()).unwrap_or_default(),
+                        e.method.clone(),
+                        e.decision.clone(),
+                        e.reason_code.to_string(),
+                        e.policy.clone().unwrap_or_default(),
+                        e.message.clone(),
+                    ]
+                })
+                .collect();
+            output::print_table(
+                &[
+                    "TIME",
+                    "USER",
+                    "NAS",
+                    "CALLING STATION",
+                    "LOCATION",
+                    "METHOD",
+                    "RESULT",
+                    "REASON",
+                    "POLICY",
+                    "MESSAGE",
+                ],
+                &rows,
+            );
             println!("{} event(s)", events.len());
         }
     }

@@ -333,3 +333,127 @@ fn ipv6_listener_and_client_network() {
     assert_eq!(v[0]["nas"], "2001:db8::1");
     assert_eq!(v[0]["client_ip"], "2001:db8:8000::5");
 }
+
+fn send(s: &Server, body: &str) {
+    let (ok, out) = radclient(s.addr(), "acct", SECRET, body);
+    assert!(ok && out.contains("Received Accounting-Response"), "{body}: {out}");
+}
+
+#[test]
+fn accounting_on_with_only_nas_ip_closes_sessions_recorded_under_the_nas_identifier() {
+    let s = Server::start("");
+    send(
+        &s,
+        "Acct-Status-Type = Start\nUser-Name = \"dana\"\nNAS-Identifier = \"vpn-gw-1\"\nNAS-IP-Address = 10.0.0.1\nAcct-Session-Id = \"d-1\"\n",
+    );
+    send(
+        &s,
+        "Acct-Status-Type = Start\nUser-Name = \"eric\"\nNAS-Identifier = \"vpn-gw-2\"\nNAS-IP-Address = 10.0.0.2\nAcct-Session-Id = \"e-1\"\n",
+    );
+    s.sessions_until(&[], |v| v.len() == 2);
+    send(&s, "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 10.0.0.1\n");
+    let v = s.sessions_until(&["--user", "dana"], |v| v.first().is_some_and(|x| x["status"] == "closed"));
+    assert_eq!(v[0]["nas"], "vpn-gw-1");
+    assert_eq!(v[0]["status"], "closed", "{v:?}");
+    assert_eq!(v[0]["terminate_cause"], "NAS-Reboot");
+    let other = s.sessions_until(&["--user", "eric"], |v| !v.is_empty());
+    assert_eq!(other[0]["status"], "open", "another NAS's sessions stay open: {other:?}");
+}
+
+#[test]
+fn interim_keeps_the_start_time_and_without_a_start_derives_it_from_session_time() {
+    let s = Server::start("");
+    let t0: i64 = 1_767_571_200;
+    let common = "User-Name = \"fay\"\nNAS-IP-Address = 10.0.0.1\n";
+    send(&s, &format!("Acct-Status-Type = Start\n{common}Acct-Session-Id = \"f-1\"\nEvent-Timestamp = {t0}\n"));
+    // The NAS counts session time from before its Start (authentication, tunnel set-up).
+    send(
+        &s,
+        &format!(
+            "Acct-Status-Type = Interim-Update\n{common}Acct-Session-Id = \"f-1\"\nEvent-Timestamp = {}\nAcct-Session-Time = 900\n",
+            t0 + 600
+        ),
+    );
+    send(
+        &s,
+        &format!(
+            "Acct-Status-Type = Interim-Update\n{common}Acct-Session-Id = \"f-2\"\nEvent-Timestamp = {}\nAcct-Session-Time = 300\n",
+            t0 + 600
+        ),
+    );
+    let v = s.sessions_until(&[], |v| v.len() == 2 && v.iter().all(|x| x["session_time"].is_number()));
+    let started = |id: &str| v.iter().find(|x| x["session_id"] == id).map(|x| x["started_at"].clone()).unwrap();
+    assert_eq!(started("f-1"), "2026-01-05T00:00:00Z", "{v:?}");
+    assert_eq!(started("f-2"), "2026-01-05T00:05:00Z", "{v:?}");
+}
+
+#[test]
+fn a_silent_session_goes_stale_leaves_the_open_list_and_a_later_stop_closes_it() {
+    let mut s = Server::start("");
+    s.stop();
+    let text = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, text.replace("data_dir = \"data\"\n", "data_dir = \"data\"\nstale_after_seconds = 2\n"))
+        .unwrap();
+    s.spawn();
+    let common = "User-Name = \"gus\"\nNAS-IP-Address = 10.0.0.1\nAcct-Session-Id = \"g-1\"\n";
+    send(&s, &format!("Acct-Status-Type = Start\n{common}"));
+    let v = s.sessions_until(&[], |v| v.first().is_some_and(|x| x["status"] == "stale"));
+    assert_eq!(v[0]["status"], "stale", "{v:?}");
+    assert!(v[0]["stopped_at"].is_null());
+    let open = s.sessions_until(&["--open"], |v| v.is_empty());
+    assert!(open.is_empty(), "a stale session is not open: {open:?}");
+    let table = s.cli(&["sessions"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("stale"));
+    send(&s, &format!("Acct-Status-Type = Stop\n{common}Acct-Session-Time = 30\n"));
+    let v = s.sessions_until(&[], |v| v.first().is_some_and(|x| x["status"] == "closed"));
+    assert_eq!(v[0]["status"], "closed", "{v:?}");
+    assert!(v[0]["stopped_at"].is_string());
+}
+
+#[test]
+fn sessions_and_auth_log_show_device_station_and_pivot_by_address_and_nas() {
+    let s = Server::start("vendor = \"microsoft\"\n");
+    for (user, nas, ip, device) in
+        [("hank", "10.0.0.1", "198.51.100.7", "HANK-PC"), ("iris", "10.0.0.2", "203.0.113.9", "IRIS-PC")]
+    {
+        send(
+            &s,
+            &format!(
+                "Acct-Status-Type = Start\nUser-Name = \"{user}\"\nNAS-IP-Address = {nas}\nAcct-Session-Id = \"{user}-1\"\nCalling-Station-Id = \"{ip}\"\nTunnel-Client-Endpoint:0 = \"{ip}\"\nMS-Machine-Name = \"{device}\"\n"
+            ),
+        );
+    }
+    s.sessions_until(&[], |v| v.len() == 2);
+    let by_ip = s.sessions_until(&["--ip", "203.0.113.9"], |v| v.len() == 1);
+    assert_eq!(by_ip.len(), 1, "{by_ip:?}");
+    assert_eq!(by_ip[0]["user"], "iris");
+    let by_nas = s.sessions_until(&["--nas", "10.0.0.1"], |v| v.len() == 1);
+    assert_eq!((by_nas.len(), &by_nas[0]["user"]), (1, &serde_json::json!("hank")), "{by_nas:?}");
+    let none = s.sessions_until(&["--country", "ZZ"], |v| v.is_empty());
+    assert!(none.is_empty(), "{none:?}");
+    let table = String::from_utf8_lossy(&s.cli(&["sessions"]).stdout).to_string();
+    assert!(table.starts_with("USER") && table.contains("DEVICE") && table.contains("HANK-PC"), "{table}");
+
+    let (_, out) = radclient(
+        s.auth_addr(),
+        "auth",
+        SECRET,
+        "User-Name = \"nobody\"\nUser-Password = \"x\"\nCalling-Station-Id = \"198.51.100.7\"\nMessage-Authenticator = 0x00\n",
+    );
+    assert!(out.contains("Access-Reject"), "{out}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let table = loop {
+        let t = String::from_utf8_lossy(&s.cli(&["auth-log", "--ip", "198.51.100.7"]).stdout).to_string();
+        if t.contains("nobody") || std::time::Instant::now() > deadline {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(table.starts_with("TIME") && table.contains("CALLING STATION") && table.contains("LOCATION"), "{table}");
+    assert!(table.contains("198.51.100.7") && table.contains("nobody"), "{table}");
+    let other = String::from_utf8_lossy(&s.cli(&["auth-log", "--ip", "203.0.113.9"]).stdout).to_string();
+    assert!(!other.contains("nobody"), "{other}");
+    let json: Vec<serde_json::Value> =
+        serde_json::from_slice(&s.cli(&["auth-log", "--format", "json"]).stdout).unwrap();
+    assert!(json[0].as_object().unwrap().contains_key("location"), "{json:?}");
+}

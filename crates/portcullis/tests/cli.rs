@@ -94,3 +94,90 @@ fn sessions_without_a_database_say_what_to_do() {
     assert!(!ok);
     assert!(err.contains("has the server run"), "{err}");
 }
+
+/// A configuration with its data in `d` inside a fresh directory.
+fn config_in_tempdir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(&config, "[storage]\ndata_dir = \"d\"\n[[client]]\nname = \"n\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n").unwrap();
+    (dir, config)
+}
+
+/// Runs in `cwd` with `$PORTCULLIS_CONFIG` set to `env` (or unset).
+fn run_with(cwd: &std::path::Path, env: Option<&std::path::Path>, args: &[&str]) -> (bool, String, String) {
+    let mut c = Command::new(common::bin());
+    c.args(args).current_dir(cwd).env_remove("PORTCULLIS_CONFIG");
+    if let Some(path) = env {
+        c.env("PORTCULLIS_CONFIG", path);
+    }
+    let out = c.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[test]
+fn the_error_is_said_once() {
+    let (_dir, config) = config_in_tempdir();
+    let (_, _, err) = run(&["sessions", "--config", config.to_str().unwrap()]);
+    assert_eq!(err.matches("has the server run").count(), 1, "{err}");
+}
+
+#[test]
+fn configuration_comes_from_the_environment_and_says_so() {
+    let (dir, config) = config_in_tempdir();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (ok, out, err) = run_with(elsewhere.path(), Some(&config), &["check-config"]);
+    assert!(ok, "{out}{err}");
+    assert!(err.contains(&format!("using the configuration {} (from $PORTCULLIS_CONFIG)", config.display())), "{err}");
+    // The database it names, not the demo's.
+    let (_, _, err) = run_with(elsewhere.path(), Some(&config), &["sessions"]);
+    assert!(err.contains(&dir.path().join("d").display().to_string()), "{err}");
+    // --config wins and needs no message.
+    let (ok, _, err) = run_with(
+        elsewhere.path(),
+        Some(std::path::Path::new("/nonexistent.toml")),
+        &["check-config", "--config", config.to_str().unwrap()],
+    );
+    assert!(ok && !err.contains("using the configuration"), "{err}");
+    // Without any, check-config has nothing to check and the others say they use the demo.
+    let (ok, _, err) = run_with(elsewhere.path(), None, &["check-config"]);
+    assert!(!ok && err.contains("$PORTCULLIS_CONFIG"), "{err}");
+    let (_, _, err) = run_with(elsewhere.path(), None, &["alerts", "list"]);
+    assert!(err.contains("using the demo configuration"), "{err}");
+}
+
+#[test]
+fn listing_accounts_without_a_configuration_creates_nothing() {
+    let cwd = tempfile::tempdir().unwrap();
+    for command in ["accounts", "user"] {
+        let (ok, out, err) = run_with(cwd.path(), None, &[command, "list"]);
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("no local accounts"), "{out}");
+    }
+    assert!(!cwd.path().join("portcullis-data").exists(), "listing created the demo data directory");
+}
+
+#[test]
+fn bad_filter_values_list_the_valid_ones() {
+    let (_dir, config) = config_in_tempdir();
+    let c = config.to_str().unwrap();
+    let (ok, _, err) = run(&["alerts", "list", "--config", c, "--status", "bogus"]);
+    assert!(!ok && err.contains("open, resolved, closed"), "{err}");
+    let (ok, _, err) = run(&["alerts", "list", "--config", c, "--kind", "impossible-travel"]);
+    assert!(!ok && err.contains("impossible_travel") && err.contains("concurrent_sessions"), "{err}");
+    let (ok, _, err) = run(&["auth-log", "--config", c, "--result", "granted"]);
+    assert!(!ok && err.contains("accept, reject, challenge"), "{err}");
+    let (ok, _, err) = run(&["replay", "--config", c, "--vendor", "rras", "/dev/null"]);
+    assert!(!ok && err.contains("microsoft") && err.contains("cisco-asa"), "{err}");
+}
+
+#[test]
+fn accounts_and_profiles_are_named_apart_and_the_old_names_still_work() {
+    let (_, out, _) = run(&["--help"]);
+    assert!(out.contains("accounts") && out.contains("profiles"), "{out}");
+    for args in [["accounts", "--help"], ["user", "--help"], ["profiles", "--help"], ["users", "--help"]] {
+        let (ok, out, err) = run(&args);
+        assert!(ok, "{args:?}: {out}{err}");
+    }
+    let (_, out, _) = run(&["profiles", "--help"]);
+    assert!(out.contains("show"), "{out}");
+}

@@ -124,13 +124,16 @@ pub enum ApplierMessage {
 /// Appended batches arrive in memory and are applied without reading the journal back;
 /// when a batch is missing (the channel was full) or out of order, the applier reads
 /// the gap from the journal instead. Journal segments older than `retention` (and
-/// already applied) are pruned hourly.
+/// already applied) are pruned hourly. Open sessions silent for `stale_after` seconds
+/// (the store's default when `None`) are marked stale every minute, or twice per
+/// `stale_after` when that is shorter.
 pub fn run_applier<S: Store>(
     mut store: S,
     reader: &JournalReader,
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
     retention: Option<Duration>,
+    stale_after: Option<i64>,
     mut detection: Detection,
 ) {
     match detection.warm_up(&mut store, crate::now_unix()) {
@@ -146,7 +149,17 @@ pub fn run_applier<S: Store>(
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     let mut last_auth_commit = std::time::Instant::now();
+    let sweep_every = Duration::from_secs(stale_after.map_or(60, |s| u64::try_from(s / 2).unwrap_or(0).clamp(1, 60)));
+    let mut last_sweep: Option<std::time::Instant> = None;
     loop {
+        if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
+            last_sweep = Some(std::time::Instant::now());
+            match store.mark_stale(crate::now_unix(), stale_after) {
+                Ok(n) if n > 0 => tracing::info!(sessions = n, "sessions without accounting for too long marked stale"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "marking stale sessions failed"),
+            }
+        }
         let message = match pending.take() {
             Some(m) => Ok(m),
             None => inbox.recv_timeout(Duration::from_secs(1)),

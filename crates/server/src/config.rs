@@ -493,6 +493,9 @@ pub struct StorageConfig {
     pub queue_capacity: usize,
     /// Most requests in one transaction.
     pub max_batch: usize,
+    /// Seconds without an Interim-Update or Stop after which an open session is marked
+    /// stale; unset: twice the longest Interim interval seen from its NAS, at least a day.
+    pub stale_after_seconds: Option<u64>,
 }
 
 impl Default for StorageConfig {
@@ -503,6 +506,7 @@ impl Default for StorageConfig {
             raw_retention_days: 90,
             queue_capacity: 65_536,
             max_batch: 4096,
+            stale_after_seconds: None,
         }
     }
 }

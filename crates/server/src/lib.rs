@@ -281,11 +281,12 @@ impl Server {
             tracing::info!(path = %db.path, database_type = %db.database_type, build_epoch = db.build_epoch, "geolocation database loaded");
         }
         let detection = detection::Detection::new(geo, config.detect.clone());
+        let stale_after = config.storage.stale_after_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, retention, detection);
+                applier::run_applier(store, &reader, &dir, &applier_rx, retention, stale_after, detection);
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();

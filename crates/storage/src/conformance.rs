@@ -11,11 +11,15 @@ type Check<S> = (&'static str, fn(&mut S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 15] = [
+    let checks: [Check<S>; 19] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
         ("accounting_on_off_close_only_that_nas", accounting_on_off_close_only_that_nas),
+        ("accounting_on_by_address_closes_sessions_named_by_identifier", accounting_on_by_address),
+        ("interim_keeps_the_start_time", interim_keeps_the_start_time),
+        ("interim_without_start_derives_the_start", interim_without_start_derives_the_start),
+        ("silent_sessions_go_stale_and_a_stop_closes_them", silent_sessions_go_stale),
         ("retransmit_is_idempotent", retransmit_is_idempotent),
         ("stop_keeps_start_endpoint", stop_keeps_start_endpoint),
         ("query_filters", query_filters),
@@ -138,6 +142,99 @@ fn accounting_on_off_close_only_that_nas<S: Store>(s: &mut S) {
     assert!(by_user("c").open);
     commit(s, vec![record(8, "", "nas-2", "", 300)]);
     assert!(all(s).iter().all(|x| !x.open));
+}
+
+fn accounting_on_by_address<S: Store>(s: &mut S) {
+    let nas_ip = "192.0.2.10".parse().unwrap();
+    let mut start = record(1, "dave", "vpn-1", "D1", 100);
+    start.nas_ip = Some(nas_ip);
+    let mut other = record(1, "erin", "vpn-2", "E1", 100);
+    other.nas_ip = Some("192.0.2.11".parse().unwrap());
+    commit(s, vec![start, other]);
+    // Accounting-On with only NAS-IP-Address: the normaliser names the NAS by address.
+    let mut on = record(7, "", "192.0.2.10", "", 200);
+    on.nas_ip = Some(nas_ip);
+    commit(s, vec![on]);
+    let v = all(s);
+    let dave = v.iter().find(|x| x.user.as_deref() == Some("dave")).unwrap();
+    assert!(!dave.open);
+    assert_eq!(dave.stopped_at, Some(200));
+    assert!(v.iter().find(|x| x.user.as_deref() == Some("erin")).unwrap().open);
+    // And the other way round: a reset naming the NAS by identifier and address closes
+    // sessions recorded under the address alone.
+    let mut by_ip = record(1, "frank", "192.0.2.11", "F1", 300);
+    by_ip.nas_ip = Some("192.0.2.11".parse().unwrap());
+    commit(s, vec![by_ip]);
+    let mut off = record(8, "", "vpn-2", "", 400);
+    off.nas_ip = Some("192.0.2.11".parse().unwrap());
+    commit(s, vec![off]);
+    assert!(all(s).iter().all(|x| !x.open));
+}
+
+fn interim_keeps_the_start_time<S: Store>(s: &mut S) {
+    commit(s, vec![record(1, "gina", "nas-1", "G1", 1000)]);
+    // The NAS counts session time from before the Start's timestamp.
+    let mut interim = record(3, "gina", "nas-1", "G1", 1600);
+    interim.session_time = Some(900);
+    commit(s, vec![interim.clone()]);
+    assert_eq!(all(s)[0].started_at, 1000);
+    let mut stop = record(2, "gina", "nas-1", "G1", 2000);
+    stop.session_time = Some(1500);
+    commit(s, vec![stop, interim]);
+    assert_eq!(all(s)[0].started_at, 1000);
+}
+
+fn interim_without_start_derives_the_start<S: Store>(s: &mut S) {
+    let mut interim = record(3, "hal", "nas-1", "H1", 5000);
+    interim.session_time = Some(1200);
+    commit(s, vec![interim]);
+    let v = all(s);
+    assert!(v[0].open);
+    assert_eq!(v[0].started_at, 3800);
+    // The Start arriving late is the start.
+    commit(s, vec![record(1, "hal", "nas-1", "H1", 3810)]);
+    assert_eq!(all(s)[0].started_at, 3810);
+}
+
+fn silent_sessions_go_stale<S: Store>(s: &mut S) {
+    commit(s, vec![record(1, "ivy", "nas-1", "I1", 1000), record(1, "jon", "nas-3", "J1", 1000)]);
+    let mut alive = record(3, "jon", "nas-3", "J1", 90_000);
+    alive.session_time = Some(89_000);
+    commit(s, vec![alive]);
+    // The default threshold is at least a day.
+    assert_eq!(s.mark_stale(80_000, None).unwrap(), 0);
+    assert_eq!(s.mark_stale(88_000, None).unwrap(), 1);
+    let ivy = |s: &S| all(s).into_iter().find(|x| x.session_id.as_deref() == Some("I1")).unwrap();
+    let v = ivy(s);
+    assert!(v.stale && !v.open && v.stopped_at.is_none());
+    let open = s.sessions(&SessionQuery { open_only: true, ..SessionQuery::default() }).unwrap();
+    assert_eq!(open.len(), 1);
+    // Marking again, or replaying an older record, changes nothing.
+    assert_eq!(s.mark_stale(88_000, None).unwrap(), 0);
+    commit(s, vec![record(1, "ivy", "nas-1", "I1", 1000)]);
+    assert!(ivy(s).stale);
+    let mut stop = record(2, "ivy", "nas-1", "I1", 95_000);
+    stop.session_time = Some(94_000);
+    commit(s, vec![stop]);
+    let v = ivy(s);
+    assert!(!v.stale && !v.open);
+    assert_eq!((v.started_at, v.stopped_at), (1000, Some(95_000)));
+    // A configured threshold; twice a long Interim interval when none is configured.
+    let mut i1 = record(3, "kim", "nas-2", "K1", 200_000);
+    i1.session_time = Some(0);
+    let mut i2 = record(3, "kim", "nas-2", "K1", 300_000);
+    i2.session_time = Some(100_000);
+    commit(s, vec![i1, i2]);
+    let kim = |s: &S| all(s).into_iter().find(|x| x.session_id.as_deref() == Some("K1")).unwrap();
+    s.mark_stale(450_000, None).unwrap();
+    assert!(kim(s).open, "twice the 100,000 s interval has not passed");
+    s.mark_stale(450_000, Some(3600)).unwrap();
+    assert!(kim(s).stale);
+    let mut i3 = record(3, "kim", "nas-2", "K1", 460_000);
+    i3.session_time = Some(260_000);
+    commit(s, vec![i3]);
+    let k = kim(s);
+    assert!(k.open && !k.stale, "a newer Interim-Update reopens a stale session");
 }
 
 fn retransmit_is_idempotent<S: Store>(s: &mut S) {

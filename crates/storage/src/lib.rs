@@ -34,6 +34,8 @@ pub enum StorageError {
     Database(#[from] rusqlite::Error),
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
+    #[error("no database in {path} yet (has the server run?)")]
+    NoDatabase { path: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{0}")]
@@ -70,7 +72,11 @@ pub struct Session {
     pub started_at: i64,
     pub stopped_at: Option<i64>,
     pub updated_at: i64,
+    /// Neither stopped nor stale.
     pub open: bool,
+    /// No Interim-Update or Stop for the stale threshold: not counted as open, not
+    /// closed either (a later Stop closes it, a later Interim-Update reopens it).
+    pub stale: bool,
     pub session_time: Option<i64>,
     pub input_octets: Option<i64>,
     pub output_octets: Option<i64>,
@@ -256,6 +262,10 @@ pub trait Store: Send {
     fn applied_position(&self) -> Result<Position, StorageError>;
     /// Lists sessions, most recently started first.
     fn sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StorageError>;
+    /// Marks stale the open sessions with no record for `stale_after` seconds before
+    /// `now` (Unix seconds); without `stale_after`, for twice the longest Interim-Update
+    /// interval seen from the session's NAS, at least a day. Returns how many.
+    fn mark_stale(&mut self, now: i64, stale_after: Option<i64>) -> Result<usize, StorageError>;
     /// Deletes every session and resets the applied position, then applies the
     /// replayed records again in their order (before a rebuild from the journal).
     fn reset_sessions(&mut self) -> Result<(), StorageError>;

@@ -34,7 +34,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS applied (
@@ -69,13 +69,17 @@ CREATE TABLE IF NOT EXISTS sessions (
     start_seq INTEGER,
     start_time INTEGER,
     stop_seq INTEGER,
-    reset_seq INTEGER
+    reset_seq INTEGER,
+    start_seen INTEGER NOT NULL DEFAULT 0,
+    stale INTEGER NOT NULL DEFAULT 0,
+    interim_gap INTEGER
 );
 CREATE INDEX IF NOT EXISTS sessions_start_seq ON sessions(start_seq) WHERE start_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_stop_seq ON sessions(stop_seq) WHERE stop_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_reset_seq ON sessions(reset_seq) WHERE reset_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user);
 CREATE INDEX IF NOT EXISTS sessions_open_by_nas ON sessions(nas) WHERE open = 1;
+CREATE INDEX IF NOT EXISTS sessions_open_by_nas_ip ON sessions(nas_ip) WHERE open = 1 OR stale = 1;
 CREATE INDEX IF NOT EXISTS sessions_started ON sessions(started_at);
 
 CREATE TABLE IF NOT EXISTS auth_events (
@@ -144,15 +148,19 @@ CREATE TABLE IF NOT EXISTS counters (
 ) WITHOUT ROWID;
 ";
 
-/// One statement for Start, Interim-Update and Stop. Counters are cumulative on the
-/// wire, so they take the larger value: a retransmit or a late Interim never adds.
-/// Attributes a Stop lacks (F5 sends no endpoint in Stops) keep the earlier value.
+/// One statement for Start, Interim-Update and Stop (`?23`: 1, 2 or 3). Counters are
+/// cumulative on the wire, so they take the larger value: a retransmit or a late Interim
+/// never adds. Attributes a Stop lacks (F5 sends no endpoint in Stops) keep the earlier
+/// value. A recorded Start's time is the start; without one, the earliest start the
+/// Interims and the Stop imply (event time minus Acct-Session-Time). A stale session
+/// comes back to life with a newer Interim and is closed by its Stop; an older record
+/// (a replay) leaves it stale.
 const UPSERT: &str = "
 INSERT INTO sessions (session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device, framed_ip,
     framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
-    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq)
+    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq, start_seen)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22,
-    ?23, ?24, ?25)
+    ?23, ?24, ?25, ?26 = 1)
 ON CONFLICT(session_key) DO UPDATE SET
     user_raw = COALESCE(user_raw, excluded.user_raw),
     nas_ip = COALESCE(nas_ip, excluded.nas_ip),
@@ -160,10 +168,16 @@ ON CONFLICT(session_key) DO UPDATE SET
     device = COALESCE(device, excluded.device),
     framed_ip = COALESCE(excluded.framed_ip, framed_ip),
     framed_ipv6 = COALESCE(excluded.framed_ipv6, framed_ipv6),
-    started_at = MIN(started_at, excluded.started_at),
+    started_at = CASE WHEN start_seen = 1 THEN started_at WHEN ?26 = 1 THEN excluded.started_at
+        ELSE MIN(started_at, excluded.started_at) END,
+    start_seen = MAX(start_seen, excluded.start_seen),
     stopped_at = COALESCE(stopped_at, excluded.stopped_at),
     updated_at = MAX(updated_at, excluded.updated_at),
-    open = CASE WHEN stopped_at IS NOT NULL OR excluded.open = 0 THEN 0 ELSE 1 END,
+    open = CASE WHEN stopped_at IS NOT NULL OR excluded.open = 0 THEN 0
+        WHEN stale = 1 AND excluded.updated_at <= updated_at THEN 0 ELSE 1 END,
+    stale = CASE WHEN excluded.open = 0 OR excluded.updated_at > updated_at THEN 0 ELSE stale END,
+    interim_gap = CASE WHEN ?26 = 2 AND excluded.updated_at > updated_at
+        THEN MAX(COALESCE(interim_gap, 0), excluded.updated_at - updated_at) ELSE interim_gap END,
     session_time = COALESCE(MAX(session_time, excluded.session_time), session_time, excluded.session_time),
     input_octets = COALESCE(MAX(input_octets, excluded.input_octets), input_octets, excluded.input_octets),
     output_octets = COALESCE(MAX(output_octets, excluded.output_octets), output_octets, excluded.output_octets),
@@ -182,10 +196,22 @@ const ORDER: &str = "
 INSERT INTO feed_order (key, seq) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET seq = feed_order.seq RETURNING seq
 ";
 
+/// Accounting-On/Off ends every session of the NAS, open or stale, that started by
+/// then: the NAS is named by NAS-Identifier or NAS-IP-Address, and a reset carrying
+/// either one matches sessions recorded under the other.
 const CLOSE_NAS: &str = "
-UPDATE sessions SET open = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2), terminate_cause = 'NAS-Reboot',
-    reset_seq = COALESCE(reset_seq, ?3)
-WHERE nas = ?1 AND open = 1 AND started_at <= ?2
+UPDATE sessions SET open = 0, stale = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2),
+    terminate_cause = 'NAS-Reboot', reset_seq = COALESCE(reset_seq, ?4)
+WHERE (nas = ?1 OR (?3 IS NOT NULL AND nas_ip = ?3)) AND (open = 1 OR stale = 1) AND started_at <= ?2
+";
+
+/// Marks stale the open sessions with no record since `?1` minus the threshold: `?2`
+/// seconds when configured, else twice the longest Interim interval seen from the
+/// session's NAS, at least a day.
+const MARK_STALE: &str = "
+UPDATE sessions SET open = 0, stale = 1
+WHERE open = 1 AND updated_at < ?1 - COALESCE(?2, MAX(86400,
+    2 * COALESCE((SELECT MAX(g.interim_gap) FROM sessions g WHERE g.nas = sessions.nas AND g.open = 1), 0)))
 ";
 
 impl SqliteStore {
@@ -226,6 +252,13 @@ impl SqliteStore {
                  ALTER TABLE sessions ADD COLUMN stop_seq INTEGER;
                  ALTER TABLE sessions ADD COLUMN reset_seq INTEGER;
                  ALTER TABLE auth_events ADD COLUMN seq INTEGER;",
+        if (1..=3).contains(&version) {
+            // Version 4 added whether a Start was recorded, stale sessions and the
+            // longest Interim interval.
+            conn.execute_batch(
+                "ALTER TABLE sessions ADD COLUMN start_seen INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE sessions ADD COLUMN stale INTEGER NOT NULL DEFAULT 0;
+                 ALTER TABLE sessions ADD COLUMN interim_gap INTEGER;",
             )?;
         }
         conn.execute_batch(SCHEMA)?;
@@ -252,10 +285,7 @@ impl SqliteStore {
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
         let path = data_dir.join("portcullis.db");
         if !path.exists() {
-            return Err(StorageError::DataDir {
-                path: path.display().to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no database here yet (has the server run?)"),
-            });
+            return Err(StorageError::NoDatabase { path: data_dir.display().to_string() });
         }
         let conn = Connection::open_with_flags(
             &path,
@@ -269,7 +299,7 @@ impl SqliteStore {
         let status = r.status_type();
         if status.is_nas_restart() {
             let seq = w.place(&format!("r:{}:{}", r.nas, r.event_time))?;
-            w.close_nas.execute(params![r.nas, r.event_time, seq])?;
+            w.close_nas.execute(params![r.nas, r.event_time, r.nas_ip.map(|i| i.to_string()), seq])?;
             return Ok(());
         }
         let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
@@ -279,6 +309,11 @@ impl SqliteStore {
         let start = status == StatusType::Start;
         let start_seq = if start { Some(w.place(&format!("s:{key}"))?) } else { None };
         let stop_seq = if stop { Some(w.place(&format!("t:{key}"))?) } else { None };
+        let kind = match status {
+            StatusType::Start => 1,
+            StatusType::InterimUpdate => 2,
+            _ => 3,
+        };
         let details = serde_json::to_string(&r.details).map_err(|e| StorageError::Corrupt(e.to_string()))?;
         w.upsert.execute(params![
             key,
@@ -306,6 +341,7 @@ impl SqliteStore {
             start_seq,
             start.then_some(r.event_time),
             stop_seq,
+            kind,
         ])?;
         Ok(())
     }
@@ -360,7 +396,8 @@ impl<'t> Writer<'t> {
 /// The columns `row_to_session` reads, in its order.
 const SESSION_COLUMNS: &str = "session_key, user, user_raw, nas, nas_ip, session_id, client_ip, device,
     framed_ip, framed_ipv6, started_at, stopped_at, updated_at, open, session_time, input_octets, output_octets,
-    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq, reset_seq";
+    input_packets, output_packets, terminate_cause, details, location, start_seq, start_time, stop_seq, reset_seq,
+    stale";
 
 /// A query grown one `AND` condition at a time, with numbered parameters.
 struct Filter {
@@ -431,6 +468,7 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
             stop: row.get(24)?,
             reset: row.get(25)?,
         },
+        stale: row.get(26)?,
     })
 }
 
@@ -535,6 +573,10 @@ impl Store for SqliteStore {
         let mut stmt = self.conn.prepare(&f.sql)?;
         let rows = stmt.query_map(rusqlite::params_from_iter(f.args), row_to_session)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn mark_stale(&mut self, now: i64, stale_after: Option<i64>) -> Result<usize, StorageError> {
+        Ok(self.conn.prepare_cached(MARK_STALE)?.execute(params![now, stale_after])?)
     }
 
     fn reset_sessions(&mut self) -> Result<(), StorageError> {

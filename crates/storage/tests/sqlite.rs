@@ -120,11 +120,14 @@ fn a_version_1_database_is_upgraded_in_place() {
         let mut s = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
         s.apply(&[record(1, "alice", "nas", "1", 5)], Position { segment: 1, offset: 9 }).unwrap();
     }
-    // Make it what the previous release wrote: no session location, no alert tables.
+    // Make it what an old release wrote: no session location, no alert tables, no
+    // stale sessions.
     {
         let c = rusqlite::Connection::open(d.path().join("portcullis.db")).unwrap();
         c.execute_batch(
-            "ALTER TABLE sessions DROP COLUMN location; DROP TABLE alerts; DROP TABLE alert_causes;
+            "DROP INDEX sessions_open_by_nas_ip; ALTER TABLE sessions DROP COLUMN start_seen;
+             ALTER TABLE sessions DROP COLUMN stale; ALTER TABLE sessions DROP COLUMN interim_gap;
+             ALTER TABLE sessions DROP COLUMN location; DROP TABLE alerts; DROP TABLE alert_causes;
              DROP TABLE alert_comments; DROP INDEX sessions_start_seq; DROP INDEX sessions_stop_seq;
              DROP INDEX sessions_reset_seq; DROP INDEX auth_events_seq; ALTER TABLE sessions DROP COLUMN start_seq;
              ALTER TABLE sessions DROP COLUMN start_time; ALTER TABLE sessions DROP COLUMN stop_seq;
