@@ -223,13 +223,14 @@ fn event_of_fed(fed: Fed) -> Option<Event> {
             let time = s.stopped_at?;
             session_event(s, EventKind::VpnStop, time)
         }
-        Fed::Reset { nas, time } => Some(Event {
+        Fed::Reset { nas, nas_ip, time } => Some(Event {
             time,
             kind: EventKind::NasReset,
             user: String::new(),
             ip: None,
             device: None,
             nas: Some(nas),
+            nas_ip: nas_ip.and_then(|i| i.parse().ok()),
             session: None,
             reason: None,
             location: None,
@@ -245,6 +246,7 @@ fn session_event(s: Session, kind: EventKind, time: i64) -> Option<Event> {
         user: s.user?,
         ip: s.client_ip.as_deref().and_then(|i| i.parse().ok()),
         device: s.device,
+        nas_ip: s.nas_ip.as_deref().and_then(|i| i.parse().ok()),
         nas: Some(s.nas),
         session: Some(s.session_key),
         reason: None,

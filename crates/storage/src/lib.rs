@@ -113,6 +113,8 @@ pub enum Fed {
     /// An Accounting-On/Off of `nas` at `time`.
     Reset {
         nas: String,
+        /// The NAS-IP-Address recorded with the sessions it closed.
+        nas_ip: Option<String>,
         time: i64,
     },
     Auth(AuthEvent),
