@@ -175,11 +175,45 @@ fn run(cli: Cli) -> Result<()> {
             }
             let config = load(config.as_ref())?;
             let peap = check(&config)?;
+            // What `serve` would refuse at start-up.
+            let geo = config.geo.open().context("geolocation")?;
+            if let Some(mfa) = &config.mfa {
+                let key = mfa.key_path(&config.storage.data_dir);
+                if let Some(dir) = key.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+                    bail!("mfa: the directory of the state key {} does not exist", dir.display());
+                }
+            }
             println!(
                 "configuration is valid: {} accounting listener(s), {} client(s), data in {}",
                 config.radius.acct_listen.len(),
                 config.client_list().count(),
                 config.storage.data_dir.display()
+            );
+            let list = |v: &[std::net::SocketAddr]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                }
+            };
+            println!(
+                "listeners: accounting {}; authentication {}",
+                list(&config.radius.acct_listen),
+                list(&config.radius.auth_listen)
+            );
+            let clients: Vec<String> = config.client_list().map(|c| c.name.clone()).collect();
+            println!("clients: {}", clients.join(", "));
+            let policies: Vec<&str> = config.network_policies.iter().map(|p| p.name.as_str()).collect();
+            println!("network policies: {}", if policies.is_empty() { "none".into() } else { policies.join(", ") });
+            println!(
+                "user stores: local{}",
+                config.ldap.iter().map(|l| format!(", {} (ldap)", l.name)).collect::<String>()
+            );
+            println!("mfa: {}", if config.mfa.is_some() { "configured" } else { "not configured" });
+            let dbs: Vec<String> = geo.info().iter().map(|d| format!("{} ({})", d.path, d.database_type)).collect();
+            println!(
+                "geolocation: {}",
+                if dbs.is_empty() { "none (no locations in profiles and alerts)".into() } else { dbs.join(", ") }
             );
             if let Some(p) = &config.eap.certificate {
                 if peap.is_some() {

@@ -181,3 +181,34 @@ fn accounts_and_profiles_are_named_apart_and_the_old_names_still_work() {
     let (_, out, _) = run(&["profiles", "--help"]);
     assert!(out.contains("show"), "{out}");
 }
+
+#[test]
+fn check_config_refuses_what_serve_would_and_summarises_the_rest() {
+    let (dir, config) = config_in_tempdir();
+    let base = std::fs::read_to_string(&config).unwrap();
+    let c = config.to_str().unwrap();
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        run(&["check-config", "--config", c])
+    };
+    let (ok, out, err) = check(&base);
+    assert!(ok, "{out}{err}");
+    for line in
+        ["listeners: accounting", "clients: n", "network policies: none", "mfa: not configured", "geolocation: none"]
+    {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let missing = dir.path().join("no-such.mmdb");
+    let (ok, _, err) = check(&format!("[geo]\ndatabases = [{:?}]\n{base}", missing.to_str().unwrap()));
+    assert!(!ok && err.contains("no-such.mmdb"), "{err}");
+    let (ok, _, err) = check(&format!(
+        "[eap]\ncertificate = \"{0}/none.pem\"\nprivate_key = \"{0}/none.key\"\n{base}",
+        dir.path().display()
+    ));
+    assert!(!ok && err.contains("none.pem"), "{err}");
+    let ldap = "\n[[ldap]]\nname = \"ad\"\nurls = [\"ldap://dc1:notaport\"]\nbind_dn = \"cn=svc\"\nbind_password = \"x\"\nbase_dn = \"dc=example\"\n";
+    let (ok, _, err) = check(&format!("{base}{ldap}"));
+    assert!(!ok && err.contains("urls must be"), "{err}");
+    let (ok, _, err) = check(&format!("[mfa]\nstate_key_file = \"{}/gone/mfa.key\"\n{base}", dir.path().display()));
+    assert!(!ok && err.contains("gone"), "{err}");
+}

@@ -480,6 +480,27 @@ pub enum SyncSetting {
     Fsync,
 }
 
+/// `ldap://host[:port]` or `ldaps://host[:port]` (an optional trailing `/`), the host a
+/// name or an address (IPv6 in brackets), the port 1-65535.
+fn ldap_url_is_valid(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("ldaps://").or_else(|| url.strip_prefix("ldap://")) else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = match rest.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((a, tail)) if a.parse::<std::net::Ipv6Addr>().is_ok() => ("v6", tail.strip_prefix(':')),
+            _ => return false,
+        },
+        None => match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        },
+    };
+    let host_ok =
+        host == "v6" || (!host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    host_ok && port_ok
+}
+
 /// `[storage]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -718,7 +739,7 @@ impl Config {
             if !stores.insert(l.name.clone()) {
                 return Err(bad("the name is used twice (or is \"local\")".into()));
             }
-            if l.urls.is_empty() || l.urls.iter().any(|u| !(u.starts_with("ldap://") || u.starts_with("ldaps://"))) {
+            if l.urls.is_empty() || l.urls.iter().any(|u| !ldap_url_is_valid(u)) {
                 return Err(bad("urls must be ldap://host[:port] or ldaps://host[:port]".into()));
             }
             if l.bind_password.is_some() == l.bind_password_file.is_some() {
@@ -1104,6 +1125,24 @@ mod tests {
         assert!(c.auth.check_password("ééééééé").is_err(), "characters are counted, not bytes");
         let c = parse(&format!("{OK}[auth]\nmin_password_length = 12\n")).unwrap();
         assert!(c.auth.check_password("12345678901").is_err());
+    }
+
+    #[test]
+    fn ldap_urls_must_be_scheme_host_and_port() {
+        for good in ["ldap://dc1.example.com", "ldaps://10.0.0.5:636", "ldap://[2001:db8::1]:389/", "ldap://a-b"] {
+            assert!(ldap_url_is_valid(good), "{good}");
+        }
+        for bad in [
+            "ldap://",
+            "ldap://host:",
+            "ldap://host:99999",
+            "ldap://ho st",
+            "http://dc1",
+            "ldap://h/dc=x",
+            "ldap://[::1",
+        ] {
+            assert!(!ldap_url_is_valid(bad), "{bad}");
+        }
     }
 
     #[test]
