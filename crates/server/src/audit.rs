@@ -373,11 +373,13 @@ mod tests {
             ["auth.log", "auth.log.1", "auth.log.2", "auth.log.3"].iter().map(|n| dir.path().join(n)).collect();
         assert!(names[1].exists() && names[2].exists(), "rotated files are kept");
         assert!(!names[3].exists(), "no more than `keep` rotated files");
-        for p in &names[..3] {
-            let text = std::fs::read_to_string(p).unwrap();
-            assert!(text.lines().all(|l| l.len() == 11 && l.starts_with("{\"n\":")), "whole lines only: {text}");
-        }
-        let last = std::fs::read_to_string(&names[0]).unwrap();
-        assert!(last.ends_with("{\"n\":00399}\n"), "{last}");
+        // Oldest first, the kept lines are one unbroken run ending with the last line.
+        let text: String = names[..3].iter().rev().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+        let numbers: Vec<u32> = text
+            .lines()
+            .map(|l| l.strip_prefix("{\"n\":").and_then(|l| l.strip_suffix('}')).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(numbers.last(), Some(&399), "{text}");
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "whole lines, in order, none lost: {text}");
     }
 }
