@@ -177,10 +177,14 @@ fn run(cli: Cli) -> Result<()> {
             let peap = check(&config)?;
             // What `serve` would refuse at start-up.
             let geo = config.geo.open().context("geolocation")?;
+            // Files placed outside the data directory (which `serve` creates) must find
+            // their directory: shared storage that is not mounted is not created.
             if let Some(mfa) = &config.mfa {
-                let key = mfa.key_path(&config.storage.data_dir);
-                if let Some(dir) = key.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-                    bail!("mfa: the directory of the state key {} does not exist", dir.display());
+                for (what, path) in [("state key", &mfa.state_key_file), ("database", &mfa.database)] {
+                    let Some(path) = path else { continue };
+                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+                        bail!("mfa: the directory of the {what} {} does not exist", dir.display());
+                    }
                 }
             }
             println!(

@@ -81,7 +81,7 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             let expires = crate::now_unix() + i64::from(valid_hours) * 3600;
             db.add_enrol_link(&hash, &user, expires)?;
             println!("{base}/mfa/enroll/{token}");
-            eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339_ms(expires * 1000));
+            eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339(expires));
             Ok(())
         }
         MfaCommand::EnrollPush { user, store, config } => {
@@ -126,9 +126,9 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
                         .map(|(u, at, f, l, left)| {
                             json!({
                                 "user": u,
-                                "enrolled_at": crate::output::rfc3339_ms(at * 1000),
+                                "enrolled_at": crate::output::rfc3339(*at),
                                 "failures": f,
-                                "locked_until": (*l > 0).then(|| crate::output::rfc3339_ms(*l as i64 * 1000)),
+                                "locked_until": (*l > 0).then(|| crate::output::rfc3339(*l as i64)),
                                 "recovery_codes_left": left,
                             })
                         })
@@ -140,7 +140,7 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
                         let locked = if *l > crate::now_unix() as u64 { " LOCKED" } else { "" };
                         println!(
                             "{u:<24} enrolled {}  failures {f}  recovery codes left {left}{locked}",
-                            crate::output::rfc3339_ms(at * 1000)
+                            crate::output::rfc3339(*at)
                         );
                     }
                     println!("{} user(s)", rows.len());

@@ -12,12 +12,14 @@ use crate::cli::Format;
 /// RFC 3339 UTC.
 pub(crate) use portcullis_detect::rfc3339;
 
-/// RFC 3339 UTC with milliseconds.
+/// RFC 3339 UTC with milliseconds, always three digits of them (`02:17:33.600Z`), so
+/// times line up and sort as text.
 pub(crate) fn rfc3339_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ms.to_string())
+    let whole = rfc3339(ms.div_euclid(1000));
+    match whole.strip_suffix('Z') {
+        Some(seconds) => format!("{seconds}.{:03}Z", ms.rem_euclid(1000)),
+        None => ms.to_string(),
+    }
 }
 
 /// Parses `--since`: RFC 3339, a date, or an age such as 90m, 12h, 7d.
@@ -247,6 +249,13 @@ pub(crate) fn one_of(option: &str, value: &str, valid: &[&str]) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn millisecond_times_always_have_three_digits() {
+        assert_eq!(rfc3339_ms(1_767_600_000_600), "2026-01-05T08:00:00.600Z");
+        assert_eq!(rfc3339_ms(1_767_600_000_000), "2026-01-05T08:00:00.000Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn times() {

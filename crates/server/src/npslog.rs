@@ -103,6 +103,25 @@ pub fn authentication_type(method: &str) -> Option<u32> {
     }
 }
 
+/// The Portcullis method name of an NPS Authentication-Type (the inverse of
+/// `authentication_type`).
+pub fn method_of_authentication_type(n: u32) -> Option<&'static str> {
+    ["pap", "chap", "mschapv2", "eap-mschapv2", "peap"].into_iter().find(|m| authentication_type(m) == Some(n))
+}
+
+/// NPS Packet-Type of a response: Access-Accept 2, Access-Reject 3, Access-Challenge 11.
+pub fn response_packet_type(decision: &str) -> u8 {
+    match decision {
+        "accept" => 2,
+        "challenge" => 11,
+        _ => 3,
+    }
+}
+
+/// NPS Reason-Code 21: an extension DLL rejected the request. NPS logs it when its MFA
+/// extension rejects, so a reject decided by the second factor carries it.
+pub const REASON_EXTENSION_REJECTED: u32 = 21;
+
 /// The request-side fields NPS takes from an Access-Request.
 pub fn from_request(packet: &Packet<'_>, record: &mut NpsRecord) {
     let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());

@@ -388,7 +388,11 @@ fn nps_item(
                 nas: get(32).or_else(|| get(4)).unwrap_or_else(|| computer.to_owned()),
                 client: get(4128).unwrap_or_default(),
                 calling_station_id: get(31),
-                method: String::new(),
+                method: get(4127)
+                    .and_then(|v| v.parse().ok())
+                    .and_then(crate::npslog::method_of_authentication_type)
+                    .unwrap_or_default()
+                    .to_owned(),
                 decision: if accepted { "accept" } else { "reject" }.into(),
                 reason_code,
                 event_id: if accepted { 6272 } else { 6273 },
@@ -475,6 +479,7 @@ pub fn dts_line(line: &str, dict: &Dictionary, vendor: Vendor) -> Result<Option<
         let number = match *name {
             "Packet-Type" => Some(4136),
             "Reason-Code" => Some(4142),
+            "Authentication-Type" => Some(4127),
             "Client-Friendly-Name" => Some(4128),
             "Fully-Qualifed-User-Name" => Some(4129),
             "NP-Policy-Name" => Some(4149),
@@ -519,13 +524,19 @@ mod tests {
         assert_eq!((a.user.as_str(), a.decision.as_str(), a.reason_code), ("alice", "reject", 16));
         assert_eq!(a.time_ms, 1_767_600_000_000);
         assert_eq!(a.calling_station_id.as_deref(), Some("198.51.100.7"));
+        // What Portcullis writes: the method comes back; a challenge is not a decision.
+        let mfa = "192.0.2.10,alice,01/05/2026,08:00:00,IAS,NPS1,4127,1,4136,3,4142,21";
+        let Ok(Item::Auth(a)) = &read(mfa)[0] else { panic!() };
+        assert_eq!((a.method.as_str(), a.decision.as_str(), a.reason_code), ("pap", "reject", 21));
+        let challenge = "192.0.2.10,alice,01/05/2026,08:00:00,IAS,NPS1,4127,11,4136,11,4142,0";
+        assert!(read(challenge).is_empty(), "an Access-Challenge is not replayed as a decision");
         let acct = "192.0.2.10,alice,01/05/2026,08:00:00,IAS,NPS1,40,1,44,s-9,31,198.51.100.7,4136,4,4142,0";
         let Ok(Item::Record(r)) = &read(acct)[0] else { panic!() };
         assert_eq!(r.status, 1);
         assert_eq!(r.session_id.as_deref(), Some("s-9"));
-        let dts = "<Event><Timestamp data_type=\"4\">01/05/2026 08:00:00.000</Timestamp><Computer-Name data_type=\"1\">NPS1</Computer-Name><User-Name data_type=\"1\">a&amp;b</User-Name><Calling-Station-Id data_type=\"1\">198.51.100.7</Calling-Station-Id><Packet-Type data_type=\"0\">2</Packet-Type><Reason-Code data_type=\"0\">0</Reason-Code></Event>";
+        let dts = "<Event><Timestamp data_type=\"4\">01/05/2026 08:00:00.000</Timestamp><Computer-Name data_type=\"1\">NPS1</Computer-Name><User-Name data_type=\"1\">a&amp;b</User-Name><Calling-Station-Id data_type=\"1\">198.51.100.7</Calling-Station-Id><Packet-Type data_type=\"0\">2</Packet-Type><Reason-Code data_type=\"0\">0</Reason-Code><Authentication-Type data_type=\"0\">5</Authentication-Type></Event>";
         let Ok(Item::Auth(a)) = &read(dts)[0] else { panic!() };
-        assert_eq!((a.user_raw.as_str(), a.decision.as_str()), ("a&b", "accept"));
+        assert_eq!((a.user_raw.as_str(), a.decision.as_str(), a.method.as_str()), ("a&b", "accept", "eap-mschapv2"));
         assert_eq!(a.nas, "NPS1");
     }
 

@@ -61,8 +61,10 @@ pub(crate) fn event(
 
 /// The audit event of a granted request once the second factor settled it: kept as
 /// an accept, or turned into a reject (6273, reason 16); the MFA outcome and message
-/// are recorded either way.
+/// are recorded either way, and the event is stamped with the time of that decision (a
+/// push can be approved a minute after the request arrived).
 pub(crate) fn second_factor_outcome(mut e: AuthEvent, accepted: bool, note: &str, message: String) -> AuthEvent {
+    e.time_ms = now_ms();
     if !accepted {
         e.decision = "reject".into();
         e.event_id = 6273;
@@ -117,8 +119,13 @@ fn nps_records(
     };
     npslog::from_request(packet, &mut request);
     let mut response = request.clone();
-    response.packet_type = if event.decision == "accept" { 2 } else { 3 };
-    response.reason_code = event.reason_code;
+    response.packet_type = npslog::response_packet_type(&event.decision);
+    // A reject the second factor decided is what NPS logs for its MFA extension.
+    response.reason_code = if event.decision == "reject" && event.mfa.is_some() {
+        npslog::REASON_EXTENSION_REJECTED
+    } else {
+        event.reason_code
+    };
     response.policy = event.policy.clone();
     if event.decision == "accept" {
         let policy = event.policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));
