@@ -137,12 +137,17 @@ fn mschapv2_and_peap_wait_for_approval_through_the_signed_link() {
     let s = server(shared.path(), phone.port, "");
 
     phone.set("approve 0.5");
+    let asked = time::OffsetDateTime::now_utc();
     let ok = pyrad(&s, "8", &["mschapv2", "alice", "wonderland"]);
     assert_eq!(ok["code"], "accept", "{ok}");
     assert_eq!(ok["success_verified"], true, "{ok}");
     assert_eq!(ok["send_key_ok"], true);
     let e = last_event(&s, "alice");
     assert_eq!((e["decision"].as_str(), e["mfa"].as_str()), (Some("accept"), Some("push_approved")), "{e}");
+    // Stamped when the push was approved (half a second later), not when the request came.
+    let decided =
+        time::OffsetDateTime::parse(e["time"].as_str().unwrap(), &time::format_description::well_known::Rfc3339);
+    assert!(decided.unwrap() - asked >= Duration::from_millis(500), "{e}");
     let pushes = phone.pushes();
     assert_eq!(pushes.len(), 1);
     assert_eq!(pushes[0]["user"], "alice");

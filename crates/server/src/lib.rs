@@ -23,6 +23,7 @@ pub mod ntlm;
 pub mod privacyidea;
 pub mod replay;
 pub mod user_cache;
+pub mod zone;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -219,7 +220,7 @@ impl Server {
                     if config.auth.credential_cache_seconds == 0 { 0 } else { 100_000 },
                 )),
                 policies: config.network_policies.clone(),
-                offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
+                zone: config.auth.zone().unwrap_or_default(),
                 router,
                 dictionary,
                 audit,

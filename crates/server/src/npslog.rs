@@ -53,6 +53,15 @@ pub struct NpsLogConfig {
     pub computer_name: Option<String>,
 }
 
+/// Packet-Type of an Access-Request record.
+pub const ACCESS_REQUEST: u8 = 1;
+/// Packet-Type of an Access-Accept record.
+pub const ACCESS_ACCEPT: u8 = 2;
+/// Packet-Type of an Access-Reject record.
+pub const ACCESS_REJECT: u8 = 3;
+/// Packet-Type of an Access-Challenge record.
+pub const ACCESS_CHALLENGE: u8 = 11;
+
 /// One record: what NPS logs about a packet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NpsRecord {
@@ -91,16 +100,19 @@ pub struct NpsRecord {
     pub tunnel_client_endpoint: Option<String>,
 }
 
+/// NPS Authentication-Type of each Portcullis method name.
+const AUTHENTICATION_TYPES: [(&str, u32); 5] =
+    [("pap", 1), ("chap", 2), ("mschapv2", 4), ("eap-mschapv2", 5), ("peap", 11)];
+
 /// NPS Authentication-Type for a Portcullis method name.
 pub fn authentication_type(method: &str) -> Option<u32> {
-    match method {
-        "pap" => Some(1),
-        "chap" => Some(2),
-        "mschapv2" => Some(4),
-        "eap-mschapv2" => Some(5),
-        "peap" => Some(11),
-        _ => None,
-    }
+    AUTHENTICATION_TYPES.iter().find(|(name, _)| *name == method).map(|(_, n)| *n)
+}
+
+/// The Portcullis method name of an NPS Authentication-Type (the inverse of
+/// [`authentication_type`]).
+pub fn method_name(authentication_type: u32) -> Option<&'static str> {
+    AUTHENTICATION_TYPES.iter().find(|(_, n)| *n == authentication_type).map(|(name, _)| *name)
 }
 
 /// The request-side fields NPS takes from an Access-Request.
