@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -221,4 +223,49 @@ fn replay_dry_run_prints_alert_times_in_rfc3339() {
         alerts.iter().all(|a| a["event_time"].as_str().is_some_and(|t| t.starts_with("2026-01-05T"))),
         "{alerts:?}"
     );
+}
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+/// Every file in the data directory that holds user names or addresses, after a login
+/// and an accounting record.
+fn private_files(s: &Server) -> Vec<std::path::PathBuf> {
+    assert!(common::radtest(s, "pap", "bob", "hello").0);
+    let (ok, out) = common::radclient(
+        s.addr(),
+        "acct",
+        SECRET,
+        "Acct-Status-Type = Start\nUser-Name = \"bob\"\nAcct-Session-Id = \"1\"\nCalling-Station-Id = \"198.51.100.7\"\n",
+    );
+    assert!(ok, "{out}");
+    assert_eq!(auth_log_of(s, "bob", 1).len(), 1);
+    s.sessions_until(&[], |v| !v.is_empty());
+    let data = s.dir.path().join("data");
+    let mut files = vec![data.join("auth.log"), data.join("portcullis.db"), data.join("portcullis.db-wal")];
+    for dir in ["journal", "nps"] {
+        for entry in std::fs::read_dir(data.join(dir)).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files
+}
+
+#[test]
+fn files_with_user_names_are_private_or_group_readable_when_asked() {
+    let extra = "\n[nps_log]\nformat = \"ias\"\n\n[[network_policy]]\nname = \"all\"\n";
+    let s = start("", extra);
+    add_user(&s, "bob", "hello", &[], &[]);
+    for f in private_files(&s) {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+    assert_eq!(mode(&s.dir.path().join("data/users.db")), 0o600);
+
+    let group = start_with("group_readable = true", "", extra);
+    add_user(&group, "bob", "hello", &[], &[]);
+    for f in private_files(&group) {
+        assert_eq!(mode(&f), 0o640, "{}", f.display());
+    }
+    // Secrets stay the owner's.
+    assert_eq!(mode(&group.dir.path().join("data/users.db")), 0o600);
 }

@@ -493,6 +493,13 @@ pub struct StorageConfig {
     pub queue_capacity: usize,
     /// Most requests in one transaction.
     pub max_batch: usize,
+    /// Days to keep stored authentication events; 0 keeps them forever.
+    pub auth_event_retention_days: u32,
+    /// Days to keep closed sessions after they ended; 0 keeps them forever.
+    pub session_retention_days: u32,
+    /// Data files (database, journal, `auth.log`, NPS logs) readable by the group too
+    /// (0640 instead of 0600).
+    pub group_readable: bool,
 }
 
 impl Default for StorageConfig {
@@ -503,7 +510,17 @@ impl Default for StorageConfig {
             raw_retention_days: 90,
             queue_capacity: 65_536,
             max_batch: 4096,
+            auth_event_retention_days: 365,
+            session_retention_days: 365,
+            group_readable: false,
         }
+    }
+}
+
+impl StorageConfig {
+    /// The mode of the data files.
+    pub fn file_mode(&self) -> portcullis_storage::FileMode {
+        portcullis_storage::FileMode::new(self.group_readable)
     }
 }
 

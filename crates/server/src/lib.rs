@@ -60,7 +60,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Opens the configured store for writing.
 pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
-    SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)
+    SqliteStore::open_with_mode(&config.storage.data_dir, SyncMode::Normal, config.storage.file_mode())
 }
 
 /// The journal directory inside the data directory.
@@ -74,7 +74,7 @@ pub fn open_journal(config: &Config) -> Result<Journal, StorageError> {
         SyncSetting::Normal => JournalSync::Process,
         SyncSetting::Fsync => JournalSync::Fsync,
     };
-    Journal::open(&journal_dir(config), sync)
+    Journal::open_with_mode(&journal_dir(config), sync, config.storage.file_mode())
 }
 
 /// A running server.
@@ -173,10 +173,10 @@ impl Server {
         }
         if !config.radius.auth_listen.is_empty() {
             let audit_path = config.storage.data_dir.join("auth.log");
-            let audit_file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&audit_path)
+            let audit_file = config
+                .storage
+                .file_mode()
+                .open_append(&audit_path)
                 .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
             let (audit, writer) = audit::AuditLog::spawn(audit_file, audit::QUEUE_LINES)
                 .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
@@ -195,7 +195,7 @@ impl Server {
             };
             let nps_log = match &config.nps_log {
                 Some(c) => Some(Mutex::new(
-                    npslog::NpsLog::open(c, &config.storage.data_dir)
+                    npslog::NpsLog::open(c, &config.storage.data_dir, config.storage.file_mode())
                         .map_err(|e| StartError::Config(format!("nps_log: {e}")))?,
                 )),
                 None => None,

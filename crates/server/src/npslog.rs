@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use portcullis_radius::{Packet, attr};
+use portcullis_storage::FileMode;
 use serde::Deserialize;
 
 use crate::logtext::escape_controls;
@@ -344,19 +345,20 @@ pub struct NpsLog {
     period: NpsPeriod,
     directory: PathBuf,
     computer: String,
+    mode: FileMode,
     current: Option<(String, File)>,
 }
 
 impl NpsLog {
-    /// Creates the directory; files are opened on first use.
-    pub fn open(config: &NpsLogConfig, data_dir: &std::path::Path) -> std::io::Result<Self> {
+    /// Creates the directory; files are opened on first use, in `mode`.
+    pub fn open(config: &NpsLogConfig, data_dir: &std::path::Path, mode: FileMode) -> std::io::Result<Self> {
         let directory = config.directory.clone().unwrap_or_else(|| data_dir.join("nps"));
-        std::fs::create_dir_all(&directory)?;
+        mode.create_dir_all(&directory)?;
         let computer = config.computer_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map_or_else(|_| "portcullis".into(), |h| h.trim().to_string())
         });
-        Ok(Self { format: config.format, period: config.period, directory, computer, current: None })
+        Ok(Self { format: config.format, period: config.period, directory, computer, mode, current: None })
     }
 
     /// The Computer-Name written in records.
@@ -380,7 +382,7 @@ impl NpsLog {
         let Some(first) = records.first() else { return Ok(()) };
         let name = self.file_name(first);
         if self.current.as_ref().is_none_or(|(n, _)| *n != name) {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(self.directory.join(&name))?;
+            let file = self.mode.open_append(&self.directory.join(&name))?;
             self.current = Some((name, file));
         }
         let mut text = String::new();

@@ -8,6 +8,7 @@
 
 mod committer;
 pub mod conformance;
+mod files;
 mod journal;
 mod mfa;
 mod sqlite;
@@ -16,6 +17,7 @@ mod users;
 use portcullis_accounting::AccountingRecord;
 
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
+pub use files::FileMode;
 pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
