@@ -40,6 +40,9 @@ pub mod reason {
     pub const SUCCESS: u32 = 0;
     pub const NO_SUCH_USER: u32 = 8;
     pub const AUTHENTICATION_FAILED: u32 = 16;
+    /// An extension rejected the request: what NPS logs when its MFA extension refuses
+    /// the second factor (wrong, replayed or missing code, denied or unanswered push).
+    pub const EXTENSION_REJECTED: u32 = 21;
     pub const ACCOUNT_DISABLED: u32 = 34;
     pub const ACCOUNT_EXPIRED: u32 = 35;
     pub const ACCOUNT_LOCKED: u32 = 36;

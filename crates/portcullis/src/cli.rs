@@ -241,6 +241,10 @@ pub(crate) enum Command {
         /// microsoft, cisco-asa, f5, checkpoint, fortinet or palo-alto.
         #[arg(long, default_value = "generic")]
         vendor: String,
+        /// Zone of local times in files that carry none (NPS IAS and DTS files): an IANA
+        /// name or an offset; default auth.time_zone. Zones written in a file win.
+        #[arg(long)]
+        time_zone: Option<String>,
         /// Print the alerts as JSON lines instead of storing anything.
         #[arg(long)]
         dry_run: bool,

@@ -231,7 +231,7 @@ impl Merge<'_> {
                     if let Some(Err(e)) = reader.next() {
                         self.errors += 1;
                         if self.errors <= 10 {
-                            eprintln!("replay: {}: {e}", path.display());
+                            eprintln!("replay: {}:{}: {}", path.display(), e.line, e.message);
                         }
                     }
                 }
@@ -249,17 +249,24 @@ impl Merge<'_> {
     }
 }
 
-pub(crate) fn replay(
-    config: &Config,
-    files: &[PathBuf],
-    input: ReplayFormat,
-    vendor: &str,
-    dry_run: bool,
-) -> Result<()> {
-    let vendor = portcullis_accounting::Vendor::from_name(vendor).with_context(|| {
-        let names: Vec<_> = portcullis_accounting::Vendor::ALL.iter().map(|v| v.name()).collect();
-        format!("unknown vendor {vendor:?} (one of {}, as in [[client]] vendor)", names.join(", "))
-    })?;
+/// What `portcullis replay` reads and how.
+pub(crate) struct ReplayOptions<'a> {
+    pub(crate) input: ReplayFormat,
+    pub(crate) vendor: &'a str,
+    /// The zone of local times in files that do not say theirs (NPS); `auth.time_zone`
+    /// by default, the zone Portcullis writes its own NPS files in.
+    pub(crate) time_zone: Option<&'a str>,
+    pub(crate) dry_run: bool,
+}
+
+pub(crate) fn replay(config: &Config, files: &[PathBuf], options: &ReplayOptions<'_>) -> Result<()> {
+    let ReplayOptions { input, vendor, time_zone, dry_run } = *options;
+    let vendor =
+        portcullis_accounting::Vendor::from_name(vendor).with_context(|| format!("unknown vendor {vendor:?}"))?;
+    let zone = match time_zone {
+        Some(z) => portcullis_server::zone::Zone::parse(z).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?,
+        None => config.auth.zone().map_err(anyhow::Error::msg)?,
+    };
     let dict = crate::load_dictionary(config)?;
     let format = match input {
         ReplayFormat::Auto => None,
@@ -271,7 +278,8 @@ pub(crate) fn replay(
     let mut merge = Merge { files: Vec::new(), errors: 0 };
     for path in files {
         let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, file), format, &dict, vendor);
+        let reader = Reader::new(std::io::BufReader::with_capacity(1 << 20, file), format, &dict, vendor)
+            .with_zone(zone.clone());
         merge.files.push((path.clone(), reader.peekable()));
     }
     let started = Instant::now();
@@ -354,7 +362,9 @@ pub(crate) fn replay(
                 Some(s) => alerts += detection::record(s, &drafts)?,
                 None => {
                     for d in &drafts {
-                        writeln!(out, "{}", serde_json::to_string(d)?)?;
+                        let mut v = serde_json::to_value(d)?;
+                        v["event_time"] = json!(portcullis_detect::rfc3339(d.event_time));
+                        writeln!(out, "{v}")?;
                     }
                     alerts += drafts.len();
                 }
@@ -375,6 +385,9 @@ pub(crate) fn replay(
         "replay: {done} records ({records} new accounting, {auths} new authentication) in {secs:.1} s ({:.0}/s); {alerts} alerts raised or repeated; {errors} unreadable",
         done as f64 / secs.max(1e-9),
     );
+    if done == 0 {
+        bail!("nothing usable was read ({errors} unreadable records)");
+    }
     Ok(())
 }
 

@@ -303,9 +303,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Profiles { command } => detect::users(command, load),
         Command::Geo { command } => detect::geo(command, load),
         Command::Alerts { command } => detect::alerts(command, load),
-        Command::Replay { files, config, input, vendor, dry_run } => {
+        Command::Replay { files, config, input, vendor, time_zone, dry_run } => {
             let config = load(config.as_ref())?;
-            detect::replay(&config, &files, input, &vendor, dry_run)
+            let options = detect::ReplayOptions { input, vendor: &vendor, time_zone: time_zone.as_deref(), dry_run };
+            detect::replay(&config, &files, &options)
         }
         Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, defaults, format } => {
             let params = portcullis_detect::scenario::Params { users, days, seed, attacks_per_thousand };

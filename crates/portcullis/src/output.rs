@@ -12,14 +12,15 @@ use crate::cli::Format;
 /// RFC 3339 UTC.
 pub(crate) use portcullis_detect::rfc3339;
 
-/// RFC 3339 UTC with milliseconds, always three digits of them (`02:17:33.600Z`), so
-/// times line up and sort as text.
+/// RFC 3339 UTC with always three fractional digits (`02:17:33.600Z`), so the times
+/// of a list line up and sort as text.
 pub(crate) fn rfc3339_ms(ms: i64) -> String {
-    let whole = rfc3339(ms.div_euclid(1000));
-    match whole.strip_suffix('Z') {
-        Some(seconds) => format!("{seconds}.{:03}Z", ms.rem_euclid(1000)),
-        None => ms.to_string(),
-    }
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|d| d.format(&format).ok())
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// Parses `--since`: RFC 3339, a date, or an age such as 90m, 12h, 7d.
@@ -264,5 +265,8 @@ mod tests {
         assert_eq!(parse_time("2h", 10_000).unwrap(), 2_800);
         assert!(parse_time("yesterday", 0).is_err());
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_ms(1_795_227_453_600), "2026-11-21T02:17:33.600Z");
+        assert_eq!(rfc3339_ms(1_795_227_453_000), "2026-11-21T02:17:33.000Z");
+        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 }

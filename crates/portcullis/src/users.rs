@@ -284,12 +284,14 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
         }
     };
     let groups = account.as_ref().map(|a| a.groups.clone()).unwrap_or_default();
-    let offset = config.auth.offset().unwrap_or(time::UtcOffset::UTC);
-    let when = match at {
-        Some(t) => time::OffsetDateTime::from_unix_timestamp(output::parse_time(&t, super::now_unix())?)?,
-        None => time::OffsetDateTime::now_utc(),
-    }
-    .to_offset(offset);
+    let zone = config.auth.zone().map_err(anyhow::Error::msg)?;
+    let at = match at {
+        Some(t) => output::parse_time(&t, super::now_unix())?,
+        None => super::now_unix(),
+    };
+    let when = zone.local(at);
+    let weekday_name = when.weekday();
+    let (weekday, minute) = zone.weekday_minute(at);
     let req = PolicyRequest {
         groups: &groups,
         nas_identifier: nas.as_deref(),
@@ -297,8 +299,8 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
         called_station_id: None,
         calling_station_id: calling_station_id.as_deref(),
         method: Some(method),
-        weekday: when.weekday().number_days_from_monday(),
-        minute: u16::from(when.hour()) * 60 + u16::from(when.minute()),
+        weekday,
+        minute,
         dialin: account.as_ref().and_then(|a| a.dialin),
     };
     match &account {
@@ -311,7 +313,8 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
         ),
         None => println!("user {user}: not found in the user store (groups unknown)"),
     }
-    println!("evaluated at {when} ({}) with method {}", when.weekday(), method.name());
+    let when = when.format(&time::format_description::well_known::Rfc3339).unwrap_or_else(|_| at.to_string());
+    println!("evaluated at {when} ({weekday_name}, {}) with method {}", zone.name(), method.name());
     let (decision, why) = evaluate(&config.network_policies, &req);
     for line in why {
         println!("  {line}");

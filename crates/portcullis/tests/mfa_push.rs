@@ -144,11 +144,10 @@ fn mschapv2_and_peap_wait_for_approval_through_the_signed_link() {
     assert_eq!(ok["send_key_ok"], true);
     let e = last_event(&s, "alice");
     assert_eq!((e["decision"].as_str(), e["mfa"].as_str()), (Some("accept"), Some("push_approved")), "{e}");
-    // Stamped when the push was approved (half a second after the request), to the millisecond.
-    let stamp = e["time"].as_str().unwrap();
-    assert_eq!(stamp.len(), "2026-01-05T08:00:00.000Z".len(), "{stamp}");
-    let decided = time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).unwrap();
-    assert!(decided - asked >= time::Duration::milliseconds(450), "{stamp} is the request time, not the approval");
+    // Stamped when the push was approved (half a second later), not when the request came.
+    let decided =
+        time::OffsetDateTime::parse(e["time"].as_str().unwrap(), &time::format_description::well_known::Rfc3339);
+    assert!(decided.unwrap() - asked >= Duration::from_millis(500), "{e}");
     let pushes = phone.pushes();
     assert_eq!(pushes.len(), 1);
     assert_eq!(pushes[0]["user"], "alice");

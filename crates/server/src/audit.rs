@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -56,6 +56,8 @@ impl Rotation {
 struct Control {
     reopen: AtomicBool,
     rotation: Mutex<Rotation>,
+    /// The mode new files are created with (0600, or 0640 with `storage.group_readable`).
+    mode: portcullis_storage::FileMode,
 }
 
 /// The sending side, shared by every authentication task.
@@ -76,13 +78,18 @@ pub struct AuditWriter {
 }
 
 impl AuditLog {
-    /// Opens (creating, mode 0600) `path` and starts the writer thread appending to it.
-    pub fn spawn(path: PathBuf, rotation: Rotation, capacity: usize) -> std::io::Result<(Self, AuditWriter)> {
-        let file = open(&path)?;
+    /// Opens (creating with `mode`) `path` and starts the writer thread appending to it.
+    pub fn spawn(
+        path: PathBuf,
+        rotation: Rotation,
+        mode: portcullis_storage::FileMode,
+        capacity: usize,
+    ) -> std::io::Result<(Self, AuditWriter)> {
+        let file = mode.open_append(&path)?;
         let (queue, lines) = std::sync::mpsc::sync_channel(capacity);
         let stopping = Arc::new(AtomicBool::new(false));
         let stop = Arc::clone(&stopping);
-        let control = Arc::new(Control { reopen: AtomicBool::new(false), rotation: Mutex::new(rotation) });
+        let control = Arc::new(Control { reopen: AtomicBool::new(false), rotation: Mutex::new(rotation), mode });
         let output = Output::new(path, file, Arc::clone(&control));
         let thread =
             std::thread::Builder::new().name("audit".into()).spawn(move || write_lines(output, &lines, &stop))?;
@@ -172,15 +179,6 @@ fn write_lines(mut output: Output, lines: &Receiver<Vec<u8>>, stopping: &AtomicB
         }
     }
     output.flush();
-}
-
-/// Opens the audit file for appending, creating it with mode 0600.
-fn open(path: &Path) -> std::io::Result<File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
 }
 
 /// The identity of a file (device and inode), to notice it was replaced.
@@ -298,7 +296,7 @@ impl Output {
 
     fn reopen(&mut self, why: &str) {
         self.flush();
-        match open(&self.path) {
+        match self.control.mode.open_append(&self.path) {
             Ok(file) => {
                 let control = Arc::clone(&self.control);
                 *self = Self::new(self.path.clone(), file, control);
@@ -317,7 +315,8 @@ mod tests {
     fn every_queued_line_is_written_once_the_senders_are_gone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth.log");
-        let (log, writer) = AuditLog::spawn(path.clone(), ROTATION_OFF, QUEUE_LINES).unwrap();
+        let (log, writer) =
+            AuditLog::spawn(path.clone(), ROTATION_OFF, portcullis_storage::FileMode::default(), QUEUE_LINES).unwrap();
         for i in 0..10_000 {
             log.write(format!("{{\"n\":{i}}}").into_bytes());
         }
@@ -337,7 +336,11 @@ mod tests {
         let path = dir.path().join("auth.log");
         let file = File::create(&path).unwrap();
         let (queue, lines) = std::sync::mpsc::sync_channel(2);
-        let control = Arc::new(Control { reopen: AtomicBool::new(false), rotation: Mutex::new(ROTATION_OFF) });
+        let control = Arc::new(Control {
+            reopen: AtomicBool::new(false),
+            rotation: Mutex::new(ROTATION_OFF),
+            mode: portcullis_storage::FileMode::default(),
+        });
         let log = AuditLog {
             queue,
             refused: AtomicU64::new(0),
@@ -359,7 +362,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("auth.log");
         let rotation = Rotation { max_bytes: 1000, daily: false, keep: 2 };
-        let (log, writer) = AuditLog::spawn(path, rotation, QUEUE_LINES).unwrap();
+        let (log, writer) =
+            AuditLog::spawn(path, rotation, portcullis_storage::FileMode::default(), QUEUE_LINES).unwrap();
         for i in 0..400 {
             log.write(format!("{{\"n\":{i:05}}}").into_bytes());
             // Let the writer see the size between batches.

@@ -397,7 +397,8 @@ impl EapConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// UTC offset for policy day-and-time windows, `+HH:MM` or `-HH:MM`.
+    /// Time zone of policy day-and-time windows and NPS log files: an IANA name
+    /// (`Europe/Berlin`) or a fixed offset (`+HH:MM`).
     pub time_zone: String,
     /// How long a verified PAP credential is remembered (0 disables the cache).
     pub credential_cache_seconds: u64,
@@ -434,10 +435,9 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// The configured offset.
-    pub fn offset(&self) -> Option<time::UtcOffset> {
-        let format = time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]");
-        time::UtcOffset::parse(&self.time_zone, &format).ok()
+    /// The configured time zone.
+    pub fn zone(&self) -> Result<crate::zone::Zone, String> {
+        crate::zone::Zone::parse(&self.time_zone)
     }
 }
 
@@ -517,6 +517,13 @@ pub struct StorageConfig {
     /// Seconds without an Interim-Update or Stop after which an open session is marked
     /// stale; unset: twice the longest Interim interval seen from its NAS, at least a day.
     pub stale_after_seconds: Option<u64>,
+    /// Days to keep stored authentication events; 0 keeps them forever.
+    pub auth_event_retention_days: u32,
+    /// Days to keep closed sessions after they ended; 0 keeps them forever.
+    pub session_retention_days: u32,
+    /// Data files (database, journal, `auth.log`, NPS logs) readable by the group too
+    /// (0640 instead of 0600).
+    pub group_readable: bool,
 }
 
 impl Default for StorageConfig {
@@ -528,7 +535,17 @@ impl Default for StorageConfig {
             queue_capacity: 65_536,
             max_batch: 4096,
             stale_after_seconds: None,
+            auth_event_retention_days: 365,
+            session_retention_days: 365,
+            group_readable: false,
         }
+    }
+}
+
+impl StorageConfig {
+    /// The mode of the data files.
+    pub fn file_mode(&self) -> portcullis_storage::FileMode {
+        portcullis_storage::FileMode::new(self.group_readable)
     }
 }
 
@@ -695,12 +712,9 @@ impl Config {
             line: Some(line_of(text, span.start)),
             message,
         };
-        if self.auth.offset().is_none() {
-            return Err(ConfigError {
-                file: file.into(),
-                line: None,
-                message: format!("auth.time_zone {:?} must be a UTC offset such as \"+01:00\"", self.auth.time_zone),
-            });
+        if let Err(e) = self.auth.zone() {
+            let line = text.find("time_zone").map(|i| line_of(text, i));
+            return Err(ConfigError { file: file.into(), line, message: format!("auth.time_zone: {e}") });
         }
         let mut policy_names = std::collections::HashSet::new();
         for p in &self.network_policies {
@@ -1267,5 +1281,46 @@ mod tests {
         let w = warnings("[[network_policy]]\nname = \"p\"\n[mfa]\npolicy_default = \"optional\"\n");
         assert!(has(&w, "mfa.policy_default = \"optional\""), "{w:#?}");
         assert!(has(&parse("").unwrap().warnings(), "no [[client]]"));
+    }
+
+    #[test]
+    fn time_windows_follow_daylight_saving_in_an_iana_zone() {
+        use portcullis_auth::policy::{PolicyDecision, PolicyRequest, evaluate, reason};
+        let text = format!(
+            "{OK}\n[auth]\ntime_zone = \"Europe/Berlin\"\n\n[[network_policy]]\nname = \"office hours\"\n\
+             [[network_policy.time_windows]]\ndays = [\"mon\"]\nhours = \"08:00-17:00\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let zone = c.auth.zone().unwrap();
+        let decide = |rfc3339: &str| {
+            let f = time::format_description::well_known::Rfc3339;
+            let now = time::OffsetDateTime::parse(rfc3339, &f).unwrap().unix_timestamp();
+            let (weekday, minute) = zone.weekday_minute(now);
+            evaluate(&c.network_policies, &PolicyRequest { weekday, minute, ..Default::default() }).0
+        };
+        let granted = PolicyDecision::Grant { policy: "office hours".into(), dialin_override: false };
+        let outside = PolicyDecision::Deny { policy: Some("office hours".into()), reason: reason::LOGON_HOURS };
+        // Monday 07:30 UTC is 08:30 in winter (CET) and 09:30 in summer (CEST).
+        assert_eq!(decide("2026-03-23T07:30:00Z"), granted);
+        assert_eq!(decide("2026-03-30T07:30:00Z"), granted);
+        // Monday 06:30 UTC: 07:30 before the change (closed), 08:30 after it (open).
+        assert_eq!(decide("2026-03-23T06:30:00Z"), outside);
+        assert_eq!(decide("2026-03-30T06:30:00Z"), granted);
+        // 16:30 UTC: 17:30 CET (closed) and 18:30 CEST (closed); 15:30 UTC in summer is 17:30.
+        assert_eq!(decide("2026-03-23T15:30:00Z"), granted);
+        assert_eq!(decide("2026-03-30T15:30:00Z"), outside);
+        // And back in October.
+        assert_eq!(decide("2026-10-19T06:30:00Z"), granted);
+        assert_eq!(decide("2026-10-26T06:30:00Z"), outside);
+    }
+
+    #[test]
+    fn time_zone_takes_names_and_offsets_and_refuses_the_rest() {
+        for good in ["Europe/Berlin", "America/New_York", "UTC", "+01:00", "-05:30"] {
+            assert!(parse(&format!("{OK}[auth]\ntime_zone = \"{good}\"\n")).is_ok(), "{good}");
+        }
+        let e = parse(&format!("{OK}[auth]\ntime_zone = \"Europe/Berlinn\"\n")).unwrap_err();
+        assert!(e.message.contains("auth.time_zone") && e.message.contains("IANA"), "{e}");
+        assert_eq!(e.line, Some(13));
     }
 }

@@ -105,7 +105,9 @@ pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
         }
         ("reject", _) => {
             let reason = match e.reason_code {
-                16 => "bad_password",
+                // 21: the second factor refused after the password verified (wrong,
+                // replayed or expired codes count with wrong passwords).
+                16 | 21 => "bad_password",
                 8 => "unknown_user",
                 34..=36 => "account",
                 _ => "policy",

@@ -25,6 +25,7 @@ pub mod ntlm;
 pub mod privacyidea;
 pub mod replay;
 pub mod user_cache;
+pub mod zone;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Opens the configured store for writing.
 pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
-    SqliteStore::open(&config.storage.data_dir, SyncMode::Normal)
+    SqliteStore::open_with_mode(&config.storage.data_dir, SyncMode::Normal, config.storage.file_mode())
 }
 
 /// An exclusive hold on a data directory, released when dropped (or when the process
@@ -102,7 +103,7 @@ pub fn open_journal(config: &Config) -> Result<Journal, StorageError> {
         SyncSetting::Normal => JournalSync::Process,
         SyncSetting::Fsync => JournalSync::Fsync,
     };
-    Journal::open(&journal_dir(config), sync)
+    Journal::open_with_mode(&journal_dir(config), sync, config.storage.file_mode())
 }
 
 /// A running server.
@@ -196,7 +197,7 @@ fn auth_shared(
     };
     let nps_log = match &config.nps_log {
         Some(c) => Some(Mutex::new(
-            npslog::NpsLog::open(c, &config.storage.data_dir)
+            npslog::NpsLog::open(c, &config.storage.data_dir, config.storage.file_mode())
                 .map_err(|e| StartError::Config(format!("nps_log: {e}")))?,
         )),
         None => None,
@@ -213,7 +214,7 @@ fn auth_shared(
             if config.auth.credential_cache_seconds == 0 { 0 } else { 100_000 },
         )),
         policies: config.network_policies.clone(),
-        offset: config.auth.offset().unwrap_or(time::UtcOffset::UTC),
+        zone: config.auth.zone().unwrap_or_default(),
         router,
         dictionary,
         audit: state.audit,
@@ -329,9 +330,13 @@ impl Server {
         }
         if !config.radius.auth_listen.is_empty() {
             let audit_path = config.storage.data_dir.join("auth.log");
-            let (audit, writer) =
-                audit::AuditLog::spawn(audit_path.clone(), audit::Rotation::of(&config.log), audit::QUEUE_LINES)
-                    .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
+            let (audit, writer) = audit::AuditLog::spawn(
+                audit_path.clone(),
+                audit::Rotation::of(&config.log),
+                config.storage.file_mode(),
+                audit::QUEUE_LINES,
+            )
+            .map_err(|source| StorageError::DataDir { path: audit_path.display().to_string(), source })?;
             audit_writer = Some(writer);
             // Answers after a push are re-sent to retransmits for at least 10 s.
             let mut retention = config.radius.duplicate_retention_seconds;

@@ -12,6 +12,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use portcullis_radius::{Packet, attr};
+use portcullis_storage::FileMode;
 use serde::Deserialize;
 
 use crate::logtext::escape_controls;
@@ -53,6 +54,15 @@ pub struct NpsLogConfig {
     pub computer_name: Option<String>,
 }
 
+/// Packet-Type of an Access-Request record.
+pub const ACCESS_REQUEST: u8 = 1;
+/// Packet-Type of an Access-Accept record.
+pub const ACCESS_ACCEPT: u8 = 2;
+/// Packet-Type of an Access-Reject record.
+pub const ACCESS_REJECT: u8 = 3;
+/// Packet-Type of an Access-Challenge record.
+pub const ACCESS_CHALLENGE: u8 = 11;
+
 /// One record: what NPS logs about a packet.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NpsRecord {
@@ -91,16 +101,19 @@ pub struct NpsRecord {
     pub tunnel_client_endpoint: Option<String>,
 }
 
+/// NPS Authentication-Type of each Portcullis method name.
+const AUTHENTICATION_TYPES: [(&str, u32); 5] =
+    [("pap", 1), ("chap", 2), ("mschapv2", 4), ("eap-mschapv2", 5), ("peap", 11)];
+
 /// NPS Authentication-Type for a Portcullis method name.
 pub fn authentication_type(method: &str) -> Option<u32> {
-    match method {
-        "pap" => Some(1),
-        "chap" => Some(2),
-        "mschapv2" => Some(4),
-        "eap-mschapv2" => Some(5),
-        "peap" => Some(11),
-        _ => None,
-    }
+    AUTHENTICATION_TYPES.iter().find(|(name, _)| *name == method).map(|(_, n)| *n)
+}
+
+/// The Portcullis method name of an NPS Authentication-Type (the inverse of
+/// [`authentication_type`]).
+pub fn method_name(authentication_type: u32) -> Option<&'static str> {
+    AUTHENTICATION_TYPES.iter().find(|(_, n)| *n == authentication_type).map(|(name, _)| *name)
 }
 
 /// The Portcullis method name of an NPS Authentication-Type (the inverse of
@@ -351,19 +364,20 @@ pub struct NpsLog {
     period: NpsPeriod,
     directory: PathBuf,
     computer: String,
+    mode: FileMode,
     current: Option<(String, File)>,
 }
 
 impl NpsLog {
-    /// Creates the directory; files are opened on first use.
-    pub fn open(config: &NpsLogConfig, data_dir: &std::path::Path) -> std::io::Result<Self> {
+    /// Creates the directory; files are opened on first use, in `mode`.
+    pub fn open(config: &NpsLogConfig, data_dir: &std::path::Path, mode: FileMode) -> std::io::Result<Self> {
         let directory = config.directory.clone().unwrap_or_else(|| data_dir.join("nps"));
-        std::fs::create_dir_all(&directory)?;
+        mode.create_dir_all(&directory)?;
         let computer = config.computer_name.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map_or_else(|_| "portcullis".into(), |h| h.trim().to_string())
         });
-        Ok(Self { format: config.format, period: config.period, directory, computer, current: None })
+        Ok(Self { format: config.format, period: config.period, directory, computer, mode, current: None })
     }
 
     /// The Computer-Name written in records.
@@ -387,7 +401,7 @@ impl NpsLog {
         let Some(first) = records.first() else { return Ok(()) };
         let name = self.file_name(first);
         if self.current.as_ref().is_none_or(|(n, _)| *n != name) {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(self.directory.join(&name))?;
+            let file = self.mode.open_append(&self.directory.join(&name))?;
             self.current = Some((name, file));
         }
         let mut text = String::new();

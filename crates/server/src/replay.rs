@@ -3,6 +3,12 @@
 //! in IAS (legacy) and DTS Compliant (XML) format. Every reader streams, bounds line
 //! and record sizes, and reports a bad record with its line number instead of
 //! stopping.
+//!
+//! Times: JSON lines carry UTC instants. FreeRADIUS detail dates carry their zone
+//! (`UTC`, `CET`, `+0100`), which is honoured; NPS files carry none and are read in the
+//! zone given to the reader (`--time-zone`, by default `auth.time_zone`, the zone
+//! Portcullis writes its own NPS files in). A time that cannot be read makes its record
+//! an error with its line number; no record is ever given another time instead.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -12,6 +18,9 @@ use portcullis_accounting::{AccountingRecord, Vendor, normalise};
 use portcullis_detect::Event;
 use portcullis_radius::{Code, Dictionary, Identifier, Packet, PacketBuilder, VerifiedRequest};
 use portcullis_storage::AuthEvent;
+
+use crate::npslog;
+use crate::zone::Zone;
 
 /// Longest line read; longer lines are refused.
 pub const MAX_LINE: usize = 64 * 1024;
@@ -70,12 +79,41 @@ pub struct ReadError {
     pub message: String,
 }
 
+/// Local times of one file: the zone they are in, and the instant of the record read
+/// before, which settles the hour a change back from daylight saving repeats.
+#[derive(Debug, Clone, Default)]
+pub struct LocalTimes {
+    zone: Zone,
+    previous: Option<i64>,
+}
+
+impl LocalTimes {
+    pub fn new(zone: Zone) -> Self {
+        Self { zone, previous: None }
+    }
+
+    /// A local time without zone information, in the file's zone.
+    fn resolve(&mut self, local: time::PrimitiveDateTime) -> Result<i64, String> {
+        let t = self.zone.resolve(local, self.previous)?;
+        self.previous = Some(t);
+        Ok(t)
+    }
+
+    /// A local time written with its zone (FreeRADIUS `%Z`).
+    fn resolve_labelled(&mut self, local: time::PrimitiveDateTime, label: &str) -> Result<i64, String> {
+        let t = self.zone.resolve_labelled(local, label)?;
+        self.previous = Some(t);
+        Ok(t)
+    }
+}
+
 /// Reads one file's items.
 pub struct Reader<'a, R> {
     input: R,
     format: Option<Format>,
     dict: &'a Dictionary,
     vendor: Vendor,
+    times: LocalTimes,
     line: usize,
     buf: Vec<u8>,
     block: Vec<(usize, String)>,
@@ -84,9 +122,18 @@ pub struct Reader<'a, R> {
 
 impl<'a, R: BufRead> Reader<'a, R> {
     /// `format`: `None` guesses from the first line. `vendor`: the vendor adapter for
-    /// accounting records (detail and NPS files).
+    /// accounting records (detail and NPS files). Local times without a zone are read
+    /// as UTC unless [`Reader::with_zone`] says otherwise.
     pub fn new(input: R, format: Option<Format>, dict: &'a Dictionary, vendor: Vendor) -> Self {
-        Self { input, format, dict, vendor, line: 0, buf: Vec::new(), block: Vec::new(), done: false }
+        let times = LocalTimes::default();
+        Self { input, format, dict, vendor, times, line: 0, buf: Vec::new(), block: Vec::new(), done: false }
+    }
+
+    /// The zone of local times the file does not say the zone of (NPS files).
+    #[must_use]
+    pub fn with_zone(mut self, zone: Zone) -> Self {
+        self.times = LocalTimes::new(zone);
+        self
     }
 
     /// The next line (without line end), or `None` at the end. Long lines are an
@@ -160,7 +207,7 @@ impl<'a, R: BufRead> Reader<'a, R> {
             }
         }
         let block = std::mem::take(&mut self.block);
-        Some(detail_record(&block, self.dict, self.vendor))
+        Some(detail_record(&block, self.dict, self.vendor, &mut self.times))
     }
 }
 
@@ -190,8 +237,8 @@ impl<R: BufRead> Iterator for Reader<'_, R> {
             let at = self.line;
             let result = match format {
                 Format::JsonLines => json_line(&line),
-                Format::Ias => ias_line(&line, self.dict, self.vendor),
-                Format::Dts => dts_line(&line, self.dict, self.vendor),
+                Format::Ias => ias_line(&line, self.dict, self.vendor, &mut self.times),
+                Format::Dts => dts_line(&line, self.dict, self.vendor, &mut self.times),
                 Format::Detail => {
                     self.block.push((at, line));
                     continue;
@@ -260,36 +307,62 @@ fn unquote(v: &str) -> String {
 
 const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-fn civil_to_unix(y: i64, m: i64, d: i64, hh: i64, mm: i64, ss: i64) -> Option<i64> {
+/// A calendar date and time of day, as a file wrote it.
+fn civil(y: i64, m: i64, d: i64, (hh, mm, ss): (i64, i64, i64)) -> Option<time::PrimitiveDateTime> {
     let n = |v: i64| u8::try_from(v).ok();
     let date =
         time::Date::from_calendar_date(i32::try_from(y).ok()?, time::Month::try_from(n(m)?).ok()?, n(d)?).ok()?;
     let time = time::Time::from_hms(n(hh)?, n(mm)?, n(ss)?).ok()?;
-    Some(time::PrimitiveDateTime::new(date, time).assume_utc().unix_timestamp())
+    Some(time::PrimitiveDateTime::new(date, time))
 }
 
-fn hms(t: &str) -> Option<(i64, i64, i64)> {
-    let mut it = t.split('.').next()?.split(':').map(|x| x.parse::<i64>().ok());
-    Some((it.next()??, it.next()??, it.next()??))
-}
-
-/// FreeRADIUS writes dates as `"Jan  5 2026 08:00:00 UTC"`; only UTC is understood.
-fn detail_date(v: &str) -> Option<i64> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 5 || !matches!(parts[4], "UTC" | "GMT") {
+/// `HH:MM:SS[.fff]`: the time of day and the milliseconds.
+fn hms(t: &str) -> Option<((i64, i64, i64), i64)> {
+    let (whole, fraction) = t.split_once('.').unwrap_or((t, ""));
+    let mut it = whole.split(':').map(|x| x.parse::<i64>().ok());
+    let hms = (it.next()??, it.next()??, it.next()??);
+    if it.next().is_some() {
         return None;
     }
-    let m = MONTHS.iter().position(|x| *x == parts[0])? as i64 + 1;
-    let (hh, mm, ss) = hms(parts[3])?;
-    civil_to_unix(parts[2].parse().ok()?, m, parts[1].parse().ok()?, hh, mm, ss)
+    let digits = fraction.get(..fraction.len().min(3))?;
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let millis = if digits.is_empty() { 0 } else { digits.parse::<i64>().ok()? * 10_i64.pow(3 - digits.len() as u32) };
+    Some((hms, millis))
 }
 
-/// NPS dates `MM/DD/YYYY` and times `HH:MM:SS[.mmm]` (taken as UTC).
-fn nps_date(date: &str, time: &str) -> Option<i64> {
+/// FreeRADIUS writes dates as `"Jan  5 2026 08:00:00 UTC"` (`%b %e %Y %H:%M:%S %Z`):
+/// the zone is an abbreviation (`CET`) or an offset (`+0100`), and taken as written.
+/// Without a zone the time is local to the file's zone. Unix seconds.
+fn detail_date(v: &str, times: &mut LocalTimes) -> Result<i64, String> {
+    let bad = || format!("cannot read the date {v:?} (expected e.g. \"Jan  5 2026 08:00:00 CET\")");
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if !(4..=5).contains(&parts.len()) {
+        return Err(bad());
+    }
+    let m = MONTHS.iter().position(|x| x.eq_ignore_ascii_case(parts[0])).ok_or_else(bad)? as i64 + 1;
+    let (hms, _) = hms(parts[3]).ok_or_else(bad)?;
+    let year = parts[2].parse().map_err(|_| bad())?;
+    let local = civil(year, m, parts[1].parse().map_err(|_| bad())?, hms).ok_or_else(bad)?;
+    match parts.get(4) {
+        Some(label) => times.resolve_labelled(local, label),
+        None => times.resolve(local),
+    }
+    .map_err(|e| format!("date {v:?}: {e}"))
+}
+
+/// NPS dates `MM/DD/YYYY` and times `HH:MM:SS[.mmm]`, local to the file's zone. Unix
+/// milliseconds.
+fn nps_date(date: &str, time: &str, times: &mut LocalTimes) -> Result<i64, String> {
+    let bad = || format!("bad date/time {date:?} {time:?}");
     let mut d = date.split('/').map(|x| x.trim().parse::<i64>().ok());
-    let (m, day, y) = (d.next()??, d.next()??, d.next()??);
-    let (hh, mm, ss) = hms(time.trim())?;
-    civil_to_unix(y, m, day, hh, mm, ss)
+    let (m, day, y) = (d.next().flatten(), d.next().flatten(), d.next().flatten());
+    let (Some(m), Some(day), Some(y), None) = (m, day, y, d.next()) else { return Err(bad()) };
+    let (hms, millis) = hms(time.trim()).ok_or_else(bad)?;
+    let local = civil(y, m, day, hms).ok_or_else(bad)?;
+    let t = times.resolve(local).map_err(|e| format!("{date} {time}: {e}"))?;
+    Ok(t * 1000 + millis)
 }
 
 /// Builds an Accounting-Request from (dictionary name, text value) pairs and
@@ -324,7 +397,12 @@ fn accounting_record(
     }
 }
 
-fn detail_record(block: &[(usize, String)], dict: &Dictionary, vendor: Vendor) -> Result<Option<Item>, ReadError> {
+fn detail_record(
+    block: &[(usize, String)],
+    dict: &Dictionary,
+    vendor: Vendor,
+    times: &mut LocalTimes,
+) -> Result<Option<Item>, ReadError> {
     let first = block.first().map_or(0, |b| b.0);
     let mut attrs = Vec::new();
     let mut arrival = None;
@@ -337,9 +415,19 @@ fn detail_record(block: &[(usize, String)], dict: &Dictionary, vendor: Vendor) -
             return Err(ReadError { line: *line, message: format!("expected \"Attribute = value\", got {text:?}") });
         };
         let (name, value) = (name.trim(), unquote(value));
+        let at = |message: String| ReadError { line: *line, message };
         match name {
-            "Timestamp" => arrival = value.parse::<i64>().ok(),
-            "Event-Timestamp" => event_time = value.parse::<i64>().ok().or_else(|| detail_date(&value)),
+            "Timestamp" => {
+                arrival =
+                    Some(value.parse::<i64>().map_err(|_| at(format!("Timestamp {value:?} is not Unix seconds")))?);
+            }
+            "Event-Timestamp" => {
+                let t = match value.parse::<i64>() {
+                    Ok(t) => t,
+                    Err(_) => detail_date(&value, times).map_err(|e| at(format!("Event-Timestamp: {e}")))?,
+                };
+                event_time = Some(t);
+            }
             _ => attrs.push((name.to_owned(), value)),
         }
     }
@@ -353,15 +441,17 @@ fn detail_record(block: &[(usize, String)], dict: &Dictionary, vendor: Vendor) -
     Ok(r.map(|r| Item::Record(Box::new(r))))
 }
 
-/// The fields NPS logs carry that matter here, by attribute number.
+/// The fields NPS logs carry that matter here, by attribute number. `time_ms`: Unix
+/// milliseconds.
 fn nps_item(
     number_values: &BTreeMap<u32, String>,
-    time: i64,
+    time_ms: i64,
     computer: &str,
     dict: &Dictionary,
     vendor: Vendor,
 ) -> Result<Option<Item>, String> {
-    let packet_type: u32 = number_values.get(&4136).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let time = time_ms.div_euclid(1000);
+    let packet_type: u8 = number_values.get(&4136).and_then(|v| v.parse().ok()).unwrap_or(0);
     let get = |n: u32| number_values.get(&n).cloned().filter(|v| !v.is_empty());
     match packet_type {
         // Accounting-Request: rebuild the packet from the standard attributes.
@@ -376,26 +466,27 @@ fn nps_item(
                 .collect();
             Ok(accounting_record(&attrs, dict, vendor, time)?.map(|r| Item::Record(Box::new(r))))
         }
-        // Access-Accept / Access-Reject: an authentication decision.
-        2 | 3 => {
-            let accepted = packet_type == 2;
+        // Access-Accept / Access-Reject / Access-Challenge: an authentication decision.
+        npslog::ACCESS_ACCEPT | npslog::ACCESS_REJECT | npslog::ACCESS_CHALLENGE => {
+            let (decision, event_id, default_reason) = match packet_type {
+                npslog::ACCESS_ACCEPT => ("accept", 6272, 0),
+                npslog::ACCESS_REJECT => ("reject", 6273, 16),
+                _ => ("challenge", 0, 0),
+            };
             let raw = get(1).or_else(|| get(4129)).unwrap_or_default();
-            let reason_code = get(4142).and_then(|v| v.parse().ok()).unwrap_or(if accepted { 0 } else { 16 });
+            let reason_code = get(4142).and_then(|v| v.parse().ok()).unwrap_or(default_reason);
+            let method = get(4127).and_then(|v| v.parse().ok()).and_then(npslog::method_name).unwrap_or_default();
             Ok(Some(Item::Auth(Box::new(AuthEvent {
-                time_ms: time.saturating_mul(1000),
+                time_ms,
                 user: portcullis_accounting::canonical_user(&raw),
                 user_raw: raw,
                 nas: get(32).or_else(|| get(4)).unwrap_or_else(|| computer.to_owned()),
                 client: get(4128).unwrap_or_default(),
                 calling_station_id: get(31),
-                method: get(4127)
-                    .and_then(|v| v.parse().ok())
-                    .and_then(crate::npslog::method_of_authentication_type)
-                    .unwrap_or_default()
-                    .to_owned(),
-                decision: if accepted { "accept" } else { "reject" }.into(),
+                method: method.to_owned(),
+                decision: decision.into(),
                 reason_code,
-                event_id: if accepted { 6272 } else { 6273 },
+                event_id,
                 policy: get(4149),
                 message: String::new(),
                 connection_request_policy: get(4154),
@@ -421,13 +512,12 @@ fn ias_value(v: &str) -> String {
 
 /// One IAS (legacy) line: NAS address, user, date, time, service, computer, then
 /// attribute-number/value pairs.
-pub fn ias_line(line: &str, dict: &Dictionary, vendor: Vendor) -> Result<Option<Item>, String> {
+pub fn ias_line(line: &str, dict: &Dictionary, vendor: Vendor, times: &mut LocalTimes) -> Result<Option<Item>, String> {
     let fields: Vec<&str> = line.split(',').collect();
     if fields.len() < 6 || fields.len() > 6 + 2 * MAX_ATTRIBUTES {
         return Err("not an IAS log line (expected NAS,user,date,time,service,computer,id,value,...)".into());
     }
-    let time =
-        nps_date(fields[2], fields[3]).ok_or_else(|| format!("bad date/time {:?} {:?}", fields[2], fields[3]))?;
+    let time = nps_date(fields[2], fields[3], times)?;
     let mut values = BTreeMap::new();
     for pair in fields[6..].chunks(2) {
         let [id, value] = pair else { return Err("attribute without a value".into()) };
@@ -448,7 +538,7 @@ fn xml_unescape(s: &str) -> String {
 }
 
 /// One DTS Compliant event: `<Event><Name data_type="N">value</Name>...</Event>`.
-pub fn dts_line(line: &str, dict: &Dictionary, vendor: Vendor) -> Result<Option<Item>, String> {
+pub fn dts_line(line: &str, dict: &Dictionary, vendor: Vendor, times: &mut LocalTimes) -> Result<Option<Item>, String> {
     let body = line
         .trim()
         .strip_prefix("<Event>")
@@ -473,13 +563,13 @@ pub fn dts_line(line: &str, dict: &Dictionary, vendor: Vendor) -> Result<Option<
     let find = |n: &str| elements.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
     let stamp = find("Timestamp").ok_or("event has no Timestamp")?;
     let (date, time) = stamp.split_once(' ').ok_or("bad Timestamp")?;
-    let time = nps_date(date, time).ok_or_else(|| format!("bad Timestamp {stamp:?}"))?;
+    let time = nps_date(date, time, times).map_err(|e| format!("Timestamp: {e}"))?;
     let mut values = BTreeMap::new();
     for (name, value) in &elements {
         let number = match *name {
             "Packet-Type" => Some(4136),
-            "Reason-Code" => Some(4142),
             "Authentication-Type" => Some(4127),
+            "Reason-Code" => Some(4142),
             "Client-Friendly-Name" => Some(4128),
             "Fully-Qualifed-User-Name" => Some(4129),
             "NP-Policy-Name" => Some(4149),
@@ -566,7 +656,104 @@ mod tests {
         ] {
             assert!(read(bad)[0].is_err(), "{bad}");
         }
-        assert_eq!(civil_to_unix(2026, 1, 5, 0, 0, 0), Some(1_767_571_200));
-        assert_eq!(detail_date("Jan  5 2026 08:00:00 CET"), None);
+        let midnight = civil(2026, 1, 5, (0, 0, 0)).unwrap();
+        assert_eq!(midnight.assume_utc().unix_timestamp(), 1_767_571_200);
+    }
+
+    fn read_in(text: &str, zone: &str) -> Vec<Result<Item, ReadError>> {
+        let dict = Dictionary::builtin();
+        let zone = Zone::parse(zone).unwrap();
+        Reader::new(text.as_bytes(), None, &dict, Vendor::default()).with_zone(zone).collect()
+    }
+
+    fn auth_time(item: &Result<Item, ReadError>) -> i64 {
+        match item {
+            Ok(Item::Auth(a)) => a.time_ms,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn nps_files_are_read_in_their_zone_across_daylight_saving() {
+        // Written in Europe/Berlin: 09:00 local is 08:00 UTC in winter, 07:00 in summer.
+        let ias = "192.0.2.10,alice,01/05/2026,09:00:00,IAS,NPS1,4136,2\r\n\
+                   192.0.2.10,alice,07/06/2026,09:00:00,IAS,NPS1,4136,2\r\n";
+        let items = read_in(ias, "Europe/Berlin");
+        assert_eq!(auth_time(&items[0]), 1_767_600_000_000, "2026-01-05T08:00:00Z");
+        assert_eq!(auth_time(&items[1]), 1_783_321_200_000, "2026-07-06T07:00:00Z");
+        // DTS keeps the milliseconds.
+        let dts = "<Event><Timestamp data_type=\"4\">01/05/2026 09:00:00.250</Timestamp><Packet-Type data_type=\"0\">3</Packet-Type></Event>";
+        assert_eq!(auth_time(&read_in(dts, "Europe/Berlin")[0]), 1_767_600_000_250);
+        assert_eq!(auth_time(&read_in(dts, "+01:00")[0]), 1_767_600_000_250);
+        // The hour that repeats in October: in file order, the second 02:10 is after 02:50.
+        let fold = "x,bob,10/25/2026,02:50:00,IAS,N,4136,3\nx,bob,10/25/2026,02:10:00,IAS,N,4136,3\n";
+        let items = read_in(fold, "Europe/Berlin");
+        assert_eq!(auth_time(&items[0]), 1_792_889_400_000, "00:50 UTC");
+        assert_eq!(auth_time(&items[1]), 1_792_890_600_000, "01:10 UTC");
+        // The hour skipped in March never happened: reported with its line, not moved.
+        let gap = "x,bob,03/29/2026,01:59:00,IAS,N,4136,3\nx,bob,03/29/2026,02:30:00,IAS,N,4136,3\n";
+        let items = read_in(gap, "Europe/Berlin");
+        assert!(items[0].is_ok());
+        assert!(matches!(&items[1], Err(e) if e.line == 2 && e.message.contains("does not exist")), "{items:?}");
+    }
+
+    #[test]
+    fn challenges_and_methods_come_back_from_nps_files() {
+        let ias = "192.0.2.10,bob,01/05/2026,08:00:00,IAS,NPS1,4127,1,4136,11,4142,0\n\
+                   192.0.2.10,bob,01/05/2026,08:00:05,IAS,NPS1,4127,11,4136,3,4142,21\n";
+        let items = read(ias);
+        let Ok(Item::Auth(c)) = &items[0] else { panic!("{items:?}") };
+        assert_eq!((c.decision.as_str(), c.method.as_str(), c.event_id), ("challenge", "pap", 0));
+        let Ok(Item::Auth(r)) = &items[1] else { panic!("{items:?}") };
+        assert_eq!((r.decision.as_str(), r.method.as_str(), r.reason_code), ("reject", "peap", 21));
+        let dts = "<Event><Timestamp data_type=\"4\">01/05/2026 08:00:00.000</Timestamp><Authentication-Type data_type=\"0\">4</Authentication-Type><Packet-Type data_type=\"0\">2</Packet-Type></Event>";
+        let Ok(Item::Auth(a)) = &read(dts)[0] else { panic!() };
+        assert_eq!(a.method, "mschapv2");
+    }
+
+    fn detail(event_timestamp: &str) -> String {
+        format!(
+            "Mon Jan  5 09:00:03 2026\n\tAcct-Status-Type = Start\n\tUser-Name = \"alice\"\n\tNAS-IP-Address = 192.0.2.10\n\
+             \tAcct-Session-Id = \"s-1\"\n\tEvent-Timestamp = \"{event_timestamp}\"\n\tTimestamp = 1767600003\n\n"
+        )
+    }
+
+    fn record_time(item: &Result<Item, ReadError>) -> i64 {
+        match item {
+            Ok(Item::Record(r)) => r.event_time,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn detail_dates_keep_the_zone_they_were_written_in() {
+        // 2026-01-05 07:00:00 UTC, written four ways.
+        for (stamp, zone) in [
+            ("Jan  5 2026 07:00:00 UTC", "UTC"),
+            ("Jan  5 2026 08:00:00 CET", "UTC"),
+            ("Jan  5 2026 08:00:00 +0100", "UTC"),
+            ("Jan  5 2026 02:00:00 EST", "Europe/Berlin"),
+            ("Jan  5 2026 01:00:00 CST", "America/Chicago"),
+            ("Jan  5 2026 08:00:00", "Europe/Berlin"),
+        ] {
+            assert_eq!(record_time(&read_in(&detail(stamp), zone)[0]), 1_767_596_400, "{stamp} in {zone}");
+        }
+        // In summer the same zone writes CEST.
+        let summer = detail("Jul  6 2026 09:00:00 CEST");
+        assert_eq!(record_time(&read(&summer)[0]), 1_783_321_200);
+    }
+
+    #[test]
+    fn an_unreadable_event_time_is_an_error_at_its_line_not_the_arrival_time() {
+        for stamp in ["Jan  5 2026 08:00:00 CST", "Jan  5 2026 08:00:00 XYZ", "yesterday", "Jan 32 2026 08:00:00 UTC"] {
+            let items = read(&detail(stamp));
+            assert_eq!(items.len(), 1);
+            assert!(
+                matches!(&items[0], Err(e) if e.line == 6 && e.message.contains("Event-Timestamp")),
+                "{stamp}: {items:?}"
+            );
+        }
+        let bad_arrival = detail("Jan  5 2026 07:00:00 UTC").replace("1767600003", "soon");
+        assert!(matches!(&read(&bad_arrival)[0], Err(e) if e.line == 7), "{:?}", read(&bad_arrival));
     }
 }

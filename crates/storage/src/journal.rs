@@ -7,11 +7,11 @@
 //! `length (u32 LE) ‖ CRC-32 of payload (u32 LE) ‖ payload`. A torn record at the end
 //! of the newest segment (a crash mid-write) is cut off when the journal is opened.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::{RawPacket, StorageError};
+use crate::{FileMode, RawPacket, StorageError};
 
 /// Segments roll over past this size.
 const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -77,16 +77,27 @@ pub struct Journal {
     file: File,
     position: Position,
     sync: JournalSync,
+    mode: FileMode,
 }
 
 impl Journal {
     /// Opens the journal in `dir`, cutting off a torn tail of the newest segment.
+    /// Segments are readable by their owner only.
     pub fn open(dir: &Path, sync: JournalSync) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-        let segment = segments(dir)?.last().copied().unwrap_or(1);
+        Self::open_with_mode(dir, sync, FileMode::PRIVATE)
+    }
+
+    /// The same with segments (new ones, and those kept from before) in this mode.
+    pub fn open_with_mode(dir: &Path, sync: JournalSync, mode: FileMode) -> Result<Self, StorageError> {
+        mode.create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let all = segments(dir)?;
+        for &n in &all {
+            let path = segment_path(dir, n);
+            mode.restrict(&path).map_err(|e| io_err(&path, e))?;
+        }
+        let segment = all.last().copied().unwrap_or(1);
         let path = segment_path(dir, segment);
-        let mut file =
-            OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        let mut file = mode.open_append(&path).map_err(|e| io_err(&path, e))?;
         let valid = scan_valid_length(&mut file).map_err(|e| io_err(&path, e))?;
         let len = file.metadata().map_err(|e| io_err(&path, e))?.len();
         if valid < len {
@@ -94,7 +105,7 @@ impl Journal {
             file.set_len(valid).map_err(|e| io_err(&path, e))?;
             file.sync_all().map_err(|e| io_err(&path, e))?;
         }
-        Ok(Self { dir: dir.to_path_buf(), file, position: Position { segment, offset: valid }, sync })
+        Ok(Self { dir: dir.to_path_buf(), file, position: Position { segment, offset: valid }, sync, mode })
     }
 
     /// Where the next record will go.
@@ -125,8 +136,7 @@ impl Journal {
     fn roll(&mut self) -> Result<(), StorageError> {
         let next = self.position.segment + 1;
         let path = segment_path(&self.dir, next);
-        self.file =
-            OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| io_err(&path, e))?;
+        self.file = self.mode.open_append(&path).map_err(|e| io_err(&path, e))?;
         if self.sync == JournalSync::Fsync {
             File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| io_err(&self.dir, e))?;
         }
@@ -425,7 +435,7 @@ mod tests {
         let end = j.append(&[raw(1)]).unwrap();
         drop(j);
         let path = segment_path(d.path(), 1);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
         let (got, pos) = JournalReader::new(d.path()).read(Position::default(), 10).unwrap();

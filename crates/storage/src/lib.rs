@@ -9,6 +9,7 @@
 mod backup;
 mod committer;
 pub mod conformance;
+mod files;
 mod journal;
 mod mfa;
 mod sqlite;
@@ -18,6 +19,7 @@ use portcullis_accounting::AccountingRecord;
 
 pub use backup::snapshot_database;
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
+pub use files::FileMode;
 pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use portcullis_accounting::{AccountingRecord, StatusType};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::files::FileMode;
 use crate::{
     Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Fed, Position, Session,
     SessionQuery, StorageError, Store,
@@ -215,11 +216,22 @@ WHERE open = 1 AND updated_at < ?1 - COALESCE(?2, MAX(86400,
 ";
 
 impl SqliteStore {
-    /// Opens (creating if needed) `portcullis.db` in `data_dir`.
+    /// Opens (creating if needed) `portcullis.db` in `data_dir`, readable by its owner
+    /// only.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(data_dir)
+        Self::open_with_mode(data_dir, sync, FileMode::PRIVATE)
+    }
+
+    /// Opens (creating if needed) `portcullis.db` in `data_dir` with this mode; SQLite
+    /// gives its `-wal` and `-shm` files the database file's mode.
+    pub fn open_with_mode(data_dir: &Path, sync: SyncMode, mode: FileMode) -> Result<Self, StorageError> {
+        mode.create_dir_all(data_dir)
             .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
         let path = data_dir.join("portcullis.db");
+        for file in [path.clone(), data_dir.join("portcullis.db-wal"), data_dir.join("portcullis.db-shm")] {
+            let done = if file == path { mode.ensure(&file) } else { mode.restrict(&file) };
+            done.map_err(|source| StorageError::DataDir { path: file.display().to_string(), source })?;
+        }
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -60,15 +60,15 @@ pub(crate) fn event(
 }
 
 /// The audit event of a granted request once the second factor settled it: kept as
-/// an accept, or turned into a reject (6273, reason 16); the MFA outcome and message
-/// are recorded either way, and the event is stamped with the time of that decision (a
-/// push can be approved a minute after the request arrived).
+/// an accept, or turned into a reject (6273, reason 21, as NPS logs a rejection by its
+/// MFA extension); the MFA outcome and message are recorded either way. It is stamped
+/// with the time of this decision (a push may have waited for a minute).
 pub(crate) fn second_factor_outcome(mut e: AuthEvent, accepted: bool, note: &str, message: String) -> AuthEvent {
     e.time_ms = now_ms();
     if !accepted {
         e.decision = "reject".into();
         e.event_id = 6273;
-        e.reason_code = reason::AUTHENTICATION_FAILED;
+        e.reason_code = reason::EXTENSION_REJECTED;
     }
     e.mfa = Some(note.to_string());
     e.message = message;
@@ -102,9 +102,9 @@ fn nps_records(
 ) -> [npslog::NpsRecord; 2] {
     let mut request = npslog::NpsRecord {
         time_ms: event.time_ms,
-        offset_seconds: shared.offset.whole_seconds(),
+        offset_seconds: shared.zone.offset_at(event.time_ms.div_euclid(1000)),
         computer: computer.to_string(),
-        packet_type: 1,
+        packet_type: npslog::ACCESS_REQUEST,
         account: Some(event.user.clone()),
         client_ip: source.ip().to_canonical().to_string(),
         client_name: event.client.clone(),
@@ -119,13 +119,12 @@ fn nps_records(
     };
     npslog::from_request(packet, &mut request);
     let mut response = request.clone();
-    response.packet_type = npslog::response_packet_type(&event.decision);
-    // A reject the second factor decided is what NPS logs for its MFA extension.
-    response.reason_code = if event.decision == "reject" && event.mfa.is_some() {
-        npslog::REASON_EXTENSION_REJECTED
-    } else {
-        event.reason_code
+    response.packet_type = match event.decision.as_str() {
+        "accept" => npslog::ACCESS_ACCEPT,
+        "challenge" => npslog::ACCESS_CHALLENGE,
+        _ => npslog::ACCESS_REJECT,
     };
+    response.reason_code = event.reason_code;
     response.policy = event.policy.clone();
     if event.decision == "accept" {
         let policy = event.policy.as_ref().and_then(|n| shared.policies.iter().find(|p| &p.name == n));

@@ -29,7 +29,8 @@ pub struct AuthShared {
     pub eap_default: crate::config::EapMethod,
     pub credentials: Mutex<CredentialCache>,
     pub policies: Vec<NetworkPolicy>,
-    pub offset: time::UtcOffset,
+    /// `auth.time_zone`: policy time windows and NPS log times.
+    pub zone: crate::zone::Zone,
     /// Connection-request policies and the user stores they name.
     pub router: crate::directory::Router,
     pub dictionary: Dictionary,

@@ -377,7 +377,7 @@ fn answer_inner(
         if let Some(m) = reply_message {
             b.attribute(attr::REPLY_MESSAGE, m.as_bytes()).ok()?;
         }
-        let d = Decided { accepted: false, reason_code: reason::AUTHENTICATION_FAILED, policy, message: why };
+        let d = Decided { accepted: false, reason_code: reason::EXTENSION_REJECTED, policy, message: why };
         let mut e = event(client, packet, source, user, user_raw.clone(), Method::Pap.name(), d);
         e.mfa = Some(note.to_string());
         audit(shared, e, packet, source);

@@ -29,7 +29,7 @@ pub(crate) fn authorize(
     account: &Account,
     method: Option<Method>,
 ) -> Result<Grant, Denied> {
-    let now = time::OffsetDateTime::now_utc().to_offset(shared.offset);
+    let (weekday, minute) = shared.zone.weekday_minute(crate::now_unix());
     let text = |t: u8| packet.attribute(t).map(|v| String::from_utf8_lossy(v).into_owned());
     let nas_identifier = text(attr::NAS_IDENTIFIER);
     let called = text(attr::CALLED_STATION_ID);
@@ -41,8 +41,8 @@ pub(crate) fn authorize(
         called_station_id: called.as_deref(),
         calling_station_id: calling.as_deref(),
         method,
-        weekday: now.weekday().number_days_from_monday(),
-        minute: u16::from(now.hour()) * 60 + u16::from(now.minute()),
+        weekday,
+        minute,
         dialin: account.dialin,
     };
     match policy::evaluate(&shared.policies, &req) {
