@@ -261,8 +261,10 @@ pub(crate) struct ReplayOptions<'a> {
 
 pub(crate) fn replay(config: &Config, files: &[PathBuf], options: &ReplayOptions<'_>) -> Result<()> {
     let ReplayOptions { input, vendor, time_zone, dry_run } = *options;
-    let vendor =
-        portcullis_accounting::Vendor::from_name(vendor).with_context(|| format!("unknown vendor {vendor:?}"))?;
+    let vendor = portcullis_accounting::Vendor::from_name(vendor).with_context(|| {
+        let names: Vec<_> = portcullis_accounting::Vendor::ALL.iter().map(|v| v.name()).collect();
+        format!("unknown vendor {vendor:?} (one of {}, as in [[client]] vendor)", names.join(", "))
+    })?;
     let zone = match time_zone {
         Some(z) => portcullis_server::zone::Zone::parse(z).map_err(|e| anyhow::anyhow!("--time-zone: {e}"))?,
         None => config.auth.zone().map_err(anyhow::Error::msg)?,

@@ -517,10 +517,6 @@ pub struct StorageConfig {
     /// Seconds without an Interim-Update or Stop after which an open session is marked
     /// stale; unset: twice the longest Interim interval seen from its NAS, at least a day.
     pub stale_after_seconds: Option<u64>,
-    /// Days to keep stored authentication events; 0 keeps them forever.
-    pub auth_event_retention_days: u32,
-    /// Days to keep closed sessions after they ended; 0 keeps them forever.
-    pub session_retention_days: u32,
     /// Data files (database, journal, `auth.log`, NPS logs) readable by the group too
     /// (0640 instead of 0600).
     pub group_readable: bool,
@@ -535,8 +531,6 @@ impl Default for StorageConfig {
             queue_capacity: 65_536,
             max_batch: 4096,
             stale_after_seconds: None,
-            auth_event_retention_days: 365,
-            session_retention_days: 365,
             group_readable: false,
         }
     }
