@@ -247,26 +247,20 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         let out = generator.wait_with_output().unwrap();
         assert!(out.status.success());
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let acked: Vec<String> = std::fs::read_to_string(&ack_log)
-            .unwrap()
-            .lines()
-            .map(|l| l.split_once(' ').unwrap().1.to_string())
-            .collect();
+        let acked = common::acked_ids(&ack_log);
         assert!(acked.len() > 1000, "too little load before the kill: {report}");
         assert!(report["lost"].as_u64() > Some(0), "the kill must interrupt the run: {report}");
         acked_total += acked.len();
         s.spawn();
         s.wait_applied(Duration::from_secs(300));
-        let v = s.sessions_until(&["--limit", "100000000"], |v| v.len() >= acked_total);
-        let stored: std::collections::HashSet<&str> = v.iter().filter_map(|x| x["session_id"].as_str()).collect();
-        let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(id.as_str())).collect();
+        let (missing, stored) = s.unstored(&acked, acked_total);
         assert!(
             missing.is_empty(),
             "round {round}: {} acknowledged records lost, e.g. {:?}",
             missing.len(),
             &missing[..missing.len().min(5)]
         );
-        eprintln!("round {round}: {} acknowledged, all stored ({} sessions in total)", acked.len(), v.len());
+        eprintln!("round {round}: {} acknowledged, all stored ({stored} sessions in total)", acked.len());
     }
     s.stop();
 }

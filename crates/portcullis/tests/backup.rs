@@ -3,36 +3,28 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::Server;
 
-fn bench(s: &Server, run_id: &str, seconds: &str, ack_log: Option<&std::path::Path>) -> Command {
-    let mut c = Command::new(common::bin());
-    c.args(["bench", "--mode", "acct-start", "--requests", "1000000", "--window", "32"])
-        .args(["--max-seconds", seconds, "--run-id", run_id])
-        .arg("--target")
-        .arg(s.addr().to_string())
-        .stdout(Stdio::piped());
-    if let Some(log) = ack_log {
-        c.arg("--ack-log").arg(log);
-    }
-    c
-}
+const LOAD: [&str; 6] = ["--mode", "acct-start", "--requests", "1000000", "--window", "32"];
 
 #[test]
 fn backup_under_load_restores_every_acknowledged_record() {
     let mut s = Server::start("");
     let before = s.dir.path().join("acked-before.txt");
-    let out = bench(&s, "before", "2", Some(&before)).output().unwrap();
+    let out = s.bench(&[&LOAD[..], &["--max-seconds", "2", "--run-id", "before"]].concat(), &before);
+    let out = out.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let acked: Vec<String> =
-        std::fs::read_to_string(&before).unwrap().lines().map(|l| l.split_once(' ').unwrap().1.to_string()).collect();
+    let acked = common::acked_ids(&before);
     assert!(acked.len() > 1000, "too little load: {}", acked.len());
 
     // More load while the backup runs.
-    let during = bench(&s, "during", "3", None).spawn().unwrap();
+    let during = s.bench(
+        &[&LOAD[..], &["--max-seconds", "3", "--run-id", "during"]].concat(),
+        &s.dir.path().join("acked-during.txt"),
+    );
     std::thread::sleep(Duration::from_millis(500));
     let copy = s.dir.path().join("backup");
     let out = s.cli(&["backup", "--to", copy.to_str().unwrap()]);
@@ -58,16 +50,14 @@ fn backup_under_load_restores_every_acknowledged_record() {
     std::fs::rename(&copy, restored.path().join("data")).unwrap();
     let mut r = Server::start_in(restored, common::free_port(), "");
     r.wait_applied(Duration::from_secs(120));
-    let v = r.sessions_until(&["--limit", "100000000"], |v| v.len() >= acked.len());
-    let stored: std::collections::HashSet<&str> = v.iter().filter_map(|x| x["session_id"].as_str()).collect();
-    let missing: Vec<&String> = acked.iter().filter(|id| !stored.contains(id.as_str())).collect();
+    let (missing, stored) = r.unstored(&acked, acked.len());
     assert!(
         missing.is_empty(),
         "{} acknowledged records missing from the backup, e.g. {:?}",
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    eprintln!("{} acknowledged before the backup, {} sessions in the copy", acked.len(), v.len());
+    eprintln!("{} acknowledged before the backup, {stored} sessions in the copy", acked.len());
     r.stop();
 }
 

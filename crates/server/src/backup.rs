@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use portcullis_storage::FileMode;
+
 use crate::config::Config;
 
 /// What a backup wrote.
@@ -41,25 +43,29 @@ fn is_journal(dir: &Path) -> bool {
     })
 }
 
-#[cfg(unix)]
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(path)
+/// The entries of `dir` that `keep` selects, sorted by name.
+fn entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, String> {
+    let mut out: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten().map(|e| e.path()).filter(|p| keep(p)).collect();
+    out.sort();
+    Ok(out)
 }
 
-#[cfg(not(unix))]
-fn private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir(path)
+/// Backups hold password hashes and TOTP secrets: the owner's alone.
+const MODE: FileMode = FileMode::PRIVATE;
+
+/// Creates one directory (not its parents), readable by its owner only.
+fn private_dir(path: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, MODE.dir_bits());
+    builder.create(path).map_err(|e| io(path, e))
 }
 
 /// Copies one file byte for byte, readable by its owner only.
 fn copy_private(from: &Path, to: &Path) -> Result<u64, String> {
     let n = std::fs::copy(from, to).map_err(|e| io(from, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o600)).map_err(|e| io(to, e))?;
-    }
+    MODE.restrict(to).map_err(|e| io(to, e))?;
     Ok(n)
 }
 
@@ -74,7 +80,7 @@ pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
     if dest.exists() {
         return Err(format!("{} already exists; name a new directory", dest.display()));
     }
-    private_dir(dest).map_err(|e| io(dest, e))?;
+    private_dir(dest)?;
     let mut report = Report::default();
     let mut add = |rel: PathBuf, bytes: u64| report.files.push((rel, bytes));
 
@@ -98,42 +104,25 @@ pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
         add(PathBuf::from("mfa.key"), copy_private(&key, &dest.join("mfa.key"))?);
     }
 
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(data)
-        .map_err(|e| io(data, e))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && is_journal(p))
+    let mut dirs: Vec<(PathBuf, PathBuf)> = entries(data, |p| p.is_dir() && is_journal(p))?
+        .into_iter()
+        .map(|d| (PathBuf::from(d.file_name().unwrap_or_default()), d))
         .collect();
-    dirs.sort();
-    let mut dirs: Vec<(PathBuf, PathBuf)> =
-        dirs.into_iter().map(|d| (PathBuf::from(d.file_name().unwrap_or_default()), d)).collect();
     if logs {
         let nps = config.nps_log.as_ref().and_then(|n| n.directory.clone()).unwrap_or_else(|| data.join("nps"));
         dirs.extend(std::iter::once((PathBuf::from("nps"), nps)).filter(|(_, p)| p.is_dir()));
     }
     for (name, dir) in dirs {
-        private_dir(&dest.join(&name)).map_err(|e| io(&dest.join(&name), e))?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| io(&dir, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        for file in files {
+        private_dir(&dest.join(&name))?;
+        for file in entries(&dir, Path::is_file)? {
             let rel = name.join(file.file_name().unwrap_or_default());
             add(rel.clone(), copy_private(&file, &dest.join(&rel))?);
         }
     }
     if logs {
-        let mut audit: Vec<PathBuf> = std::fs::read_dir(data)
-            .map_err(|e| io(data, e))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("auth.log")))
-            .collect();
-        audit.sort();
-        for file in audit {
+        let audit =
+            |p: &Path| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("auth.log"));
+        for file in entries(data, audit)? {
             let rel = PathBuf::from(file.file_name().unwrap_or_default());
             add(rel.clone(), copy_private(&file, &dest.join(&rel))?);
         }

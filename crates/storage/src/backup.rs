@@ -19,8 +19,9 @@ pub fn snapshot_database(source: &Path, dest: &Path) -> Result<(), StorageError>
     let target =
         dest.to_str().ok_or_else(|| StorageError::Invalid(format!("{} is not a UTF-8 path", dest.display())))?;
     conn.execute("VACUUM INTO ?1", [target])?;
-    crate::users::restrict_permissions(dest);
-    Ok(())
+    crate::FileMode::PRIVATE
+        .restrict(dest)
+        .map_err(|source| StorageError::DataDir { path: dest.display().to_string(), source })
 }
 
 #[cfg(test)]

@@ -111,13 +111,13 @@ pub(crate) fn open_private(path: &Path) -> Result<Connection, StorageError> {
 }
 
 #[cfg(unix)]
-pub(crate) fn restrict_permissions(path: &Path) {
+fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
 #[cfg(not(unix))]
-pub(crate) fn restrict_permissions(_: &Path) {}
+fn restrict_permissions(_: &Path) {}
 
 fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     let nt: Option<Vec<u8>> = r.get(2)?;

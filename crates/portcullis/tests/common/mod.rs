@@ -35,6 +35,11 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The session ids in a load generator's `--ack-log`, in the order they were acknowledged.
+pub fn acked_ids(ack_log: &Path) -> Vec<String> {
+    std::fs::read_to_string(ack_log).unwrap().lines().map(|l| l.split_once(' ').unwrap().1.to_string()).collect()
+}
+
 /// Fails loudly when a peer is missing: the test setup installs them.
 pub fn require(tool: &str) -> PathBuf {
     let found = std::env::var_os("PATH")
@@ -106,6 +111,14 @@ impl Server {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap()
+    }
+
+    /// Of the session ids in `acked`, those not stored, once at least `expected`
+    /// sessions are (or the wait ran out), and how many sessions are stored.
+    pub fn unstored(&self, acked: &[String], expected: usize) -> (Vec<String>, usize) {
+        let v = self.sessions_until(&["--limit", "100000000"], |v| v.len() >= expected);
+        let stored: std::collections::HashSet<&str> = v.iter().filter_map(|x| x["session_id"].as_str()).collect();
+        (acked.iter().filter(|id| !stored.contains(id.as_str())).cloned().collect(), v.len())
     }
 
     /// Sets `log.level` in the configuration file and restarts the server with it.
