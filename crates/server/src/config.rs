@@ -675,6 +675,25 @@ impl Config {
             let line = text.find("time_zone").map(|i| line_of(text, i));
             return Err(ConfigError { file: file.into(), line, message: format!("auth.time_zone: {e}") });
         }
+        // Detection rebuilds its profiles from the stored history after a restart: a
+        // shorter retention would forget what live detection still remembers.
+        let history = self.detect.new_country.history_days.max(self.detect.window_days);
+        for (key, days) in [
+            ("auth_event_retention_days", self.storage.auth_event_retention_days),
+            ("session_retention_days", self.storage.session_retention_days),
+        ] {
+            if days != 0 && days < history {
+                return Err(ConfigError {
+                    file: file.into(),
+                    line: text.find(key).map(|i| line_of(text, i)),
+                    message: format!(
+                        "storage.{key} = {days} is shorter than the {history} days of history the detections \
+                         keep (detect.new_country.history_days, detect.window_days); a restart would forget what \
+                         they remember. Keep at least {history} days, or 0 (forever)"
+                    ),
+                });
+            }
+        }
         let mut policy_names = std::collections::HashSet::new();
         for p in &self.network_policies {
             if !policy_names.insert(p.name.clone()) {
@@ -1245,6 +1264,17 @@ mod tests {
         // And back in October.
         assert_eq!(decide("2026-10-19T06:30:00Z"), granted);
         assert_eq!(decide("2026-10-26T06:30:00Z"), outside);
+    }
+
+    #[test]
+    fn retention_shorter_than_the_detection_history_is_refused() {
+        let storage = OK.replace("[[client]]", "auth_event_retention_days = 30\n\n[[client]]");
+        let e = parse(&storage).unwrap_err();
+        assert!(e.message.contains("auth_event_retention_days = 30") && e.message.contains("90 days"), "{e}");
+        assert_eq!(e.line, Some(7));
+        assert!(parse(&OK.replace("[[client]]", "session_retention_days = 0\n\n[[client]]")).is_ok());
+        let c = parse(&OK.replace("[[client]]", "session_retention_days = 90\n\n[[client]]")).unwrap();
+        assert_eq!((c.storage.session_retention_days, c.storage.auth_event_retention_days), (90, 365));
     }
 
     #[test]

@@ -121,8 +121,7 @@ impl Server {
         let journal = open_journal(config)?;
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
         let dir = journal_dir(config);
-        let retention = (config.storage.raw_retention_days > 0)
-            .then(|| Duration::from_secs(u64::from(config.storage.raw_retention_days) * 86_400));
+        let retention = applier::Retention::from_config(&config.storage);
         let geo = config.geo.open().map_err(|e| StartError::Config(e.to_string()))?;
         for db in geo.info() {
             tracing::info!(path = %db.path, database_type = %db.database_type, build_epoch = db.build_epoch, "geolocation database loaded");

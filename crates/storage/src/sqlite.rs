@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::files::FileMode;
 use crate::{
-    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Position, Session,
-    SessionQuery, StorageError, Store,
+    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Position, Pruned,
+    Session, SessionQuery, StorageError, Store,
 };
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
@@ -491,6 +491,33 @@ impl Store for SqliteStore {
     fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_key = ?1");
         Ok(self.conn.prepare_cached(&sql)?.query_row([key], row_to_session).optional()?)
+    }
+
+    fn prune(&mut self, cutoff: &Cutoff, limit: usize) -> Result<Pruned, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        let mut pruned = Pruned::default();
+        if let Some(before) = cutoff.auth_events_before_ms {
+            pruned.auth_events = tx
+                .prepare_cached(
+                    "DELETE FROM auth_events WHERE id IN
+                     (SELECT id FROM auth_events WHERE time_ms < ?1 ORDER BY time_ms LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
+        }
+        if let Some(before) = cutoff.sessions_before {
+            // A session ends no earlier than it starts: the index on started_at finds
+            // the candidates.
+            pruned.sessions = tx
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE id IN
+                     (SELECT id FROM sessions WHERE started_at < ?1 AND open = 0
+                          AND COALESCE(stopped_at, updated_at) < ?1 ORDER BY started_at LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
+        }
+        tx.commit()?;
+        Ok(pruned)
     }
 
     fn has_auth_event(&self, e: &AuthEvent) -> Result<bool, StorageError> {
