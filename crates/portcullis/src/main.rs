@@ -145,7 +145,8 @@ fn run(cli: Cli) -> Result<()> {
             let applied = portcullis_storage::Store::applied_position(&store)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let journal = output::JournalState { bytes: reader.size()?, pending: reader.pending(applied)?, applied };
-            output::print_stats(&counters, &journal, format)
+            let disk = portcullis_server::disk::disk_use(&config, &store, now_unix())?;
+            output::print_stats(&counters, &journal, &disk, format)
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;

@@ -15,6 +15,7 @@ pub mod clients;
 pub mod config;
 pub mod detection;
 pub mod directory;
+pub mod disk;
 pub mod http;
 pub mod ldap;
 pub mod logtext;

@@ -217,6 +217,28 @@ impl SqliteStore {
         Ok(Self { conn, path })
     }
 
+    /// Authentication events stored with a time at or after `since` and sessions that
+    /// started then (Unix seconds), estimated from row ids rather than counted, so it
+    /// takes two index lookups on a database of any size.
+    pub fn stored_since(&self, since: i64) -> Result<(u64, u64), StorageError> {
+        let span = |table: &str, column: &str, since: i64| -> Result<u64, StorageError> {
+            let sql = format!(
+                "SELECT (SELECT MAX(id) FROM {table}) - (SELECT id FROM {table} WHERE {column} >= ?1 ORDER BY {column} LIMIT 1) + 1"
+            );
+            let n: Option<i64> = self.conn.query_row(&sql, [since], |r| r.get(0))?;
+            Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        };
+        Ok((span("auth_events", "time_ms", since.saturating_mul(1000))?, span("sessions", "started_at", since)?))
+    }
+
+    /// Bytes of the database file and its write-ahead log.
+    pub fn file_bytes(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        len(&self.path) + len(Path::new(&wal))
+    }
+
     fn apply_one(
         upsert: &mut rusqlite::CachedStatement<'_>,
         close_nas: &mut rusqlite::CachedStatement<'_>,
