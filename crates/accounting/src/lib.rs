@@ -194,6 +194,38 @@ impl AccountingRecord {
     }
 }
 
+/// How far an event time may lie from the packet's arrival before it is not believed
+/// (a NAS clock years ahead, or reset to 1970): seconds ahead of and behind arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockBounds {
+    pub ahead_s: i64,
+    pub behind_s: i64,
+}
+
+impl Default for ClockBounds {
+    /// Five minutes ahead; thirty days behind (a NAS may hold back accounting while
+    /// the server is unreachable, but not for months).
+    fn default() -> Self {
+        Self { ahead_s: 300, behind_s: 30 * 86_400 }
+    }
+}
+
+impl AccountingRecord {
+    /// Sets an event time outside `bounds` around arrival to the arrival second and
+    /// keeps the value the NAS sent as `event_time_sent` in the details. Returns whether
+    /// it did.
+    pub fn clamp_event_time(&mut self, bounds: ClockBounds) -> bool {
+        let arrival = self.arrival_ms.div_euclid(1000);
+        let ahead = self.event_time.saturating_sub(arrival);
+        if ahead <= bounds.ahead_s && ahead.saturating_neg() <= bounds.behind_s {
+            return false;
+        }
+        self.details.insert("event_time_sent".into(), self.event_time.to_string());
+        self.event_time = arrival;
+        true
+    }
+}
+
 /// Normalises one verified Accounting-Request.
 pub fn normalise(
     request: &VerifiedRequest<'_>,

@@ -285,6 +285,7 @@ pub(crate) fn replay(config: &Config, files: &[PathBuf], options: &ReplayOptions
         merge.files.push((path.clone(), reader.peekable()));
     }
     let started = Instant::now();
+    let clock = config.radius.clock_bounds();
     // Lookups happen on the reading thread, detection on this one.
     let mut geo = config.geo.open().context("opening the geolocation databases")?;
     let mut detection = Detection::new(portcullis_geo::GeoDb::empty(), config.detect.clone());
@@ -309,7 +310,12 @@ pub(crate) fn replay(config: &Config, files: &[PathBuf], options: &ReplayOptions
                 while chunk.len() < CHUNK {
                     let Some(item) = merge.next() else { break };
                     match item {
-                        Item::Record(r) => chunk.push(Ok(*r)),
+                        Item::Record(mut r) => {
+                            // Against the arrival the file records (detail `Timestamp`,
+                            // the NPS log time), as live traffic is against its arrival.
+                            r.clamp_event_time(clock);
+                            chunk.push(Ok(*r));
+                        }
                         Item::Auth(a) => chunk.push(Err(*a)),
                         Item::Event(e) => chunk.extend(detection::stored_forms(*e)),
                     }

@@ -256,7 +256,8 @@ fn run(cli: Cli) -> Result<()> {
             let applied = portcullis_storage::Store::applied_position(&store)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let journal = output::JournalState { bytes: reader.size()?, pending: reader.pending(applied)?, applied };
-            output::print_stats(&counters, &journal, format)
+            let disk = portcullis_server::disk::disk_use(&config, &store, now_unix())?;
+            output::print_stats(&counters, &journal, &disk, format)
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;
@@ -264,7 +265,8 @@ fn run(cli: Cli) -> Result<()> {
             let mut store = portcullis_server::open_store(&config)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let mut detection = detect::detection(&config)?;
-            let report = portcullis_server::applier::rebuild(&mut store, &reader, Some(&mut detection), |r| {
+            let clock = config.radius.clock_bounds();
+            let report = portcullis_server::applier::rebuild(&mut store, &reader, Some(&mut detection), clock, |r| {
                 eprintln!("rebuild: {} packets read", r.packets);
             })?;
             println!(

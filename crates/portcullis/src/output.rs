@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail};
 use portcullis_radius::{AttributeKey, Dictionary};
+use portcullis_server::disk::DiskUse;
 use portcullis_storage::{Counter, Session};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -145,7 +146,7 @@ pub(crate) struct JournalState {
     pub applied: portcullis_storage::Position,
 }
 
-pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, format: Format) -> Result<()> {
+pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, disk: &DiskUse, format: Format) -> Result<()> {
     match format {
         Format::Json => {
             let mut clients = serde_json::Map::new();
@@ -158,6 +159,7 @@ pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, format: 
                 "journal_pending_bytes": journal.pending,
                 "applied_position": journal.applied.to_string(),
                 "clients": clients,
+                "disk": disk,
             });
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
@@ -172,9 +174,40 @@ pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, format: 
                 "journal: {} bytes of raw packets kept; sessions applied through {} ({} bytes still to apply)",
                 journal.bytes, journal.applied, journal.pending
             );
+            print_disk(disk);
         }
     }
     Ok(())
+}
+
+fn print_disk(d: &DiskUse) {
+    let mb = |b: u64| format!("{:.1} MB", b as f64 / 1e6);
+    let kept = |days: u32| if days == 0 { "forever".to_string() } else { format!("{days} days") };
+    println!(
+        "disk: database {}, journal {}, auth.log {}, NPS logs {}",
+        mb(d.database_bytes),
+        mb(d.journal_bytes),
+        mb(d.auth_log_bytes),
+        mb(d.nps_log_bytes)
+    );
+    let p = &d.bytes_per_day;
+    println!(
+        "a day at the last day's rate ({} authentication events, {} sessions) adds about {}: database {}, journal {}, auth.log {}, NPS logs {}",
+        d.auth_events_last_day,
+        d.sessions_last_day,
+        mb(p.total),
+        mb(p.database),
+        mb(p.journal),
+        mb(p.auth_log),
+        mb(p.nps_log)
+    );
+    let r = &d.retention_days;
+    println!(
+        "kept: authentication events {}, closed sessions {}, journal {}",
+        kept(r.auth_events),
+        kept(r.sessions),
+        kept(r.journal)
+    );
 }
 
 pub(crate) fn print_dictionary_entry(dict: &Dictionary, key: &str) -> Result<()> {

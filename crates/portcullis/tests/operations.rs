@@ -1,6 +1,6 @@
 //! Operating a running server: time zones with daylight saving, the NPS log files it
-//! writes and `replay` reading them back, replay's times and exit status, and the modes
-//! of the files that hold user names and addresses.
+//! writes and `replay` reading them back, replay's times and exit status, the modes of
+//! the files that hold user names and addresses, and the disk use `stats` reports.
 
 mod common;
 
@@ -260,6 +260,19 @@ fn files_with_user_names_are_private_or_group_readable_when_asked() {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
     assert_eq!(mode(&s.dir.path().join("data/users.db")), 0o600);
+    // What the data takes and what a day at this rate adds.
+    let stats = s.stats_until(|v| v["disk"]["sessions_last_day"] == 1);
+    let disk = &stats["disk"];
+    assert_eq!(
+        (disk["auth_events_last_day"].as_u64(), disk["sessions_last_day"].as_u64()),
+        (Some(1), Some(1)),
+        "{stats}"
+    );
+    assert!(
+        disk["bytes_per_day"]["total"].as_u64() > Some(600) && disk["database_bytes"].as_u64() > Some(0),
+        "{stats}"
+    );
+    assert_eq!(disk["retention_days"]["auth_events"], 365);
 
     let group = start_with("group_readable = true", "", extra);
     add_user(&group, "bob", "hello", &[], &[]);

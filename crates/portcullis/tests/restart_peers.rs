@@ -261,3 +261,29 @@ fn a_lone_stop_and_a_late_start_raise_nothing_new_after_a_restart() {
     restart(&mut s);
     assert_eq!(settled(&s), live);
 }
+
+/// An Event-Timestamp in 2031 is set to arrival and counted, so the connections after
+/// it are still judged: the one from Sydney is impossible travel from New York.
+#[test]
+fn an_event_time_years_ahead_is_set_to_arrival_and_counted() {
+    let s = Server::start(&geo_section());
+    let acct = |session: &str, station: &str, time| Acct {
+        status: "Start",
+        user: "carol".into(),
+        session: session.into(),
+        station: station.into(),
+        time,
+        session_time: None,
+    };
+    let future = 1_925_000_000; // 2031
+    send(&s, &[acct("a", "192.0.2.10", now() - 7200), acct("b", "198.51.100.7", future)]);
+    send(&s, &[acct("c", "203.0.113.5", now())]);
+    let alerts = settled(&s);
+    let sydney = alerts.iter().find(|a| a["kind"] == "impossible_travel" && a["evidence"]["to_place"] == "Sydney, AU");
+    assert!(sydney.is_some_and(|a| a["evidence"]["from_place"] == "New York, US"), "{alerts:?}");
+    let stats = s.stats_until(|v| v["clients"]["local"]["clock_skew"].as_u64() >= Some(1));
+    assert_eq!(stats["clients"]["local"]["clock_skew"], 1, "{stats}");
+    let b = sessions(&s).into_iter().find(|x| x["session_id"] == "b").expect("session b is stored");
+    assert_eq!(b["details"]["event_time_sent"], future.to_string(), "{b}");
+    assert!(b["started_at"].as_str().is_some_and(|t| t < "2031"), "{b}");
+}

@@ -27,6 +27,9 @@ pub struct Shared {
     pub clients: Live<ClientTable>,
     pub cache: Mutex<DuplicateCache>,
     pub submitter: Submitter,
+    /// Event times believed; others are counted and set to arrival (by the applier,
+    /// which derives the record again from the journal).
+    pub clock: portcullis_accounting::ClockBounds,
 }
 
 /// Binds a UDP socket with a large receive buffer; IPv6 sockets are IPv6-only so the
@@ -127,10 +130,17 @@ pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8],
     let arrival = now_ms();
     // Normalised here only to refuse what cannot be recorded; the applier derives the
     // record again from the journal.
-    if let Err(e) = normalise(&request, ip, client.vendor, arrival) {
-        lock(&shared.cache).abandon(source, id, auth);
-        discard(client, Reason::InvalidRequest, source, &e);
-        return;
+    match normalise(&request, ip, client.vendor, arrival) {
+        Ok(mut r) => {
+            if r.clamp_event_time(shared.clock) {
+                client.counters.bump(Reason::ClockSkew);
+            }
+        }
+        Err(e) => {
+            lock(&shared.cache).abandon(source, id, auth);
+            discard(client, Reason::InvalidRequest, source, &e);
+            return;
+        }
     }
     let Some(reply) = response(&request, client) else {
         lock(&shared.cache).abandon(source, id, auth);

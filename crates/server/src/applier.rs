@@ -4,12 +4,12 @@
 //! starts from the beginning).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, SystemTime};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant, SystemTime};
 
-use portcullis_accounting::{AccountingRecord, Vendor, normalise};
+use portcullis_accounting::{AccountingRecord, ClockBounds, Vendor, normalise};
 use portcullis_radius::{Packet, VerifiedRequest};
-use portcullis_storage::{Counter, JournalReader, Position, RawPacket, StorageError, Store};
+use portcullis_storage::{Counter, Cutoff, JournalReader, Position, RawPacket, StorageError, Store};
 
 use crate::detection::Detection;
 
@@ -17,6 +17,100 @@ use crate::detection::Detection;
 const APPLY_BATCH: usize = 1024;
 /// How long authentication events wait for company before they are stored.
 const GATHER: Duration = Duration::from_millis(5);
+/// Rows deleted per retention step (a few milliseconds of work).
+const PRUNE_BATCH: usize = 500;
+/// How often retention looks for stored data past its age.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// How long stored data is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Journal segments older than this (and applied) are deleted.
+    pub journal: Option<Duration>,
+    /// Days of authentication events kept (0: forever).
+    pub auth_event_days: u32,
+    /// Days closed sessions are kept after they ended (0: forever).
+    pub session_days: u32,
+    /// Seconds of silence after which an open session is marked stale (the store's
+    /// default when `None`).
+    pub stale_after: Option<i64>,
+}
+
+impl Retention {
+    /// From `[storage]`.
+    pub fn from_config(storage: &crate::config::StorageConfig) -> Self {
+        let days = |d: u32| Duration::from_secs(u64::from(d) * 86_400);
+        Self {
+            journal: (storage.raw_retention_days > 0).then(|| days(storage.raw_retention_days)),
+            auth_event_days: storage.auth_event_retention_days,
+            session_days: storage.session_retention_days,
+            stale_after: storage.stale_after_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        }
+    }
+
+    /// What is past its age at `now` (Unix seconds).
+    pub fn cutoff(&self, now: i64) -> Cutoff {
+        let before = |d: u32| (d > 0).then(|| now - i64::from(d) * 86_400);
+        Cutoff {
+            auth_events_before_ms: before(self.auth_event_days).map(|t| t * 1000),
+            sessions_before: before(self.session_days),
+        }
+    }
+}
+
+/// Deletes stored data past its retention in small steps, so that the applier, which
+/// takes a step between two of its batches, never waits long for it.
+#[derive(Debug)]
+struct Pruner {
+    retention: Retention,
+    /// A pass is under way: more rows may be past their age.
+    busy: bool,
+    next_pass: Instant,
+    deleted: portcullis_storage::Pruned,
+}
+
+impl Pruner {
+    fn new(retention: Retention) -> Self {
+        let idle = retention.cutoff(0) == Cutoff::default();
+        Self { retention, busy: !idle, next_pass: Instant::now(), deleted: Default::default() }
+    }
+
+    /// Whether a pass is under way.
+    fn busy(&self) -> bool {
+        self.busy
+    }
+
+    /// One step, if a pass is under way or due.
+    fn step<S: Store>(&mut self, store: &mut S) {
+        if !self.busy && (Instant::now() < self.next_pass || self.retention.cutoff(0) == Cutoff::default()) {
+            return;
+        }
+        self.busy = true;
+        let cutoff = self.retention.cutoff(crate::now_unix());
+        match store.prune(&cutoff, PRUNE_BATCH) {
+            Ok(p) => {
+                self.deleted.auth_events += p.auth_events;
+                self.deleted.sessions += p.sessions;
+                if p.auth_events < PRUNE_BATCH && p.sessions < PRUNE_BATCH {
+                    self.finish();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "retention of stored events and sessions failed; trying again later");
+                self.finish();
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        let d = std::mem::take(&mut self.deleted);
+        if d.auth_events + d.sessions > 0 {
+            tracing::info!(auth_events = d.auth_events, sessions = d.sessions, "retention deleted stored data");
+        }
+        self.busy = false;
+        self.next_pass = Instant::now() + PRUNE_EVERY;
+    }
+}
 
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,9 +121,10 @@ pub struct Report {
     pub position: Position,
 }
 
-/// Re-derives the record of a journaled packet. Journaled packets were verified
-/// before they were accepted; packets that no longer normalise are skipped.
-pub fn record_of(raw: &RawPacket) -> Option<AccountingRecord> {
+/// Re-derives the record of a journaled packet, its event time within `clock` of
+/// arrival. Journaled packets were verified before they were accepted; packets that no
+/// longer normalise are skipped.
+pub fn record_of(raw: &RawPacket, clock: ClockBounds) -> Option<AccountingRecord> {
     let source: IpAddr = raw
         .source
         .parse::<SocketAddr>()
@@ -39,7 +134,9 @@ pub fn record_of(raw: &RawPacket) -> Option<AccountingRecord> {
     let vendor = Vendor::from_name(&raw.vendor).unwrap_or_default();
     let packet = Packet::decode(&raw.packet).ok()?;
     let request = VerifiedRequest::assume_verified_from_storage(packet);
-    normalise(&request, source.to_canonical(), vendor, raw.received_ms).ok()
+    let mut r = normalise(&request, source.to_canonical(), vendor, raw.received_ms).ok()?;
+    r.clamp_event_time(clock);
+    Some(r)
 }
 
 /// Applies everything in the journal after the store's applied position.
@@ -47,6 +144,7 @@ pub fn catch_up<S: Store>(
     store: &mut S,
     reader: &JournalReader,
     mut detection: Option<&mut Detection>,
+    clock: ClockBounds,
     mut progress: impl FnMut(&Report),
 ) -> Result<Report, StorageError> {
     let mut report = Report { position: store.applied_position()?, ..Report::default() };
@@ -62,7 +160,7 @@ pub fn catch_up<S: Store>(
         let mut records = Vec::with_capacity(rows.len());
         for (_, raw) in &rows {
             report.packets += 1;
-            match record_of(raw) {
+            match record_of(raw, clock) {
                 Some(r) => records.push(r),
                 None => report.skipped += 1,
             }
@@ -79,10 +177,11 @@ pub fn rebuild<S: Store>(
     store: &mut S,
     reader: &JournalReader,
     detection: Option<&mut Detection>,
+    clock: ClockBounds,
     progress: impl FnMut(&Report),
 ) -> Result<Report, StorageError> {
     store.reset_sessions()?;
-    catch_up(store, reader, detection, progress)
+    catch_up(store, reader, detection, clock, progress)
 }
 
 /// Enriches records, applies them, then runs the detectors over them. Alerts are
@@ -123,17 +222,20 @@ pub enum ApplierMessage {
 ///
 /// Appended batches arrive in memory and are applied without reading the journal back;
 /// when a batch is missing (the channel was full) or out of order, the applier reads
-/// the gap from the journal instead. Journal segments older than `retention` (and
-/// already applied) are pruned hourly. Open sessions silent for `stale_after` seconds
-/// (the store's default when `None`) are marked stale every minute, or twice per
-/// `stale_after` when that is shorter.
+/// the gap from the journal instead. Journal segments older than the retention (and
+/// already applied) are pruned hourly; stored authentication events and closed
+/// sessions past theirs are deleted every ten minutes, a small batch between two
+/// messages (and continuously while the inbox is empty). Open sessions silent for
+/// `retention.stale_after` seconds are marked stale every minute, or twice per
+/// `stale_after` when that is shorter. Event times outside `clock` around their
+/// arrival are set to arrival.
 pub fn run_applier<S: Store>(
     mut store: S,
     reader: &JournalReader,
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
-    retention: Option<Duration>,
-    stale_after: Option<i64>,
+    retention: Retention,
+    clock: ClockBounds,
     mut detection: Detection,
 ) {
     match detection.warm_up(&mut store, crate::now_unix()) {
@@ -145,12 +247,14 @@ pub fn run_applier<S: Store>(
         Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
     }
     let detection = &mut detection;
-    let mut position = recover(&mut store, reader, detection);
+    let mut position = recover(&mut store, reader, detection, clock);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     let mut last_auth_commit = std::time::Instant::now();
+    let stale_after = retention.stale_after;
     let sweep_every = Duration::from_secs(stale_after.map_or(60, |s| u64::try_from(s / 2).unwrap_or(0).clamp(1, 60)));
     let mut last_sweep: Option<std::time::Instant> = None;
+    let mut pruner = Pruner::new(retention);
     loop {
         if last_sweep.is_none_or(|t| t.elapsed() >= sweep_every) {
             last_sweep = Some(std::time::Instant::now());
@@ -162,6 +266,15 @@ pub fn run_applier<S: Store>(
         }
         let message = match pending.take() {
             Some(m) => Ok(m),
+            // While a retention pass is under way, an empty inbox means another step.
+            None if pruner.busy() => match inbox.try_recv() {
+                Ok(m) => Ok(m),
+                Err(TryRecvError::Empty) => {
+                    pruner.step(&mut store);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            },
             None => inbox.recv_timeout(Duration::from_secs(1)),
         };
         match message {
@@ -170,16 +283,16 @@ pub fn run_applier<S: Store>(
                     continue;
                 }
                 if start != position {
-                    position = recover(&mut store, reader, detection);
+                    position = recover(&mut store, reader, detection, clock);
                     continue;
                 }
                 // Fold directly following batches into one transaction.
-                let mut records: Vec<AccountingRecord> = packets.iter().filter_map(record_of).collect();
+                let mut records: Vec<AccountingRecord> = packets.iter().filter_map(|p| record_of(p, clock)).collect();
                 let mut through = end;
                 while records.len() < APPLY_BATCH {
                     match inbox.try_recv() {
                         Ok(ApplierMessage::Appended { start, end, packets }) if start == through => {
-                            records.extend(packets.iter().filter_map(record_of));
+                            records.extend(packets.iter().filter_map(|p| record_of(p, clock)));
                             through = end;
                         }
                         Ok(other) => {
@@ -194,7 +307,7 @@ pub fn run_applier<S: Store>(
                     Err(e) => {
                         tracing::error!(error = %e, "applying records failed; re-reading the journal");
                         std::thread::sleep(Duration::from_millis(500));
-                        position = recover(&mut store, reader, detection);
+                        position = recover(&mut store, reader, detection, clock);
                     }
                 }
             }
@@ -238,13 +351,14 @@ pub fn run_applier<S: Store>(
                     tracing::warn!(error = %e, "saving ingestion counters failed");
                 }
             }
-            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection),
+            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock),
             Err(RecvTimeoutError::Disconnected) => {
-                recover(&mut store, reader, detection);
+                recover(&mut store, reader, detection, clock);
                 return;
             }
         }
-        if let Some(keep) = retention {
+        pruner.step(&mut store);
+        if let Some(keep) = retention.journal {
             if last_prune.elapsed().unwrap_or_default() >= Duration::from_secs(3600) {
                 last_prune = SystemTime::now();
                 match portcullis_storage::prune(journal_dir, SystemTime::now() - keep, position) {
@@ -259,8 +373,8 @@ pub fn run_applier<S: Store>(
 
 /// Applies whatever the journal holds beyond the store's applied position; returns
 /// the position reached (or the stored one if reading fails).
-fn recover<S: Store>(store: &mut S, reader: &JournalReader, detection: &mut Detection) -> Position {
-    match catch_up(store, reader, Some(detection), |_| {}) {
+fn recover<S: Store>(store: &mut S, reader: &JournalReader, detection: &mut Detection, clock: ClockBounds) -> Position {
+    match catch_up(store, reader, Some(detection), clock, |_| {}) {
         Ok(r) => {
             if r.packets > 0 {
                 tracing::info!(records = r.records, position = %r.position, "applied journal records from disk");
@@ -271,5 +385,76 @@ fn recover<S: Store>(store: &mut S, reader: &JournalReader, detection: &mut Dete
             tracing::error!(error = %e, "reading the journal failed; will retry");
             store.applied_position().unwrap_or_default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_storage::conformance::auth_event as event;
+    use portcullis_storage::{AuthQuery, SessionQuery, SqliteStore, SyncMode};
+
+    use super::*;
+
+    fn count(store: &SqliteStore, user: &str) -> usize {
+        store.auth_events(&AuthQuery { user: Some(user.into()), ..AuthQuery::default() }).unwrap().len()
+    }
+
+    #[test]
+    fn retention_prunes_in_small_steps_while_the_applier_keeps_applying() {
+        let dir = tempfile::tempdir().unwrap();
+        let now_ms = crate::now_ms();
+        let old_ms = now_ms - 400 * 86_400_000;
+        let mut store = SqliteStore::open(dir.path(), SyncMode::Normal).unwrap();
+        const OLD: usize = 60_000;
+        for chunk in 0..OLD / 1000 {
+            let events: Vec<_> =
+                (0..1000).map(|i| event(old_ms + (chunk * 1000 + i) as i64, "old", "reject")).collect();
+            store.record_auth_events(&events).unwrap();
+        }
+        let old = old_ms / 1000;
+        let sessions = [
+            portcullis_storage::conformance::record(1, "gone", "vpn", "a", old),
+            portcullis_storage::conformance::record(2, "gone", "vpn", "a", old + 60),
+            portcullis_storage::conformance::record(1, "still", "vpn", "b", old),
+        ];
+        store.apply(&sessions, Position::default()).unwrap();
+        drop(store);
+
+        let (tx, inbox) = std::sync::mpsc::sync_channel(1024);
+        // Queued before the applier starts: it is the first thing it handles.
+        tx.send(ApplierMessage::AuthEvent(Box::new(event(now_ms, "new", "reject")))).unwrap();
+        let journal = dir.path().join("journal");
+        // Long enough that the old open session is not marked stale meanwhile.
+        let retention =
+            Retention { journal: None, auth_event_days: 365, session_days: 365, stale_after: Some(1000 * 86_400) };
+        let store = SqliteStore::open(dir.path(), SyncMode::Normal).unwrap();
+        let applier = std::thread::spawn(move || {
+            let reader = JournalReader::new(&journal);
+            let detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
+            run_applier(store, &reader, &journal, &inbox, retention, ClockBounds::default(), detection);
+        });
+        let view = SqliteStore::open_read_only(dir.path()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count(&view, "new") == 0 {
+            assert!(Instant::now() < deadline, "the new event was never stored");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The applier stored the new event before retention was through.
+        let left = count(&view, "old");
+        assert!(left > 0, "retention ran to the end before the applier applied anything");
+        // More events while retention goes on are stored too.
+        for i in 1..=20 {
+            tx.send(ApplierMessage::AuthEvent(Box::new(event(now_ms + i, "new", "reject")))).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        while count(&view, "old") > 0 || count(&view, "new") < 21 {
+            assert!(Instant::now() < deadline, "retention or the applier stalled: {}", count(&view, "old"));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(tx);
+        applier.join().unwrap();
+        let users: Vec<_> =
+            view.sessions(&SessionQuery::default()).unwrap().into_iter().filter_map(|s| s.user).collect();
+        assert_eq!(users, vec!["still"], "the closed old session went, the open one stays");
     }
 }

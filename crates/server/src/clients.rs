@@ -34,6 +34,9 @@ pub enum Reason {
     UnsupportedCode,
     /// Accounting-Requests missing Acct-Status-Type or carrying forbidden attributes.
     InvalidRequest,
+    /// Accounting-Requests recorded with their event time set to arrival: the
+    /// Event-Timestamp was too far ahead of arrival or absurdly old.
+    ClockSkew,
     /// Dropped unanswered because the storage queue was full (the NAS retransmits).
     QueueFull,
     /// Dropped unanswered because the storage commit failed.
@@ -54,7 +57,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in display order.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Received,
         Self::Acknowledged,
         Self::StatusServer,
@@ -65,6 +68,7 @@ impl Reason {
         Self::BadMessageAuthenticator,
         Self::UnsupportedCode,
         Self::InvalidRequest,
+        Self::ClockSkew,
         Self::QueueFull,
         Self::StorageFailed,
         Self::SendFailed,
@@ -87,6 +91,7 @@ impl Reason {
             Self::BadMessageAuthenticator => "bad_message_authenticator",
             Self::UnsupportedCode => "unsupported_code",
             Self::InvalidRequest => "invalid_request",
+            Self::ClockSkew => "clock_skew",
             Self::QueueFull => "queue_full",
             Self::StorageFailed => "storage_failed",
             Self::SendFailed => "send_failed",

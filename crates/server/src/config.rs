@@ -455,6 +455,19 @@ pub struct RadiusConfig {
     pub duplicate_retention_seconds: u64,
     /// Upper bound on duplicate-cache entries.
     pub duplicate_cache_entries: usize,
+    /// Event-Timestamps more than this many seconds after arrival are set to arrival
+    /// (and counted as `clock_skew`); so are those more than 30 days before it.
+    pub max_clock_skew_seconds: u32,
+}
+
+impl RadiusConfig {
+    /// The event times believed, as `max_clock_skew_seconds` sets them.
+    pub fn clock_bounds(&self) -> portcullis_accounting::ClockBounds {
+        portcullis_accounting::ClockBounds {
+            ahead_s: i64::from(self.max_clock_skew_seconds),
+            ..portcullis_accounting::ClockBounds::default()
+        }
+    }
 }
 
 impl Default for RadiusConfig {
@@ -465,6 +478,7 @@ impl Default for RadiusConfig {
             receive_buffer_bytes: 4 * 1024 * 1024,
             duplicate_retention_seconds: 10,
             duplicate_cache_entries: 65_536,
+            max_clock_skew_seconds: 300,
         }
     }
 }
@@ -514,6 +528,10 @@ pub struct StorageConfig {
     pub queue_capacity: usize,
     /// Most requests in one transaction.
     pub max_batch: usize,
+    /// Days to keep stored authentication events; 0 keeps them forever.
+    pub auth_event_retention_days: u32,
+    /// Days to keep closed sessions after they ended; 0 keeps them forever.
+    pub session_retention_days: u32,
     /// Seconds without an Interim-Update or Stop after which an open session is marked
     /// stale; unset: twice the longest Interim interval seen from its NAS, at least a day.
     pub stale_after_seconds: Option<u64>,
@@ -530,6 +548,8 @@ impl Default for StorageConfig {
             raw_retention_days: 90,
             queue_capacity: 65_536,
             max_batch: 4096,
+            auth_event_retention_days: 365,
+            session_retention_days: 365,
             stale_after_seconds: None,
             group_readable: false,
         }
@@ -709,6 +729,25 @@ impl Config {
         if let Err(e) = self.auth.zone() {
             let line = text.find("time_zone").map(|i| line_of(text, i));
             return Err(ConfigError { file: file.into(), line, message: format!("auth.time_zone: {e}") });
+        }
+        // Detection rebuilds its profiles from the stored history after a restart: a
+        // shorter retention would forget what live detection still remembers.
+        let history = self.detect.new_country.history_days.max(self.detect.window_days);
+        for (key, days) in [
+            ("auth_event_retention_days", self.storage.auth_event_retention_days),
+            ("session_retention_days", self.storage.session_retention_days),
+        ] {
+            if days != 0 && days < history {
+                return Err(ConfigError {
+                    file: file.into(),
+                    line: text.find(key).map(|i| line_of(text, i)),
+                    message: format!(
+                        "storage.{key} = {days} is shorter than the {history} days of history the detections \
+                         keep (detect.new_country.history_days, detect.window_days); a restart would forget what \
+                         they remember. Keep at least {history} days, or 0 (forever)"
+                    ),
+                });
+            }
         }
         let mut policy_names = std::collections::HashSet::new();
         for p in &self.network_policies {
@@ -1306,6 +1345,17 @@ mod tests {
         // And back in October.
         assert_eq!(decide("2026-10-19T06:30:00Z"), granted);
         assert_eq!(decide("2026-10-26T06:30:00Z"), outside);
+    }
+
+    #[test]
+    fn retention_shorter_than_the_detection_history_is_refused() {
+        let storage = OK.replace("[[client]]", "auth_event_retention_days = 30\n\n[[client]]");
+        let e = parse(&storage).unwrap_err();
+        assert!(e.message.contains("auth_event_retention_days = 30") && e.message.contains("90 days"), "{e}");
+        assert_eq!(e.line, Some(7));
+        assert!(parse(&OK.replace("[[client]]", "session_retention_days = 0\n\n[[client]]")).is_ok());
+        let c = parse(&OK.replace("[[client]]", "session_retention_days = 90\n\n[[client]]")).unwrap();
+        assert_eq!((c.storage.session_retention_days, c.storage.auth_event_retention_days), (90, 365));
     }
 
     #[test]

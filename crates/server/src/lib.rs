@@ -16,6 +16,7 @@ pub mod clients;
 pub mod config;
 pub mod detection;
 pub mod directory;
+pub mod disk;
 pub mod http;
 pub mod ldap;
 pub mod live;
@@ -244,6 +245,11 @@ fn restart_only(running: &Config, new: &Config) -> Vec<String> {
         n.duplicate_retention_seconds.to_string(),
     );
     differs(
+        "radius.max_clock_skew_seconds",
+        r.max_clock_skew_seconds.to_string(),
+        n.max_clock_skew_seconds.to_string(),
+    );
+    differs(
         "radius.duplicate_cache_entries",
         r.duplicate_cache_entries.to_string(),
         n.duplicate_cache_entries.to_string(),
@@ -275,19 +281,18 @@ impl Server {
         let journal = open_journal(config)?;
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
         let dir = journal_dir(config);
-        let retention = (config.storage.raw_retention_days > 0)
-            .then(|| Duration::from_secs(u64::from(config.storage.raw_retention_days) * 86_400));
+        let retention = applier::Retention::from_config(&config.storage);
         let geo = config.geo.open().map_err(|e| StartError::Config(e.to_string()))?;
         for db in geo.info() {
             tracing::info!(path = %db.path, database_type = %db.database_type, build_epoch = db.build_epoch, "geolocation database loaded");
         }
         let detection = detection::Detection::new(geo, config.detect.clone());
-        let stale_after = config.storage.stale_after_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+        let clock = config.radius.clock_bounds();
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, retention, stale_after, detection);
+                applier::run_applier(store, &reader, &dir, &applier_rx, retention, clock, detection);
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
@@ -310,6 +315,7 @@ impl Server {
                 config.radius.duplicate_cache_entries,
             )),
             submitter,
+            clock,
         });
         let mut tasks = Vec::new();
         let mut acct_addrs = Vec::new();

@@ -5,13 +5,16 @@ use portcullis_accounting::{AccountingRecord, session_key};
 
 use portcullis_detect::{AlertDraft, AlertKind};
 
-use crate::{AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Fed, Position, SessionQuery, Store};
+use crate::{
+    AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Fed, Position, Pruned, SessionQuery,
+    Store,
+};
 
 type Check<S> = (&'static str, fn(&mut S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 19] = [
+    let checks: [Check<S>; 20] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -31,6 +34,7 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("alert_lifecycle", alert_lifecycle),
         ("history_follows_apply_order", history_follows_apply_order),
         ("replayed_records_survive_reset", replayed_records_survive_reset),
+        ("retention_prunes_old_events_and_closed_sessions", retention_prunes_old_events_and_closed_sessions),
     ];
     for (name, check) in checks {
         let mut store = fresh();
@@ -350,6 +354,33 @@ fn auth_events_round_trip<S: Store>(s: &mut S) {
     assert_eq!(middle.iter().map(|x| x.time_ms).collect::<Vec<_>>(), vec![2]);
     let recent = s.auth_events(&AuthQuery { since_ms: Some(2), limit: Some(1), ..AuthQuery::default() }).unwrap();
     assert_eq!(recent.len(), 1);
+}
+
+fn retention_prunes_old_events_and_closed_sessions<S: Store>(s: &mut S) {
+    s.record_auth_events(&(1..=5).map(|t| auth_event(t * 1000, "bob", "reject")).collect::<Vec<_>>()).unwrap();
+    commit(
+        s,
+        vec![
+            record(1, "old", "nas", "a", 100),
+            record(2, "old", "nas", "a", 200),
+            record(1, "long", "nas", "b", 100),
+            record(1, "new", "nas", "c", 100),
+            record(2, "new", "nas", "c", 900),
+        ],
+    );
+    let cutoff = Cutoff { auth_events_before_ms: Some(4000), sessions_before: Some(500) };
+    // Two at a time, oldest first.
+    assert_eq!(s.prune(&cutoff, 2).unwrap(), Pruned { auth_events: 2, sessions: 1 });
+    assert_eq!(s.prune(&cutoff, 2).unwrap(), Pruned { auth_events: 1, sessions: 0 });
+    assert_eq!(s.prune(&cutoff, 2).unwrap(), Pruned::default());
+    let left = s.auth_events(&AuthQuery::default()).unwrap();
+    assert_eq!(left.iter().map(|e| e.time_ms).collect::<Vec<_>>(), vec![5000, 4000]);
+    let mut sessions: Vec<_> =
+        s.sessions(&SessionQuery::default()).unwrap().into_iter().map(|x| x.user.unwrap_or_default()).collect();
+    sessions.sort();
+    assert_eq!(sessions, vec!["long", "new"], "the open session and the one that ended later stay");
+    // Keeping forever deletes nothing.
+    assert_eq!(s.prune(&Cutoff::default(), 100).unwrap(), Pruned::default());
 }
 
 fn session_location_round_trip<S: Store>(s: &mut S) {

@@ -258,6 +258,13 @@ impl JournalReader {
     pub fn size(&self) -> Result<u64, StorageError> {
         self.pending(Position::default())
     }
+
+    /// Arrival time of the oldest record kept (Unix milliseconds), if any.
+    pub fn oldest_ms(&self) -> Result<Option<i64>, StorageError> {
+        let Some(&first) = segments(&self.dir)?.first() else { return Ok(None) };
+        let (rows, _) = self.read(Position { segment: first, offset: 0 }, 1)?;
+        Ok(rows.first().map(|(_, raw)| raw.received_ms))
+    }
 }
 
 /// Reads one frame; `None` when the rest is incomplete or fails its checksum.

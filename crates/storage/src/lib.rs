@@ -306,4 +306,26 @@ pub trait Store: Send {
     fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError>;
     /// Changes status/classification and adds a comment; `None` when no such alert.
     fn update_alert(&mut self, id: i64, update: &AlertUpdate, now_ms: i64) -> Result<Option<Alert>, StorageError>;
+    /// Retention: deletes, oldest first, at most `limit` authentication events older
+    /// than `cutoff.auth_events_before_ms` and at most `limit` closed sessions that
+    /// ended before `cutoff.sessions_before` (`None`: keep). Open sessions and alerts
+    /// are never deleted. Small limits keep each call short, so callers can interleave
+    /// it with other work until it returns fewer than `limit` of each.
+    fn prune(&mut self, cutoff: &Cutoff, limit: usize) -> Result<Pruned, StorageError>;
+}
+
+/// What retention deletes: stored data older than these times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cutoff {
+    /// Authentication events before this time (Unix milliseconds).
+    pub auth_events_before_ms: Option<i64>,
+    /// Closed sessions that ended before this time (Unix seconds).
+    pub sessions_before: Option<i64>,
+}
+
+/// What one [`Store::prune`] call deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub auth_events: usize,
+    pub sessions: usize,
 }

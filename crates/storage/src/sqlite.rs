@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::files::FileMode;
 use crate::{
-    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Fed, Position, Session,
-    SessionQuery, StorageError, Store,
+    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Fed, Position,
+    Pruned, Session, SessionQuery, StorageError, Store,
 };
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
@@ -307,6 +307,28 @@ impl SqliteStore {
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self { conn, path })
+    }
+
+    /// Authentication events stored with a time at or after `since` and sessions that
+    /// started then (Unix seconds), estimated from row ids rather than counted, so it
+    /// takes two index lookups on a database of any size.
+    pub fn stored_since(&self, since: i64) -> Result<(u64, u64), StorageError> {
+        let span = |table: &str, column: &str, since: i64| -> Result<u64, StorageError> {
+            let sql = format!(
+                "SELECT (SELECT MAX(id) FROM {table}) - (SELECT id FROM {table} WHERE {column} >= ?1 ORDER BY {column} LIMIT 1) + 1"
+            );
+            let n: Option<i64> = self.conn.query_row(&sql, [since], |r| r.get(0))?;
+            Ok(n.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+        };
+        Ok((span("auth_events", "time_ms", since.saturating_mul(1000))?, span("sessions", "started_at", since)?))
+    }
+
+    /// Bytes of the database file and its write-ahead log.
+    pub fn file_bytes(&self) -> u64 {
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        len(&self.path) + len(Path::new(&wal))
     }
 
     fn apply_one(w: &mut Writer<'_>, r: &AccountingRecord) -> Result<(), StorageError> {
@@ -743,6 +765,33 @@ impl Store for SqliteStore {
     fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
         let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE session_key = ?1");
         Ok(self.conn.prepare_cached(&sql)?.query_row([key], row_to_session).optional()?)
+    }
+
+    fn prune(&mut self, cutoff: &Cutoff, limit: usize) -> Result<Pruned, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let tx = self.conn.transaction()?;
+        let mut pruned = Pruned::default();
+        if let Some(before) = cutoff.auth_events_before_ms {
+            pruned.auth_events = tx
+                .prepare_cached(
+                    "DELETE FROM auth_events WHERE id IN
+                     (SELECT id FROM auth_events WHERE time_ms < ?1 ORDER BY time_ms LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
+        }
+        if let Some(before) = cutoff.sessions_before {
+            // A session ends no earlier than it starts: the index on started_at finds
+            // the candidates.
+            pruned.sessions = tx
+                .prepare_cached(
+                    "DELETE FROM sessions WHERE id IN
+                     (SELECT id FROM sessions WHERE started_at < ?1 AND open = 0
+                          AND COALESCE(stopped_at, updated_at) < ?1 ORDER BY started_at LIMIT ?2)",
+                )?
+                .execute(params![before, limit])?;
+        }
+        tx.commit()?;
+        Ok(pruned)
     }
 
     fn has_auth_event(&self, e: &AuthEvent) -> Result<bool, StorageError> {
