@@ -51,6 +51,25 @@ pub mod reason {
     pub const NO_CONNECTION_REQUEST_POLICY: u32 = 49;
     pub const DIALIN_DENIED: u32 = 65;
     pub const METHOD_NOT_ALLOWED: u32 = 66;
+
+    /// What an NPS administrator reads for the code (the wording of NPS's event log).
+    pub fn describe(code: u32) -> &'static str {
+        match code {
+            SUCCESS => "success",
+            NO_SUCH_USER => "the user account does not exist",
+            AUTHENTICATION_FAILED => "the user name or password is incorrect",
+            EXTENSION_REJECTED => "an extension (the second factor) rejected the request",
+            ACCOUNT_DISABLED => "the user account is disabled",
+            ACCOUNT_EXPIRED => "the user account has expired",
+            ACCOUNT_LOCKED => "the user account is locked out",
+            LOGON_HOURS => "the user is not allowed to log on at this time",
+            NO_MATCHING_POLICY => "the connection request did not match any network policy",
+            NO_CONNECTION_REQUEST_POLICY => "the connection request did not match any connection request policy",
+            DIALIN_DENIED => "the network policy or the account's dial-in permission denies access",
+            METHOD_NOT_ALLOWED => "the authentication method is not allowed by the network policy",
+            _ => "another reason",
+        }
+    }
 }
 
 /// A day-and-time window: days of the week and an `HH:MM-HH:MM` range (which may wrap
@@ -158,6 +177,27 @@ pub enum PolicyDecision {
         policy: Option<String>,
         reason: u32,
     },
+}
+
+impl std::fmt::Display for PolicyDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Grant { policy, dialin_override } => {
+                write!(f, "Access-Accept by network policy {policy:?}")?;
+                if *dialin_override {
+                    write!(f, " (the account's dial-in permission overrides its deny)")?;
+                }
+                Ok(())
+            }
+            Self::Deny { policy, reason: code } => {
+                write!(f, "Access-Reject")?;
+                if let Some(p) = policy {
+                    write!(f, " by network policy {p:?}")?;
+                }
+                write!(f, ", reason code {code}: {}", reason::describe(*code))
+            }
+        }
+    }
 }
 
 /// Evaluates policies in order; returns the decision and the explanation.

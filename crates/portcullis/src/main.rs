@@ -253,11 +253,12 @@ fn run(cli: Cli) -> Result<()> {
             let config = load(config.as_ref())?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
             let counters = portcullis_storage::Store::counters(&store)?;
+            let since = portcullis_storage::Store::counters_since(&store)?;
             let applied = portcullis_storage::Store::applied_position(&store)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));
             let journal = output::JournalState { bytes: reader.size()?, pending: reader.pending(applied)?, applied };
             let disk = portcullis_server::disk::disk_use(&config, &store, now_unix())?;
-            output::print_stats(&counters, &journal, &disk, format)
+            output::print_stats(&counters, since, &journal, &disk, format)
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;
@@ -307,6 +308,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Alerts { command } => detect::alerts(command, load),
         Command::Replay { files, config, input, vendor, time_zone, dry_run } => {
             let config = load(config.as_ref())?;
+            // A running server's detections would not see what a replay stores.
+            let _lock = (!dry_run)
+                .then(|| portcullis_server::lock_data_dir(&config.storage.data_dir, "replay into this data directory"))
+                .transpose()?;
             let options = detect::ReplayOptions { input, vendor: &vendor, time_zone: time_zone.as_deref(), dry_run };
             detect::replay(&config, &files, &options)
         }

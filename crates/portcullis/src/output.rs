@@ -146,7 +146,13 @@ pub(crate) struct JournalState {
     pub applied: portcullis_storage::Position,
 }
 
-pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, disk: &DiskUse, format: Format) -> Result<()> {
+pub(crate) fn print_stats(
+    counters: &[Counter],
+    since: Option<i64>,
+    journal: &JournalState,
+    disk: &DiskUse,
+    format: Format,
+) -> Result<()> {
     match format {
         Format::Json => {
             let mut clients = serde_json::Map::new();
@@ -155,6 +161,7 @@ pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, disk: &D
                 entry[&c.reason] = json!(c.count);
             }
             let v = json!({
+                "counters_since": since.map(rfc3339),
                 "journal_bytes": journal.bytes,
                 "journal_pending_bytes": journal.pending,
                 "applied_position": journal.applied.to_string(),
@@ -170,6 +177,10 @@ pub(crate) fn print_stats(counters: &[Counter], journal: &JournalState, disk: &D
                 .map(|c| vec![c.client.clone(), c.reason.clone(), c.count.to_string()])
                 .collect();
             print_table(&["CLIENT", "COUNTER", "VALUE"], &rows);
+            match since {
+                Some(t) => println!("counters count since {} (the first start with this data directory)", rfc3339(t)),
+                None => println!("no counters saved yet"),
+            }
             println!(
                 "journal: {} bytes of raw packets kept; sessions applied through {} ({} bytes still to apply)",
                 journal.bytes, journal.applied, journal.pending

@@ -3,7 +3,7 @@
 use std::io::BufRead;
 
 use anyhow::{Context, Result, bail};
-use portcullis_auth::policy::{Method, PolicyRequest, evaluate};
+use portcullis_auth::policy::{Method, PolicyDecision, PolicyRequest, evaluate, reason};
 use portcullis_server::config::Config;
 use portcullis_storage::{AuthQuery, SqliteUsers, Store, User, UserStore};
 use rand::RngCore;
@@ -279,7 +279,8 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
         }
         Err(why) => {
             println!("{why}");
-            println!("decision: Deny {{ reason: 49 }}");
+            let refused = PolicyDecision::Deny { policy: None, reason: reason::NO_CONNECTION_REQUEST_POLICY };
+            println!("decision: {refused}");
             return Ok(());
         }
     };
@@ -319,6 +320,6 @@ pub(crate) fn run_policy(command: PolicyCommand, config: &Config) -> Result<()> 
     for line in why {
         println!("  {line}");
     }
-    println!("decision: {decision:?}");
+    println!("decision: {decision}");
     Ok(())
 }

@@ -201,12 +201,15 @@ fn policy_test_explains_the_decision() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("policy \"deny contractors\" matched"), "{text}");
-    assert!(text.contains("reason: 65"), "{text}");
+    assert!(text.contains("decision: Access-Reject by network policy \"deny contractors\", reason code 65"), "{text}");
     let out = s.cli(&["policy", "test", "--user", "bob", "--method", "mschapv2"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("skipped: user groups") && text.contains("Grant"), "{text}");
+    assert!(
+        text.contains("skipped: user groups") && text.contains("decision: Access-Accept by network policy"),
+        "{text}"
+    );
     let out = s.cli(&["policy", "test", "--user", "pat", "--method", "chap"]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("reason: 66"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reason code 66: the authentication method is not allowed"));
 }
 
 #[test]

@@ -71,9 +71,9 @@ fn an_iana_time_zone_is_accepted_and_policy_windows_follow_daylight_saving() {
     // Monday 06:30 UTC: 07:30 in Berlin before the change to summer time, 08:30 after.
     let at = |t: &str| text(&s.cli(&["policy", "test", "--user", "bob", "--at", t]));
     let winter = at("2026-03-23T06:30:00Z");
-    assert!(winter.contains("reason: 37") && winter.contains("2026-03-23T07:30:00+01:00"), "{winter}");
+    assert!(winter.contains("reason code 37") && winter.contains("2026-03-23T07:30:00+01:00"), "{winter}");
     let summer = at("2026-03-30T06:30:00Z");
-    assert!(summer.contains("Grant") && summer.contains("2026-03-30T08:30:00+02:00"), "{summer}");
+    assert!(summer.contains("Access-Accept") && summer.contains("2026-03-30T08:30:00+02:00"), "{summer}");
     assert!(summer.contains("Europe/Berlin"), "{summer}");
 }
 
@@ -140,6 +140,10 @@ fn nps_logs_of_a_totp_login_show_the_challenge_and_the_mfa_reject_and_replay_bac
     let expected = [("11", "0"), ("2", "0"), ("11", "0"), ("3", "21")];
     assert_eq!(kinds, expected.map(|(a, b)| (a.to_string(), b.to_string())), "{nps}");
     assert!(responses.iter().all(|l| field(l, "Authentication-Type") == "1"), "{nps}");
+    // The counters saw the two prompts, the accept and the reject.
+    let stats = s.stats_until(|v| v["clients"]["local"]["access_reject"].as_u64() >= Some(1));
+    let local = &stats["clients"]["local"];
+    assert_eq!((&local["access_challenge"], &local["access_accept"]), (&2.into(), &1.into()), "{stats}");
 
     // Replayed into a fresh store (local times read in auth.time_zone): the same
     // decisions, methods, reason codes and times.

@@ -106,11 +106,15 @@ fn counters_survive_a_graceful_restart() {
     require("radclient");
     let mut s = Server::start("");
     assert!(radclient(s.addr(), "acct", SECRET, &start(1)).0);
+    let since = s.stats_until(|v| v["clients"]["local"]["acknowledged"] == 1)["counters_since"].clone();
+    assert!(since.as_str().is_some_and(|t| t.ends_with('Z')), "{since}");
     s.stop();
     s.spawn();
     assert!(radclient(s.addr(), "acct", SECRET, &start(2)).0);
     let v = s.stats_until(|v| v["clients"]["local"]["acknowledged"] == 2);
     assert_eq!(v["clients"]["local"]["acknowledged"], 2, "{v}");
+    // They still count from the first start.
+    assert_eq!(v["counters_since"], since, "{v}");
     s.stop();
 }
 

@@ -225,6 +225,12 @@ fn a_shuffled_history_gives_the_same_alerts_live_after_a_restart_replayed_and_re
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("cannot rebuild") && stderr.contains("running server"), "{stderr}");
+    // So is a replay: the running server's detections would not see what it stores.
+    let refused = replayed.cli(&["replay", detail.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("cannot replay") && stderr.contains("running server"), "{stderr}");
+    assert!(replayed.cli(&["replay", "--dry-run", detail.to_str().unwrap()]).status.success());
     restart(&mut replayed);
     assert_eq!(settled(&replayed), alerts, "restart after rebuild changed the alerts");
 }

@@ -315,6 +315,10 @@ fn counters_round_trip<S: Store>(s: &mut S) {
     s.save_counters(&[c("rras", "bad_authenticator", 4)]).unwrap();
     let got = s.counters().unwrap();
     assert_eq!(got, vec![c("rras", "accepted", 10), c("rras", "bad_authenticator", 4)]);
+    // They count from the first save on, which later saves do not move.
+    let since = s.counters_since().unwrap().expect("counters have a start");
+    s.save_counters(&[c("rras", "accepted", 11)]).unwrap();
+    assert_eq!(s.counters_since().unwrap(), Some(since));
 }
 
 /// An authentication event of `user` at `t` milliseconds.

@@ -286,6 +286,8 @@ pub trait Store: Send {
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError>;
     /// The stored ingestion counters.
     fn counters(&self) -> Result<Vec<Counter>, StorageError>;
+    /// When counters were first saved (Unix seconds): they count from then on.
+    fn counters_since(&self) -> Result<Option<i64>, StorageError>;
     /// Appends authentication events.
     fn record_auth_events(&mut self, events: &[AuthEvent]) -> Result<(), StorageError>;
     /// Lists authentication events, newest first.

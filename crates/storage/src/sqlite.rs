@@ -715,6 +715,10 @@ impl Store for SqliteStore {
             for c in counters {
                 stmt.execute(params![c.client, c.reason, clamp(c.count)])?;
             }
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('counters_since', CAST(strftime('%s', 'now') AS INTEGER))",
+                [],
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -925,5 +929,9 @@ impl Store for SqliteStore {
             Ok(Counter { client: r.get(0)?, reason: r.get(1)?, count: u64::try_from(n).unwrap_or(0) })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn counters_since(&self) -> Result<Option<i64>, StorageError> {
+        Ok(self.conn.query_row("SELECT value FROM meta WHERE key = 'counters_since'", [], |r| r.get(0)).optional()?)
     }
 }
