@@ -182,7 +182,7 @@ fn write_lines(mut output: Output, lines: &Receiver<Vec<u8>>, stopping: &AtomicB
 }
 
 /// The identity of a file (device and inode), to notice it was replaced.
-fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
+pub(crate) fn identity(meta: &std::fs::Metadata) -> (u64, u64) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

@@ -400,8 +400,15 @@ impl NpsLog {
     pub fn write(&mut self, records: &[NpsRecord]) -> std::io::Result<()> {
         let Some(first) = records.first() else { return Ok(()) };
         let name = self.file_name(first);
-        if self.current.as_ref().is_none_or(|(n, _)| *n != name) {
-            let file = self.mode.open_append(&self.directory.join(&name))?;
+        let path = self.directory.join(&name);
+        // A file moved away (logrotate) or deleted is replaced by a new one, so that no
+        // line goes into a file that is about to be compressed or removed.
+        let moved = self.current.as_ref().is_some_and(|(_, f)| {
+            let open = f.metadata().map(|m| crate::audit::identity(&m)).ok();
+            std::fs::metadata(&path).map(|m| crate::audit::identity(&m)).ok() != open
+        });
+        if moved || self.current.as_ref().is_none_or(|(n, _)| *n != name) {
+            let file = self.mode.open_append(&path)?;
             self.current = Some((name, file));
         }
         let mut text = String::new();
@@ -439,6 +446,21 @@ mod tests {
             class: Some("311 1 10.10.10.11 03/07/2008 20:04:30 1".into()),
             ..NpsRecord::default()
         }
+    }
+
+    #[test]
+    fn a_file_moved_away_is_replaced_by_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config =
+            NpsLogConfig { format: NpsFormat::Ias, directory: None, period: NpsPeriod::Never, computer_name: None };
+        let mut log = NpsLog::open(&config, dir.path(), FileMode::PRIVATE).unwrap();
+        log.write(&[accept()]).unwrap();
+        let file = dir.path().join("nps/iaslog.log");
+        let moved = dir.path().join("nps/iaslog.log.1");
+        std::fs::rename(&file, &moved).unwrap();
+        log.write(&[accept(), accept()]).unwrap();
+        let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!((lines(&moved), lines(&file)), (1, 2));
     }
 
     #[test]
