@@ -7,6 +7,9 @@ set -euo pipefail
 need_apt=()
 command -v radclient >/dev/null || need_apt+=(freeradius-utils)
 command -v eapol_test >/dev/null || need_apt+=(eapoltest)
+# The Debian package test: adduser (its dependency), objcopy to strip the binary.
+command -v adduser >/dev/null || need_apt+=(adduser)
+command -v objcopy >/dev/null || need_apt+=(binutils)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd)
