@@ -101,6 +101,28 @@ pub(crate) enum CertCommand {
     },
 }
 
+/// `portcullis sessions ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// End sessions at their NAS with an RFC 5176 Disconnect-Request (to the client's
+    /// coa_port, signed with its secret); the outcome is recorded in actions.log.
+    Disconnect {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The session (its key, as `sessions --format json` shows it).
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        session_key: Option<String>,
+        /// Every open session of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Attempts before giving up (waiting 1 s, 2 s, 4 s, 8 s between them).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=8))]
+        attempts: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
@@ -120,8 +142,11 @@ pub(crate) enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// List recorded VPN sessions, most recent first.
+    /// List recorded VPN sessions, most recent first; `sessions disconnect` ends them.
+    #[command(args_conflicts_with_subcommands = true)]
     Sessions {
+        #[command(subcommand)]
+        action: Option<SessionsCommand>,
         #[arg(long)]
         config: Option<PathBuf>,
         /// Canonical (alice) or raw (EXAMPLE\alice) user name.

@@ -12,6 +12,7 @@ mod cli;
 mod detect;
 mod mfa;
 mod output;
+mod respond;
 mod users;
 
 use std::path::PathBuf;
@@ -229,7 +230,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Sessions { config, user, open, since, pivot, limit, format } => {
+        Command::Sessions {
+            action: Some(cli::SessionsCommand::Disconnect { config, session_key, user, attempts, format }),
+            ..
+        } => {
+            let config = load(config.as_ref())?;
+            respond::disconnect(&config, session_key.as_deref(), user.as_deref(), attempts, format)
+        }
+        Command::Sessions { action: None, config, user, open, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
             let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;

@@ -136,6 +136,8 @@ pub fn record_of(raw: &RawPacket, clock: ClockBounds) -> Option<AccountingRecord
     let request = VerifiedRequest::assume_verified_from_storage(packet);
     let mut r = normalise(&request, source.to_canonical(), vendor, raw.received_ms).ok()?;
     r.clamp_event_time(clock);
+    // Where a Disconnect-Request for the session goes (never a NAS-IP-Address it claims).
+    r.details.insert("nas_source".into(), source.to_canonical().to_string());
     Some(r)
 }
 

@@ -634,6 +634,14 @@ pub struct ClientConfig {
     /// Turn off only for NAS that drop such packets (older Check Point).
     #[serde(default = "yes")]
     pub send_message_authenticator: bool,
+    /// Where the NAS listens for Disconnect-Requests (RFC 5176; `portcullis sessions
+    /// disconnect`).
+    #[serde(default = "coa_port")]
+    pub coa_port: u16,
+}
+
+fn coa_port() -> u16 {
+    3799
 }
 
 fn yes() -> bool {

@@ -13,6 +13,7 @@ pub mod backup;
 /// The second-factor service and enrolment (also used by the CLI).
 pub use auth::factor as mfa;
 pub mod clients;
+pub mod coa;
 pub mod config;
 pub mod detection;
 pub mod directory;
