@@ -348,3 +348,55 @@ impl ClientTable {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use portcullis_storage::{ClientSecret, ClientSettings, StoredClient};
+
+    use super::*;
+
+    fn stored(name: &str, address: &str, secret: &str) -> (StoredClient, ClientSecret) {
+        let client = StoredClient {
+            settings: ClientSettings::new(name, address.parse().unwrap()),
+            created_ms: 1,
+            created_by: "cli".into(),
+            updated_ms: 1,
+            updated_by: "cli".into(),
+        };
+        (client, ClientSecret::new(secret))
+    }
+
+    /// The demo's file client is 127.0.0.1: a stored client that overlaps it or takes its
+    /// name is left out; the others are looked up like file clients, keep their counters
+    /// by name across a change of the stored set and a reload, and a reload keeps them.
+    #[test]
+    fn stored_clients_join_the_table_and_the_file_wins() {
+        let config = Config::demo();
+        let file = config.client_list().next().unwrap().name.clone();
+        let table = ClientTable::new(
+            &config,
+            Arc::new(vec![
+                stored("lab", "127.0.0.2", "lab-secret"),
+                stored("sneaky", "127.0.0.0/8", "x"),
+                stored(&file, "192.0.2.1", "x"),
+            ]),
+        );
+        let names: Vec<&str> = table.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [file.as_str(), "lab"]);
+        let lab = table.lookup("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(lab.stored && lab.secret == SharedSecret::new("lab-secret"));
+        assert!(!table.lookup("127.0.0.1".parse().unwrap()).unwrap().stored);
+        assert!(table.lookup("127.0.0.3".parse().unwrap()).is_none());
+        lab.counters.bump(Reason::Acknowledged);
+
+        let reloaded = table.reloaded(&config);
+        assert!(reloaded.lookup("127.0.0.2".parse().unwrap()).is_some(), "a reload keeps the stored clients");
+        let changed = reloaded.with_stored(Arc::new(vec![stored("lab", "127.0.0.2", "new-secret")]));
+        let lab = changed.lookup("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(lab.secret == SharedSecret::new("new-secret"));
+        assert_eq!(lab.counters.value(Reason::Acknowledged), 1, "counters are kept by name");
+        let emptied = changed.with_stored(Arc::default());
+        assert!(emptied.lookup("127.0.0.2".parse().unwrap()).is_none());
+        assert!(emptied.lookup("127.0.0.1".parse().unwrap()).is_some(), "the file's clients stay");
+    }
+}

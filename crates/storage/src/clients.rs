@@ -442,31 +442,40 @@ pub trait ClientAdmin: Send + Sync {
 /// [`ClientAdmin`] over a [`ClientStore`] and the clients of the configuration file.
 pub struct RuntimeClients<S> {
     store: Mutex<S>,
-    file: Vec<ClientSettings>,
+    file: Mutex<Vec<ClientSettings>>,
 }
 
 impl<S> std::fmt::Debug for RuntimeClients<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RuntimeClients").field("file", &self.file.len()).finish_non_exhaustive()
+        f.debug_struct("RuntimeClients").finish_non_exhaustive()
     }
 }
 
 impl<S: ClientStore> RuntimeClients<S> {
     /// `file`: the clients of the configuration file.
     pub fn new(store: S, file: Vec<ClientSettings>) -> Self {
-        Self { store: Mutex::new(store), file }
+        Self { store: Mutex::new(store), file: Mutex::new(file) }
+    }
+
+    /// Replaces the configuration file's clients (after a reload).
+    pub fn set_file_clients(&self, file: Vec<ClientSettings>) {
+        *lock(&self.file) = file;
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, S> {
-        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.store)
     }
 
     fn refuse_file_client(&self, name: &str) -> Result<(), String> {
-        if self.file.iter().any(|f| f.name == name) {
+        if lock(&self.file).iter().any(|f| f.name == name) {
             return Err(format!("the client {name:?} is managed by the configuration file; change it there"));
         }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn now_ms() -> i64 {
@@ -478,8 +487,7 @@ fn now_ms() -> i64 {
 impl<S: ClientStore> ClientAdmin for RuntimeClients<S> {
     fn list(&self) -> Result<Vec<ClientListing>, String> {
         let stored = self.store().clients().map_err(|e| e.to_string())?;
-        Ok(self
-            .file
+        Ok(lock(&self.file)
             .iter()
             .cloned()
             .map(ClientListing::File)
@@ -489,7 +497,7 @@ impl<S: ClientStore> ClientAdmin for RuntimeClients<S> {
 
     fn add(&self, settings: ClientSettings, secret: ClientSecret, by: &str) -> Result<Vec<String>, String> {
         check_name(&settings.name)?;
-        if let Some(e) = file_conflict(&self.file, &settings) {
+        if let Some(e) = file_conflict(&lock(&self.file), &settings) {
             return Err(e);
         }
         let mut warnings: Vec<String> =

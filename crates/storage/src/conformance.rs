@@ -634,6 +634,11 @@ fn file_clients_win_and_are_read_only<S: ClientStore>(s: S) {
     assert!(admin.set_secret("lab", secret(), "admin").expect("set").is_empty());
     admin.delete("lab", "admin").expect("delete");
     assert_eq!(admin.list().expect("list").len(), 2);
+    // After a reload the file's clients are the new ones.
+    admin.set_file_clients(vec![settings("lab-file", "127.0.0.8")]);
+    let e = admin.add(settings("lab", "127.0.0.8"), secret(), "admin").unwrap_err();
+    assert!(e.contains("\"lab-file\""), "{e}");
+    admin.add(settings("rras", "127.0.0.1"), secret(), "admin").expect("no longer in the file");
 }
 
 fn listings_never_carry_the_secret<S: ClientStore>(s: S) {
