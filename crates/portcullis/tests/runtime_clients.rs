@@ -196,3 +196,39 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A server whose configuration file has no `[[client]]` serves the stored ones, and
+/// refuses to start while there are none.
+#[test]
+fn a_server_with_only_stored_clients_serves_them() {
+    require("radclient");
+    let dir = tempfile::tempdir().unwrap();
+    let (port, auth_port) = (common::free_port(), common::free_port());
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\nauth_listen = [\"127.0.0.1:{auth_port}\"]\n\n\
+             [storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n"
+        ),
+    )
+    .unwrap();
+    let mut s = Server { child: None, dir, port, auth_port, config };
+    let refused = Command::new(common::bin()).args(["serve", "--config"]).arg(&s.config).output().unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("none is stored"), "{text}");
+    let mut outputs = String::new();
+    let add = ["add", "local", "--address", "127.0.0.1", "--secret-stdin"];
+    let (ok, text) = clients(&s, &add, &format!("{}\n", common::SECRET), &mut outputs);
+    assert!(ok, "{text}");
+    // The harness waits for Status-Server from 127.0.0.1 with the test secret: the
+    // stored client answers it.
+    s.spawn();
+    let (ok, text) = common::radclient(
+        s.addr(),
+        "acct",
+        common::SECRET,
+        "Acct-Status-Type = Start\nUser-Name = \"only-stored\"\nAcct-Session-Id = \"os-1\"\n",
+    );
+    assert!(ok, "{text}");
+}

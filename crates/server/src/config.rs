@@ -910,7 +910,7 @@ impl Config {
         use portcullis_auth::policy::MfaMode;
         let mut out = Vec::new();
         if self.clients.is_empty() {
-            out.push("no [[client]] is configured, so every packet will be discarded".into());
+            out.push("no [[client]] is configured: only clients added with `portcullis clients add` are served".into());
         }
         for c in self.client_list() {
             let name = &c.name;
