@@ -6,6 +6,11 @@
 //! lookup ever leaves the machine. Files are re-read when they change on disk, so a
 //! monthly database update needs no restart. Private, loopback and other special
 //! addresses are never looked up: they are [`Location::internal`].
+//!
+//! [`map`] draws locations on the offline world map (Equal Earth, as the committed base
+//! map was projected).
+
+pub mod map;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -73,12 +73,16 @@ pub(crate) enum MfaCommand {
         config: Option<PathBuf>,
     },
     /// Enrolled users.
-    List {
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-    },
+    List(ListArgs),
+}
+
+/// The arguments of a listing: the configuration and the output format.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ListArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 /// `portcullis cert ...`.
@@ -204,6 +208,12 @@ pub(crate) enum Command {
     Cert {
         #[command(subcommand)]
         command: CertCommand,
+    },
+    /// RADIUS clients added at runtime (stored in clients.db; the running server takes
+    /// a change within a second). Clients of the configuration file are listed, read-only.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
     },
     /// Manage local accounts (the built-in user store). Formerly `user`.
     #[command(alias = "user")]
@@ -505,6 +515,58 @@ pub(crate) enum UserCommand {
         config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
+    },
+}
+
+/// The `[[client]]` options of a stored client, with the same defaults.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClientOptions {
+    /// Vendor adapter: generic, microsoft, cisco-asa, f5, checkpoint, fortinet or palo-alto.
+    #[arg(long, default_value = "generic")]
+    pub vendor: String,
+    /// Discard Access-Requests without a valid Message-Authenticator (BlastRADIUS).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub require_message_authenticator: bool,
+    /// Discard Access-Requests that carry Proxy-State without a Message-Authenticator.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub limit_proxy_state: bool,
+    /// Put a Message-Authenticator first in every reply (false only for NAS that drop them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub send_message_authenticator: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientsCommand {
+    /// Add a client. The shared secret is read from the first line of standard input
+    /// and never shown again.
+    Add {
+        name: String,
+        /// An address (192.0.2.1) or a network (192.0.2.0/24).
+        #[arg(long)]
+        address: String,
+        #[command(flatten)]
+        options: ClientOptions,
+        #[arg(long, required = true)]
+        secret_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Clients of the configuration file and stored ones (never their secrets).
+    List(ListArgs),
+    /// Delete a stored client.
+    Delete {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Replace a stored client's secret (read from standard input); it takes effect
+    /// within a second, so change it on the NAS at the same time.
+    SetSecret {
+        name: String,
+        #[arg(long, required = true)]
+        secret_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 

@@ -9,6 +9,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod bench;
 mod cert;
 mod cli;
+mod clients;
 mod detect;
 mod mfa;
 mod output;
@@ -340,6 +341,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("private_key = {:?}", files.private_key.display().to_string());
             Ok(())
         }
+        Command::Clients { command } => clients::run(command, load),
         Command::Accounts { command } => users::run_user(command, load),
         Command::AuthLog { config, user, result, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
@@ -389,11 +391,25 @@ fn check(config: &Config) -> Result<Option<portcullis_auth::peap::PeapConfig>> {
     config.eap.peap().map_err(anyhow::Error::msg)
 }
 
+/// A server with no client at all, in the file or stored, would discard every packet.
+fn require_clients(config: &Config) -> Result<()> {
+    if config.client_list().next().is_some() {
+        return Ok(());
+    }
+    let dir = &config.storage.data_dir;
+    let stored = portcullis_storage::SqliteClients::exists(dir)
+        && !portcullis_storage::ClientStore::clients(&portcullis_storage::SqliteClients::open(dir)?)?.is_empty();
+    if !stored {
+        bail!(
+            "no [[client]] is configured and none is stored (portcullis clients add); every packet would be discarded"
+        );
+    }
+    Ok(())
+}
+
 fn serve(config: &Config, path: Option<&std::path::Path>) -> Result<()> {
     check(config)?;
-    if config.client_list().next().is_none() {
-        bail!("no [[client]] is configured; every packet would be discarded");
-    }
+    require_clients(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -449,9 +465,7 @@ fn reload(server: &portcullis_server::Server, path: Option<&std::path::Path>) {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the configuration");
     let loaded = Config::load(path).map_err(anyhow::Error::from).and_then(|c| {
         check(&c)?;
-        if c.client_list().next().is_none() {
-            bail!("no [[client]] is configured; every packet would be discarded");
-        }
+        require_clients(&c)?;
         Ok(c)
     });
     let config = match loaded {

@@ -107,7 +107,7 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             println!("second factor of {user} removed");
             Ok(())
         }
-        MfaCommand::List { config, format } => {
+        MfaCommand::List(crate::cli::ListArgs { config, format }) => {
             let config = load(config.as_ref())?;
             let (db, _) = open(&config)?;
             let users = db.enrolled()?;

@@ -23,8 +23,9 @@ use crate::{lock, now_ms};
 /// State shared by every accounting socket.
 #[derive(Debug)]
 pub struct Shared {
-    /// The client table; a reload replaces it.
-    pub clients: Live<ClientTable>,
+    /// The client table; a reload or a change of the stored clients replaces it (the
+    /// authentication listeners read the same one).
+    pub clients: Arc<Live<ClientTable>>,
     pub cache: Mutex<DuplicateCache>,
     pub submitter: Submitter,
     /// Event times believed; others are counted and set to arrival (by the applier,

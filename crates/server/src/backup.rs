@@ -85,7 +85,7 @@ pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
     let mut add = |rel: PathBuf, bytes: u64| report.files.push((rel, bytes));
 
     // Databases first, so the journal copied afterwards reaches every position they record.
-    let mut databases: Vec<(PathBuf, PathBuf)> = ["portcullis.db", "users.db"]
+    let mut databases: Vec<(PathBuf, PathBuf)> = ["portcullis.db", "users.db", "clients.db"]
         .iter()
         .map(|n| (data.join(n), PathBuf::from(n)))
         .filter(|(p, _)| p.exists())

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use portcullis_accounting::Vendor;
 use portcullis_radius::{Error as RadiusError, Packet, SharedSecret, VerifiedRequest, VerifyPolicy};
-use portcullis_storage::Counter;
+use portcullis_storage::{ClientSecret, ClientSettings, Counter, StoredClient};
 
 use crate::config::{Config, Network};
 
@@ -138,6 +138,22 @@ pub struct Client {
     pub send_message_authenticator: bool,
     /// During a secret rollover: the same client with `previous_secret` as its secret.
     pub previous: Option<Arc<Self>>,
+    /// Added at runtime (`clients.db`), not by the configuration file.
+    pub stored: bool,
+}
+
+impl Client {
+    /// What the client is, without its secret.
+    pub fn settings(&self) -> ClientSettings {
+        ClientSettings {
+            name: self.name.clone(),
+            address: self.network,
+            vendor: self.vendor,
+            require_message_authenticator: self.verify.require_message_authenticator,
+            limit_proxy_state: self.verify.limit_proxy_state,
+            send_message_authenticator: self.send_message_authenticator,
+        }
+    }
 }
 
 impl Client {
@@ -184,50 +200,94 @@ impl Registry {
     fn counters(&self, name: &str) -> Arc<Counters> {
         Arc::clone(crate::lock(&self.counters).entry(name.to_string()).or_default())
     }
+
+    /// A client with the counters its name has had since the start.
+    fn client(&self, s: &ClientSettings, secret: &str, previous: Option<Arc<Client>>, stored: bool) -> Client {
+        Client {
+            name: s.name.clone(),
+            network: s.address,
+            secret: SharedSecret::new(secret),
+            vendor: s.vendor,
+            counters: self.counters(&s.name),
+            verify: VerifyPolicy {
+                require_message_authenticator: s.require_message_authenticator,
+                limit_proxy_state: s.limit_proxy_state,
+            },
+            send_message_authenticator: s.send_message_authenticator,
+            previous,
+            stored,
+        }
+    }
 }
 
-/// Lookup by source address: the most specific matching network wins.
+/// Clients from `clients.db` with their secrets, as the server loaded them.
+pub type StoredClients = Arc<Vec<(StoredClient, ClientSecret)>>;
+
+/// Lookup by source address: the most specific matching network wins. The clients of
+/// the configuration file come first; a stored client that shares a name or an
+/// address with one of them is left out (the file wins).
 #[derive(Debug)]
 pub struct ClientTable {
     clients: Vec<Arc<Client>>,
+    stored: StoredClients,
     registry: Arc<Registry>,
 }
 
 impl ClientTable {
-    /// Builds the table from validated configuration.
+    /// Builds the table from validated configuration and the stored clients.
+    pub fn new(config: &Config, stored: StoredClients) -> Self {
+        let registry = Arc::default();
+        Self::build(Self::file_clients(config, &registry), stored, registry)
+    }
+
+    /// Builds the table from validated configuration alone.
     pub fn from_config(config: &Config) -> Self {
-        Self::build(config, Arc::default())
+        Self::new(config, Arc::default())
     }
 
-    /// The table of a reloaded configuration: clients keep their counters by name, and
-    /// unknown sources keep theirs.
+    /// The table of a reloaded configuration, with the same stored clients: clients
+    /// keep their counters by name, and unknown sources keep theirs.
     pub fn reloaded(&self, config: &Config) -> Self {
-        Self::build(config, Arc::clone(&self.registry))
+        Self::build(Self::file_clients(config, &self.registry), Arc::clone(&self.stored), Arc::clone(&self.registry))
     }
 
-    fn build(config: &Config, registry: Arc<Registry>) -> Self {
-        let mut clients: Vec<Arc<Client>> = config
+    /// The same file clients with these stored clients (after `clients.db` changed).
+    pub fn with_stored(&self, stored: StoredClients) -> Self {
+        let file = self.clients.iter().filter(|c| !c.stored).cloned().collect();
+        Self::build(file, stored, Arc::clone(&self.registry))
+    }
+
+    /// The stored clients this table was built with.
+    pub fn stored(&self) -> &StoredClients {
+        &self.stored
+    }
+
+    fn file_clients(config: &Config, registry: &Registry) -> Vec<Arc<Client>> {
+        config
             .client_list()
             .map(|c| {
-                let client = |secret: &str, previous| Client {
-                    name: c.name.clone(),
-                    network: c.address,
-                    secret: SharedSecret::new(secret),
-                    vendor: c.vendor,
-                    counters: registry.counters(&c.name),
-                    verify: portcullis_radius::VerifyPolicy {
-                        require_message_authenticator: c.require_message_authenticator,
-                        limit_proxy_state: c.limit_proxy_state,
-                    },
-                    send_message_authenticator: c.send_message_authenticator,
-                    previous,
-                };
-                let previous = c.previous_secret.as_ref().map(|p| Arc::new(client(p.expose(), None)));
-                Arc::new(client(c.secret.as_ref().map(|s| s.expose()).unwrap_or_default(), previous))
+                let settings = c.settings();
+                let previous =
+                    c.previous_secret.as_ref().map(|p| Arc::new(registry.client(&settings, p.expose(), None, false)));
+                let secret = c.secret.as_ref().map(|s| s.expose()).unwrap_or_default();
+                Arc::new(registry.client(&settings, secret, previous, false))
             })
-            .collect();
+            .collect()
+    }
+
+    fn build(file: Vec<Arc<Client>>, stored: StoredClients, registry: Arc<Registry>) -> Self {
+        let settings: Vec<ClientSettings> = file.iter().map(|c| c.settings()).collect();
+        let mut clients = file;
+        for (c, secret) in stored.iter() {
+            if let Some(conflict) = portcullis_storage::file_conflict(&settings, &c.settings) {
+                tracing::warn!(client = %c.settings.name, "stored RADIUS client left out: {conflict}");
+                continue;
+            }
+            clients.push(Arc::new(registry.client(&c.settings, secret.expose(), None, true)));
+        }
+        // Stable: between two networks of one length, the file's client stays first.
         clients.sort_by_key(|c| std::cmp::Reverse(c.network.prefix));
-        Self { clients, registry }
+        Self { clients, stored, registry }
     }
 
     /// Adds stored totals (from before a restart) to the counters, so they count on
@@ -291,5 +351,57 @@ impl ClientTable {
             out.push(Counter { client: "unknown:other".into(), reason: "unknown_client".into(), count: other });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_storage::{ClientSecret, ClientSettings, StoredClient};
+
+    use super::*;
+
+    fn stored(name: &str, address: &str, secret: &str) -> (StoredClient, ClientSecret) {
+        let client = StoredClient {
+            settings: ClientSettings::new(name, address.parse().unwrap()),
+            created_ms: 1,
+            created_by: "cli".into(),
+            updated_ms: 1,
+            updated_by: "cli".into(),
+        };
+        (client, ClientSecret::new(secret))
+    }
+
+    /// The demo's file client is 127.0.0.1: a stored client that overlaps it or takes its
+    /// name is left out; the others are looked up like file clients, keep their counters
+    /// by name across a change of the stored set and a reload, and a reload keeps them.
+    #[test]
+    fn stored_clients_join_the_table_and_the_file_wins() {
+        let config = Config::demo();
+        let file = config.client_list().next().unwrap().name.clone();
+        let table = ClientTable::new(
+            &config,
+            Arc::new(vec![
+                stored("lab", "127.0.0.2", "lab-secret"),
+                stored("sneaky", "127.0.0.0/8", "x"),
+                stored(&file, "192.0.2.1", "x"),
+            ]),
+        );
+        let names: Vec<&str> = table.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [file.as_str(), "lab"]);
+        let lab = table.lookup("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(lab.stored && lab.secret == SharedSecret::new("lab-secret"));
+        assert!(!table.lookup("127.0.0.1".parse().unwrap()).unwrap().stored);
+        assert!(table.lookup("127.0.0.3".parse().unwrap()).is_none());
+        lab.counters.bump(Reason::Acknowledged);
+
+        let reloaded = table.reloaded(&config);
+        assert!(reloaded.lookup("127.0.0.2".parse().unwrap()).is_some(), "a reload keeps the stored clients");
+        let changed = reloaded.with_stored(Arc::new(vec![stored("lab", "127.0.0.2", "new-secret")]));
+        let lab = changed.lookup("127.0.0.2".parse().unwrap()).unwrap();
+        assert!(lab.secret == SharedSecret::new("new-secret"));
+        assert_eq!(lab.counters.value(Reason::Acknowledged), 1, "counters are kept by name");
+        let emptied = changed.with_stored(Arc::default());
+        assert!(emptied.lookup("127.0.0.2".parse().unwrap()).is_none());
+        assert!(emptied.lookup("127.0.0.1".parse().unwrap()).is_some(), "the file's clients stay");
     }
 }

@@ -644,6 +644,20 @@ fn coa_port() -> u16 {
     3799
 }
 
+impl ClientConfig {
+    /// What the client is, without its secret (as the client administration lists it).
+    pub fn settings(&self) -> portcullis_storage::ClientSettings {
+        portcullis_storage::ClientSettings {
+            name: self.name.clone(),
+            address: self.address,
+            vendor: self.vendor,
+            require_message_authenticator: self.require_message_authenticator,
+            limit_proxy_state: self.limit_proxy_state,
+            send_message_authenticator: self.send_message_authenticator,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -943,7 +957,7 @@ impl Config {
         use portcullis_auth::policy::MfaMode;
         let mut out = Vec::new();
         if self.clients.is_empty() {
-            out.push("no [[client]] is configured, so every packet will be discarded".into());
+            out.push("no [[client]] is configured: only clients added with `portcullis clients add` are served".into());
         }
         for c in self.client_list() {
             let name = &c.name;
@@ -956,30 +970,7 @@ impl Config {
                     "client {name:?} still accepts previous_secret; remove it once every NAS uses the new secret"
                 ));
             }
-            let a = c.address;
-            if a.prefix == 0 {
-                out.push(format!("client {name:?} address {a} covers every address: any host can send requests"));
-            } else if a.prefix < if a.addr.is_ipv4() { 8 } else { 32 } {
-                out.push(format!("client {name:?} address {a} is a very wide network"));
-            }
-            if !c.require_message_authenticator {
-                out.push(format!(
-                    "client {name:?}: require_message_authenticator = false: Access-Requests are accepted \
-                     without Message-Authenticator (BlastRADIUS)"
-                ));
-            }
-            if !c.limit_proxy_state {
-                out.push(format!(
-                    "client {name:?}: limit_proxy_state = false: Access-Requests with Proxy-State are accepted \
-                     without Message-Authenticator (BlastRADIUS)"
-                ));
-            }
-            if !c.send_message_authenticator {
-                out.push(format!(
-                    "client {name:?}: send_message_authenticator = false: replies carry no \
-                     Message-Authenticator (BlastRADIUS)"
-                ));
-            }
+            out.extend(c.settings().warnings());
         }
         for l in &self.ldap {
             for u in l.urls.iter().filter(|u| u.starts_with("ldap://") && !l.starttls) {
@@ -1060,6 +1051,11 @@ impl Config {
     /// The clients without their spans.
     pub fn client_list(&self) -> impl Iterator<Item = &ClientConfig> {
         self.clients.iter().map(Spanned::get_ref)
+    }
+
+    /// The clients' settings, without their secrets.
+    pub fn client_settings(&self) -> Vec<portcullis_storage::ClientSettings> {
+        self.client_list().map(ClientConfig::settings).collect()
     }
 }
 

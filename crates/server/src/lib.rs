@@ -12,6 +12,7 @@ pub mod auth;
 pub mod backup;
 /// The second-factor service and enrolment (also used by the CLI).
 pub use auth::factor as mfa;
+pub mod client_watch;
 pub mod clients;
 pub mod coa;
 pub mod config;
@@ -125,6 +126,9 @@ pub struct Server {
     started: Config,
     /// The detection parameters in force (as printed), to notice a change.
     detect: Mutex<String>,
+    /// Held while the client table is rebuilt and swapped (reload, stored clients).
+    client_swap: Arc<Mutex<()>>,
+    watch: client_watch::ClientWatch,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
 }
@@ -180,7 +184,7 @@ impl AuthState {
 /// password.
 fn auth_shared(
     config: &Config,
-    clients: Arc<ClientTable>,
+    clients: Arc<Live<ClientTable>>,
     state: AuthState,
     mfa_before: Option<&mfa::Mfa>,
 ) -> Result<auth::AuthShared, StartError> {
@@ -306,11 +310,18 @@ impl Server {
                 let _ = wake.try_send(applier::ApplierMessage::Appended { start, end, packets });
             },
         );
-        let clients = Arc::new(ClientTable::from_config(config));
-        clients.seed(&stored_counters);
+        let client_store = portcullis_storage::SqliteClients::open(&config.storage.data_dir)?;
+        let seen = portcullis_storage::ClientStore::generation(&client_store)?;
+        let table = ClientTable::new(config, client_watch::load(&client_store)?);
+        table.seed(&stored_counters);
+        let clients = Arc::new(Live::new(Arc::new(table)));
+        let client_swap = Arc::default();
+        let watch =
+            client_watch::ClientWatch::spawn(client_store, seen, Arc::clone(&clients), Arc::clone(&client_swap))
+                .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let auth_tx = applier_tx.clone();
         let shared = Arc::new(acct::Shared {
-            clients: Live::new(Arc::clone(&clients)),
+            clients: Arc::clone(&clients),
             cache: Mutex::new(DuplicateCache::new(
                 Duration::from_secs(config.radius.duplicate_retention_seconds),
                 config.radius.duplicate_cache_entries,
@@ -415,6 +426,8 @@ impl Server {
             auth: auth_live,
             started: config.clone(),
             detect: Mutex::new(format!("{:?}", config.detect)),
+            client_swap,
+            watch,
             acct_addrs,
         })
     }
@@ -431,12 +444,15 @@ impl Server {
     /// but needs a restart (listeners, storage, HTTP, geolocation databases), which
     /// keeps its old value. Called from one task at a time.
     pub fn reload(&self, config: &Config) -> Result<Vec<String>, String> {
+        // The stored clients stay; a change of them waits until this table is in place.
+        let _swap = lock(&self.client_swap);
         let clients = Arc::new(self.shared.clients.load().reloaded(config));
         let auth = match &self.auth {
             Some(live) => {
                 let old = live.load();
-                let shared = auth_shared(config, Arc::clone(&clients), AuthState::of(&old), old.mfa.as_ref())
-                    .map_err(|e| e.to_string())?;
+                let shared =
+                    auth_shared(config, Arc::clone(&self.shared.clients), AuthState::of(&old), old.mfa.as_ref())
+                        .map_err(|e| e.to_string())?;
                 Some((live, shared))
             }
             None => None,
@@ -466,6 +482,7 @@ impl Server {
             let _ = t.await;
         }
         let _ = self.applier_tx.send(applier::ApplierMessage::Counters(self.shared.clients.load().snapshot()));
+        drop(self.watch);
         let writer = self.writer;
         let applier = self.applier;
         let audit = self.audit;

@@ -285,19 +285,7 @@ pub fn odbc_line(r: &NpsRecord) -> String {
 /// XML text: markup characters as entities; control characters escaped first (most
 /// of them cannot appear in XML 1.0 at all, even as character references).
 fn xml(s: &str) -> String {
-    let s = escape_controls(s);
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
+    portcullis_geo::map::escape_markup(&escape_controls(s))
 }
 
 /// One DTS Compliant event (XML on one line). `data_type`: 0 integer, 1 string,

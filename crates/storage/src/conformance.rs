@@ -9,8 +9,10 @@ use crate::{
     AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Fed, Position, Pruned, SessionQuery,
     Store,
 };
+use crate::{Change, ClientAdmin, ClientListing, ClientSecret, ClientSettings, ClientStore, RuntimeClients};
 
 type Check<S> = (&'static str, fn(&mut S));
+type ClientCheck<S> = (&'static str, fn(S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
@@ -38,15 +40,19 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
     ];
     for (name, check) in checks {
         let mut store = fresh();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&mut store)));
-        if let Err(e) = result {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
-                .unwrap_or_default();
-            panic!("storage conformance check {name} failed: {msg}");
-        }
+        run_check("storage", name, || check(&mut store));
+    }
+}
+
+/// Runs one check; panics with the battery's and the check's name when it fails.
+fn run_check(battery: &str, name: &str, check: impl FnOnce()) {
+    if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)) {
+        let msg = e
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_string()))
+            .unwrap_or_default();
+        panic!("{battery} conformance check {name} failed: {msg}");
     }
 }
 
@@ -535,4 +541,148 @@ fn replayed_records_survive_reset<S: Store>(s: &mut S) {
     assert_eq!(s.auth_events(&AuthQuery::default()).unwrap().len(), 1);
     commit(s, vec![record(1, "live", "nas-1", "L", 100)]);
     assert_eq!(fed(s, 0, 10), vec![("start", "R".into()), ("auth", "old".into()), ("start", "L".into())]);
+}
+
+/// Runs every check of a [`crate::ClientStore`] backend, and of [`crate::RuntimeClients`]
+/// over it; panics with the check's name on the first failure.
+pub fn run_client_store<S: ClientStore>(mut fresh: impl FnMut() -> S) {
+    let checks: [ClientCheck<S>; 6] = [
+        ("clients_round_trip_without_secrets", clients_round_trip_without_secrets),
+        ("every_change_raises_the_generation", every_change_raises_the_generation),
+        ("names_and_networks_are_unique", names_and_networks_are_unique),
+        ("secrets_and_names_are_checked", secrets_and_names_are_checked),
+        ("file_clients_win_and_are_read_only", file_clients_win_and_are_read_only),
+        ("listings_never_carry_the_secret", listings_never_carry_the_secret),
+    ];
+    for (name, check) in checks {
+        let store = fresh();
+        run_check("client store", name, || check(store));
+    }
+}
+
+const SECRET: &str = "a-runtime-secret-0123456789";
+
+fn settings(name: &str, address: &str) -> ClientSettings {
+    ClientSettings::new(name, address.parse().expect("network"))
+}
+
+fn by(now_ms: i64) -> Change<'static> {
+    Change { by: "admin", now_ms }
+}
+
+fn clients_round_trip_without_secrets<S: ClientStore>(mut s: S) {
+    assert!(s.clients().expect("clients").is_empty());
+    let mut asa = settings("asa", "192.0.2.1");
+    asa.vendor = portcullis_accounting::Vendor::CiscoAsa;
+    asa.require_message_authenticator = false;
+    let added = s.insert(&asa, &ClientSecret::new(SECRET), by(1000)).expect("insert");
+    assert_eq!(added.settings, asa);
+    // A network is stored with its host bits cleared.
+    s.insert(&settings("site", "10.1.2.3/16"), &ClientSecret::new(SECRET), by(2000)).expect("insert");
+    let listed = s.clients().expect("clients");
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0], added);
+    assert_eq!((listed[0].created_ms, listed[0].created_by.as_str()), (1000, "admin"));
+    assert_eq!(listed[1].settings.address.to_string(), "10.1.0.0/16");
+    assert!(
+        s.set_secret("asa", &ClientSecret::new("another-secret-0123456789"), Change { by: "bob", now_ms: 3000 })
+            .expect("set")
+    );
+    let with = s.clients_with_secrets().expect("with secrets");
+    assert_eq!(with[0].1.expose(), "another-secret-0123456789");
+    assert_eq!((with[0].0.created_ms, with[0].0.updated_ms, with[0].0.updated_by.as_str()), (1000, 3000, "bob"));
+    assert_eq!(with[1].1.expose(), SECRET);
+    assert!(!s.set_secret("nobody", &ClientSecret::new(SECRET), by(4000)).expect("set"));
+    assert!(s.delete("asa").expect("delete"));
+    assert!(!s.delete("asa").expect("delete"));
+    assert_eq!(s.clients().expect("clients").len(), 1);
+}
+
+fn every_change_raises_the_generation<S: ClientStore>(mut s: S) {
+    let mut last = s.generation().expect("generation");
+    let mut raised = |s: &S, what: &str| {
+        let g = s.generation().expect("generation");
+        assert!(g > last, "{what}: generation {g} after {last}");
+        last = g;
+    };
+    s.insert(&settings("a", "192.0.2.1"), &ClientSecret::new(SECRET), by(1)).expect("insert");
+    raised(&s, "insert");
+    s.set_secret("a", &ClientSecret::new("another-secret-0123456789"), by(2)).expect("set");
+    raised(&s, "set_secret");
+    s.delete("a").expect("delete");
+    raised(&s, "delete");
+    // The same client added again is a change too: the generation never goes back.
+    s.insert(&settings("a", "192.0.2.1"), &ClientSecret::new(SECRET), by(3)).expect("insert");
+    raised(&s, "insert again");
+    let before = s.generation().expect("generation");
+    assert!(s.insert(&settings("a", "192.0.2.9"), &ClientSecret::new(SECRET), by(4)).is_err());
+    assert!(!s.delete("missing").expect("delete"));
+    assert_eq!(s.generation().expect("generation"), before, "a refused change changes nothing");
+}
+
+fn names_and_networks_are_unique<S: ClientStore>(mut s: S) {
+    s.insert(&settings("a", "192.0.2.0/24"), &ClientSecret::new(SECRET), by(1)).expect("insert");
+    let e = s.insert(&settings("a", "198.51.100.1"), &ClientSecret::new(SECRET), by(2)).unwrap_err();
+    assert!(e.to_string().contains("exists already"), "{e}");
+    let e = s.insert(&settings("b", "192.0.2.77/24"), &ClientSecret::new(SECRET), by(2)).unwrap_err();
+    assert!(e.to_string().contains("\"a\" has the address 192.0.2.0/24"), "{e}");
+    // A more specific network inside a stored one is another client (the most
+    // specific wins, as in the file).
+    s.insert(&settings("b", "192.0.2.7"), &ClientSecret::new(SECRET), by(3)).expect("nested");
+    assert_eq!(s.clients().expect("clients").len(), 2);
+}
+
+fn secrets_and_names_are_checked<S: ClientStore>(mut s: S) {
+    for (secret, error) in [("", "empty"), ("a\0b", "NUL"), (&"x".repeat(crate::MAX_SECRET_BYTES + 1), "longer than")] {
+        let e = s.insert(&settings("a", "192.0.2.1"), &ClientSecret::new(secret), by(1)).unwrap_err();
+        assert!(e.to_string().contains(error), "{e}");
+    }
+    for name in ["", " a", "a\nb", &"n".repeat(crate::MAX_NAME_BYTES + 1)] {
+        assert!(s.insert(&settings(name, "192.0.2.1"), &ClientSecret::new(SECRET), by(1)).is_err(), "{name:?}");
+    }
+    s.insert(&settings("a", "192.0.2.1"), &ClientSecret::new(SECRET), by(1)).expect("insert");
+    assert!(s.set_secret("a", &ClientSecret::new(""), by(2)).is_err());
+    assert_eq!(s.clients_with_secrets().expect("with secrets")[0].1.expose(), SECRET);
+}
+
+fn file_clients_win_and_are_read_only<S: ClientStore>(s: S) {
+    let admin = RuntimeClients::new(s, vec![settings("rras", "127.0.0.0/29"), settings("asa", "192.0.2.1")]);
+    let secret = || ClientSecret::new(SECRET);
+    for (candidate, error) in [
+        (settings("rras", "198.51.100.1"), "managed by the configuration file"),
+        (settings("x", "127.0.0.3"), "overlaps 127.0.0.0/29 of the client \"rras\""),
+        (settings("y", "127.0.0.0/8"), "overlaps 127.0.0.0/29"),
+        (settings("z", "192.0.2.0/24"), "overlaps 192.0.2.1/32 of the client \"asa\""),
+    ] {
+        let e = admin.add(candidate.clone(), secret(), "admin").unwrap_err();
+        assert!(e.contains(error), "{candidate:?}: {e}");
+    }
+    assert!(admin.delete("rras", "admin").unwrap_err().contains("configuration file"));
+    assert!(admin.set_secret("asa", secret(), "admin").unwrap_err().contains("configuration file"));
+    assert!(admin.delete("nobody", "admin").unwrap_err().contains("no stored client"));
+    let warnings = admin.add(settings("lab", "127.0.0.8"), ClientSecret::new("short"), "admin").expect("add");
+    assert!(warnings.iter().any(|w| w.contains("5-character secret")), "{warnings:?}");
+    let listed = admin.list().expect("list");
+    let names: Vec<(&str, bool)> =
+        listed.iter().map(|c| (c.settings().name.as_str(), matches!(c, ClientListing::File(_)))).collect();
+    assert_eq!(names, [("rras", true), ("asa", true), ("lab", false)]);
+    assert!(admin.set_secret("lab", secret(), "admin").expect("set").is_empty());
+    admin.delete("lab", "admin").expect("delete");
+    assert_eq!(admin.list().expect("list").len(), 2);
+    // After a reload the file's clients are the new ones.
+    admin.set_file_clients(vec![settings("lab-file", "127.0.0.8")]);
+    let e = admin.add(settings("lab", "127.0.0.8"), secret(), "admin").unwrap_err();
+    assert!(e.contains("\"lab-file\""), "{e}");
+    admin.add(settings("rras", "127.0.0.1"), secret(), "admin").expect("no longer in the file");
+}
+
+fn listings_never_carry_the_secret<S: ClientStore>(s: S) {
+    let admin = RuntimeClients::new(s, vec![settings("file", "192.0.2.1")]);
+    admin.add(settings("lab", "198.51.100.0/24"), ClientSecret::new(SECRET), "admin").expect("add");
+    let listed = admin.list().expect("list");
+    let printed =
+        format!("{listed:?} {} {:?}", serde_json::to_string(&listed).expect("json"), ClientSecret::new(SECRET));
+    assert!(!printed.contains(SECRET), "{printed}");
+    assert!(printed.contains("\"managed_by\":\"stored\"") && printed.contains("\"managed_by\":\"file\""), "{printed}");
+    assert!(printed.contains("\"address\":\"198.51.100.0/24\""), "{printed}");
 }

@@ -3,10 +3,14 @@
 //! everything derived from it (sessions, counters), with the embedded SQLite backend
 //! and the conformance battery every backend must pass.
 //!
+//! RADIUS clients added at runtime live behind [`ClientStore`] (`clients.db`), and
+//! [`ClientAdmin`] is what the CLI and the portal call to change them.
+//!
 //! Callers never see SQL or file formats: they append raw packets, apply normalised
 //! records, and query sessions.
 
 mod backup;
+mod clients;
 mod committer;
 pub mod conformance;
 mod files;
@@ -18,6 +22,10 @@ mod users;
 use portcullis_accounting::AccountingRecord;
 
 pub use backup::snapshot_database;
+pub use clients::{
+    Change, ClientAdmin, ClientListing, ClientSecret, ClientSettings, ClientStore, MAX_NAME_BYTES, MAX_SECRET_BYTES,
+    RECOMMENDED_SECRET_CHARS, RuntimeClients, SqliteClients, StoredClient, check_name, file_conflict, overlaps,
+};
 pub use committer::{Completion, GroupCommitter, QueueFull, Submitter};
 pub use files::FileMode;
 pub use journal::{

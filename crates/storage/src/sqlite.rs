@@ -215,6 +215,20 @@ WHERE open = 1 AND updated_at < ?1 - COALESCE(?2, MAX(86400,
     2 * COALESCE((SELECT MAX(g.interim_gap) FROM sessions g WHERE g.nas = sessions.nas AND g.open = 1), 0)))
 ";
 
+/// Opens (creating it and the data directory if needed) the database `name` in
+/// `data_dir` with this mode; SQLite gives its `-wal` and `-shm` files the database
+/// file's mode, and those kept from before are narrowed.
+pub(crate) fn open_in(data_dir: &Path, name: &str, mode: FileMode) -> Result<Connection, StorageError> {
+    mode.create_dir_all(data_dir)
+        .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
+    let path = data_dir.join(name);
+    for file in [path.clone(), data_dir.join(format!("{name}-wal")), data_dir.join(format!("{name}-shm"))] {
+        let done = if file == path { mode.ensure(&file) } else { mode.restrict(&file) };
+        done.map_err(|source| StorageError::DataDir { path: file.display().to_string(), source })?;
+    }
+    Ok(Connection::open(&path)?)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir`, readable by its owner
     /// only.
@@ -225,14 +239,8 @@ impl SqliteStore {
     /// Opens (creating if needed) `portcullis.db` in `data_dir` with this mode; SQLite
     /// gives its `-wal` and `-shm` files the database file's mode.
     pub fn open_with_mode(data_dir: &Path, sync: SyncMode, mode: FileMode) -> Result<Self, StorageError> {
-        mode.create_dir_all(data_dir)
-            .map_err(|source| StorageError::DataDir { path: data_dir.display().to_string(), source })?;
+        let conn = open_in(data_dir, "portcullis.db", mode)?;
         let path = data_dir.join("portcullis.db");
-        for file in [path.clone(), data_dir.join("portcullis.db-wal"), data_dir.join("portcullis.db-shm")] {
-            let done = if file == path { mode.ensure(&file) } else { mode.restrict(&file) };
-            done.map_err(|source| StorageError::DataDir { path: file.display().to_string(), source })?;
-        }
-        let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", if sync == SyncMode::Fsync { "FULL" } else { "NORMAL" })?;

@@ -157,3 +157,37 @@ fn a_version_1_database_is_upgraded_in_place() {
     );
     assert_eq!(s.record_alerts(&[draft], 1).unwrap().len(), 1);
 }
+
+#[test]
+fn sqlite_clients_pass_conformance() {
+    let dirs = std::cell::RefCell::new(Vec::new());
+    portcullis_storage::conformance::run_client_store(|| {
+        let d = tempfile::tempdir().unwrap();
+        let s = portcullis_storage::SqliteClients::open(d.path()).unwrap();
+        dirs.borrow_mut().push(d);
+        s
+    });
+}
+
+/// The server polls while the CLI writes from another process: a second connection
+/// sees each change through the generation, and the file is its owner's alone.
+#[test]
+fn sqlite_clients_are_private_and_shared_between_connections() {
+    use portcullis_storage::{Change, ClientSecret, ClientSettings, ClientStore, SqliteClients};
+    let d = tempfile::tempdir().unwrap();
+    let reader = SqliteClients::open(d.path()).unwrap();
+    let mut writer = SqliteClients::open(d.path()).unwrap();
+    let before = reader.generation().unwrap();
+    let settings = ClientSettings::new("lab", "192.0.2.0/24".parse().unwrap());
+    writer.insert(&settings, &ClientSecret::new("0123456789abcdef"), Change { by: "cli", now_ms: 1 }).unwrap();
+    assert!(reader.generation().unwrap() > before);
+    assert_eq!(reader.clients_with_secrets().unwrap()[0].1.expose(), "0123456789abcdef");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["clients.db", "clients.db-wal", "clients.db-shm"] {
+            let mode = std::fs::metadata(d.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+    }
+}

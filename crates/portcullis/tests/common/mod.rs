@@ -252,21 +252,20 @@ pub fn status_server(addr: SocketAddr, secret: &str) -> Option<Vec<u8>> {
     Some(buf[..n].to_vec())
 }
 
+/// Starts `command` with `input` on its standard input and its outputs captured.
+pub fn spawn_with_input(mut command: Command, input: &str) -> Child {
+    use std::io::Write;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+}
+
 /// Runs radclient with `input` on stdin; returns (success, stdout + stderr).
 pub fn radclient(addr: SocketAddr, kind: &str, secret: &str, input: &str) -> (bool, String) {
     require("radclient");
-    use std::io::Write;
-    let mut child = Command::new("radclient")
-        .args(["-r", "2", "-t", "1", "-x"])
-        .arg(addr.to_string())
-        .args([kind, secret])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut command = Command::new("radclient");
+    command.args(["-r", "2", "-t", "1", "-x"]).arg(addr.to_string()).args([kind, secret]);
+    let out = spawn_with_input(command, input).wait_with_output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

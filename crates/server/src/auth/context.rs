@@ -20,7 +20,8 @@ pub type LiveAuth = crate::live::Live<AuthShared>;
 
 /// State shared by every authentication socket.
 pub struct AuthShared {
-    pub clients: Arc<ClientTable>,
+    /// The client table the accounting listeners read too.
+    pub clients: Arc<crate::live::Live<ClientTable>>,
     pub cache: Arc<Mutex<DuplicateCache>>,
     pub eap: Arc<Mutex<super::conversations::EapTable>>,
     /// PEAP settings when a server certificate is configured.

@@ -101,8 +101,9 @@ struct Work {
 /// Cheap checks on the receiving task; `Some` when the request needs a decision.
 async fn accept(shared: &AuthShared, datagram: &[u8], source: SocketAddr, socket: &UdpSocket) -> Option<Work> {
     let ip = source.ip().to_canonical();
-    let Some(client) = shared.clients.lookup(ip) else {
-        let n = shared.clients.count_unknown(ip);
+    let clients = shared.clients.load();
+    let Some(client) = clients.lookup(ip) else {
+        let n = clients.count_unknown(ip);
         if n.is_power_of_two() {
             tracing::warn!(%source, count = n, "Access-Request from an address that is no configured client; discarded");
         }

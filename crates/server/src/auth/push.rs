@@ -101,7 +101,7 @@ pub(crate) async fn settle(
     auth: Authenticator,
 ) {
     let (reply, event) = wait(&shared, *work).await;
-    if let Some(c) = shared.clients.lookup(source.ip().to_canonical()) {
+    if let Some(c) = shared.clients.load().lookup(source.ip().to_canonical()) {
         c.counters.bump(if event.decision == "accept" { Reason::AccessAccept } else { Reason::AccessReject });
     }
     lock(&shared.cache).answered(std::time::Instant::now(), source, id, auth, reply.clone());
