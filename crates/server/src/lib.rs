@@ -463,9 +463,12 @@ impl Server {
         let applier = self.applier;
         let audit = self.audit;
         let lock = self.lock;
-        // The listener tasks held the last other references; once `shared` is gone the
-        // queue closes, the writer drains it, and then the applier catches up and stops.
+        // The listener tasks held the last other references; once `shared` and the live
+        // authentication snapshot (whose senders feed the audit log and the applier) are
+        // gone the queues close, the writer drains its queue, and then the applier
+        // catches up and stops.
         drop(self.shared);
+        drop(self.auth);
         drop(self.applier_tx);
         let _ = tokio::task::spawn_blocking(move || {
             let _ = writer.join();
