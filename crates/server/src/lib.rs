@@ -156,7 +156,7 @@ struct AuthState {
     cache: Arc<Mutex<DuplicateCache>>,
     eap: Arc<Mutex<auth::EapTable>>,
     audit: Arc<audit::AuditLog>,
-    applier: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
+    applier: applier::AuthEventSender,
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -283,11 +283,22 @@ impl Server {
         }
         let detection = detection::Detection::new(geo, config.detect.clone());
         let stale_after = config.storage.stale_after_seconds.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
+        let pending_auth = Arc::new(applier::PendingAuth::default());
+        let auth_events = Arc::clone(&pending_auth);
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, retention, stale_after, detection);
+                applier::run_applier(
+                    store,
+                    &reader,
+                    &dir,
+                    &applier_rx,
+                    &auth_events,
+                    retention,
+                    stale_after,
+                    detection,
+                );
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
@@ -302,7 +313,7 @@ impl Server {
         );
         let clients = Arc::new(ClientTable::from_config(config));
         clients.seed(&stored_counters);
-        let auth_tx = applier_tx.clone();
+        let auth_tx = applier::AuthEventSender::new(pending_auth, applier_tx.clone());
         let shared = Arc::new(acct::Shared {
             clients: Live::new(Arc::clone(&clients)),
             cache: Mutex::new(DuplicateCache::new(
