@@ -7,6 +7,8 @@
 set -euo pipefail
 work=$1 acct_port=$2 auth_port=$3 mode=${4:-detail}
 src=/etc/freeradius/3.0
+# Debian's package; its service is kept from starting (it would hold 1812 and 1813).
+[ -d "$src" ] && command -v freeradius >/dev/null || "$(dirname "$0")/../scripts/apt-install.sh" freeradius
 [ -d "$src" ] || { echo "FreeRADIUS is not installed (apt-get install freeradius)" >&2; exit 1; }
 rm -rf "$work" && mkdir -p "$work/log" "$work/run"
 cp -a "$src" "$work/raddb"

@@ -17,21 +17,7 @@ python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # loopback) and ntlm_auth, from Debian's samba and winbind.
 [ -x /usr/sbin/samba ] || need_apt+=(samba)
 [ -x /usr/bin/ntlm_auth ] || need_apt+=(winbind)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  # Keep package scripts from starting system daemons (slapd would listen on all
-  # addresses); the tests start their own instances on 127.0.0.1.
-  guard=""
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
-    guard=1
-  fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  [ -z "$guard" ] || $sudo rm -f /usr/sbin/policy-rc.d
-fi
+"$(dirname "$0")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.
 if ! python3 -c 'import pyrad, Crypto.Hash.MD4' 2>/dev/null; then

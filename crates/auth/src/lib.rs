@@ -66,7 +66,8 @@ pub fn verify_chap(chap_password: &[u8], secret: &[u8], challenge: &[u8]) -> boo
 /// generation, and a restart (a new key) forgets everything.
 #[derive(Debug)]
 pub struct CredentialCache {
-    key: [u8; 32],
+    /// HMAC-SHA256 keyed with the process key (its pads hashed once, not per check).
+    keyed: Hmac<Sha256>,
     ttl: Duration,
     capacity: usize,
     entries: HashMap<String, (u64, [u8; 32], Instant)>,
@@ -75,11 +76,12 @@ pub struct CredentialCache {
 impl CredentialCache {
     /// `key` must be random and private to this process.
     pub fn new(key: [u8; 32], ttl: Duration, capacity: usize) -> Self {
-        Self { key, ttl, capacity: capacity.max(1), entries: HashMap::new() }
+        let keyed = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
+        Self { keyed, ttl, capacity: capacity.max(1), entries: HashMap::new() }
     }
 
     fn tag(&self, user: &str, password: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(&(user.len() as u64).to_be_bytes());
         mac.update(user.as_bytes());
         mac.update(password);

@@ -15,34 +15,57 @@ use crate::{Authenticator, Code, Error, Packet};
 type HmacMd5 = Hmac<Md5>;
 
 /// A RADIUS shared secret. Zeroized on drop; `Debug` prints only its length.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SharedSecret(Zeroizing<Vec<u8>>);
+///
+/// It keeps the HMAC-MD5 state keyed with the secret (the inner and outer pads
+/// already hashed), so a Message-Authenticator costs two MD5 blocks fewer than keying
+/// a new HMAC each time. That state is as secret as the secret itself and is never
+/// exposed or printed.
+#[derive(Clone)]
+pub struct SharedSecret {
+    octets: Zeroizing<Vec<u8>>,
+    keyed: HmacMd5,
+}
 
 impl SharedSecret {
     /// Wraps secret octets.
     pub fn new(secret: impl Into<Vec<u8>>) -> Self {
-        Self(Zeroizing::new(secret.into()))
+        let octets = Zeroizing::new(secret.into());
+        let keyed = <HmacMd5 as Mac>::new_from_slice(&octets).expect("HMAC accepts any key length");
+        Self { octets, keyed }
     }
 
     /// The secret octets, for the hashing code in this crate.
     pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
+        &self.octets
+    }
+
+    /// A fresh HMAC-MD5 keyed with the secret.
+    fn hmac(&self) -> HmacMd5 {
+        self.keyed.clone()
     }
 
     /// Length in octets (safe to log; RFC 2865 §3 recommends at least 16).
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.octets.len()
     }
 
     /// Whether the secret is empty (never valid).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.octets.is_empty()
     }
 }
 
+impl PartialEq for SharedSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.octets == other.octets
+    }
+}
+
+impl Eq for SharedSecret {}
+
 impl std::fmt::Debug for SharedSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SharedSecret(<{} octets redacted>)", self.0.len())
+        write!(f, "SharedSecret(<{} octets redacted>)", self.octets.len())
     }
 }
 
@@ -94,7 +117,7 @@ pub(crate) fn compute_message_authenticator(
     basis: &Authenticator,
     secret: &SharedSecret,
 ) -> [u8; 16] {
-    let mut mac = <HmacMd5 as Mac>::new_from_slice(secret.expose()).expect("HMAC accepts any key length");
+    let mut mac = secret.hmac();
     mac.update(&packet[..4]);
     mac.update(&basis.0);
     mac.update(&packet[HEADER_LEN..ma_value_at]);

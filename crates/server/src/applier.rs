@@ -4,7 +4,9 @@
 //! starts from the beginning).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use portcullis_accounting::{AccountingRecord, ClockBounds, Vendor, normalise};
@@ -111,6 +113,10 @@ impl Pruner {
         self.next_pass = Instant::now() + PRUNE_EVERY;
     }
 }
+/// Authentication events waiting for the applier at most (about 20 MB).
+pub const PENDING_AUTH_EVENTS: usize = 65_536;
+/// Least time between two "authentication events refused" warnings.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// What a catch-up did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -214,10 +220,84 @@ pub enum ApplierMessage {
     Appended { start: Position, end: Position, packets: Vec<RawPacket> },
     /// Persist these counter totals.
     Counters(Vec<Counter>),
-    /// Record an authentication decision.
-    AuthEvent(Box<portcullis_storage::AuthEvent>),
+    /// Authentication events are waiting in [`PendingAuth`].
+    AuthEvents,
     /// Detection parameters changed (a reload).
     Detect(Box<portcullis_detect::Config>),
+}
+
+/// Authentication events on their way to the store. Deciding tasks append to one
+/// bounded list and wake the applier only when the list was empty; the applier takes
+/// the whole list at once. Unlike one channel message per event, a commit that takes
+/// longer than usual (a WAL checkpoint) does not drop events: the list holds
+/// [`PENDING_AUTH_EVENTS`], and beyond that an event is counted and reported, never
+/// waited on (it is in `auth.log` either way).
+#[derive(Debug, Default)]
+pub struct PendingAuth {
+    events: Mutex<Vec<portcullis_storage::AuthEvent>>,
+    refused: AtomicU64,
+    last_warning: Mutex<Option<Instant>>,
+}
+
+impl PendingAuth {
+    /// Events refused so far because the list was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Moves every waiting event into `into` (which should be empty).
+    fn take(&self, into: &mut Vec<portcullis_storage::AuthEvent>) {
+        std::mem::swap(&mut *crate::lock(&self.events), into);
+    }
+
+    fn is_empty(&self) -> bool {
+        crate::lock(&self.events).is_empty()
+    }
+}
+
+/// The deciding side of [`PendingAuth`].
+#[derive(Debug, Clone)]
+pub struct AuthEventSender {
+    pending: Arc<PendingAuth>,
+    wake: SyncSender<ApplierMessage>,
+}
+
+impl AuthEventSender {
+    pub fn new(pending: Arc<PendingAuth>, wake: SyncSender<ApplierMessage>) -> Self {
+        Self { pending, wake }
+    }
+
+    /// Queues one event for the store. Never blocks.
+    pub fn send(&self, event: portcullis_storage::AuthEvent) {
+        let first = {
+            let mut events = crate::lock(&self.pending.events);
+            if events.len() >= PENDING_AUTH_EVENTS {
+                drop(events);
+                self.refuse();
+                return;
+            }
+            events.push(event);
+            events.len() == 1
+        };
+        // A lost wake-up (full inbox) costs nothing: the applier looks at the list
+        // after every message it handles and at least once a second.
+        if first {
+            let _ = self.wake.try_send(ApplierMessage::AuthEvents);
+        }
+    }
+
+    fn refuse(&self) {
+        let refused = self.pending.refused.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Instant::now();
+        let mut last = crate::lock(&self.pending.last_warning);
+        if last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY) {
+            *last = Some(now);
+            tracing::warn!(
+                refused,
+                "the store cannot keep up; authentication events were not stored (auth.log has them)"
+            );
+        }
+    }
 }
 
 /// Runs the applier until its channel closes, then applies what is left and returns.
@@ -231,11 +311,13 @@ pub enum ApplierMessage {
 /// `retention.stale_after` seconds are marked stale every minute, or twice per
 /// `stale_after` when that is shorter. Event times outside `clock` around their
 /// arrival are set to arrival.
+#[allow(clippy::too_many_arguments)]
 pub fn run_applier<S: Store>(
     mut store: S,
     reader: &JournalReader,
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
+    auth_events: &PendingAuth,
     retention: Retention,
     clock: ClockBounds,
     mut detection: Detection,
@@ -252,7 +334,8 @@ pub fn run_applier<S: Store>(
     let mut position = recover(&mut store, reader, detection, clock);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
-    let mut last_auth_commit = std::time::Instant::now();
+    let mut last_auth_commit = Instant::now();
+    let mut events = Vec::new();
     let stale_after = retention.stale_after;
     let sweep_every = Duration::from_secs(stale_after.map_or(60, |s| u64::try_from(s / 2).unwrap_or(0).clamp(1, 60)));
     let mut last_sweep: Option<std::time::Instant> = None;
@@ -313,36 +396,15 @@ pub fn run_applier<S: Store>(
                     }
                 }
             }
-            Ok(ApplierMessage::AuthEvent(e)) => {
-                // Fold the events waiting behind this one into the same transaction. A
-                // commit costs more than many inserts (and a wake-up per event more
+            Ok(ApplierMessage::AuthEvents) => {
+                // A commit costs more than many inserts (and a wake-up per event more
                 // than a nap): under load (the last commit is recent) events arriving
                 // within `GATHER` share the transaction; a lone event is stored at once.
-                let mut events = vec![*e];
                 if last_auth_commit.elapsed() < GATHER {
                     std::thread::sleep(GATHER);
                 }
-                while events.len() < APPLY_BATCH {
-                    match inbox.try_recv() {
-                        Ok(ApplierMessage::AuthEvent(e)) => events.push(*e),
-                        Ok(other) => {
-                            pending = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                for e in &mut events {
-                    detection.enrich_auth(e);
-                }
-                if let Err(e) = store.record_auth_events(&events) {
-                    tracing::warn!(error = %e, "recording an authentication event failed");
-                }
-                last_auth_commit = std::time::Instant::now();
-                let events: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
-                if let Err(e) = detection.observe_and_record(&mut store, &events) {
-                    tracing::error!(error = %e, "recording alerts failed");
-                }
+                store_auth_events(&mut store, detection, auth_events, &mut events);
+                last_auth_commit = Instant::now();
             }
             Ok(ApplierMessage::Detect(config)) => match detection.reconfigure(&mut store, *config, crate::now_unix()) {
                 Ok(n) => tracing::info!(events = n, "detection parameters reloaded; state rebuilt from history"),
@@ -356,8 +418,13 @@ pub fn run_applier<S: Store>(
             Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock),
             Err(RecvTimeoutError::Disconnected) => {
                 recover(&mut store, reader, detection, clock);
+                store_auth_events(&mut store, detection, auth_events, &mut events);
                 return;
             }
+        }
+        if !auth_events.is_empty() {
+            store_auth_events(&mut store, detection, auth_events, &mut events);
+            last_auth_commit = Instant::now();
         }
         pruner.step(&mut store);
         if let Some(keep) = retention.journal {
@@ -370,6 +437,32 @@ pub fn run_applier<S: Store>(
                 }
             }
         }
+    }
+}
+
+/// Stores every waiting authentication event in one transaction (enriched with its
+/// location), then runs the detectors over them. `events` is an empty list kept
+/// between calls so its memory is reused.
+fn store_auth_events<S: Store>(
+    store: &mut S,
+    detection: &mut Detection,
+    pending: &PendingAuth,
+    events: &mut Vec<portcullis_storage::AuthEvent>,
+) {
+    pending.take(events);
+    if events.is_empty() {
+        return;
+    }
+    for e in events.iter_mut() {
+        detection.enrich_auth(e);
+    }
+    if let Err(e) = store.record_auth_events(events) {
+        tracing::warn!(error = %e, events = events.len(), "recording authentication events failed");
+    }
+    let observed: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
+    events.clear();
+    if let Err(e) = detection.observe_and_record(store, &observed) {
+        tracing::error!(error = %e, "recording alerts failed");
     }
 }
 
@@ -423,8 +516,10 @@ mod tests {
         drop(store);
 
         let (tx, inbox) = std::sync::mpsc::sync_channel(1024);
+        let pending = Arc::new(PendingAuth::default());
+        let sender = AuthEventSender::new(Arc::clone(&pending), tx.clone());
         // Queued before the applier starts: it is the first thing it handles.
-        tx.send(ApplierMessage::AuthEvent(Box::new(event(now_ms, "new", "reject")))).unwrap();
+        sender.send(event(now_ms, "new", "reject"));
         let journal = dir.path().join("journal");
         // Long enough that the old open session is not marked stale meanwhile.
         let retention =
@@ -433,7 +528,7 @@ mod tests {
         let applier = std::thread::spawn(move || {
             let reader = JournalReader::new(&journal);
             let detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
-            run_applier(store, &reader, &journal, &inbox, retention, ClockBounds::default(), detection);
+            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection);
         });
         let view = SqliteStore::open_read_only(dir.path()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -446,17 +541,41 @@ mod tests {
         assert!(left > 0, "retention ran to the end before the applier applied anything");
         // More events while retention goes on are stored too.
         for i in 1..=20 {
-            tx.send(ApplierMessage::AuthEvent(Box::new(event(now_ms + i, "new", "reject")))).unwrap();
+            sender.send(event(now_ms + i, "new", "reject"));
             std::thread::sleep(Duration::from_millis(2));
         }
         while count(&view, "old") > 0 || count(&view, "new") < 21 {
             assert!(Instant::now() < deadline, "retention or the applier stalled: {}", count(&view, "old"));
             std::thread::sleep(Duration::from_millis(20));
         }
+        drop(sender);
         drop(tx);
         applier.join().unwrap();
         let users: Vec<_> =
             view.sessions(&SessionQuery::default()).unwrap().into_iter().filter_map(|s| s.user).collect();
         assert_eq!(users, vec!["still"], "the closed old session went, the open one stays");
+    }
+
+    #[test]
+    fn events_wait_in_one_bounded_list_and_wake_the_applier_once() {
+        let pending = Arc::new(PendingAuth::default());
+        let (wake, inbox) = std::sync::mpsc::sync_channel(4);
+        let sender = AuthEventSender::new(Arc::clone(&pending), wake);
+        let extra: i64 = 3;
+        let total = i64::try_from(PENDING_AUTH_EVENTS).unwrap() + extra;
+        for n in 0..total {
+            sender.send(event(n, "alice", "accept"));
+        }
+        assert!(matches!(inbox.try_recv(), Ok(ApplierMessage::AuthEvents)));
+        assert!(inbox.try_recv().is_err(), "one wake-up for the whole list");
+        assert_eq!(pending.refused(), u64::try_from(extra).unwrap(), "events beyond the bound are counted");
+        let mut taken = Vec::new();
+        pending.take(&mut taken);
+        assert_eq!(taken.len(), PENDING_AUTH_EVENTS);
+        assert!(taken.iter().enumerate().all(|(i, e)| e.time_ms == i64::try_from(i).unwrap()), "in order");
+        assert!(pending.is_empty());
+        // The next event after the applier emptied the list wakes it again.
+        sender.send(event(0, "alice", "accept"));
+        assert!(matches!(inbox.try_recv(), Ok(ApplierMessage::AuthEvents)));
     }
 }

@@ -162,7 +162,7 @@ struct AuthState {
     cache: Arc<Mutex<DuplicateCache>>,
     eap: Arc<Mutex<auth::EapTable>>,
     audit: Arc<audit::AuditLog>,
-    applier: std::sync::mpsc::SyncSender<applier::ApplierMessage>,
+    applier: applier::AuthEventSender,
     pending: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -293,11 +293,13 @@ impl Server {
         }
         let detection = detection::Detection::new(geo, config.detect.clone());
         let clock = config.radius.clock_bounds();
+        let pending_auth = Arc::new(applier::PendingAuth::default());
+        let auth_events = Arc::clone(&pending_auth);
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, retention, clock, detection);
+                applier::run_applier(store, &reader, &dir, &applier_rx, &auth_events, retention, clock, detection);
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
@@ -319,7 +321,7 @@ impl Server {
         let watch =
             client_watch::ClientWatch::spawn(client_store, seen, Arc::clone(&clients), Arc::clone(&client_swap))
                 .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
-        let auth_tx = applier_tx.clone();
+        let auth_tx = applier::AuthEventSender::new(pending_auth, applier_tx.clone());
         let shared = Arc::new(acct::Shared {
             clients: Arc::clone(&clients),
             cache: Mutex::new(DuplicateCache::new(

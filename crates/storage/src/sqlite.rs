@@ -402,7 +402,11 @@ struct Writer<'t> {
 
 impl<'t> Writer<'t> {
     fn new(tx: &'t rusqlite::Transaction<'t>) -> Result<Self, StorageError> {
-        let next = tx.query_row("SELECT value FROM meta WHERE key = 'seq'", [], |r| r.get(0)).optional()?.unwrap_or(1);
+        let next = tx
+            .prepare_cached("SELECT value FROM meta WHERE key = 'seq'")?
+            .query_row([], |r| r.get(0))
+            .optional()?
+            .unwrap_or(1);
         Ok(Self {
             tx,
             upsert: tx.prepare_cached(UPSERT)?,
@@ -429,10 +433,11 @@ impl<'t> Writer<'t> {
     }
 
     fn finish(self) -> Result<(), StorageError> {
-        self.tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [self.next],
-        )?;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('seq', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([self.next])?;
         Ok(())
     }
 }
@@ -470,9 +475,16 @@ impl Filter {
 const AUTH_INSERT: &str = "INSERT INTO auth_events (time_ms, user, event, seq) VALUES (?1, ?2, ?3, ?4)";
 
 fn insert_auth(stmt: &mut rusqlite::CachedStatement<'_>, e: &AuthEvent, seq: i64) -> Result<(), StorageError> {
-    let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    stmt.execute(params![e.time_ms, e.user, json, seq])?;
+    stmt.execute(params![e.time_ms, e.user, event_json(e)?, seq])?;
     Ok(())
+}
+
+/// The stored form of an authentication event, written into a buffer large enough
+/// for a typical event so it is not grown several times.
+fn event_json(e: &AuthEvent) -> Result<String, StorageError> {
+    let mut out = Vec::with_capacity(512);
+    serde_json::to_writer(&mut out, e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    String::from_utf8(out).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
 fn clamp(v: u64) -> i64 {
@@ -807,7 +819,7 @@ impl Store for SqliteStore {
     }
 
     fn has_auth_event(&self, e: &AuthEvent) -> Result<bool, StorageError> {
-        let json = serde_json::to_string(e).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let json = event_json(e)?;
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM auth_events WHERE user = ?1 AND time_ms = ?2 AND event = ?3 LIMIT 1")?;

@@ -10,7 +10,6 @@ use portcullis_radius::{Packet, attr};
 use portcullis_storage::AuthEvent;
 
 use super::context::AuthShared;
-use crate::applier::ApplierMessage;
 use crate::clients::Client;
 use crate::{lock, now_ms, npslog};
 
@@ -76,7 +75,9 @@ pub(crate) fn second_factor_outcome(mut e: AuthEvent, accepted: bool, note: &str
 }
 
 pub(crate) fn audit(shared: &AuthShared, event: AuthEvent, packet: &Packet<'_>, source: SocketAddr) {
-    if let Ok(line) = serde_json::to_vec(&event) {
+    // Large enough for a typical line and its newline, so it is not grown on the way.
+    let mut line = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut line, &event).is_ok() {
         shared.audit.write(line);
     }
     if let Some(log) = &shared.nps_log {
@@ -89,7 +90,7 @@ pub(crate) fn audit(shared: &AuthShared, event: AuthEvent, packet: &Packet<'_>, 
         user = %event.user, decision = %event.decision, reason_code = event.reason_code, method = %event.method,
         policy = ?event.policy, "{}", event.message
     );
-    let _ = shared.applier.try_send(ApplierMessage::AuthEvent(Box::new(event)));
+    shared.applier.send(event);
 }
 
 /// The Access-Request record and the response record NPS would log for a decision.

@@ -9,7 +9,6 @@ use portcullis_auth::policy::NetworkPolicy;
 use portcullis_radius::Dictionary;
 use portcullis_radius::dedup::DuplicateCache;
 
-use crate::applier::ApplierMessage;
 use crate::clients::ClientTable;
 
 /// What the authentication listeners read for each request: a snapshot that a reload
@@ -41,7 +40,8 @@ pub struct AuthShared {
     pub mfa: Option<super::factor::Mfa>,
     /// NPS-format log files, when configured.
     pub nps_log: Option<Mutex<crate::npslog::NpsLog>>,
-    pub applier: std::sync::mpsc::SyncSender<ApplierMessage>,
+    /// Authentication events on their way to the store.
+    pub applier: crate::applier::AuthEventSender,
     pub pending: Arc<AtomicUsize>,
 }
 
