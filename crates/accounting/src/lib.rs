@@ -194,30 +194,29 @@ impl AccountingRecord {
     }
 }
 
-/// How far an event time may lie from the packet's arrival before it is not believed
-/// (a NAS clock years ahead, or reset to 1970): seconds ahead of and behind arrival.
+/// Which event times are believed: at most `ahead_s` seconds after the packet's arrival
+/// (a NAS clock years ahead is not), and not before `not_before` (a NAS clock reset to
+/// 1970). Times in the past are otherwise believed however old: NAS hold accounting
+/// back while the server is unreachable, and history is sent again with its own times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClockBounds {
     pub ahead_s: i64,
-    pub behind_s: i64,
+    pub not_before: i64,
 }
 
 impl Default for ClockBounds {
-    /// Five minutes ahead; thirty days behind (a NAS may hold back accounting while
-    /// the server is unreachable, but not for months).
+    /// Five minutes ahead; nothing before 2000-01-01.
     fn default() -> Self {
-        Self { ahead_s: 300, behind_s: 30 * 86_400 }
+        Self { ahead_s: 300, not_before: 946_684_800 }
     }
 }
 
 impl AccountingRecord {
-    /// Sets an event time outside `bounds` around arrival to the arrival second and
-    /// keeps the value the NAS sent as `event_time_sent` in the details. Returns whether
-    /// it did.
+    /// Sets an event time outside `bounds` to the arrival second and keeps the value the
+    /// NAS sent as `event_time_sent` in the details. Returns whether it did.
     pub fn clamp_event_time(&mut self, bounds: ClockBounds) -> bool {
         let arrival = self.arrival_ms.div_euclid(1000);
-        let ahead = self.event_time.saturating_sub(arrival);
-        if ahead <= bounds.ahead_s && ahead.saturating_neg() <= bounds.behind_s {
+        if self.event_time.saturating_sub(arrival) <= bounds.ahead_s && self.event_time >= bounds.not_before {
             return false;
         }
         self.details.insert("event_time_sent".into(), self.event_time.to_string());

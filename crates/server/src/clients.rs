@@ -35,7 +35,7 @@ pub enum Reason {
     /// Accounting-Requests missing Acct-Status-Type or carrying forbidden attributes.
     InvalidRequest,
     /// Accounting-Requests recorded with their event time set to arrival: the
-    /// Event-Timestamp was too far ahead of arrival or absurdly old.
+    /// Event-Timestamp was too far ahead of arrival or before 2000.
     ClockSkew,
     /// Dropped unanswered because the storage queue was full (the NAS retransmits).
     QueueFull,

@@ -456,7 +456,7 @@ pub struct RadiusConfig {
     /// Upper bound on duplicate-cache entries.
     pub duplicate_cache_entries: usize,
     /// Event-Timestamps more than this many seconds after arrival are set to arrival
-    /// (and counted as `clock_skew`); so are those more than 30 days before it.
+    /// (and counted as `clock_skew`); so are those before 2000.
     pub max_clock_skew_seconds: u32,
 }
 
