@@ -165,6 +165,14 @@ struct Fix {
     device: Option<u64>,
 }
 
+/// A connection questioned for its country, not learned (yet).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pending {
+    place: Option<u32>,
+    device: Option<u64>,
+    asn: Option<u32>,
+}
+
 #[derive(Debug, Clone)]
 struct Open {
     session: u64,
@@ -190,6 +198,8 @@ struct UserState {
     nas: Vec<Seen<Box<str>>>,
     hours: [u16; 24],
     fix: Option<Fix>,
+    /// The last connection, when it was questioned for its country.
+    pending: Option<Pending>,
     /// Where each claimed computer name was last (at most `MAX_DEVICES`).
     device_fixes: Vec<(u64, Fix)>,
     open: Vec<Open>,
@@ -226,7 +236,9 @@ impl UserState {
     fn prune(&mut self, since: i64, history_since: i64) -> (Vec<[u8; 2]>, Vec<u32>) {
         self.places.retain(|s| i64::from(s.last) >= since);
         self.ips.retain(|s| i64::from(s.last) >= since);
-        self.devices.retain(|s| i64::from(s.last) >= since);
+        // Computers are remembered over the history: a tablet used again after a month
+        // is not a computer never seen.
+        self.devices.retain(|s| i64::from(s.last) >= history_since);
         self.device_fixes.retain(|d| d.1.time >= since);
         while self.connections.front().is_some_and(|&t| i64::from(t) < since) {
             self.connections.pop_front();
@@ -579,19 +591,26 @@ impl Engine {
                 state.fix.is_none_or(|prev| !impossible(prev, now)) && device_fix.is_none_or(|d| !impossible(d, now))
             });
 
+        // A connection questioned for its country is accepted when the user's next
+        // connection comes from the same place on the same computer: they are there (a
+        // trip). Connections from elsewhere in between keep it questioned.
+        let confirmed = state.pending.take().is_some_and(|p| {
+            claim_consistent && place.is_some() && p.place == place && p.device == device_hash && p.asn == location.asn
+        });
+
         // Suspicious VPN connection.
         let in_window = state.connections.iter().filter(|&&t| i64::from(t) >= window_since).count();
         let armed =
             state.first_vpn.is_some_and(|f| event.time - f >= i64::from(config.suspicious_vpn.learning_days) * DAY)
                 && in_window >= config.suspicious_vpn.min_connections as usize;
-        if armed && enabled(AlertKind::SuspiciousVpnConnection) {
+        if armed && !confirmed && enabled(AlertKind::SuspiciousVpnConnection) {
             let v = &config.suspicious_vpn;
             let new_place = !egress && place.is_some_and(|p| !known(&state.places, &p, window_since));
             let new_country = !egress && cc.is_some_and(|c| !known(&state.countries, &c, window_since));
             let new_network = !egress && location.asn.is_some_and(|a| !known(&state.asns, &a, window_since));
             let managed = device.is_some_and(|d| v.managed_devices.iter().any(|p| portcullis_radius::glob(p, d)));
-            let seen_device =
-                device.is_some_and(|d| state.devices.iter().any(|s| &*s.key == d && i64::from(s.last) >= window_since));
+            let seen_device = device
+                .is_some_and(|d| state.devices.iter().any(|s| &*s.key == d && i64::from(s.last) >= history_since));
             // A known or managed name vouches for nothing the physics contradicts.
             let new_device = device.is_some() && (!(seen_device || managed) || !claim_consistent);
             // The user's own computer in a rare country during their working hours is
@@ -637,7 +656,7 @@ impl Engine {
         }
 
         // First connection from a country new to the user.
-        if let (Some(c), true) = (cc, enabled(AlertKind::NewCountry)) {
+        if let (Some(c), false, true) = (cc, confirmed, enabled(AlertKind::NewCountry)) {
             let learned = event.time - state.first_seen >= i64::from(config.new_country.learning_days) * DAY;
             let own_device = config.new_country.ignore_known_device
                 && claim_consistent
@@ -697,13 +716,17 @@ impl Engine {
 
         // Learn. A connection questioned for its country (a new country alert, or a
         // suspicious connection from a country rare in the organisation) does not
-        // become part of what is normal for the user, so the attacker coming back days
-        // later from the same place and computer is questioned again.
+        // become part of what is normal for the user until their next connection
+        // confirms it, so the attacker coming back days later from the same place and
+        // computer, after the user connected from home, is questioned again.
         let questioned = found.iter().any(|f| {
             (f.0 == AlertKind::NewCountry || f.0 == AlertKind::SuspiciousVpnConnection && f.2["rare_country"] == true)
                 && !config.would_suppress(f.0, &event.user, event.ip, location.asn)
         });
         let learn = !egress && !questioned;
+        if questioned {
+            state.pending = Some(Pending { place, device: device_hash, asn: location.asn });
+        }
         state.first_vpn = Some(state.first_vpn.map_or(event.time, |f| f.min(event.time)));
         while state.connections.front().is_some_and(|&t| i64::from(t) < window_since) {
             state.connections.pop_front();
@@ -1414,6 +1437,27 @@ mod tests {
         let a = e.ingest_all(&[start(t + 2 * DAY, "alice", "198.51.100.3", "LT-1", moscow(), "trip")]);
         assert!(!kinds(&a).contains(&AlertKind::NewCountry), "{a:?}");
         assert!(!kinds(&a).contains(&AlertKind::ConcurrentSessions), "{a:?}");
+    }
+
+    #[test]
+    fn a_questioned_country_stays_questioned_until_the_user_is_there() {
+        let night = |d: i64| T0 + d * DAY + 2 * 3600;
+        let mut e = Engine::new(Config::default());
+        learned(&mut e, 35);
+        // An attacker at night from Moscow, on a computer named like alice's laptop.
+        let first = e.ingest_all(&[start(night(35), "alice", "198.51.100.3", "LT-1", moscow(), "evil1")]);
+        assert!(kinds(&first).contains(&AlertKind::SuspiciousVpnConnection), "{first:?}");
+        // Alice works from Berlin in between; the attacker comes back three days later.
+        learned_day(&mut e, 36);
+        let back = e.ingest_all(&[start(night(38), "alice", "198.51.100.3", "LT-1", moscow(), "evil2")]);
+        assert!(kinds(&back).contains(&AlertKind::SuspiciousVpnConnection), "a follow-up: {back:?}");
+        // A trip: the next connection comes from the same place on the same computer.
+        let trip = e.ingest_all(&[start(night(38) + 7200, "alice", "198.51.100.3", "LT-1", moscow(), "t2")]);
+        assert!(trip.is_empty(), "she is there: {trip:?}");
+    }
+
+    fn learned_day(engine: &mut Engine, d: i64) {
+        engine.ingest_all(&[start(T0 + d * DAY + 8 * 3600, "alice", "192.0.2.1", "LT-1", berlin(), &format!("s{d}"))]);
     }
 
     #[test]
