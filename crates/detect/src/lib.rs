@@ -311,21 +311,22 @@ pub struct SuspiciousVpnConfig {
     pub learning_days: u32,
     /// Connections within the window needed before the model is armed.
     pub min_connections: u32,
-    /// 1 (default): one strong deviation alerts — a country or a network (ASN) new to
-    /// the user in the window and rare across the organisation, or a computer new to
-    /// the user that matches no `managed_devices` pattern (when patterns are set) or
-    /// whose name is physically impossible here; a new place and a new computer
-    /// together alert too. 2: only a new place or network together with a new
-    /// computer (the anchor's two-feature rule, the behaviour before strong
-    /// deviations).
+    /// 1 (default): one strong deviation alerts — a country new to the user in the
+    /// window and rare across the organisation, reached on a new computer or at an
+    /// hour the user does not connect in; a computer new to the user that matches no
+    /// `managed_devices` pattern (when patterns are set); a device name physically
+    /// impossible here. A new place or network and a new computer together alert too.
+    /// 2: only those two together (the anchor's two-feature rule, the behaviour before
+    /// strong deviations).
     pub min_deviations: u32,
     /// Name patterns (`*`, `?`) of the organisation's managed computers: a managed
     /// computer new to the user is not a device deviation (a replaced laptop, a second
     /// company device) while its claim is physically consistent. Empty: every device
     /// new to the user deviates.
     pub managed_devices: Vec<String>,
-    /// A country or network is rare across the organisation when fewer than this
-    /// share of the users with a profile connected from it in the window ...
+    /// A country is rare across the organisation when fewer than this share of the
+    /// users with a profile connected from it in the history ... (networks are
+    /// reported as rare in the evidence by the same measure over the window)
     pub common_fraction: f64,
     /// ... or fewer than this many users.
     pub common_min_users: u32,
