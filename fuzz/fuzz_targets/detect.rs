@@ -15,7 +15,8 @@ const KINDS: [EventKind; 6] = [
     EventKind::AuthFailure,
     EventKind::MfaFailure,
 ];
-const REASONS: [&str; 6] = ["bad_password", "unknown_user", "policy", "push_denied", "push_timeout", "x"];
+const REASONS: [&str; 8] =
+    ["bad_password", "unknown_user", "policy", "push_denied", "push_timeout", "wrong_code", "replayed", "x"];
 
 fn location(b: u8, c: u8) -> Option<Location> {
     let coordinate = |v: u8| match v % 8 {
@@ -65,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
             nas: Some(format!("n{}", chunk[9] % 2)),
             nas_ip: (chunk[9] & 8 != 0).then(|| std::net::IpAddr::from([192, 0, 2, chunk[9] % 2])),
             session: (chunk[9] & 4 != 0).then(|| format!("s{}", chunk[9] % 9)),
-            reason: Some(REASONS[usize::from(chunk[10] % 6)].into()),
+            reason: Some(REASONS[usize::from(chunk[10]) % REASONS.len()].into()),
             location: location(chunk[10] >> 3, chunk[11]),
         };
         engine.ingest(&e, &mut out);

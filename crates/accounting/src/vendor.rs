@@ -119,10 +119,20 @@ fn client_ip(p: &Packet<'_>, vendor: Vendor) -> Option<IpAddr> {
     }
 }
 
-fn device(p: &Packet<'_>, vendor: Vendor) -> Option<String> {
-    let microsoft = || vsa_text(p, id::MICROSOFT, 50).or_else(|| vsa_text(p, id::MICROSOFT, 34));
-    let cisco = || mdm_tlv(p, "device-uid").or_else(|| mdm_tlv(p, "device-mac")).or_else(|| mdm_tlv(p, "device-type"));
-    let palo = || vsa_text(p, id::PALO_ALTO, 9);
+/// The client device and where its value came from. Every one of these is chosen by
+/// the connecting client: a claim, recorded with its source so the evidence can say so.
+fn device(p: &Packet<'_>, vendor: Vendor) -> Option<(String, &'static str)> {
+    let from = |v: Option<String>, source: &'static str| v.map(|v| (v, source));
+    let microsoft = || {
+        from(vsa_text(p, id::MICROSOFT, 50), "Microsoft MS-Machine-Name (311/50)")
+            .or_else(|| from(vsa_text(p, id::MICROSOFT, 34), "Microsoft MS-RAS-Client-Name (311/34)"))
+    };
+    let cisco = || {
+        from(mdm_tlv(p, "device-uid"), "Cisco mdm-tlv=device-uid (9/1)")
+            .or_else(|| from(mdm_tlv(p, "device-mac"), "Cisco mdm-tlv=device-mac (9/1)"))
+            .or_else(|| from(mdm_tlv(p, "device-type"), "Cisco mdm-tlv=device-type (9/1)"))
+    };
+    let palo = || from(vsa_text(p, id::PALO_ALTO, 9), "Palo Alto PaloAlto-Client-Hostname (25461/9)");
     match vendor {
         Vendor::Microsoft => microsoft(),
         Vendor::CiscoAsa => cisco(),
@@ -171,7 +181,9 @@ pub(crate) fn observe(p: &Packet<'_>, vendor: Vendor, details: &mut BTreeMap<Str
     put("globalprotect_version", vsa_text(p, id::PALO_ALTO, 10));
     // Fortinet
     put("fortinet_group", vsa_text(p, id::FORTINET, 1));
-    Observed { client_ip: client_ip(p, vendor), device: device(p, vendor) }
+    let device = device(p, vendor);
+    put("device_source", device.as_ref().map(|d| d.1.to_string()));
+    Observed { client_ip: client_ip(p, vendor), device: device.map(|d| d.0) }
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ fn cisco_asa_interim_with_anyconnect_device() {
     assert_eq!(r.output_octets, Some(7));
     assert_eq!(r.client_ip, Some("203.0.113.9".parse().unwrap()));
     assert_eq!(r.device.as_deref(), Some("ABCDEF0123"));
+    assert_eq!(r.details["device_source"], "Cisco mdm-tlv=device-uid (9/1)", "the device is a claim with a source");
     assert_eq!(r.details["device_platform_version"], "10.0.19041");
     assert_eq!(r.details["tunnel_group"], "EMPLOYEES");
     assert_eq!(r.details["client_type"], "2");

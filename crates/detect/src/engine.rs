@@ -20,6 +20,8 @@ const MAX_NAS: usize = 8;
 const MAX_COUNTRIES: usize = 24;
 const MAX_OPEN: usize = 16;
 const MAX_FAILURES: usize = 64;
+/// Connection times kept for the window's count (more in 30 days is automation).
+const MAX_CONNECTIONS: usize = 1024;
 /// Global bounds.
 const MAX_PLACES_TOTAL: usize = 1 << 20;
 const MAX_USERS: usize = 4_000_000;
@@ -76,6 +78,72 @@ fn touch_evicting<T: std::borrow::Borrow<K>, K: PartialEq + ?Sized>(
     (true, evicted)
 }
 
+/// Counts a user in (or out of) an organisation-wide tally of countries or networks.
+fn count_user<K: Hash + Eq>(counts: &mut HashMap<K, u32>, new: Option<K>, dropped: Option<K>) {
+    if let Some(k) = new {
+        *counts.entry(k).or_insert(0) += 1;
+    }
+    if let Some(n) = dropped.and_then(|k| counts.get_mut(&k)) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Distance, distance minus both accuracy radii, hours and speed from one fix to another.
+fn motion(from: Fix, to: Fix) -> (f64, f64, f64, f64) {
+    let distance = distance_km((f64::from(from.lat), f64::from(from.lon)), (f64::from(to.lat), f64::from(to.lon)));
+    let effective = distance - f64::from(from.accuracy) - f64::from(to.accuracy);
+    let hours = (to.time - from.time).abs() as f64 / 3600.0;
+    let speed = if hours > 0.0 { effective / hours } else { f64::INFINITY };
+    (distance, effective, hours, speed)
+}
+
+/// Remembers where a claimed computer name was last.
+fn place_device(list: &mut Vec<(u64, Fix)>, device: u64, fix: Fix) {
+    if let Some(d) = list.iter_mut().find(|d| d.0 == device) {
+        if d.1.time <= fix.time {
+            d.1 = fix;
+        }
+        return;
+    }
+    if list.len() >= MAX_DEVICES {
+        if let Some(i) = list.iter().enumerate().min_by_key(|(_, d)| d.1.time).map(|(i, _)| i) {
+            list.swap_remove(i);
+        }
+    }
+    list.push((device, fix));
+}
+
+/// Whether the hour of `time` (UTC), or one next to it, holds at least a tenth of the
+/// user's connections.
+fn usual_hour(hours: &[u16; 24], time: i64) -> bool {
+    let total: u32 = hours.iter().map(|&h| u32::from(h)).sum();
+    let h = time.rem_euclid(DAY) / 3600;
+    [h + 23, h, h + 1].iter().any(|&x| u32::from(hours[(x % 24) as usize]) * 10 >= total.max(1))
+}
+
+/// Adds `time` to a bounded list of recent times; when at least `needed` fall within
+/// the window and none fired in it (and the detection is on), fires and returns the count.
+fn burst(
+    times: &mut VecDeque<i64>,
+    fired: &mut Option<i64>,
+    time: i64,
+    needed: u32,
+    window_minutes: u32,
+    on: bool,
+) -> Option<usize> {
+    times.push_back(time);
+    while times.len() > (needed as usize).clamp(1, 64) {
+        times.pop_front();
+    }
+    let since = time - i64::from(window_minutes) * 60;
+    let count = times.iter().filter(|&&t| t >= since && t <= time).count();
+    if !on || count < needed as usize || fired.is_some_and(|t| t >= since) {
+        return None;
+    }
+    *fired = Some(time);
+    Some(count)
+}
+
 fn known<T: PartialEq>(list: &[Seen<T>], key: &T, since: i64) -> bool {
     list.iter().any(|s| &s.key == key && i64::from(s.last) >= since)
 }
@@ -93,6 +161,16 @@ struct Fix {
     accuracy: f32,
     place: u32,
     country: [u8; 2],
+    /// The computer name claimed there (hashed).
+    device: Option<u64>,
+}
+
+/// A connection questioned for its country, not learned (yet).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pending {
+    place: Option<u32>,
+    device: Option<u64>,
+    asn: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +188,8 @@ struct UserState {
     first_seen: i64,
     last_seen: i64,
     first_vpn: Option<i64>,
-    /// Times of the latest VPN connections (as many as arming needs).
-    connections: VecDeque<i64>,
+    /// Times of the VPN connections in the window (at most `MAX_CONNECTIONS`).
+    connections: VecDeque<u32>,
     places: Vec<Seen<u32>>,
     countries: Vec<Seen<[u8; 2]>>,
     ips: Vec<Seen<IpAddr>>,
@@ -120,17 +198,26 @@ struct UserState {
     nas: Vec<Seen<Box<str>>>,
     hours: [u16; 24],
     fix: Option<Fix>,
+    /// The last connection, when it was questioned for its country.
+    pending: Option<Pending>,
+    /// Where each claimed computer name was last (at most `MAX_DEVICES`).
+    device_fixes: Vec<(u64, Fix)>,
     open: Vec<Open>,
     failures: VecDeque<i64>,
     pushes: VecDeque<i64>,
+    /// Second-factor failures after a verified password.
+    second_factor: VecDeque<i64>,
     brute_fired: Option<i64>,
     fatigue_fired: Option<i64>,
+    second_factor_fired: Option<i64>,
 }
 
 impl UserState {
     fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        self.connections.capacity() * 8
+        self.connections.capacity() * 4
+            + self.device_fixes.capacity() * size_of::<(u64, Fix)>()
+            + self.second_factor.capacity() * 8
             + self.places.capacity() * size_of::<Seen<u32>>()
             + self.countries.capacity() * size_of::<Seen<[u8; 2]>>()
             + self.ips.capacity() * size_of::<Seen<IpAddr>>()
@@ -144,11 +231,26 @@ impl UserState {
             + self.pushes.capacity() * 8
     }
 
-    fn prune(&mut self, since: i64, history_since: i64) -> Vec<[u8; 2]> {
+    /// Forgets what is older than the window; returns the countries and networks
+    /// forgotten.
+    fn prune(&mut self, since: i64, history_since: i64) -> (Vec<[u8; 2]>, Vec<u32>) {
         self.places.retain(|s| i64::from(s.last) >= since);
         self.ips.retain(|s| i64::from(s.last) >= since);
-        self.devices.retain(|s| i64::from(s.last) >= since);
-        self.asns.retain(|s| i64::from(s.last) >= since);
+        // Computers are remembered over the history: a tablet used again after a month
+        // is not a computer never seen.
+        self.devices.retain(|s| i64::from(s.last) >= history_since);
+        self.device_fixes.retain(|d| d.1.time >= since);
+        while self.connections.front().is_some_and(|&t| i64::from(t) < since) {
+            self.connections.pop_front();
+        }
+        let mut dropped_asns = Vec::new();
+        self.asns.retain(|s| {
+            let keep = i64::from(s.last) >= since;
+            if !keep {
+                dropped_asns.push(s.key);
+            }
+            keep
+        });
         self.nas.retain(|s| i64::from(s.last) >= since);
         let mut dropped = Vec::new();
         self.countries.retain(|s| {
@@ -163,7 +265,7 @@ impl UserState {
         }
         self.ips.shrink_to_fit();
         self.devices.shrink_to_fit();
-        dropped
+        (dropped, dropped_asns)
     }
 }
 
@@ -201,6 +303,8 @@ pub struct Engine {
     place_index: HashMap<u64, u32>,
     sources: HashMap<IpAddr, SourceState>,
     org_countries: HashMap<[u8; 2], u32>,
+    /// Users per network (ASN) in the window.
+    org_asns: HashMap<u32, u32>,
     hasher: std::collections::hash_map::RandomState,
     watermark: i64,
     last_prune: i64,
@@ -246,6 +350,7 @@ impl Engine {
             place_index: HashMap::new(),
             sources: HashMap::new(),
             org_countries: HashMap::new(),
+            org_asns: HashMap::new(),
             hasher: std::collections::hash_map::RandomState::new(),
             watermark: i64::MIN,
             last_prune: i64::MIN,
@@ -299,7 +404,7 @@ impl Engine {
         Some(id)
     }
 
-    fn fix_of(&self, event: &Event, place: Option<u32>) -> Option<Fix> {
+    fn fix_of(&self, event: &Event, place: Option<u32>, device: Option<u64>) -> Option<Fix> {
         let location = event.location.as_ref()?;
         let (lat, lon) = location.coordinates()?;
         let accuracy = location.accuracy_km.map_or(self.config.impossible_travel.default_accuracy_km, f64::from);
@@ -310,6 +415,7 @@ impl Engine {
             accuracy: accuracy as f32,
             place: place.unwrap_or(u32::MAX),
             country: country_code(location).unwrap_or(*b"??"),
+            device,
         })
     }
 
@@ -372,19 +478,23 @@ impl Engine {
         let since = self.watermark - i64::from(self.config.window_days) * DAY;
         let history = i64::from(self.config.new_country.history_days.max(self.config.window_days));
         let history_since = self.watermark - history * DAY;
-        let mut dropped = Vec::new();
+        let (mut dropped, mut dropped_asns) = (Vec::new(), Vec::new());
         self.users.retain(|_, u| {
-            dropped.extend(u.prune(since, history_since));
+            let (countries, asns) = u.prune(since, history_since);
+            dropped.extend(countries);
+            dropped_asns.extend(asns);
             if u.last_seen < history_since {
                 dropped.extend(u.countries.iter().map(|c| c.key));
+                dropped_asns.extend(u.asns.iter().map(|c| c.key));
                 return false;
             }
             true
         });
         for cc in dropped {
-            if let Some(n) = self.org_countries.get_mut(&cc) {
-                *n = n.saturating_sub(1);
-            }
+            count_user(&mut self.org_countries, None, Some(cc));
+        }
+        for asn in dropped_asns {
+            count_user(&mut self.org_asns, None, Some(asn));
         }
         let spray_since = self.watermark - i64::from(self.config.password_spray.window_minutes) * 60;
         self.sources.retain(|_, s| s.attempts.back().is_some_and(|a| a.0 >= spray_since));
@@ -415,61 +525,125 @@ impl Engine {
         f64::from(users) >= needed
     }
 
+    /// Whether at least `suspicious_vpn.common_fraction` of the profiles, and
+    /// `common_min_users` users, connect from this country or network.
+    fn widespread<K: Hash + Eq>(&self, counts: &HashMap<K, u32>, key: &K) -> bool {
+        let c = &self.config.suspicious_vpn;
+        let users = counts.get(key).copied().unwrap_or(0);
+        let needed = (c.common_fraction * self.users.len() as f64).ceil().max(f64::from(c.common_min_users));
+        f64::from(users) >= needed
+    }
+
     fn vpn_start(&mut self, event: &Event, out: &mut Vec<AlertDraft>) {
         let location = event.location.clone().unwrap_or_default();
         let place = self.intern_place(&location);
         let egress = self.config.is_egress(event.ip, Some(&location));
         let cc = country_code(&location).filter(|_| !location.internal);
-        let fix = self.fix_of(event, place).filter(|_| !egress && !location.internal);
         let session = event.session.as_deref().map(|s| self.hash(s)).unwrap_or_else(|| self.hash(&event.identity()));
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
         let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
         let device = event.device.as_deref().map(clip).filter(|d| !d.is_empty());
         let device_hash = device.map(|d| self.hash(d));
+        let fix = self.fix_of(event, place, device_hash).filter(|_| !egress && !location.internal);
         let config = std::sync::Arc::clone(&self.config);
         let window_since = event.time - i64::from(config.window_days) * DAY;
         let history_since = event.time - i64::from(config.new_country.history_days) * DAY;
         let common = cc.map(|c| self.org_common(c)).unwrap_or(true);
+        let rare_country = cc.is_some_and(|c| !self.widespread(&self.org_countries, &c));
+        let rare_asn = location.asn.is_some_and(|a| !self.widespread(&self.org_asns, &a));
         let enabled = |k| config.enabled.contains(&k);
         let Some(state) = self.user_mut(&event.user, event.time) else { return };
         let mut found = Vec::new();
 
+        // The physical checks first: a device name is the client's claim, so it never
+        // cancels them, and a claim they contradict suppresses nothing.
+        let travel = fix.zip(state.fix).and_then(|(now, prev)| {
+            let t = &config.impossible_travel;
+            let (from, to) = if prev.time <= now.time { (prev, now) } else { (now, prev) };
+            let (distance, effective, hours, speed) = motion(from, to);
+            let suppressed = (t.ignore_same_country && from.country == to.country)
+                || (t.ignore_neighbours && neighbours(cc_str(&from.country), cc_str(&to.country)));
+            (effective >= t.min_distance_km && speed > t.max_speed_kmh && !suppressed)
+                .then_some((from, to, distance, effective, hours, speed))
+        });
+        let concurrent = fix.and_then(|now| {
+            let c = &config.concurrent_sessions;
+            let oldest = event.time - i64::from(c.max_session_hours) * 3600;
+            // A computer connecting again suggests its own older session ended without
+            // a Stop: that one counts while it is recent.
+            let own_oldest = event.time - i64::from(c.same_device_hours.min(c.max_session_hours)) * 3600;
+            state.open.iter().filter(|o| o.session != session && o.start >= oldest && o.start <= event.time).find_map(
+                |o| {
+                    let same = o.device.is_some() && o.device == device_hash;
+                    let f = o.fix.filter(|_| !same || o.start >= own_oldest)?;
+                    let d = motion(f, now).1;
+                    (d >= c.min_distance_km).then_some((f, o.start, d, same))
+                },
+            )
+        });
+        // Where the claimed computer was last seen, and whether it could be here now.
+        let device_fix = device_hash.and_then(|h| state.device_fixes.iter().find(|d| d.0 == h).map(|d| d.1));
+        let t = &config.impossible_travel;
+        let impossible =
+            |from: Fix, to: Fix| motion(from, to).1 >= t.min_distance_km && motion(from, to).3 > t.max_speed_kmh;
+        let claim_consistent = concurrent.is_none()
+            && fix.is_none_or(|now| {
+                state.fix.is_none_or(|prev| !impossible(prev, now)) && device_fix.is_none_or(|d| !impossible(d, now))
+            });
+
+        // A connection questioned for its country is accepted when the user's next
+        // connection comes from the same place on the same computer: they are there (a
+        // trip). Connections from elsewhere in between keep it questioned.
+        let confirmed = state.pending.take().is_some_and(|p| {
+            claim_consistent && place.is_some() && p.place == place && p.device == device_hash && p.asn == location.asn
+        });
+
         // Suspicious VPN connection.
+        let in_window = state.connections.iter().filter(|&&t| i64::from(t) >= window_since).count();
         let armed =
             state.first_vpn.is_some_and(|f| event.time - f >= i64::from(config.suspicious_vpn.learning_days) * DAY)
-                && state.connections.len() >= config.suspicious_vpn.min_connections as usize
-                && state
-                    .connections
-                    .iter()
-                    .rev()
-                    .nth(config.suspicious_vpn.min_connections.saturating_sub(1) as usize)
-                    .is_none_or(|&t| t >= window_since);
-        if armed && enabled(AlertKind::SuspiciousVpnConnection) {
+                && in_window >= config.suspicious_vpn.min_connections as usize;
+        if armed && !confirmed && enabled(AlertKind::SuspiciousVpnConnection) {
+            let v = &config.suspicious_vpn;
             let new_place = !egress && place.is_some_and(|p| !known(&state.places, &p, window_since));
-            let managed = |d: &str| config.suspicious_vpn.managed_devices.iter().any(|p| portcullis_radius::glob(p, d));
-            let new_device = device.is_some_and(|d| {
-                !state.devices.iter().any(|s| &*s.key == d && i64::from(s.last) >= window_since) && !managed(d)
-            });
+            let new_country = !egress && cc.is_some_and(|c| !known(&state.countries, &c, window_since));
             let new_network = !egress && location.asn.is_some_and(|a| !known(&state.asns, &a, window_since));
+            let managed = device.is_some_and(|d| v.managed_devices.iter().any(|p| portcullis_radius::glob(p, d)));
+            let seen_device = device
+                .is_some_and(|d| state.devices.iter().any(|s| &*s.key == d && i64::from(s.last) >= history_since));
+            // A known or managed name vouches for nothing the physics contradicts.
+            let new_device = device.is_some() && (!(seen_device || managed) || !claim_consistent);
+            // The user's own computer in a rare country during their working hours is
+            // a trip; the same name there at an hour they never work is not.
+            let odd_hour = !usual_hour(&state.hours, event.time);
+            let strong_where = new_country && rare_country && (new_device || odd_hour);
+            let strong_device = new_device && (!claim_consistent || !v.managed_devices.is_empty());
             // Two features, as the model of the anchor: where (location or network) and
             // which computer. Without a device only "where" can deviate.
             let features = if device.is_some() { 2 } else { 1 };
             let deviations = u32::from(new_place || new_network) + u32::from(new_device);
-            if deviations >= config.suspicious_vpn.min_deviations.clamp(1, features) {
-                let computers = recent(&state.devices, window_since) + usize::from(new_device);
+            let strong = v.min_deviations <= 1 && (strong_where || strong_device);
+            if strong || deviations >= v.min_deviations.max(2).min(features) {
+                let computers = recent(&state.devices, window_since) + usize::from(new_device && !seen_device);
                 let locations = recent(&state.places, window_since) + usize::from(new_place);
                 found.push((
                     AlertKind::SuspiciousVpnConnection,
                     format!("suspicious_vpn_connection:{}", event.user),
                     json!({
                         "new_location": new_place,
+                        "new_country": new_country,
                         "new_device": new_device,
                         "new_network": new_network,
+                        "deviations": deviations,
+                        "rare_country": new_country && rare_country,
+                        "rare_network": new_network && rare_asn,
+                        "device_claim_consistent": claim_consistent,
+                        "unusual_hour": odd_hour,
                         "computers": computers,
                         "locations": locations,
                         "known_places": state.places.iter().filter(|s| i64::from(s.last) >= window_since).map(|s| s.key).collect::<Vec<_>>(),
                         "known_devices": state.devices.iter().filter(|s| i64::from(s.last) >= window_since).map(|s| s.key.to_string()).collect::<Vec<_>>(),
-                        "connections_in_window": state.connections.iter().filter(|&&t| t >= window_since).count(),
+                        "connections_in_window": in_window,
                     }),
                     format!(
                         "{} connected to a VPN using {} from {}.",
@@ -482,9 +656,10 @@ impl Engine {
         }
 
         // First connection from a country new to the user.
-        if let (Some(c), true) = (cc, enabled(AlertKind::NewCountry)) {
+        if let (Some(c), false, true) = (cc, confirmed, enabled(AlertKind::NewCountry)) {
             let learned = event.time - state.first_seen >= i64::from(config.new_country.learning_days) * DAY;
             let own_device = config.new_country.ignore_known_device
+                && claim_consistent
                 && device.is_some_and(|d| state.devices.iter().any(|s| &*s.key == d));
             if learned && !egress && !common && !own_device && !known(&state.countries, &c, history_since) {
                 let known_list: Vec<&str> = state
@@ -496,76 +671,75 @@ impl Engine {
                 found.push((
                     AlertKind::NewCountry,
                     format!("new_country:{}:{}", event.user, cc_str(&c)),
-                    json!({ "country": cc_str(&c), "known_countries": known_list, "history_days": config.new_country.history_days }),
+                    json!({
+                        "country": cc_str(&c), "known_countries": known_list,
+                        "history_days": config.new_country.history_days, "device_claim_consistent": claim_consistent,
+                    }),
                     format!("{} connected to a VPN from {}, a country new to them.", event.user, cc_str(&c)),
                 ));
             }
         }
 
-        // Impossible travel against the last baseline fix.
-        if let (Some(now), Some(prev), true) = (fix, state.fix, enabled(AlertKind::ImpossibleTravel)) {
-            let t = &config.impossible_travel;
-            let distance =
-                distance_km((f64::from(prev.lat), f64::from(prev.lon)), (f64::from(now.lat), f64::from(now.lon)));
-            let effective = distance - f64::from(prev.accuracy) - f64::from(now.accuracy);
-            let hours = (event.time - prev.time).abs() as f64 / 3600.0;
-            let speed = if hours > 0.0 { effective / hours } else { f64::INFINITY };
-            let same = prev.country == now.country;
-            let suppressed = (t.ignore_same_country && same)
-                || (t.ignore_neighbours && neighbours(cc_str(&prev.country), cc_str(&now.country)));
-            if effective >= t.min_distance_km && speed > t.max_speed_kmh && !suppressed {
-                found.push((
-                    AlertKind::ImpossibleTravel,
-                    format!("impossible_travel:{}:{}-{}", event.user, cc_str(&prev.country), cc_str(&now.country)),
-                    json!({
-                        "from_place": prev.place, "from_time": prev.time, "from": [prev.lat, prev.lon],
-                        "to_place": now.place, "to": [now.lat, now.lon],
-                        "distance_km": distance.round(), "effective_distance_km": effective.round(),
-                        "hours": (hours * 100.0).round() / 100.0,
-                        "speed_kmh": if speed.is_finite() { json!(speed.round()) } else { json!(null) },
-                    }),
-                    String::new(),
-                ));
-            }
+        // Impossible travel against the last baseline fix, told in the order of event time.
+        if let (Some((from, to, distance, effective, hours, speed)), true) =
+            (travel, enabled(AlertKind::ImpossibleTravel))
+        {
+            found.push((
+                AlertKind::ImpossibleTravel,
+                format!("impossible_travel:{}:{}-{}", event.user, cc_str(&from.country), cc_str(&to.country)),
+                json!({
+                    "from_place": from.place, "from_time": from.time, "from": [from.lat, from.lon],
+                    "to_place": to.place, "to_time": to.time, "to": [to.lat, to.lon],
+                    "distance_km": distance.round(), "effective_distance_km": effective.round(),
+                    "hours": (hours * 100.0).round() / 100.0,
+                    "speed_kmh": if speed.is_finite() { json!(speed.round()) } else { json!(null) },
+                    "same_device_name": from.device.is_some() && from.device == to.device,
+                }),
+                String::new(),
+            ));
         }
 
-        // Concurrent sessions far apart.
-        if let (Some(now), true) = (fix, enabled(AlertKind::ConcurrentSessions)) {
-            let c = &config.concurrent_sessions;
-            let oldest = event.time - i64::from(c.max_session_hours) * 3600;
-            let other = state
-                .open
-                .iter()
-                .filter(|o| o.session != session && o.start >= oldest && o.start <= event.time)
-                .filter(|o| device.is_none() || o.device.is_none() || o.device != device_hash)
-                .find_map(|o| {
-                    let f = o.fix?;
-                    let d = distance_km((f64::from(f.lat), f64::from(f.lon)), (f64::from(now.lat), f64::from(now.lon)))
-                        - f64::from(f.accuracy)
-                        - f64::from(now.accuracy);
-                    (d >= c.min_distance_km).then_some((f, o.start, d))
-                });
-            if let Some((f, started, d)) = other {
-                found.push((
-                    AlertKind::ConcurrentSessions,
-                    format!("concurrent_sessions:{}", event.user),
-                    json!({ "other_place": f.place, "other_started": started, "to_place": now.place, "effective_distance_km": d.round() }),
-                    String::new(),
-                ));
-            }
+        // Concurrent sessions far apart, whatever computer names they claim.
+        if let (Some((f, started, d, same_device)), Some(now), true) =
+            (concurrent, fix, enabled(AlertKind::ConcurrentSessions))
+        {
+            found.push((
+                AlertKind::ConcurrentSessions,
+                format!("concurrent_sessions:{}", event.user),
+                json!({
+                    "other_place": f.place, "other_started": started, "to_place": now.place,
+                    "effective_distance_km": d.round(), "same_device_name": same_device,
+                }),
+                String::new(),
+            ));
         }
 
-        // Learn.
+        // Learn. A connection questioned for its country (a new country alert, or a
+        // suspicious connection from a country rare in the organisation) does not
+        // become part of what is normal for the user until their next connection
+        // confirms it, so the attacker coming back days later from the same place and
+        // computer, after the user connected from home, is questioned again.
+        let questioned = found.iter().any(|f| {
+            (f.0 == AlertKind::NewCountry || f.0 == AlertKind::SuspiciousVpnConnection && f.2["rare_country"] == true)
+                && !config.would_suppress(f.0, &event.user, event.ip, location.asn)
+        });
+        let learn = !egress && !questioned;
+        if questioned {
+            state.pending = Some(Pending { place, device: device_hash, asn: location.asn });
+        }
         state.first_vpn = Some(state.first_vpn.map_or(event.time, |f| f.min(event.time)));
-        state.connections.push_back(event.time);
-        while state.connections.len() > (config.suspicious_vpn.min_connections as usize).clamp(1, 64) {
+        while state.connections.front().is_some_and(|&t| i64::from(t) < window_since) {
             state.connections.pop_front();
         }
-        if let Some(p) = place.filter(|_| !egress) {
+        if state.connections.len() >= MAX_CONNECTIONS {
+            state.connections.pop_front();
+        }
+        state.connections.push_back(st(event.time));
+        if let Some(p) = place.filter(|_| learn) {
             touch(&mut state.places, p, event.time, MAX_PLACES);
         }
         let (mut new_cc, mut dropped_cc) = (None, None);
-        if let Some(c) = cc.filter(|_| !egress) {
+        if let Some(c) = cc.filter(|_| learn) {
             let (new, evicted) = touch_evicting(&mut state.countries, &c, || c, event.time, MAX_COUNTRIES);
             new_cc = new.then_some(c);
             dropped_cc = evicted;
@@ -573,11 +747,14 @@ impl Engine {
         if let Some(ip) = event.ip {
             touch(&mut state.ips, ip.to_canonical(), event.time, MAX_IPS);
         }
-        if let Some(d) = device {
+        if let Some(d) = device.filter(|_| !questioned) {
             touch_text(&mut state.devices, d, event.time, MAX_DEVICES);
         }
-        if let Some(a) = location.asn.filter(|_| !egress) {
-            touch(&mut state.asns, a, event.time, MAX_ASNS);
+        let (mut new_asn, mut dropped_asn) = (None, None);
+        if let Some(a) = location.asn.filter(|_| learn) {
+            let (new, evicted) = touch_evicting(&mut state.asns, &a, || a, event.time, MAX_ASNS);
+            new_asn = new.then_some(a);
+            dropped_asn = evicted;
         }
         if let Some(n) = event.nas.as_deref().map(clip) {
             touch_text(&mut state.nas, n, event.time, MAX_NAS);
@@ -587,46 +764,65 @@ impl Engine {
             if state.fix.is_none_or(|p| p.time <= f.time) {
                 state.fix = Some(f);
             }
+            if let Some(h) = device_hash {
+                place_device(&mut state.device_fixes, h, f);
+            }
         }
         state.open.retain(|o| o.session != session);
         if state.open.len() >= MAX_OPEN {
             state.open.remove(0);
         }
         state.open.push(Open { session, nas, nas_ip, device: device_hash, start: event.time, fix });
-        if let Some(c) = new_cc {
-            *self.org_countries.entry(c).or_insert(0) += 1;
-        }
-        if let Some(n) = dropped_cc.and_then(|c| self.org_countries.get_mut(&c)) {
-            *n = n.saturating_sub(1);
-        }
+        count_user(&mut self.org_countries, new_cc, dropped_cc);
+        count_user(&mut self.org_asns, new_asn, dropped_asn);
 
         let labels: Vec<(u32, String)> =
             found.iter().flat_map(|f| place_refs(&f.2)).map(|p| (p, self.place_label(p))).collect();
         for (kind, fold_key, mut evidence, message) in found {
             resolve_places(&mut evidence, &labels);
-            let message = if message.is_empty() { self.travel_message(kind, &event.user, &evidence) } else { message };
+            let message =
+                if message.is_empty() { self.travel_message(kind, &event.user, device, &evidence) } else { message };
             if let Some(obj) = evidence.as_object_mut() {
                 obj.insert("ip".into(), json!(event.ip));
                 obj.insert("device".into(), json!(device));
                 obj.insert("nas".into(), json!(event.nas));
                 obj.insert("location".into(), json!(location));
             }
-            out.push(self.draft(kind, &event.user, event, fold_key, message, evidence));
+            let mut draft = self.draft(kind, &event.user, event, fold_key, message, evidence);
+            // Where and which computer both deviate: more than one sign.
+            if kind == AlertKind::SuspiciousVpnConnection && draft.evidence["deviations"].as_u64() >= Some(2) {
+                draft.severity = crate::Severity::High;
+            }
+            out.push(draft);
         }
     }
 
-    fn travel_message(&self, kind: AlertKind, user: &str, evidence: &serde_json::Value) -> String {
+    fn travel_message(
+        &self,
+        kind: AlertKind,
+        user: &str,
+        device: Option<&str>,
+        evidence: &serde_json::Value,
+    ) -> String {
         let text = |k: &str| evidence.get(k).and_then(|v| v.as_str()).unwrap_or("unknown").to_owned();
         let km = evidence.get("effective_distance_km").and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let same = evidence.get("same_device_name").and_then(|v| v.as_bool()).unwrap_or(false);
+        let claim = match (same, device) {
+            (true, Some(d)) => format!(
+                " Both claim the computer name {d:?}: one computer cannot be at both places, so the name is copied \
+                 or the session stolen."
+            ),
+            _ => String::new(),
+        };
         match kind {
             AlertKind::ImpossibleTravel => format!(
-                "{user} connected from {} and then from {}: {km:.0} km in {} h.",
+                "{user} connected from {} and then from {}: {km:.0} km in {} h.{claim}",
                 text("from_place"),
                 text("to_place"),
                 evidence.get("hours").and_then(|v| v.as_f64()).unwrap_or(0.0)
             ),
             _ => format!(
-                "{user} has VPN sessions open at once from {} and {} ({km:.0} km apart).",
+                "{user} has VPN sessions open at once from {} and {} ({km:.0} km apart).{claim}",
                 text("other_place"),
                 text("to_place")
             ),
@@ -662,9 +858,12 @@ impl Engine {
             // The user was where this session started until it stopped: a fresher
             // travel baseline.
             if let Some(mut fix) = state.open.iter().find(|o| o.session == session).and_then(|o| o.fix) {
+                fix.time = event.time;
                 if state.fix.is_none_or(|f| f.time <= event.time) {
-                    fix.time = event.time;
                     state.fix = Some(fix);
+                }
+                if let Some(h) = fix.device {
+                    place_device(&mut state.device_fixes, h, fix);
                 }
             }
             state.open.retain(|o| o.session != session);
@@ -740,7 +939,11 @@ impl Engine {
             self.source_attempt(event, true, out);
         }
         if reason != "bad_password" {
-            // Unknown users get no profile; policy refusals are not guessing.
+            // Unknown users get no profile; policy and account refusals are not
+            // guessing, but they are the user's activity.
+            if reason != "unknown_user" {
+                self.user_mut(&event.user, event.time);
+            }
             return;
         }
         let c = self.config.brute_force.clone();
@@ -780,6 +983,7 @@ impl Engine {
         let since = event.time - i64::from(c.window_minutes) * 60;
         let count = state.failures.iter().filter(|&&t| t >= since && t <= event.time).count();
         state.failures.clear();
+        state.second_factor.clear();
         if enabled && count >= c.failures as usize {
             let evidence = json!({ "failures_before": count, "window_minutes": c.window_minutes, "ip": event.ip, "nas": event.nas, "location": event.location });
             let message =
@@ -795,35 +999,54 @@ impl Engine {
         }
     }
 
+    /// A second factor refused a login whose password verified: MFA fatigue counts
+    /// the pushes, "right password, failed second factor" the refusals it is told to.
     fn mfa_failure(&mut self, event: &Event, out: &mut Vec<AlertDraft>) {
         let reason = event.reason.as_deref().unwrap_or("");
-        if !matches!(reason, "push_denied" | "push_timeout" | "push_fatigue") {
-            return;
-        }
-        let c = self.config.mfa_fatigue.clone();
-        let enabled = self.enabled(AlertKind::MfaFatigue);
+        let config = std::sync::Arc::clone(&self.config);
+        let enabled = |k| config.enabled.contains(&k);
+        let push = matches!(reason, "push_denied" | "push_timeout" | "push_fatigue");
+        let refusal = config.failed_second_factor.reasons.iter().any(|r| r == reason);
         let Some(state) = self.user_mut(&event.user, event.time) else { return };
-        state.pushes.push_back(event.time);
-        while state.pushes.len() > (c.pushes as usize).clamp(1, 64) {
-            state.pushes.pop_front();
+        let mut found = Vec::new();
+        if push {
+            let c = &config.mfa_fatigue;
+            let on = enabled(AlertKind::MfaFatigue);
+            if let Some(count) =
+                burst(&mut state.pushes, &mut state.fatigue_fired, event.time, c.pushes, c.window_minutes, on)
+            {
+                found.push((
+                    AlertKind::MfaFatigue,
+                    json!({ "pushes": count, "last_outcome": reason, "window_minutes": c.window_minutes, "ip": event.ip, "nas": event.nas }),
+                    format!(
+                        "{} received {count} push requests that were denied or not answered within {} minutes.",
+                        event.user, c.window_minutes
+                    ),
+                ));
+            }
         }
-        let since = event.time - i64::from(c.window_minutes) * 60;
-        let count = state.pushes.iter().filter(|&&t| t >= since && t <= event.time).count();
-        if enabled && count >= c.pushes as usize && state.fatigue_fired.is_none_or(|t| t < since) {
-            state.fatigue_fired = Some(event.time);
-            let evidence = json!({ "pushes": count, "last_outcome": reason, "window_minutes": c.window_minutes, "ip": event.ip, "nas": event.nas });
-            let message = format!(
-                "{} received {count} push requests that were denied or not answered within {} minutes.",
-                event.user, c.window_minutes
-            );
-            out.push(self.draft(
-                AlertKind::MfaFatigue,
-                &event.user,
-                event,
-                format!("mfa_fatigue:{}", event.user),
-                message,
-                evidence,
-            ));
+        if refusal {
+            let c = &config.failed_second_factor;
+            let on = enabled(AlertKind::FailedSecondFactor);
+            let (times, fired) = (&mut state.second_factor, &mut state.second_factor_fired);
+            if let Some(count) = burst(times, fired, event.time, c.failures, c.window_minutes, on) {
+                found.push((
+                    AlertKind::FailedSecondFactor,
+                    json!({
+                        "failures": count, "last_outcome": reason, "window_minutes": c.window_minutes,
+                        "ip": event.ip, "nas": event.nas, "location": event.location,
+                    }),
+                    format!(
+                        "{} entered the right password and failed the second factor {count} times within {} minutes \
+                         (last: {reason}): someone else may hold the password.",
+                        event.user, c.window_minutes
+                    ),
+                ));
+            }
+        }
+        for (kind, evidence, message) in found {
+            let fold = format!("{}:{}", kind.name(), event.user);
+            out.push(self.draft(kind, &event.user, event, fold, message, evidence));
         }
     }
 
@@ -947,8 +1170,10 @@ fn resolve_places(evidence: &mut serde_json::Value, labels: &[(u32, String)]) {
                 *v = label(v);
             }
         }
-        if let Some(t) = obj.get("from_time").and_then(|v| v.as_i64()) {
-            obj.insert("from_time".into(), json!(rfc3339(t)));
+        for key in ["from_time", "to_time"] {
+            if let Some(t) = obj.get(key).and_then(|v| v.as_i64()) {
+                obj.insert(key.into(), json!(rfc3339(t)));
+            }
         }
         if let Some(t) = obj.get("other_started").and_then(|v| v.as_i64()) {
             obj.insert("other_started".into(), json!(rfc3339(t)));
@@ -1074,6 +1299,14 @@ mod tests {
         engine.ingest_all(&events)
     }
 
+    fn moscow() -> Location {
+        loc("RU", "Moscow", 55.76, 37.62, Some(50), 64999)
+    }
+
+    fn kinds(alerts: &[AlertDraft]) -> Vec<AlertKind> {
+        alerts.iter().map(|a| a.kind).collect()
+    }
+
     #[test]
     fn suspicious_vpn_connection_arms_after_thirty_days_and_five_connections() {
         let mut e = Engine::new(Config::default());
@@ -1089,7 +1322,10 @@ mod tests {
             "x1",
         )]);
         assert!(alerts.iter().all(|a| a.kind != AlertKind::SuspiciousVpnConnection));
-        let mut e = Engine::new(Config::default());
+        // The two-feature rule of before.
+        let mut config = Config::default();
+        config.suspicious_vpn.min_deviations = 2;
+        let mut e = Engine::new(config);
         learned(&mut e, 35);
         let t = T0 + 35 * DAY + 12 * 3600;
         // Same laptop from Paris (a trip): one deviation, no alert.
@@ -1114,9 +1350,159 @@ mod tests {
         )]);
         let a = alerts.iter().find(|a| a.kind == AlertKind::SuspiciousVpnConnection).expect("alert");
         assert_eq!(a.message, "alice connected to a VPN using 2 computers from 3 locations.");
-        assert_eq!(a.severity, crate::Severity::Medium);
+        assert_eq!(a.severity, crate::Severity::High, "two deviations");
         assert_eq!(a.evidence["new_device"], true);
         assert_eq!(a.event_time, t);
+        // The real count (days 8 to 34 and the trip), not the arming threshold.
+        assert_eq!(a.evidence["connections_in_window"], 28);
+    }
+
+    #[test]
+    fn one_strong_deviation_alerts_a_common_one_does_not() {
+        // A country nobody in the organisation connects from, on the user's own laptop.
+        let mut e = Engine::new(Config::default());
+        learned(&mut e, 35);
+        let t = T0 + 35 * DAY + 12 * 3600;
+        let a = e.ingest_all(&[start(t, "alice", "198.51.100.3", "LT-1", moscow(), "m1")]);
+        let a = a.iter().find(|a| a.kind == AlertKind::SuspiciousVpnConnection).expect("one deviation");
+        assert_eq!(a.severity, crate::Severity::Medium);
+        assert_eq!(
+            (a.evidence["new_device"].as_bool(), a.evidence["rare_country"].as_bool()),
+            (Some(false), Some(true))
+        );
+        assert_eq!(a.message, "alice connected to a VPN using 1 computer from 2 locations.");
+        // Paris, where half the organisation connects from its office network: a new
+        // place alone is no strong deviation.
+        let mut e = Engine::new(Config::default());
+        let paris = loc("FR", "Paris", 48.85, 2.35, Some(20), 64501);
+        learned(&mut e, 35);
+        let office: Vec<Event> = (0..8)
+            .map(|i| start(t - DAY + i * 60, &format!("fr{i}"), "192.0.2.77", "PC", paris.clone(), &format!("f{i}")))
+            .collect();
+        e.ingest_all(&office);
+        let a = e.ingest_all(&[start(t, "alice", "192.0.2.200", "LT-1", paris, "t1")]);
+        assert!(a.iter().all(|a| a.kind != AlertKind::SuspiciousVpnConnection), "{a:?}");
+        // A computer never seen, not a managed name, from home: strong when the
+        // organisation names its computers.
+        let mut config = Config::default();
+        config.suspicious_vpn.managed_devices = vec!["LT-*".into()];
+        let mut e = Engine::new(config);
+        learned(&mut e, 35);
+        let a = e.ingest_all(&[start(t, "alice", "192.0.2.1", "DESKTOP-7", berlin(), "d1")]);
+        assert_eq!(kinds(&a), vec![AlertKind::SuspiciousVpnConnection]);
+        let a = e.ingest_all(&[start(t + DAY, "alice", "192.0.2.1", "LT-2", berlin(), "d2")]);
+        assert!(a.is_empty(), "a replaced managed laptop: {a:?}");
+    }
+
+    #[test]
+    fn a_copied_device_name_cancels_no_physical_impossibility() {
+        // Alice's laptop is connected from Berlin; an attacker names a computer
+        // "LT-1" too and connects from Moscow an hour later.
+        let mut e = Engine::new(Config::default());
+        learned(&mut e, 35);
+        let t = T0 + 35 * DAY + 8 * 3600;
+        e.ingest_all(&[start(t, "alice", "192.0.2.1", "LT-1", berlin(), "home")]);
+        let a = e.ingest_all(&[start(t + 3600, "alice", "198.51.100.3", "LT-1", moscow(), "evil")]);
+        let found = kinds(&a);
+        for k in [
+            AlertKind::SuspiciousVpnConnection,
+            AlertKind::NewCountry,
+            AlertKind::ImpossibleTravel,
+            AlertKind::ConcurrentSessions,
+        ] {
+            assert!(found.contains(&k), "{k:?} missing from {found:?}");
+        }
+        let concurrent = a.iter().find(|a| a.kind == AlertKind::ConcurrentSessions).unwrap();
+        assert_eq!(concurrent.evidence["same_device_name"], true);
+        assert!(concurrent.message.contains("Both claim the computer name \"LT-1\""), "{}", concurrent.message);
+        let travel = a.iter().find(|a| a.kind == AlertKind::ImpossibleTravel).unwrap();
+        assert!(travel.message.contains("copied"), "{}", travel.message);
+        let model = a.iter().find(|a| a.kind == AlertKind::SuspiciousVpnConnection).unwrap();
+        assert_eq!(model.evidence["device_claim_consistent"], false);
+        assert_eq!(model.evidence["new_device"], true);
+        assert_eq!(model.severity, crate::Severity::High);
+        // A managed name is no excuse either.
+        let mut config = Config::default();
+        config.suspicious_vpn.managed_devices = vec!["LT-*".into()];
+        config.suspicious_vpn.min_deviations = 2;
+        let mut e = Engine::new(config);
+        learned(&mut e, 35);
+        e.ingest_all(&[start(t, "alice", "192.0.2.1", "LT-1", berlin(), "home")]);
+        let a = e.ingest_all(&[start(t + 3600, "alice", "198.51.100.3", "LT-77", moscow(), "evil")]);
+        assert!(kinds(&a).contains(&AlertKind::SuspiciousVpnConnection), "{a:?}");
+        // The laptop really travelled (Stop in Berlin, Moscow two days later): the
+        // known device still explains the new country.
+        let mut e = Engine::new(Config::default());
+        learned(&mut e, 35);
+        let a = e.ingest_all(&[start(t + 2 * DAY, "alice", "198.51.100.3", "LT-1", moscow(), "trip")]);
+        assert!(!kinds(&a).contains(&AlertKind::NewCountry), "{a:?}");
+        assert!(!kinds(&a).contains(&AlertKind::ConcurrentSessions), "{a:?}");
+    }
+
+    #[test]
+    fn a_questioned_country_stays_questioned_until_the_user_is_there() {
+        let night = |d: i64| T0 + d * DAY + 2 * 3600;
+        let mut e = Engine::new(Config::default());
+        learned(&mut e, 35);
+        // An attacker at night from Moscow, on a computer named like alice's laptop.
+        let first = e.ingest_all(&[start(night(35), "alice", "198.51.100.3", "LT-1", moscow(), "evil1")]);
+        assert!(kinds(&first).contains(&AlertKind::SuspiciousVpnConnection), "{first:?}");
+        // Alice works from Berlin in between; the attacker comes back three days later.
+        learned_day(&mut e, 36);
+        let back = e.ingest_all(&[start(night(38), "alice", "198.51.100.3", "LT-1", moscow(), "evil2")]);
+        assert!(kinds(&back).contains(&AlertKind::SuspiciousVpnConnection), "a follow-up: {back:?}");
+        // A trip: the next connection comes from the same place on the same computer.
+        let trip = e.ingest_all(&[start(night(38) + 7200, "alice", "198.51.100.3", "LT-1", moscow(), "t2")]);
+        assert!(trip.is_empty(), "she is there: {trip:?}");
+    }
+
+    fn learned_day(engine: &mut Engine, d: i64) {
+        engine.ingest_all(&[start(T0 + d * DAY + 8 * 3600, "alice", "192.0.2.1", "LT-1", berlin(), &format!("s{d}"))]);
+    }
+
+    #[test]
+    fn impossible_travel_is_told_in_event_time_order() {
+        let mut e = Engine::new(Config::default());
+        // Berlin at 10:00 arrives first, Moscow at 09:00 arrives after it.
+        e.ingest_all(&[start(T0 + 10 * 3600, "bob", "192.0.2.1", "LT-2", berlin(), "b1")]);
+        let a = e.ingest_all(&[start(T0 + 9 * 3600, "bob", "198.51.100.3", "PC-9", moscow(), "b2")]);
+        let a = a.iter().find(|a| a.kind == AlertKind::ImpossibleTravel).expect("travel");
+        assert!(a.message.starts_with("bob connected from Moscow, RU and then from Berlin, DE"), "{}", a.message);
+        assert_eq!(a.evidence["from_time"], "2026-01-05T09:00:00Z");
+        assert_eq!(a.evidence["to_time"], "2026-01-05T10:00:00Z");
+        assert_eq!(a.fold_key, "impossible_travel:bob:RU-DE");
+        assert_eq!(a.evidence["same_device_name"], false);
+    }
+
+    #[test]
+    fn second_factor_failures_are_not_wrong_passwords() {
+        let mut e = Engine::new(Config::default());
+        let refused: Vec<Event> = (0..12)
+            .map(|i| {
+                let reason = ["wrong_code", "replayed", "unavailable", "not_enrolled"][i as usize % 4];
+                auth(T0 + i * 20, EventKind::MfaFailure, "eve", "198.51.100.7", Some(reason))
+            })
+            .collect();
+        let alerts = e.ingest_all(&refused);
+        assert_eq!(kinds(&alerts), vec![AlertKind::FailedSecondFactor], "no brute force, no spray");
+        assert_eq!(alerts[0].evidence["failures"], 3);
+        assert_eq!(alerts[0].severity, crate::Severity::High);
+        assert!(alerts[0].message.starts_with("eve entered the right password and failed the second factor 3 times"));
+        // A typo in the code, then the right one: no alert.
+        let mut e = Engine::new(Config::default());
+        let mut events = vec![
+            auth(T0, EventKind::MfaFailure, "kim", "192.0.2.9", Some("wrong_code")),
+            auth(T0 + 30, EventKind::MfaFailure, "kim", "192.0.2.9", Some("wrong_code")),
+            auth(T0 + 60, EventKind::AuthSuccess, "kim", "192.0.2.9", Some("totp")),
+        ];
+        events.push(auth(T0 + 900, EventKind::MfaFailure, "kim", "192.0.2.9", Some("wrong_code")));
+        assert!(e.ingest_all(&events).is_empty());
+        // A policy denial is the user's activity: the profile exists.
+        let mut e = Engine::new(Config::default());
+        e.ingest_all(&[auth(T0, EventKind::AuthFailure, "lee", "192.0.2.9", Some("policy"))]);
+        assert_eq!(e.profile("lee").map(|p| p.first_seen), Some("2026-01-05T00:00:00Z".to_string()));
+        e.ingest_all(&[auth(T0, EventKind::AuthFailure, "nobody", "192.0.2.9", Some("unknown_user"))]);
+        assert!(e.profile("nobody").is_none());
     }
 
     #[test]

@@ -30,8 +30,9 @@ pub enum EventKind {
     AuthSuccess,
     /// Access-Reject for the password or the account (reason in `reason`).
     AuthFailure,
-    /// A failed second factor (reason: push_denied, push_timeout, push_fatigue,
-    /// wrong_code, ...).
+    /// A reject by the second factor after the password verified (reason:
+    /// wrong_code, replayed, locked_out, not_enrolled, push_denied, push_timeout,
+    /// push_fatigue, unavailable, ...). Never counted as a wrong password.
     MfaFailure,
 }
 
@@ -47,7 +48,9 @@ pub struct Event {
     /// The client's public address (Calling-Station-Id or vendor source address).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<IpAddr>,
-    /// The client device (machine name, MAC, device id).
+    /// The client device (machine name, MAC, device id) as the client claims it: the
+    /// connecting computer chooses every one of these names, so detectors never let
+    /// one cancel a physical impossibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -128,10 +131,11 @@ pub enum AlertKind {
     PasswordSpray,
     SuccessAfterFailures,
     MfaFatigue,
+    FailedSecondFactor,
 }
 
 impl AlertKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::SuspiciousVpnConnection,
         Self::ImpossibleTravel,
         Self::NewCountry,
@@ -140,6 +144,7 @@ impl AlertKind {
         Self::PasswordSpray,
         Self::SuccessAfterFailures,
         Self::MfaFatigue,
+        Self::FailedSecondFactor,
     ];
 
     pub fn name(self) -> &'static str {
@@ -152,6 +157,7 @@ impl AlertKind {
             Self::PasswordSpray => "password_spray",
             Self::SuccessAfterFailures => "success_after_failures",
             Self::MfaFatigue => "mfa_fatigue",
+            Self::FailedSecondFactor => "failed_second_factor",
         }
     }
 
@@ -169,6 +175,7 @@ impl AlertKind {
             Self::PasswordSpray => "Password spray from one source",
             Self::SuccessAfterFailures => "Successful login after a burst of failures",
             Self::MfaFatigue => "MFA fatigue: repeated rejected or unanswered pushes",
+            Self::FailedSecondFactor => "Right password, failed second factor",
         }
     }
 
@@ -176,7 +183,7 @@ impl AlertKind {
     pub fn mitre(self) -> &'static str {
         match self {
             Self::SuspiciousVpnConnection | Self::NewCountry => "T1133",
-            Self::ImpossibleTravel | Self::ConcurrentSessions => "T1078",
+            Self::ImpossibleTravel | Self::ConcurrentSessions | Self::FailedSecondFactor => "T1078",
             Self::BruteForce => "T1110.001",
             Self::PasswordSpray => "T1110.003",
             Self::SuccessAfterFailures => "T1110",
@@ -191,7 +198,8 @@ impl AlertKind {
             | Self::ConcurrentSessions
             | Self::PasswordSpray
             | Self::SuccessAfterFailures
-            | Self::MfaFatigue => Severity::High,
+            | Self::MfaFatigue
+            | Self::FailedSecondFactor => Severity::High,
         }
     }
 }
@@ -237,9 +245,13 @@ pub struct Suppression {
 
 impl Suppression {
     fn matches(&self, alert: &AlertDraft, asn: Option<u32>) -> bool {
-        (self.kinds.is_empty() || self.kinds.contains(&alert.kind))
-            && self.user.as_ref().is_none_or(|u| u.eq_ignore_ascii_case(&alert.user))
-            && self.network.is_none_or(|n| alert.ip.is_some_and(|ip| n.contains(ip)))
+        self.matches_parts(alert.kind, &alert.user, alert.ip, asn)
+    }
+
+    fn matches_parts(&self, kind: AlertKind, user: &str, ip: Option<IpAddr>, asn: Option<u32>) -> bool {
+        (self.kinds.is_empty() || self.kinds.contains(&kind))
+            && self.user.as_ref().is_none_or(|u| u.eq_ignore_ascii_case(user))
+            && self.network.is_none_or(|n| ip.is_some_and(|ip| n.contains(ip)))
             && self.asn.is_none_or(|a| asn == Some(a))
             && (self.user.is_some() || self.network.is_some() || self.asn.is_some() || !self.kinds.is_empty())
     }
@@ -262,6 +274,7 @@ pub struct Config {
     pub password_spray: SprayConfig,
     pub success_after_failures: SuccessAfterFailuresConfig,
     pub mfa_fatigue: MfaFatigueConfig,
+    pub failed_second_factor: FailedSecondFactorConfig,
     /// Egress that is not where the user is: cloud hosting, VPN providers,
     /// anonymisers, satellite links. Never a travel baseline; never "a new location".
     pub egress_asns: Vec<u32>,
@@ -283,6 +296,7 @@ impl Default for Config {
             password_spray: SprayConfig::default(),
             success_after_failures: SuccessAfterFailuresConfig::default(),
             mfa_fatigue: MfaFatigueConfig::default(),
+            failed_second_factor: FailedSecondFactorConfig::default(),
             egress_asns: Vec::new(),
             egress_networks: Vec::new(),
             suppressions: Vec::new(),
@@ -297,19 +311,37 @@ pub struct SuspiciousVpnConfig {
     pub learning_days: u32,
     /// Connections within the window needed before the model is armed.
     pub min_connections: u32,
-    /// How many of location, device and network (ASN) must be new to the user's
-    /// model: 1 alerts on any one (every business trip), 2 (default) on a new device
-    /// at a new location or from a new network.
+    /// 1 (default): one strong deviation alerts — a country new to the user in the
+    /// window and rare across the organisation, reached on a new computer or at an
+    /// hour the user does not connect in; a computer new to the user that matches no
+    /// `managed_devices` pattern (when patterns are set); a device name physically
+    /// impossible here. A new place or network and a new computer together alert too.
+    /// 2: only those two together (the anchor's two-feature rule, the behaviour before
+    /// strong deviations).
     pub min_deviations: u32,
     /// Name patterns (`*`, `?`) of the organisation's managed computers: a managed
     /// computer new to the user is not a device deviation (a replaced laptop, a second
-    /// company device). Empty: every device new to the user deviates.
+    /// company device) while its claim is physically consistent. Empty: every device
+    /// new to the user deviates.
     pub managed_devices: Vec<String>,
+    /// A country is rare across the organisation when fewer than this share of the
+    /// users with a profile connected from it in the history ... (networks are
+    /// reported as rare in the evidence by the same measure over the window)
+    pub common_fraction: f64,
+    /// ... or fewer than this many users.
+    pub common_min_users: u32,
 }
 
 impl Default for SuspiciousVpnConfig {
     fn default() -> Self {
-        Self { learning_days: 30, min_connections: 5, min_deviations: 2, managed_devices: Vec::new() }
+        Self {
+            learning_days: 30,
+            min_connections: 5,
+            min_deviations: 1,
+            managed_devices: Vec::new(),
+            common_fraction: 0.01,
+            common_min_users: 5,
+        }
     }
 }
 
@@ -375,11 +407,15 @@ pub struct ConcurrentConfig {
     pub min_distance_km: f64,
     /// Sessions without a Stop are considered ended after this long.
     pub max_session_hours: u32,
+    /// A session claimed by the same computer name as the new one counts this long:
+    /// one computer connecting again suggests its earlier session lost its Stop, but
+    /// not within a working day, so a copied name still meets the open session.
+    pub same_device_hours: u32,
 }
 
 impl Default for ConcurrentConfig {
     fn default() -> Self {
-        Self { min_distance_km: 500.0, max_session_hours: 24 }
+        Self { min_distance_km: 500.0, max_session_hours: 24, same_device_hours: 12 }
     }
 }
 
@@ -439,6 +475,32 @@ impl Default for MfaFatigueConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailedSecondFactorConfig {
+    /// Second-factor failures after a verified password, at least, with no successful
+    /// login of the user between them ...
+    pub failures: u32,
+    /// ... within this many minutes; once per window.
+    pub window_minutes: u32,
+    /// The outcomes that count (the `reason` of an `mfa_failure` event). Unanswered
+    /// pushes, an unreachable MFA service and users without a factor are left out by
+    /// default: they are not the second factor refusing someone.
+    pub reasons: Vec<String>,
+}
+
+impl Default for FailedSecondFactorConfig {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            window_minutes: 30,
+            reasons: ["wrong_code", "replayed", "locked_out", "push_denied", "remote_reject"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
 impl Config {
     pub(crate) fn is_egress(&self, ip: Option<IpAddr>, location: Option<&Location>) -> bool {
         let asn = location.and_then(|l| l.asn);
@@ -448,6 +510,11 @@ impl Config {
 
     pub(crate) fn suppressed(&self, alert: &AlertDraft, asn: Option<u32>) -> bool {
         self.suppressions.iter().any(|s| s.matches(alert, asn))
+    }
+
+    /// Whether an alert of this kind for this user and source would be suppressed.
+    pub(crate) fn would_suppress(&self, kind: AlertKind, user: &str, ip: Option<IpAddr>, asn: Option<u32>) -> bool {
+        self.suppressions.iter().any(|s| s.matches_parts(kind, user, ip, asn))
     }
 }
 

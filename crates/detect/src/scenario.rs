@@ -166,6 +166,18 @@ pub enum AttackKind {
     ImpossibleTravel,
     Concurrent,
     NewDevice,
+    /// A second session from far away while the victim's is open, on a computer
+    /// named like the victim's laptop.
+    CopiedNameConcurrent,
+    /// Stolen credentials used from the attacker's own residential ISP abroad, on a
+    /// computer named like the victim's laptop.
+    CopiedNameAbroad,
+    /// A new computer in the victim's own city, over another of the city's ISPs.
+    OwnCity,
+    /// The attacker of an earlier attack back days later from the same place and computer.
+    FollowUp,
+    /// The password is known; the second factor refuses every code tried.
+    StolenPassword,
     Spray,
     BruteForce,
     MfaFatigue,
@@ -333,6 +345,14 @@ impl Gen {
                 t += 60;
             }
         }
+        if self.rng.chance(0.02) {
+            // A mistyped one-time code, then the right one.
+            let mut e = Self::event(EventKind::MfaFailure, t, user);
+            e.ip = Some(ip);
+            e.reason = Some("wrong_code".into());
+            self.push(e);
+            t += 20;
+        }
         let mut ok = Self::event(EventKind::AuthSuccess, t.max(start - 5), user);
         ok.ip = Some(ip);
         ok.location = Some(location.clone());
@@ -465,7 +485,10 @@ fn workforce_user(g: &mut Gen, u: &User, days: i64, log: &mut Vec<(i64, i64, usi
         };
         let stop = !g.rng.chance(0.01);
         g.connection(&u.name, start, duration, src, host, device, stop);
-        log.push((start, start + duration, city));
+        // Attacks are placed against sessions a location can be judged from.
+        if src.asn != VDI_ASN && !src.centroid {
+            log.push((start, start + duration, city));
+        }
         prev_city = city;
         prev_end = start + duration;
         // Sometimes a short evening session.
@@ -473,7 +496,9 @@ fn workforce_user(g: &mut Gen, u: &User, days: i64, log: &mut Vec<(i64, i64, usi
             let evening = start + duration + g.rng.range(2 * HOUR, 4 * HOUR);
             let len = g.rng.range(20 * 60, 90 * 60);
             g.connection(&u.name, evening, len, src, host, device, true);
-            log.push((evening, evening + len, city));
+            if src.asn != VDI_ASN && !src.centroid {
+                log.push((evening, evening + len, city));
+            }
             prev_end = evening + len;
         }
     }
@@ -504,24 +529,35 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
             }
         }
     };
-    for _ in 0..per_kind {
-        // Stolen credentials used from abroad, at night, on a new computer.
-        let v = pick_victim(g, true);
-        let city = *g.rng.pick(ABROAD);
-        let t = g.rng.range(earliest, latest) / DAY * DAY + g.rng.range(0, 4) * HOUR;
-        let src = Source { city, asn: hosting_asn(city), accuracy: 50, centroid: false };
-        let device = format!("DESKTOP-{:06X}", g.rng.next_u64() & 0xFF_FFFF);
-        let host = g.rng.next_u64() as u32;
-        let duration = g.rng.range(20 * 60, 3600);
-        g.connection(&users[v].name, t, duration, src, host, &device, true);
-        g.attack(
-            AttackKind::StolenAbroad,
-            users[v].name.clone(),
-            t - 120,
-            t,
-            vec![AlertKind::SuspiciousVpnConnection, AlertKind::NewCountry],
-            true,
-        );
+    for copied in [false, true] {
+        for _ in 0..per_kind {
+            // Stolen credentials used from abroad, at night: from a hosting address on a
+            // computer of the attacker's, or from the attacker's own residential ISP on
+            // a computer named like the victim's laptop.
+            let v = pick_victim(g, true);
+            let city = *g.rng.pick(ABROAD);
+            let t = g.rng.range(earliest, latest) / DAY * DAY + g.rng.range(0, 4) * HOUR;
+            let (src, device, kind, expected) = if copied {
+                let src = Source { city, asn: residential_asn(CITIES[city].cc, 1), accuracy: 20, centroid: false };
+                (src, users[v].laptop.clone(), AttackKind::CopiedNameAbroad, vec![AlertKind::SuspiciousVpnConnection])
+            } else {
+                let src = Source { city, asn: hosting_asn(city), accuracy: 50, centroid: false };
+                let device = format!("DESKTOP-{:06X}", g.rng.next_u64() & 0xFF_FFFF);
+                let expected = vec![AlertKind::SuspiciousVpnConnection, AlertKind::NewCountry];
+                (src, device, AttackKind::StolenAbroad, expected)
+            };
+            let host = g.rng.next_u64() as u32;
+            let duration = g.rng.range(20 * 60, 3600);
+            g.connection(&users[v].name, t, duration, src, host, &device, true);
+            g.attack(kind, users[v].name.clone(), t - 120, t, expected, true);
+            // Half come back days later, from the same place and computer.
+            if g.rng.chance(0.5) {
+                let back = t + g.rng.range(2, 6) * DAY + g.rng.range(0, 3) * HOUR;
+                g.connection(&users[v].name, back, duration, src, host, &device, true);
+                let expected = vec![AlertKind::SuspiciousVpnConnection];
+                g.attack(AttackKind::FollowUp, users[v].name.clone(), back - 120, back, expected, true);
+            }
+        }
     }
     for _ in 0..per_kind {
         // Impossible travel: far away shortly after the victim's session ended.
@@ -542,37 +578,71 @@ fn inject_attacks(g: &mut Gen, users: &[User], sessions: &[Vec<(i64, i64, usize)
             true,
         );
     }
-    for _ in 0..per_kind {
-        // A second session from far away while the victim's is open.
-        let v = pick_victim(g, true);
-        let Some(&(start, end, city)) =
-            sessions[v].iter().rev().find(|s| s.0 >= earliest && s.1 < latest && s.1 - s.0 > 2 * HOUR)
-        else {
-            continue;
-        };
-        let far = farthest(city, g);
-        let t = start + g.rng.range(30 * 60, (end - start - 30 * 60).max(30 * 60 + 1));
-        let src = Source { city: far, asn: hosting_asn(far), accuracy: 20, centroid: false };
-        g.attacker_connection(&users[v].name, t, 1800, src);
-        g.attack(AttackKind::Concurrent, users[v].name.clone(), t - 120, t, vec![AlertKind::ConcurrentSessions], true);
+    for copied in [false, true] {
+        for _ in 0..per_kind {
+            // A second session from far away while the victim's is open (on a computer
+            // of the attacker's, or on one named like the victim's laptop).
+            let v = pick_victim(g, true);
+            let Some(&(start, end, city)) =
+                sessions[v].iter().rev().find(|s| s.0 >= earliest && s.1 < latest && s.1 - s.0 > 2 * HOUR)
+            else {
+                continue;
+            };
+            let far = farthest(city, g);
+            let t = start + g.rng.range(30 * 60, (end - start - 30 * 60).max(30 * 60 + 1));
+            if copied {
+                let src = Source { city: far, asn: residential_asn(CITIES[far].cc, 1), accuracy: 20, centroid: false };
+                let host = g.rng.next_u64() as u32;
+                g.connection(&users[v].name, t, 1800, src, host, &users[v].laptop, true);
+                let expected = vec![AlertKind::ConcurrentSessions, AlertKind::SuspiciousVpnConnection];
+                g.attack(AttackKind::CopiedNameConcurrent, users[v].name.clone(), t - 120, t, expected, true);
+            } else {
+                let src = Source { city: far, asn: hosting_asn(far), accuracy: 20, centroid: false };
+                g.attacker_connection(&users[v].name, t, 1800, src);
+                let expected = vec![AlertKind::ConcurrentSessions];
+                g.attack(AttackKind::Concurrent, users[v].name.clone(), t - 120, t, expected, true);
+            }
+        }
+    }
+    for own_city in [false, true] {
+        for _ in 0..per_kind {
+            // A new computer in the victim's own country (another city and network, at
+            // night) or in the victim's own city (over another of its ISPs, in the
+            // evening).
+            let v = pick_victim(g, true);
+            let home = users[v].home;
+            let (kind, city, asn, hours) = if own_city {
+                let isp = (users[v].isp + 1 + g.rng.range(0, 2) as u32) % 3;
+                (AttackKind::OwnCity, home, residential_asn(CITIES[home].cc, isp), (18, 22))
+            } else {
+                let city = (0..HOMES)
+                    .filter(|&c| CITIES[c].cc == CITIES[home].cc && c != home)
+                    .nth(g.rng.range(0, 2) as usize);
+                let city = city.unwrap_or_else(|| CITIES[home].hub);
+                (AttackKind::NewDevice, city, residential_asn(CITIES[city].cc, 7), (19, 23))
+            };
+            let t =
+                g.rng.range(earliest, latest) / DAY * DAY + (g.rng.range(hours.0, hours.1) - CITIES[home].tz) * HOUR;
+            g.attacker_connection(&users[v].name, t, 2400, Source { city, asn, accuracy: 20, centroid: false });
+            g.attack(kind, users[v].name.clone(), t - 120, t, vec![AlertKind::SuspiciousVpnConnection], true);
+        }
     }
     for _ in 0..per_kind {
-        // A new computer in the victim's own country, another city and network.
-        let v = pick_victim(g, true);
-        let home = users[v].home;
-        let city = (0..HOMES).filter(|&c| CITIES[c].cc == CITIES[home].cc && c != home).nth(g.rng.range(0, 2) as usize);
-        let city = city.unwrap_or_else(|| CITIES[home].hub);
-        let t = g.rng.range(earliest, latest) / DAY * DAY + (g.rng.range(19, 23) - CITIES[home].tz) * HOUR;
-        let src = Source { city, asn: residential_asn(CITIES[city].cc, 7), accuracy: 20, centroid: false };
-        g.attacker_connection(&users[v].name, t, 2400, src);
-        g.attack(
-            AttackKind::NewDevice,
-            users[v].name.clone(),
-            t - 120,
-            t,
-            vec![AlertKind::SuspiciousVpnConnection],
-            true,
-        );
+        // A stolen password: the second factor refuses every code the attacker tries.
+        let v = pick_victim(g, false);
+        let city = *g.rng.pick(ABROAD);
+        let ip = ip_for(hosting_asn(city), city, g.rng.next_u64() as u32);
+        let t0 = g.rng.range(earliest, latest);
+        let mut t = t0;
+        for _ in 0..g.rng.range(3, 7) {
+            let mut e = Gen::event(EventKind::MfaFailure, t, &users[v].name);
+            e.ip = Some(ip);
+            e.reason = Some(if g.rng.chance(0.2) { "replayed" } else { "wrong_code" }.into());
+            g.push(e);
+            t += g.rng.range(20, 240);
+        }
+        let expected = vec![AlertKind::FailedSecondFactor];
+        g.attack(AttackKind::StolenPassword, users[v].name.clone(), t0, t, expected, false);
     }
     for _ in 0..per_kind {
         // Password spray from one hosting address: many users, one or two tries each.

@@ -28,7 +28,18 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
     let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
     let canonical = portcullis_accounting::canonical_user(&user);
     let days = i64::from(config.detect.new_country.history_days.max(config.detect.window_days));
-    let since = now_unix() - days * 86_400;
+    // The window ends at the user's latest activity, as the engine's own does, so an
+    // old replayed history still shows its profile.
+    let latest_session = store
+        .sessions(&SessionQuery { user: Some(user.clone()), limit: Some(1), ..Default::default() })?
+        .first()
+        .map(|s| s.stopped_at.unwrap_or(s.started_at).max(s.started_at));
+    let latest_auth = store
+        .auth_events(&AuthQuery { user: Some(canonical.clone()), limit: Some(1), ..Default::default() })?
+        .first()
+        .map(|e| e.time_ms.div_euclid(1000));
+    let end = latest_session.max(latest_auth).unwrap_or_else(now_unix);
+    let since = end - days * 86_400;
     let sessions =
         store.sessions(&SessionQuery { user: Some(user.clone()), since: Some(since), ..Default::default() })?;
     let auth = store.auth_events(&AuthQuery {

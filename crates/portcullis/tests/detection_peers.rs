@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use common::{SECRET, Server, add_user, bin, detail_date, radclient, radtest};
 use serde_json::Value;
 
+/// The detectors the evaluation scores, before its combined rows.
+const DETECTORS: usize = portcullis_detect::AlertKind::ALL.len();
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../geo/testdata").join(name)
 }
@@ -256,9 +259,10 @@ fn replay_of_a_generated_workforce_equals_the_evaluation() {
         .output()
         .unwrap();
     let report = json_of(&out);
-    let drafts: u64 = report["scores"].as_array().unwrap()[..8].iter().map(|s| s["alerts"].as_u64().unwrap()).sum();
+    let drafts: u64 =
+        report["scores"].as_array().unwrap()[..DETECTORS].iter().map(|s| s["alerts"].as_u64().unwrap()).sum();
     assert!(drafts > 20, "{report}");
-    for s in &report["scores"].as_array().unwrap()[..8] {
+    for s in &report["scores"].as_array().unwrap()[..DETECTORS] {
         assert!(s["precision"].as_f64().unwrap() >= 0.8, "{s}");
     }
     let truth: Value = serde_json::from_slice(&std::fs::read(dir.path().join("truth.json")).unwrap()).unwrap();

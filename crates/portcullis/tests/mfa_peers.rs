@@ -156,25 +156,8 @@ fn totp_challenge_round_trip_shared_state_replay_lockout_and_recovery() {
 fn radclient_answers_the_challenge_with_state() {
     let (a, _b, _shared) = two_servers();
     let dave = enroll(&a, "dave");
-    let (ok, text) = common::radclient(
-        a.auth_addr(),
-        "auth",
-        SECRET,
-        "User-Name = \"dave\"\nUser-Password = \"radclient\"\nMessage-Authenticator = 0x00\n",
-    );
-    assert!(!ok && text.contains("Access-Challenge"), "{text}");
-    let state = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("State = "))
-        .unwrap_or_else(|| panic!("no State in {text}"))
-        .trim()
-        .to_string();
-    let answer = format!(
-        "User-Name = \"dave\"\nUser-Password = \"{}\"\nState = {state}\nMessage-Authenticator = 0x00\n",
-        code(&dave.secret, 0)
-    );
-    let (ok, text) = common::radclient(a.auth_addr(), "auth", SECRET, &answer);
-    assert!(ok && text.contains("Access-Accept"), "{text}");
+    let text = radclient_challenge(&a, "dave", "radclient", &code(&dave.secret, 0));
+    assert!(text.contains("Access-Accept"), "{text}");
 }
 
 #[test]
@@ -236,4 +219,74 @@ fn exempt_nas_is_the_udp_source_not_the_nas_ip_address_a_client_claims() {
     let bob = enroll(&s, "bob");
     let r = round_trip(&s, "bob", "hello", &bob, &["nas-ip=192.0.2.1".into()]);
     assert_eq!(r["first"], "challenge", "a NAS-IP-Address of an exempt NAS from elsewhere skips nothing: {r}");
+}
+
+/// radclient sends the password, then `answer` to the challenge; returns the answer's reply.
+fn radclient_challenge(s: &Server, user: &str, password: &str, answer: &str) -> String {
+    let (ok, text) = common::radclient(
+        s.auth_addr(),
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{user}\"\nUser-Password = \"{password}\"\nMessage-Authenticator = 0x00\n"),
+    );
+    assert!(!ok && text.contains("Access-Challenge"), "{text}");
+    let state = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .unwrap_or_else(|| panic!("no State in {text}"))
+        .trim()
+        .to_string();
+    let reply = format!(
+        "User-Name = \"{user}\"\nUser-Password = \"{answer}\"\nState = {state}\nMessage-Authenticator = 0x00\n"
+    );
+    common::radclient(s.auth_addr(), "auth", SECRET, &reply).1
+}
+
+#[test]
+fn right_password_wrong_codes_alert_as_a_failed_second_factor_not_as_brute_force() {
+    let shared = tempfile::tempdir().unwrap();
+    let extra = format!("{}{POLICIES}", mfa_block(shared.path()));
+    let s = Server::start(&extra);
+    add_user(&s, "erin", "correct horse", &["vpn"], &[]);
+    add_user(&s, "olga", "no policy", &["contractors"], &[]);
+    let erin = enroll(&s, "erin");
+    let wrong = if code(&erin.secret, 0) == "000000" { "111111" } else { "000000" };
+    for _ in 0..3 {
+        let text = radclient_challenge(&s, "erin", "correct horse", wrong);
+        assert!(text.contains("Access-Reject"), "{text}");
+    }
+    // No network policy matches olga's groups: a policy denial.
+    let (ok, text) = common::radtest(&s, "pap", "olga", "no policy");
+    assert!(!ok && text.contains("Access-Reject"), "{text}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let alerts = loop {
+        let out = s.cli(&["alerts", "list", "--format", "json"]);
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if all.iter().any(|a| a["kind"] == "failed_second_factor") {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {all:?}\n{}", s.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let alert = alerts.iter().find(|a| a["kind"] == "failed_second_factor").unwrap();
+    assert_eq!(alert["user"], "erin", "{alert}");
+    assert!(alerts.iter().all(|a| a["kind"] != "brute_force" && a["kind"] != "password_spray"), "{alerts:?}");
+    let out = s.cli(&["users", "show", "erin", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let timeline = profile["timeline"].as_array().unwrap();
+    assert!(timeline.iter().any(|e| e["activity"] == "mfa_failure" && e["reason"] == "wrong_code"), "{timeline:?}");
+    assert!(timeline.iter().all(|e| e["reason"] != "bad_password"), "{timeline:?}");
+    // The policy denial is olga's activity.
+    let out = s.cli(&["users", "show", "olga", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        profile["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["activity"] == "auth_failure" && e["reason"] == "policy"),
+        "{profile}"
+    );
 }

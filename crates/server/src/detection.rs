@@ -100,14 +100,14 @@ pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
     let (kind, reason) = match (e.decision.as_str(), e.mfa.as_deref()) {
         // The second factor that admitted the login, for the timeline.
         ("accept", mfa) => (EventKind::AuthSuccess, mfa.map(str::to_owned)),
-        ("reject", Some(m @ ("push_denied" | "push_timeout" | "push_fatigue" | "wrong_code" | "locked_out"))) => {
-            (EventKind::MfaFailure, Some(m.to_owned()))
-        }
+        // The second factor refused after the password verified (a wrong, replayed or
+        // expired code, a lockout, no factor enrolled, a denied push, ...): never a
+        // wrong password. NPS logs it as reason 21 without saying which.
+        ("reject", Some(m)) if !m.is_empty() => (EventKind::MfaFailure, Some(m.to_owned())),
+        ("reject", _) if e.reason_code == 21 => (EventKind::MfaFailure, Some("second_factor".to_owned())),
         ("reject", _) => {
             let reason = match e.reason_code {
-                // 21: the second factor refused after the password verified (wrong,
-                // replayed or expired codes count with wrong passwords).
-                16 | 21 => "bad_password",
+                16 => "bad_password",
                 8 => "unknown_user",
                 34..=36 => "account",
                 _ => "policy",
@@ -298,6 +298,7 @@ pub fn stored_forms(e: Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 (EventKind::AuthFailure, "unknown_user") => 8,
                 (EventKind::AuthFailure, "account") => 34,
                 (EventKind::AuthFailure, "policy") => 65,
+                (EventKind::MfaFailure, _) => 21,
                 _ => 16,
             };
             let mfa = match e.kind {
@@ -398,6 +399,13 @@ mod tests {
             (auth("reject", 34, None), EventKind::AuthFailure, Some("account")),
             (auth("reject", 16, Some("push_denied")), EventKind::MfaFailure, Some("push_denied")),
             (auth("reject", 16, Some("wrong_code")), EventKind::MfaFailure, Some("wrong_code")),
+            // A replayed code or no factor enrolled is the second factor refusing, not a
+            // wrong password; so is NPS's reason 21 when the log names no outcome.
+            (auth("reject", 21, Some("replayed")), EventKind::MfaFailure, Some("replayed")),
+            (auth("reject", 21, Some("not_enrolled")), EventKind::MfaFailure, Some("not_enrolled")),
+            (auth("reject", 21, None), EventKind::MfaFailure, Some("second_factor")),
+            // No network policy matched.
+            (auth("reject", 48, None), EventKind::AuthFailure, Some("policy")),
         ];
         for (a, kind, reason) in cases {
             let e = event_of_auth(&a).unwrap();
