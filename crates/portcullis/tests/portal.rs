@@ -340,3 +340,34 @@ fn portal_on_a_non_loopback_address_is_refused() {
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("loopback addresses only"), "{text}");
 }
+
+/// The browser scenario of `tests/browser/portal.test.mjs` (Debian's Chromium driven by
+/// playwright-core under `node --test`) against a server started like the one above.
+/// Screenshots are written to $PORTAL_SHOTS when set, else under the test's directory.
+#[test]
+fn portal_in_a_real_browser() {
+    let node = require("node");
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(Path::new("/usr/bin/chromium").is_file(), "chromium is missing: run scripts/install-test-deps.sh");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run scripts/install-test-deps.sh"
+    );
+    let p = start();
+    let shots = std::env::var_os("PORTAL_SHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| p.server.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new(node)
+        .args(["--test", "portal.test.mjs"])
+        .current_dir(&browser)
+        .env("PORTAL_URL", &p.base)
+        .env("PORTAL_PASSWORD", PASSWORD)
+        .env("PORTAL_SHOTS", &shots)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\nserver log:\n{}", p.server.log());
+    let taken = std::fs::read_dir(&shots).unwrap().count();
+    assert!(taken >= 6, "{taken} screenshots in {}", shots.display());
+}

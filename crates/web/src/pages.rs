@@ -130,6 +130,19 @@ fn render(template: &impl Template) -> Response {
     }
 }
 
+/// A number from a query string; an empty field (a form left blank) is absent.
+fn number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+{
+    let text: Option<String> = Option::deserialize(d)?;
+    match text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => t.parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{t:?} is not a number"))),
+    }
+}
+
 /// Empty form fields count as absent.
 fn given(v: &Option<String>) -> Option<String> {
     v.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -422,6 +435,7 @@ impl ExportRow for AuditRow {
 pub(crate) struct UsersParams {
     q: Option<String>,
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     limit: Option<usize>,
     format: Option<Format>,
 }
@@ -463,10 +477,13 @@ pub(crate) struct AuthParams {
     method: Option<String>,
     country: Option<String>,
     /// Events of the last this many days (1 to 180; default 180).
+    #[serde(default, deserialize_with = "number")]
     days: Option<u32>,
     /// Observed locations over this many days (30, 90 or 180).
+    #[serde(default, deserialize_with = "number")]
     observed: Option<u32>,
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     limit: Option<usize>,
     format: Option<Format>,
 }
@@ -570,6 +587,7 @@ pub(crate) struct SessionsParams {
     /// `1`: open sessions only.
     open: Option<String>,
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     limit: Option<usize>,
     format: Option<Format>,
 }
@@ -620,6 +638,7 @@ pub(crate) struct AlertsParams {
     kind: Option<String>,
     user: Option<String>,
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     limit: Option<usize>,
     format: Option<Format>,
 }
@@ -1028,6 +1047,7 @@ async fn settings(State(portal): State<Portal>, caller: Caller) -> Result<Respon
 #[derive(Debug, Default, Deserialize)]
 struct AuditParams {
     cursor: Option<String>,
+    #[serde(default, deserialize_with = "number")]
     limit: Option<usize>,
 }
 
