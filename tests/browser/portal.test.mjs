@@ -7,10 +7,13 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFileSync } from "node:child_process";
 import { chromium } from "playwright-core";
 
 const base = process.env.PORTAL_URL;
 const password = process.env.PORTAL_PASSWORD;
+const radius = process.env.PORTAL_RADIUS; // host:port of the authentication listener
+const secret = process.env.PORTAL_SECRET;
 const shots = process.env.PORTAL_SHOTS || mkdtempSync(join(tmpdir(), "portal-shots-"));
 
 // No network beyond loopback: Chromium's background services stay off.
@@ -67,6 +70,18 @@ test("an analyst investigates paula and closes an alert", async () => {
     const page = await context.newPage();
     await signIn(page, "analyst");
     await shot(page, "01-dashboard");
+
+    // Live: a rejected login sent by radclient shows in the open dashboard without a reload.
+    const rejected = page.locator("[data-key=reject]");
+    const before = Number(await rejected.textContent());
+    execFileSync("radclient", ["-r", "2", "-t", "1", radius, "auth", secret], {
+      input: 'User-Name = "nobody"\nUser-Password = "x"\nMessage-Authenticator = 0x00\n',
+    });
+    await page.waitForFunction(
+      (n) => Number(document.querySelector("[data-key=reject]").textContent) > n,
+      before,
+      { timeout: 5000 },
+    );
 
     // Search from the navigation bar, by keyboard.
     await tabTo(page, "#nav-q");

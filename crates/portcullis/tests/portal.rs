@@ -363,6 +363,8 @@ fn portal_in_a_real_browser() {
         .current_dir(&browser)
         .env("PORTAL_URL", &p.base)
         .env("PORTAL_PASSWORD", PASSWORD)
+        .env("PORTAL_RADIUS", p.server.auth_addr().to_string())
+        .env("PORTAL_SECRET", SECRET)
         .env("PORTAL_SHOTS", &shots)
         .output()
         .unwrap();

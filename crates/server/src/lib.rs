@@ -80,8 +80,8 @@ pub struct DataDirLock {
 /// The portal, with a store connection of its own (so its reads never wait on the
 /// applier's connection) and the portal database.
 fn portal(config: &Config) -> Result<portcullis_web::Portal, StartError> {
-    let store = SqliteStore::open_with_mode(&config.storage.data_dir, SyncMode::Normal, config.storage.file_mode())
-        .map_err(StartError::Storage)?;
+    // The applier's connection opened and upgraded the database already.
+    let store = SqliteStore::open_another(&config.storage.data_dir).map_err(StartError::Storage)?;
     let accounts = portcullis_storage::PortalDb::open(&config.storage.data_dir).map_err(StartError::Storage)?;
     if accounts.accounts().map_err(StartError::Storage)?.is_empty() {
         tracing::warn!(

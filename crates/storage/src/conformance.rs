@@ -537,6 +537,11 @@ fn keyset_pages_cover_every_row_once<S: Store>(s: &mut S) {
         keys.extend(page.into_iter().map(|x| x.session_key));
     }
     assert_eq!(keys, all(s).into_iter().map(|x| x.session_key).collect::<Vec<_>>());
+    let by_name = |canonical_only| {
+        let q = SessionQuery { user: Some("DAN".into()), canonical_only, ..SessionQuery::default() };
+        s.sessions(&q).unwrap().len()
+    };
+    assert_eq!((by_name(true), by_name(false)), (7, 7));
 
     for i in 0..5 {
         let d = draft(AlertKind::NewCountry, "dan", i, &format!("c{i}"), &format!("k{i}"));

@@ -129,6 +129,9 @@ pub enum Fed {
 pub struct SessionQuery {
     /// Canonical or raw user name.
     pub user: Option<String>,
+    /// Match `user` against canonical names only (an index lookup; the raw name is
+    /// not indexed).
+    pub canonical_only: bool,
     pub open_only: bool,
     /// Sessions still open at or after this time (Unix seconds).
     pub since: Option<i64>,

@@ -297,14 +297,33 @@ impl SqliteStore {
 
     /// Opens the database for reading only (CLI queries while the server runs).
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
+        Self::open_existing(data_dir, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    /// Another read-write connection to a database that this process has opened (and
+    /// upgraded) with [`SqliteStore::open_with_mode`] already: the portal's. It leaves the
+    /// files' modes alone, because opening and closing any descriptor of the database
+    /// or its `-wal`/`-shm` files in this process would drop the POSIX locks SQLite
+    /// holds for the other connection, and another process could then reset the
+    /// shared memory under it.
+    pub fn open_another(data_dir: &Path) -> Result<Self, StorageError> {
+        let store = Self::open_existing(data_dir, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        store.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            return Err(StorageError::Corrupt(format!(
+                "database schema version {version}, expected {SCHEMA_VERSION}: open it with open_with_mode first"
+            )));
+        }
+        Ok(store)
+    }
+
+    fn open_existing(data_dir: &Path, flags: rusqlite::OpenFlags) -> Result<Self, StorageError> {
         let path = data_dir.join("portcullis.db");
         if !path.exists() {
             return Err(StorageError::NoDatabase { path: data_dir.display().to_string() });
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = Connection::open_with_flags(&path, flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self { conn, path })
     }
@@ -562,10 +581,14 @@ impl Store for SqliteStore {
 
     fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
         let mut f = Filter::new(format!("SELECT {SESSION_COLUMNS} FROM sessions"));
-        if let Some(u) = &q.user {
-            let canonical = f.bind(portcullis_accounting::canonical_user(u));
-            let raw = f.bind(u.clone());
-            f.sql.push_str(&format!(" AND (user = ?{canonical} OR user_raw = ?{raw})"));
+        match &q.user {
+            Some(u) if q.canonical_only => f.and("user =", portcullis_accounting::canonical_user(u)),
+            Some(u) => {
+                let canonical = f.bind(portcullis_accounting::canonical_user(u));
+                let raw = f.bind(u.clone());
+                f.sql.push_str(&format!(" AND (user = ?{canonical} OR user_raw = ?{raw})"));
+            }
+            None => {}
         }
         if q.open_only {
             f.sql.push_str(" AND open = 1");
@@ -949,12 +972,19 @@ impl Store for SqliteStore {
 
     fn users(&self, q: &UserQuery) -> Result<Vec<UserSummary>, StorageError> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT u, MAX(t), (SELECT COUNT(*) FROM alerts a WHERE a.user = u AND a.status = 'open')
-             FROM (SELECT user AS u, MAX(started_at) * 1000 AS t FROM sessions WHERE user IS NOT NULL GROUP BY user
-                   UNION ALL
-                   SELECT user AS u, MAX(time_ms) AS t FROM auth_events GROUP BY user)
-             WHERE (?1 IS NULL OR instr(lower(u), lower(?1)) > 0) AND (?2 IS NULL OR u > ?2)
-             GROUP BY u ORDER BY u LIMIT ?3",
+            // The names come from a merge of two index scans that stops at the limit;
+            // only the names on the page are looked at further.
+            "SELECT u,
+                 MAX(COALESCE((SELECT MAX(started_at) FROM sessions s WHERE s.user = u) * 1000, 0),
+                     COALESCE((SELECT MAX(time_ms) FROM auth_events e WHERE e.user = u), 0)),
+                 (SELECT COUNT(*) FROM alerts a WHERE a.user = u AND a.status = 'open')
+             FROM (SELECT user AS u FROM sessions WHERE user IS NOT NULL AND (?2 IS NULL OR user > ?2)
+                       AND (?1 IS NULL OR instr(lower(user), lower(?1)) > 0)
+                   UNION
+                   SELECT user FROM auth_events WHERE (?2 IS NULL OR user > ?2)
+                       AND (?1 IS NULL OR instr(lower(user), lower(?1)) > 0)
+                   ORDER BY 1 LIMIT ?3)
+             ORDER BY u",
         )?;
         let limit = i64::try_from(q.limit.unwrap_or(usize::MAX)).unwrap_or(i64::MAX);
         let rows = stmt.query_map(params![q.search, q.after, limit], |r| {

@@ -1,5 +1,6 @@
 // Enhancements only: every page works without this file.
-// Live counts: elements inside [data-live] with data-key are refreshed every 2 s.
+// Live counts: elements inside [data-live] with data-key are refreshed every 2 s from
+// the JSON at the data-live address.
 (function () {
   "use strict";
   var live = document.querySelector("[data-live]");
@@ -15,15 +16,16 @@
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (s) {
         if (!s) { return; }
-        var values = {
-          open_alerts: total(s.open_alerts, null),
-          open_sessions: s.open_sessions,
-          accept: total(s.auth_decisions, "accept"),
-          reject: total(s.auth_decisions, "reject")
-        };
+        // The dashboard's counts (from /api/v1/stats) or a user's (/api/v1/users/NAME).
+        var values = Object.assign({}, s);
+        if (Array.isArray(s.open_alerts)) {
+          values.open_alerts = total(s.open_alerts, null);
+          values.accept = total(s.auth_decisions, "accept");
+          values.reject = total(s.auth_decisions, "reject");
+        }
         live.querySelectorAll("[data-key]").forEach(function (el) {
           var v = values[el.getAttribute("data-key")];
-          if (v !== undefined) { el.textContent = String(v); }
+          if (v !== undefined && v !== null) { el.textContent = String(v); }
         });
       })
       .catch(function () {});

@@ -620,6 +620,7 @@ pub(crate) async fn sessions(
     list(&portal, &caller, spec, move |s: &mut dyn Store, cursor: Option<Cursor>, limit| {
         let q = SessionQuery {
             user: user.clone(),
+            canonical_only: true,
             open_only,
             after: cursor.map(|c| (c.time, c.id)),
             limit: Some(limit),
@@ -715,6 +716,7 @@ pub(crate) async fn profile(portal: &Portal, name: String, observed_days: i64) -
             let facets = s.auth_facets(&user, now - 180 * DAY_MS)?;
             let sessions = s.sessions(&SessionQuery {
                 user: Some(user.clone()),
+                canonical_only: true,
                 limit: Some(RECENT_SESSIONS),
                 ..SessionQuery::default()
             })?;
