@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { chromium } from "playwright-core";
 
 const base = process.env.PORTAL_URL;
@@ -74,9 +74,12 @@ test("an analyst investigates paula and closes an alert", async () => {
     // Live: a rejected login sent by radclient shows in the open dashboard without a reload.
     const rejected = page.locator("[data-key=reject]");
     const before = Number(await rejected.textContent());
-    execFileSync("radclient", ["-r", "2", "-t", "1", radius, "auth", secret], {
+    // radclient exits non-zero for the Access-Reject it expects here.
+    const sent = spawnSync("radclient", ["-r", "2", "-t", "1", radius, "auth", secret], {
       input: 'User-Name = "nobody"\nUser-Password = "x"\nMessage-Authenticator = 0x00\n',
+      encoding: "utf8",
     });
+    assert.match(sent.stdout + sent.stderr, /Access-Reject/);
     await page.waitForFunction(
       (n) => Number(document.querySelector("[data-key=reject]").textContent) > n,
       before,

@@ -530,13 +530,15 @@ fn keyset_pages_cover_every_row_once<S: Store>(s: &mut S) {
     let mut keys = Vec::new();
     let mut after = None;
     loop {
-        let q = SessionQuery { after: after.clone(), limit: Some(2), ..SessionQuery::default() };
+        let q = SessionQuery { paged: true, after: after.clone(), limit: Some(2), ..SessionQuery::default() };
         let page = s.sessions(&q).unwrap();
         let Some(last) = page.last() else { break };
         after = Some((last.started_at, last.session_key.clone()));
         keys.extend(page.into_iter().map(|x| x.session_key));
     }
-    assert_eq!(keys, all(s).into_iter().map(|x| x.session_key).collect::<Vec<_>>());
+    let paged = s.sessions(&SessionQuery { paged: true, ..SessionQuery::default() }).unwrap();
+    assert_eq!(keys, paged.into_iter().map(|x| x.session_key).collect::<Vec<_>>());
+    assert_eq!(keys.len(), 7);
     let by_name = |canonical_only| {
         let q = SessionQuery { user: Some("DAN".into()), canonical_only, ..SessionQuery::default() };
         s.sessions(&q).unwrap().len()

@@ -139,8 +139,11 @@ pub struct SessionQuery {
     pub started_before: Option<i64>,
     /// Sessions started at or after this time (Unix seconds).
     pub started_from: Option<i64>,
-    /// Keyset paging: only sessions after this one in the list order (started_at
-    /// newest first, then session key).
+    /// The order keyset pages use: newest start first, sessions that share a start
+    /// newest stored first (otherwise: by session key).
+    pub paged: bool,
+    /// Keyset paging (implies `paged`): only sessions after this one, given by its start
+    /// time and session key.
     pub after: Option<(i64, String)>,
     pub limit: Option<usize>,
 }

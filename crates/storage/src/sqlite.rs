@@ -604,10 +604,18 @@ impl Store for SqliteStore {
             f.and("started_at >=", from);
         }
         if let Some((time, key)) = &q.after {
+            // A row-value range on the started_at index (which ends in the row id), so a
+            // page costs its own rows however many sessions share a start time.
             let (t, k) = (f.bind(*time), f.bind(key.clone()));
-            f.sql.push_str(&format!(" AND (started_at < ?{t} OR (started_at = ?{t} AND session_key > ?{k}))"));
+            f.sql.push_str(&format!(
+                " AND (started_at, id) < (?{t}, (SELECT id FROM sessions WHERE session_key = ?{k}))"
+            ));
         }
-        f.sql.push_str(" ORDER BY started_at DESC, session_key");
+        if q.paged || q.after.is_some() {
+            f.sql.push_str(" ORDER BY started_at DESC, id DESC");
+        } else {
+            f.sql.push_str(" ORDER BY started_at DESC, session_key");
+        }
         if let Some(limit) = q.limit {
             f.sql.push_str(&format!(" LIMIT {limit}"));
         }

@@ -621,6 +621,7 @@ pub(crate) async fn sessions(
         let q = SessionQuery {
             user: user.clone(),
             canonical_only: true,
+            paged: true,
             open_only,
             after: cursor.map(|c| (c.time, c.id)),
             limit: Some(limit),
