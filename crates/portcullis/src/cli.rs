@@ -215,6 +215,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Portal accounts and API tokens (not RADIUS users).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Manage local accounts (the built-in user store). Formerly `user`.
     #[command(alias = "user")]
     Accounts {
@@ -366,6 +371,61 @@ pub(crate) enum GeoCommand {
     },
     /// The loaded databases: type, build time, size.
     Info {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+/// `portcullis admin ...`: portal accounts in `portal.db`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Add a portal account; the password is read from standard input.
+    Add {
+        name: String,
+        /// viewer (read, export), analyst (+ alert changes) or admin (+ settings, accounts, tokens).
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input (the only way it is taken).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Portal accounts with their roles.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set a portal account's password (from standard input); ends its login sessions.
+    Passwd {
+        name: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Disable a portal account (ends its login sessions); --enable undoes it.
+    Disable {
+        name: String,
+        #[arg(long)]
+        enable: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Delete a portal account.
+    Delete {
+        name: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Make an API bearer token; its value is printed once and only its hash is kept.
+    Token {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// Days until it stops working (default: never).
+        #[arg(long)]
+        expires: Option<u32>,
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -177,7 +177,7 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
                 crate::output::one_of("--kind", k, &kinds)?;
             }
             let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
-            let alerts = store.alerts(&AlertQuery { status, user, kind, limit })?;
+            let alerts = store.alerts(&AlertQuery { status, user, kind, limit, ..AlertQuery::default() })?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
                 Format::Table => {

@@ -6,6 +6,7 @@
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod admin;
 mod bench;
 mod cert;
 mod cli;
@@ -168,6 +169,9 @@ fn run(cli: Cli) -> Result<()> {
             }
             for warning in config.warnings() {
                 tracing::warn!("{warning}");
+            }
+            if demo {
+                demo_portal_account(&config)?;
             }
             serve(&config, path.as_deref())
         }
@@ -342,6 +346,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Clients { command } => clients::run(command, load),
+        Command::Admin { command } => admin::run(command, load),
         Command::Accounts { command } => users::run_user(command, load),
         Command::AuthLog { config, user, result, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
@@ -353,6 +358,20 @@ fn run(cli: Cli) -> Result<()> {
             users::run_policy(command, &config)
         }
     }
+}
+
+/// The demo serves the portal; at first start it makes the `admin` account and prints
+/// its password, once.
+fn demo_portal_account(config: &Config) -> Result<()> {
+    let db = portcullis_storage::PortalDb::open(&config.storage.data_dir)?;
+    if let Some(password) = portcullis_web::demo_password_notice(&db)? {
+        let url = config.http.base_url().unwrap_or_default();
+        eprintln!(
+            "portal: {url}/ -- sign in as \"admin\" with the password {password} (shown this once; change it with \
+             `portcullis admin passwd admin --password-stdin`)"
+        );
+    }
+    Ok(())
 }
 
 /// The demo serves PEAP with a demo certificate, made on first start.

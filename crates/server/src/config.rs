@@ -40,6 +40,9 @@ pub struct Config {
     pub mfa: Option<MfaConfig>,
     #[serde(default)]
     pub http: HttpConfig,
+    /// The web portal and REST API on the `[http]` listener.
+    #[serde(default)]
+    pub portal: PortalConfig,
     /// Offline IP geolocation.
     #[serde(default)]
     pub geo: crate::detection::GeoConfig,
@@ -198,6 +201,34 @@ fn default_max_unapproved() -> u32 {
 }
 fn default_fatigue_window() -> u64 {
     600
+}
+
+/// `[portal]`: the web portal and `/api/v1`, served on the `[http]` listen addresses.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    pub enabled: bool,
+}
+
+impl PortalConfig {
+    /// The portal is served over plain HTTP, which is only allowed on loopback: a
+    /// password or session cookie must not cross a network in clear.
+    pub fn check(&self, http: &HttpConfig) -> Result<(), String> {
+        if !self.enabled {
+            return Ok(());
+        }
+        if http.listen.is_empty() {
+            return Err("portal.enabled needs [http] listen addresses to serve it on".into());
+        }
+        if let Some(a) = http.listen.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "portal.enabled with [http] listen address {a}: the portal is served over plain HTTP, which is \
+                 allowed on loopback addresses only (put a TLS reverse proxy on this host in front of a loopback \
+                 address)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[http]`: the HTTP listener (push approval pages, health).
@@ -732,7 +763,7 @@ impl Config {
 
     /// The demo configuration used when `serve` runs without a file.
     pub fn demo() -> Self {
-        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n";
+        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n\n[http]\nlisten = [\"127.0.0.1:8080\"]\n\n[portal]\nenabled = true\n";
         let mut config = Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid");
         // Where scripts/fetch-geoip.sh puts DB-IP City Lite.
         let geo = Path::new(DEMO_GEOIP);
@@ -748,6 +779,10 @@ impl Config {
             line: Some(line_of(text, span.start)),
             message,
         };
+        if let Err(message) = self.portal.check(&self.http) {
+            let line = text.find("[portal]").map(|i| line_of(text, i));
+            return Err(ConfigError { file: file.into(), line, message });
+        }
         if let Err(e) = self.auth.zone() {
             let line = text.find("time_zone").map(|i| line_of(text, i));
             return Err(ConfigError { file: file.into(), line, message: format!("auth.time_zone: {e}") });

@@ -261,7 +261,8 @@ async fn connection(
                 }
                 // A body without a declared length is cut off at the limit; the
                 // handler that reads it answers 413.
-                let request = request.map(|body| http_body_util::Limited::new(body, max_body as usize));
+                let mut request = request.map(|body| http_body_util::Limited::new(body, max_body as usize));
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 match tokio::time::timeout(request_timeout, hyper::service::Service::call(&app, request)).await {
                     Ok(Ok(response)) => Ok(response),
                     Ok(Err(never)) => match never {},

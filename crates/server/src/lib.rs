@@ -80,6 +80,33 @@ pub struct DataDirLock {
 
 /// Takes the data directory's lock (`portcullis.lock`) without waiting; `purpose`
 /// says in the error what refused to run.
+/// The portal, with a store connection of its own (so its reads never wait on the
+/// applier's connection) and the portal database.
+fn portal(config: &Config) -> Result<portcullis_web::Portal, StartError> {
+    // The applier's connection opened and upgraded the database already.
+    let store = SqliteStore::open_another(&config.storage.data_dir).map_err(StartError::Storage)?;
+    let accounts = portcullis_storage::PortalDb::open(&config.storage.data_dir).map_err(StartError::Storage)?;
+    if accounts.accounts().map_err(StartError::Storage)?.is_empty() {
+        tracing::warn!(
+            "the portal has no account yet: add one with `portcullis admin add NAME --role admin --password-stdin`"
+        );
+    }
+    let view = ConfiguredClients(config.client_list().map(|c| (c.name.clone(), c.address.to_string())).collect());
+    Ok(portcullis_web::Portal::new(Box::new(store), accounts, Arc::new(view), portcullis_web::Options { tls: false }))
+}
+
+/// The RADIUS clients of the configuration, for the portal's status page.
+struct ConfiguredClients(Vec<(String, String)>);
+
+impl portcullis_web::ServerView for ConfiguredClients {
+    fn clients(&self) -> Vec<(String, String)> {
+        self.0.clone()
+    }
+    fn journal_backlog_bytes(&self) -> Option<u64> {
+        None
+    }
+}
+
 pub fn lock_data_dir(dir: &std::path::Path, purpose: &str) -> Result<DataDirLock, StorageError> {
     let path = dir.join("portcullis.lock");
     let io = |source| StorageError::DataDir { path: path.display().to_string(), source };
@@ -396,13 +423,17 @@ impl Server {
                     .map_err(StartError::Config)?;
             }
             let connections = http::Connections::new(limits);
+            let portal = if config.portal.enabled { Some(portal(config)?) } else { None };
             for &addr in &config.http.listen {
                 let listener = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .and_then(tokio::net::TcpListener::from_std)
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-                let app = auth::push::router(Arc::clone(&auth_shared));
+                let mut app = auth::push::router(Arc::clone(&auth_shared));
+                if let Some(portal) = &portal {
+                    app = app.merge(portal.clone().router());
+                }
                 tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections))));
                 tracing::info!(%local, "HTTP listener ready");
             }

@@ -7,7 +7,7 @@ use portcullis_detect::{AlertDraft, AlertKind};
 
 use crate::{
     AlertChange, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Fed, Position, Pruned, SessionQuery,
-    Store,
+    Store, UserQuery,
 };
 use crate::{Change, ClientAdmin, ClientListing, ClientSecret, ClientSettings, ClientStore, RuntimeClients};
 
@@ -16,7 +16,7 @@ type ClientCheck<S> = (&'static str, fn(S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 20] = [
+    let checks: [Check<S>; 24] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -37,6 +37,10 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("history_follows_apply_order", history_follows_apply_order),
         ("replayed_records_survive_reset", replayed_records_survive_reset),
         ("retention_prunes_old_events_and_closed_sessions", retention_prunes_old_events_and_closed_sessions),
+        ("keyset_pages_cover_every_row_once", keyset_pages_cover_every_row_once),
+        ("auth_filters_and_facets", auth_filters_and_facets),
+        ("users_and_locations", users_and_locations),
+        ("summary_counts", summary_counts),
     ];
     for (name, check) in checks {
         let mut store = fresh();
@@ -685,4 +689,106 @@ fn listings_never_carry_the_secret<S: ClientStore>(s: S) {
     assert!(!printed.contains(SECRET), "{printed}");
     assert!(printed.contains("\"managed_by\":\"stored\"") && printed.contains("\"managed_by\":\"file\""), "{printed}");
     assert!(printed.contains("\"address\":\"198.51.100.0/24\""), "{printed}");
+}
+
+/// Events that share a time are neither skipped nor repeated across pages.
+fn keyset_pages_cover_every_row_once<S: Store>(s: &mut S) {
+    let events: Vec<AuthEvent> = (0..25).map(|i| auth_event(i / 4, "dan", "accept")).collect();
+    s.record_auth_events(&events).unwrap();
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let q = AuthQuery { user: Some("dan".into()), before, limit: Some(3), ..AuthQuery::default() };
+        let page = s.auth_page(&q).unwrap();
+        let Some((id, last)) = page.last() else { break };
+        before = Some((last.time_ms, *id));
+        seen.extend(page.iter().map(|(id, _)| *id));
+    }
+    let mut unique = seen.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!((seen.len(), unique.len()), (25, 25));
+
+    commit(s, (0..7).map(|i| record(1, "dan", "nas", &i.to_string(), 100 + i / 3)).collect());
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let q = SessionQuery { paged: true, after: after.clone(), limit: Some(2), ..SessionQuery::default() };
+        let page = s.sessions(&q).unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.started_at, last.session_key.clone()));
+        keys.extend(page.into_iter().map(|x| x.session_key));
+    }
+    let paged = s.sessions(&SessionQuery { paged: true, ..SessionQuery::default() }).unwrap();
+    assert_eq!(keys, paged.into_iter().map(|x| x.session_key).collect::<Vec<_>>());
+    assert_eq!(keys.len(), 7);
+    let by_name = |canonical_only| {
+        let q = SessionQuery { user: Some("DAN".into()), canonical_only, ..SessionQuery::default() };
+        s.sessions(&q).unwrap().len()
+    };
+    assert_eq!((by_name(true), by_name(false)), (7, 7));
+
+    for i in 0..5 {
+        let d = draft(AlertKind::NewCountry, "dan", i, &format!("c{i}"), &format!("k{i}"));
+        s.record_alerts(&[d], 1_000).unwrap();
+    }
+    let first = s.alerts(&AlertQuery { limit: Some(3), ..AlertQuery::default() }).unwrap();
+    let rest = s.alerts(&AlertQuery { before_id: first.last().map(|a| a.id), ..AlertQuery::default() }).unwrap();
+    assert_eq!((first.len(), rest.len()), (3, 2));
+    assert_eq!(s.alert(first[0].id).unwrap().map(|a| a.id), Some(first[0].id));
+    assert_eq!(s.alert(-1).unwrap(), None);
+}
+
+fn auth_filters_and_facets<S: Store>(s: &mut S) {
+    let mut radius = auth_event(5, "erin", "reject");
+    radius.nas = "vpn2".into();
+    radius.method = "mschapv2".into();
+    s.record_auth_events(&[auth_event(1, "erin", "accept"), radius, auth_event(9, "alice", "accept")]).unwrap();
+    let only = |q: AuthQuery| s.auth_page(&q).unwrap().into_iter().map(|(_, e)| e.time_ms).collect::<Vec<_>>();
+    let erin = || AuthQuery { user: Some("erin".into()), ..AuthQuery::default() };
+    assert_eq!(only(AuthQuery { nas: Some("vpn2".into()), ..erin() }), vec![5]);
+    assert_eq!(only(AuthQuery { method: Some("pap".into()), ..erin() }), vec![1]);
+    assert_eq!(only(AuthQuery { decision: Some("accept".into()), ..erin() }), vec![1]);
+    assert_eq!(only(AuthQuery { country: Some("DE".into()), ..AuthQuery::default() }), vec![9]);
+    let facets = s.auth_facets("ERIN", 0).unwrap();
+    assert_eq!(facets.decisions, vec!["accept", "reject"]);
+    assert_eq!(facets.nas, vec!["nas", "vpn2"]);
+    assert_eq!(facets.methods, vec!["mschapv2", "pap"]);
+    assert!(facets.countries.is_empty());
+    assert_eq!(s.auth_facets("erin", 6).unwrap().decisions, Vec::<String>::new());
+}
+
+fn users_and_locations<S: Store>(s: &mut S) {
+    let moscow = portcullis_geo::Location {
+        country: Some("RU".into()),
+        city: Some("Moscow".into()),
+        asn: Some(64501),
+        ..Default::default()
+    };
+    let mut start = record(1, "alice", "nas", "1", 100);
+    start.location = Some(moscow);
+    commit(s, vec![start, record(1, "bob", "nas", "2", 50)]);
+    s.record_auth_events(&[auth_event(120_000, "alice", "accept"), auth_event(130_000, "alice", "accept")]).unwrap();
+    let names = |q: UserQuery| s.users(&q).unwrap().into_iter().map(|u| u.name).collect::<Vec<_>>();
+    assert_eq!(names(UserQuery::default()), vec!["alice", "bob"]);
+    assert_eq!(names(UserQuery { search: Some("LIC".into()), ..UserQuery::default() }), vec!["alice"]);
+    assert_eq!(names(UserQuery { after: Some("alice".into()), ..UserQuery::default() }), vec!["bob"]);
+    assert_eq!(names(UserQuery { limit: Some(1), ..UserQuery::default() }), vec!["alice"]);
+    assert_eq!(s.users(&UserQuery::default()).unwrap()[0].last_seen_ms, 130_000);
+    let places = s.user_locations("alice", 0).unwrap();
+    let summary: Vec<_> = places.iter().map(|p| (p.country.as_deref(), p.city.as_deref(), p.count)).collect();
+    assert_eq!(summary, vec![(Some("DE"), None, 2), (Some("RU"), Some("Moscow"), 1)]);
+    assert_eq!((places[1].first_ms, places[1].asn), (100_000, Some(64501)));
+    assert_eq!(s.user_locations("alice", 125_000).unwrap().len(), 1);
+}
+
+fn summary_counts<S: Store>(s: &mut S) {
+    commit(s, vec![record(1, "a", "nas", "1", 100), record(1, "b", "nas", "2", 100), record(2, "b", "nas", "2", 200)]);
+    s.record_auth_events(&[auth_event(1, "a", "accept"), auth_event(5, "a", "reject"), auth_event(6, "a", "accept")])
+        .unwrap();
+    s.record_alerts(&[draft(AlertKind::NewCountry, "a", 1, "c", "k")], 1).unwrap();
+    let summary = s.summary(5).unwrap();
+    assert_eq!(summary.open_sessions, 1);
+    assert_eq!(summary.auth_decisions, vec![("accept".to_string(), 1), ("reject".to_string(), 1)]);
+    assert_eq!(summary.open_alerts, vec![("medium".to_string(), 1)]);
 }

@@ -16,6 +16,7 @@ pub mod conformance;
 mod files;
 mod journal;
 mod mfa;
+mod portal;
 mod sqlite;
 mod users;
 
@@ -32,6 +33,7 @@ pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
 pub use mfa::{Challenge, SqliteMfa, TotpFactor};
+pub use portal::{Account, AuditEntry, LoginSession, PortalDb, Role, Token};
 pub use portcullis_detect::AlertDraft;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};
@@ -135,6 +137,9 @@ pub enum Fed {
 pub struct SessionQuery {
     /// Canonical or raw user name.
     pub user: Option<String>,
+    /// Match `user` against canonical names only (an index lookup; the raw name is
+    /// not indexed).
+    pub canonical_only: bool,
     pub open_only: bool,
     /// Sessions still open at or after this time (Unix seconds).
     pub since: Option<i64>,
@@ -142,6 +147,12 @@ pub struct SessionQuery {
     pub started_before: Option<i64>,
     /// Sessions started at or after this time (Unix seconds).
     pub started_from: Option<i64>,
+    /// The order keyset pages use: newest start first, sessions that share a start
+    /// newest stored first (otherwise: by session key).
+    pub paged: bool,
+    /// Keyset paging (implies `paged`): only sessions after this one, given by its start
+    /// time and session key.
+    pub after: Option<(i64, String)>,
     pub limit: Option<usize>,
 }
 
@@ -222,6 +233,9 @@ pub struct AlertQuery {
     pub status: Option<String>,
     pub user: Option<String>,
     pub kind: Option<String>,
+    pub severity: Option<String>,
+    /// Keyset paging: only alerts with a smaller id (the list is newest first).
+    pub before_id: Option<i64>,
     pub limit: Option<usize>,
 }
 
@@ -258,7 +272,66 @@ pub struct AuthQuery {
     pub since_ms: Option<i64>,
     /// Events before this time (Unix milliseconds).
     pub until_ms: Option<i64>,
+    pub nas: Option<String>,
+    pub method: Option<String>,
+    /// ISO 3166-1 alpha-2 code of the calling station's location.
+    pub country: Option<String>,
+    /// Keyset paging: only events after this `(time_ms, id)` in the list order (newest
+    /// first); ids come from [`Store::auth_page`].
+    pub before: Option<(i64, i64)>,
     pub limit: Option<usize>,
+}
+
+/// The values present in one user's authentication events, for filters that offer
+/// only what exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AuthFacets {
+    pub decisions: Vec<String>,
+    pub countries: Vec<String>,
+    pub nas: Vec<String>,
+    pub methods: Vec<String>,
+}
+
+/// One distinct place a user connected from (VPN session starts and authentication
+/// events together). Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ObservedLocation {
+    pub country: Option<String>,
+    pub city: Option<String>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub count: u64,
+}
+
+/// Which users to list (every name seen in sessions or authentication events).
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Case-insensitive substring of the name.
+    pub search: Option<String>,
+    /// Keyset paging: names sorting after this one.
+    pub after: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A user as the lists show one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UserSummary {
+    pub name: String,
+    /// Latest session start or authentication, Unix milliseconds.
+    pub last_seen_ms: i64,
+    pub open_alerts: u64,
+}
+
+/// Counts for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub open_sessions: u64,
+    /// Open alerts per severity.
+    pub open_alerts: Vec<(String, u64)>,
+    /// Authentication decisions since the given time, per decision.
+    pub auth_decisions: Vec<(String, u64)>,
 }
 
 /// What every storage backend provides for derived data.
@@ -322,6 +395,19 @@ pub trait Store: Send {
     /// are never deleted. Small limits keep each call short, so callers can interleave
     /// it with other work until it returns fewer than `limit` of each.
     fn prune(&mut self, cutoff: &Cutoff, limit: usize) -> Result<Pruned, StorageError>;
+    /// One alert with its comments.
+    fn alert(&self, id: i64) -> Result<Option<Alert>, StorageError>;
+    /// Authentication events like [`Store::auth_events`], each with its unique id for
+    /// keyset paging.
+    fn auth_page(&self, query: &AuthQuery) -> Result<Vec<(i64, AuthEvent)>, StorageError>;
+    /// The decisions, countries, NAS and methods present in a user's events since then.
+    fn auth_facets(&self, user: &str, since_ms: i64) -> Result<AuthFacets, StorageError>;
+    /// The distinct places a user connected from since then, most recent first.
+    fn user_locations(&self, user: &str, since_ms: i64) -> Result<Vec<ObservedLocation>, StorageError>;
+    /// Users by name.
+    fn users(&self, query: &UserQuery) -> Result<Vec<UserSummary>, StorageError>;
+    /// Open sessions, open alerts by severity, authentication decisions since then.
+    fn summary(&self, since_ms: i64) -> Result<Summary, StorageError>;
 }
 
 /// What retention deletes: stored data older than these times.

@@ -7,8 +7,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::files::FileMode;
 use crate::{
-    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthQuery, Counter, Cutoff, Fed, Position,
-    Pruned, Session, SessionQuery, StorageError, Store,
+    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthFacets, AuthQuery, Counter, Cutoff, Fed,
+    ObservedLocation, Position, Pruned, Session, SessionQuery, StorageError, Store, Summary, UserQuery, UserSummary,
 };
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
@@ -305,14 +305,33 @@ impl SqliteStore {
 
     /// Opens the database for reading only (CLI queries while the server runs).
     pub fn open_read_only(data_dir: &Path) -> Result<Self, StorageError> {
+        Self::open_existing(data_dir, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    }
+
+    /// Another read-write connection to a database that this process has opened (and
+    /// upgraded) with [`SqliteStore::open_with_mode`] already: the portal's. It leaves the
+    /// files' modes alone, because opening and closing any descriptor of the database
+    /// or its `-wal`/`-shm` files in this process would drop the POSIX locks SQLite
+    /// holds for the other connection, and another process could then reset the
+    /// shared memory under it.
+    pub fn open_another(data_dir: &Path) -> Result<Self, StorageError> {
+        let store = Self::open_existing(data_dir, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        store.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = store.conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            return Err(StorageError::Corrupt(format!(
+                "database schema version {version}, expected {SCHEMA_VERSION}: open it with open_with_mode first"
+            )));
+        }
+        Ok(store)
+    }
+
+    fn open_existing(data_dir: &Path, flags: rusqlite::OpenFlags) -> Result<Self, StorageError> {
         let path = data_dir.join("portcullis.db");
         if !path.exists() {
             return Err(StorageError::NoDatabase { path: data_dir.display().to_string() });
         }
-        let conn = Connection::open_with_flags(
-            &path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn = Connection::open_with_flags(&path, flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(Self { conn, path })
     }
@@ -604,10 +623,14 @@ impl Store for SqliteStore {
 
     fn sessions(&self, q: &SessionQuery) -> Result<Vec<Session>, StorageError> {
         let mut f = Filter::new(format!("SELECT {SESSION_COLUMNS} FROM sessions"));
-        if let Some(u) = &q.user {
-            let canonical = f.bind(portcullis_accounting::canonical_user(u));
-            let raw = f.bind(u.clone());
-            f.sql.push_str(&format!(" AND (user = ?{canonical} OR user_raw = ?{raw})"));
+        match &q.user {
+            Some(u) if q.canonical_only => f.and("user =", portcullis_accounting::canonical_user(u)),
+            Some(u) => {
+                let canonical = f.bind(portcullis_accounting::canonical_user(u));
+                let raw = f.bind(u.clone());
+                f.sql.push_str(&format!(" AND (user = ?{canonical} OR user_raw = ?{raw})"));
+            }
+            None => {}
         }
         if q.open_only {
             f.sql.push_str(" AND open = 1");
@@ -622,7 +645,19 @@ impl Store for SqliteStore {
         if let Some(from) = q.started_from {
             f.and("started_at >=", from);
         }
-        f.sql.push_str(" ORDER BY started_at DESC, session_key");
+        if let Some((time, key)) = &q.after {
+            // A row-value range on the started_at index (which ends in the row id), so a
+            // page costs its own rows however many sessions share a start time.
+            let (t, k) = (f.bind(*time), f.bind(key.clone()));
+            f.sql.push_str(&format!(
+                " AND (started_at, id) < (?{t}, (SELECT id FROM sessions WHERE session_key = ?{k}))"
+            ));
+        }
+        if q.paged || q.after.is_some() {
+            f.sql.push_str(" ORDER BY started_at DESC, id DESC");
+        } else {
+            f.sql.push_str(" ORDER BY started_at DESC, session_key");
+        }
         if let Some(limit) = q.limit {
             f.sql.push_str(&format!(" LIMIT {limit}"));
         }
@@ -759,31 +794,7 @@ impl Store for SqliteStore {
     }
 
     fn auth_events(&self, q: &AuthQuery) -> Result<Vec<AuthEvent>, StorageError> {
-        let mut f = Filter::new("SELECT event FROM auth_events".into());
-        if let Some(u) = &q.user {
-            f.and("user =", u.to_lowercase());
-        }
-        if let Some(since) = q.since_ms {
-            f.and("time_ms >=", since);
-        }
-        if let Some(until) = q.until_ms {
-            f.and("time_ms <", until);
-        }
-        f.sql.push_str(" ORDER BY time_ms DESC, id DESC");
-        let mut stmt = self.conn.prepare(&f.sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(f.args), |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let e: AuthEvent = serde_json::from_str(&row?).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            if q.decision.as_ref().is_some_and(|d| *d != e.decision) {
-                continue;
-            }
-            out.push(e);
-            if q.limit.is_some_and(|l| out.len() >= l) {
-                break;
-            }
-        }
-        Ok(out)
+        Ok(self.auth_page(q)?.into_iter().map(|(_, e)| e).collect())
     }
 
     fn session(&self, key: &str) -> Result<Option<Session>, StorageError> {
@@ -888,10 +899,15 @@ impl Store for SqliteStore {
 
     fn alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StorageError> {
         let mut f = Filter::new(format!("SELECT {ALERT_COLUMNS} FROM alerts"));
-        for (column_op, value) in [("status =", &q.status), ("user =", &q.user), ("kind =", &q.kind)] {
+        for (column_op, value) in
+            [("status =", &q.status), ("user =", &q.user), ("kind =", &q.kind), ("severity =", &q.severity)]
+        {
             if let Some(v) = value {
                 f.and(column_op, v.clone());
             }
+        }
+        if let Some(id) = q.before_id {
+            f.and("id <", id);
         }
         f.sql.push_str(" ORDER BY id DESC");
         if let Some(limit) = q.limit {
@@ -936,10 +952,151 @@ impl Store for SqliteStore {
             tx.execute("UPDATE alerts SET updated_ms = ?2 WHERE id = ?1", params![id, now_ms])?;
         }
         tx.commit()?;
-        let mut alert =
-            self.conn.query_row(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"), [id], row_to_alert)?;
+        self.alert(id)
+    }
+
+    fn alert(&self, id: i64) -> Result<Option<Alert>, StorageError> {
+        let sql = format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1");
+        let Some(mut alert) = self.conn.prepare_cached(&sql)?.query_row([id], row_to_alert).optional()? else {
+            return Ok(None);
+        };
         self.alert_comments(&mut alert)?;
         Ok(Some(alert))
+    }
+
+    fn auth_page(&self, q: &AuthQuery) -> Result<Vec<(i64, AuthEvent)>, StorageError> {
+        let mut f = Filter::new("SELECT id, event FROM auth_events".into());
+        if let Some(u) = &q.user {
+            f.and("user =", u.to_lowercase());
+        }
+        if let Some(since) = q.since_ms {
+            f.and("time_ms >=", since);
+        }
+        if let Some(until) = q.until_ms {
+            f.and("time_ms <", until);
+        }
+        for (path, value) in [
+            ("'$.decision'", &q.decision),
+            ("'$.nas'", &q.nas),
+            ("'$.method'", &q.method),
+            ("'$.location.country'", &q.country),
+        ] {
+            if let Some(v) = value {
+                f.and(&format!("json_extract(event, {path}) ="), v.clone());
+            }
+        }
+        if let Some((time, id)) = q.before {
+            let (t, i) = (f.bind(time), f.bind(id));
+            f.sql.push_str(&format!(" AND (time_ms < ?{t} OR (time_ms = ?{t} AND id < ?{i}))"));
+        }
+        f.sql.push_str(" ORDER BY time_ms DESC, id DESC");
+        if let Some(limit) = q.limit {
+            f.sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let mut stmt = self.conn.prepare(&f.sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(f.args), |r| Ok((r.get(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row?;
+            let e: AuthEvent = serde_json::from_str(&json).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            out.push((id, e));
+        }
+        Ok(out)
+    }
+
+    fn auth_facets(&self, user: &str, since_ms: i64) -> Result<AuthFacets, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT json_extract(event, '$.decision'), json_extract(event, '$.location.country'),
+                 json_extract(event, '$.nas'), json_extract(event, '$.method')
+             FROM auth_events WHERE user = ?1 AND time_ms >= ?2",
+        )?;
+        let mut sets: [std::collections::BTreeSet<String>; 4] = Default::default();
+        let mut rows = stmt.query(params![user.to_lowercase(), since_ms])?;
+        while let Some(row) = rows.next()? {
+            for (i, set) in sets.iter_mut().enumerate() {
+                if let Some(v) = row.get::<_, Option<String>>(i)? {
+                    set.insert(v);
+                }
+            }
+        }
+        let [decisions, countries, nas, methods] = sets.map(|s| s.into_iter().collect());
+        Ok(AuthFacets { decisions, countries, nas, methods })
+    }
+
+    fn user_locations(&self, user: &str, since_ms: i64) -> Result<Vec<ObservedLocation>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT json_extract(loc, '$.country') AS c, json_extract(loc, '$.city') AS ci,
+                 json_extract(loc, '$.asn') AS a, MAX(json_extract(loc, '$.as_org')), MIN(t), MAX(t), COUNT(*)
+             FROM (SELECT location AS loc, started_at * 1000 AS t FROM sessions
+                     WHERE user = ?1 AND started_at >= ?2 / 1000 AND location IS NOT NULL
+                   UNION ALL
+                   SELECT json_extract(event, '$.location') AS loc, time_ms AS t FROM auth_events
+                     WHERE user = ?1 AND time_ms >= ?2 AND json_extract(event, '$.location') IS NOT NULL)
+             WHERE json_extract(loc, '$.internal') IS NOT 1
+             GROUP BY c, ci, a ORDER BY MAX(t) DESC LIMIT 10000",
+        )?;
+        let user = portcullis_accounting::canonical_user(user);
+        let rows = stmt.query_map(params![user, since_ms], |r| {
+            let count: i64 = r.get(6)?;
+            Ok(ObservedLocation {
+                country: r.get(0)?,
+                city: r.get(1)?,
+                asn: r.get::<_, Option<i64>>(2)?.and_then(|a| u32::try_from(a).ok()),
+                as_org: r.get(3)?,
+                first_ms: r.get(4)?,
+                last_ms: r.get(5)?,
+                count: u64::try_from(count).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn users(&self, q: &UserQuery) -> Result<Vec<UserSummary>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            // The names come from a merge of two index scans that stops at the limit;
+            // only the names on the page are looked at further.
+            "SELECT u,
+                 MAX(COALESCE((SELECT MAX(started_at) FROM sessions s WHERE s.user = u) * 1000, 0),
+                     COALESCE((SELECT MAX(time_ms) FROM auth_events e WHERE e.user = u), 0)),
+                 (SELECT COUNT(*) FROM alerts a WHERE a.user = u AND a.status = 'open')
+             FROM (SELECT user AS u FROM sessions WHERE user IS NOT NULL AND (?2 IS NULL OR user > ?2)
+                       AND (?1 IS NULL OR instr(lower(user), lower(?1)) > 0)
+                   UNION
+                   SELECT user FROM auth_events WHERE (?2 IS NULL OR user > ?2)
+                       AND (?1 IS NULL OR instr(lower(user), lower(?1)) > 0)
+                   ORDER BY 1 LIMIT ?3)
+             ORDER BY u",
+        )?;
+        let limit = i64::try_from(q.limit.unwrap_or(usize::MAX)).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![q.search, q.after, limit], |r| {
+            let open: i64 = r.get(2)?;
+            Ok(UserSummary { name: r.get(0)?, last_seen_ms: r.get(1)?, open_alerts: u64::try_from(open).unwrap_or(0) })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn summary(&self, since_ms: i64) -> Result<Summary, StorageError> {
+        let count = |n: i64| u64::try_from(n).unwrap_or(0);
+        let open_sessions: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM sessions WHERE open = 1", [], |r| r.get(0))?;
+        let grouped = |sql: &str, arg: Option<i64>| -> Result<Vec<(String, u64)>, StorageError> {
+            let mut stmt = self.conn.prepare_cached(sql)?;
+            let rows = stmt.query_map(params![arg], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok(Summary {
+            open_sessions: count(open_sessions),
+            open_alerts: grouped(
+                "SELECT severity, COUNT(*) FROM alerts WHERE status = 'open' AND ?1 IS NULL GROUP BY severity \
+                 ORDER BY severity",
+                None,
+            )?,
+            auth_decisions: grouped(
+                "SELECT json_extract(event, '$.decision') AS d, COUNT(*) FROM auth_events WHERE time_ms >= ?1 \
+                 AND d IS NOT NULL GROUP BY d ORDER BY d",
+                Some(since_ms),
+            )?,
+        })
     }
 
     fn counters(&self) -> Result<Vec<Counter>, StorageError> {

@@ -47,6 +47,19 @@ fn read_only_open_of_missing_database_says_so() {
     assert!(e.to_string().contains("has the server run"), "{e}");
 }
 
+#[test]
+fn another_connection_shares_the_database_and_needs_it_upgraded() {
+    let d = tempfile::tempdir().unwrap();
+    assert!(SqliteStore::open_another(d.path()).is_err(), "no database yet");
+    let mut first = SqliteStore::open(d.path(), SyncMode::Normal).unwrap();
+    let mut second = SqliteStore::open_another(d.path()).unwrap();
+    first.apply(&[record(1, "alice", "nas", "1", 5)], Position { segment: 1, offset: 9 }).unwrap();
+    assert_eq!(second.sessions(&SessionQuery::default()).unwrap().len(), 1);
+    second.apply(&[record(1, "bob", "nas", "2", 6)], Position { segment: 1, offset: 10 }).unwrap();
+    drop(second);
+    assert_eq!(first.sessions(&SessionQuery::default()).unwrap().len(), 2);
+}
+
 fn raw(n: i64) -> RawPacket {
     RawPacket {
         received_ms: n,

@@ -1,0 +1,375 @@
+//! The portal and `/api/v1` on the real binary, driven by curl, with history replayed
+//! from JSON lines and hostile user names sent by radclient: the role × route matrix,
+//! cross-site state changes refused, hostile names inert in HTML, JSON and CSV, an
+//! uncapped export, and the sign-in rate limit.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{SECRET, Server, free_port, radclient, require};
+
+const HOSTILE_SCRIPT: &str = "<script>alert(1)</script>";
+const TIMELINE_ROWS: usize = 20_000;
+const PASSWORD: &str = "portal-password-1";
+
+struct Reply {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+/// One request with curl; `args` are extra curl arguments (headers, cookies, body).
+fn curl(base: &str, method: &str, path: &str, args: &[&str]) -> Reply {
+    require("curl");
+    let dir = tempfile::tempdir().unwrap();
+    let (body, headers) = (dir.path().join("body"), dir.path().join("headers"));
+    let out = Command::new("curl")
+        .args(["-s", "-X", method, "-o"])
+        .arg(&body)
+        .arg("-D")
+        .arg(&headers)
+        .args(["-w", "%{http_code}", "--max-time", "60"])
+        .args(args)
+        .arg(format!("{base}{path}"))
+        .output()
+        .unwrap();
+    Reply {
+        status: String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(&headers).unwrap_or_default().to_lowercase(),
+        body: std::fs::read_to_string(&body).unwrap_or_default(),
+    }
+}
+
+fn sign_in(base: &str, jar: &Path, name: &str, password: &str) -> u16 {
+    let jar = jar.to_str().unwrap();
+    let form = format!("name={name}&password={password}");
+    curl(base, "POST", "/login", &["-c", jar, "-b", jar, "--data", &form]).status
+}
+
+/// 20,000 authentication events of paula over 170 days (the newest 20 from Moscow, the
+/// rest from Berlin), and a burst of failures of victim that raises an alert.
+fn history(dir: &Path) -> std::path::PathBuf {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let span = 170 * 86_400_000i64;
+    let mut text = String::new();
+    for i in 0..TIMELINE_ROWS {
+        let t = now - span + (span / TIMELINE_ROWS as i64) * i as i64;
+        let far = i >= TIMELINE_ROWS - 20;
+        let (country, city, asn) = if far { ("RU", "Moscow", 8359) } else { ("DE", "Berlin", 3320) };
+        let nas = if i % 2 == 0 { "vpn-east" } else { "vpn-west" };
+        let e = serde_json::json!({
+            "time_ms": t, "user": "paula", "user_raw": "paula", "nas": nas, "client": "local",
+            "calling_station_id": format!("198.51.100.{}", i % 200), "method": "pap", "decision": "accept",
+            "reason_code": 0, "event_id": 6272, "policy": "vpn", "message": "",
+            "location": {"country": country, "city": city, "asn": asn}
+        });
+        text.push_str(&format!("{e}\n"));
+    }
+    for i in 0..12 {
+        let e = serde_json::json!({
+            "time_ms": now - 60_000 + i * 1000, "user": "victim", "user_raw": "victim", "nas": "vpn-east",
+            "client": "local", "calling_station_id": "203.0.113.9", "method": "pap", "decision": "reject",
+            "reason_code": 16, "event_id": 6273, "policy": null, "message": "bad password"
+        });
+        text.push_str(&format!("{e}\n"));
+    }
+    let path = dir.join("history.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Portal {
+    server: Server,
+    base: String,
+    tokens: Vec<(&'static str, String)>,
+    jars: tempfile::TempDir,
+}
+
+impl Portal {
+    fn jar(&self, role: &str) -> String {
+        self.jars.path().join(role).to_str().unwrap().to_string()
+    }
+}
+
+fn cli_ok(s: &Server, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new(common::bin())
+        .args(args)
+        .arg("--config")
+        .arg(&s.config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn start() -> Portal {
+    let http = free_port();
+    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let mut server = Server::start(&extra);
+    server.stop();
+    let file = history(server.dir.path());
+    cli_ok(&server, &["replay", file.to_str().unwrap()], None);
+    let mut tokens = Vec::new();
+    for role in ["viewer", "analyst", "admin"] {
+        cli_ok(&server, &["admin", "add", role, "--role", role, "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+        tokens.push((role, cli_ok(&server, &["admin", "token", &format!("{role}-token"), "--role", role], None)));
+    }
+    let listed = cli_ok(&server, &["admin", "list"], None);
+    assert!(listed.contains("analyst") && listed.contains("viewer"), "{listed}");
+    server.spawn();
+    let base = format!("http://127.0.0.1:{http}");
+    // Hostile names from the wire: an Access-Request and an accounting Start.
+    let (_, out) = radclient(
+        server.auth_addr(),
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{HOSTILE_SCRIPT}\"\nUser-Password = \"x\"\nMessage-Authenticator = 0x00\n"),
+    );
+    assert!(out.contains("Access-Reject"), "{out}");
+    let start = "User-Name = \"=HYPERLINK(\\\"http://x\\\")\"\nAcct-Status-Type = Start\nAcct-Session-Id = \"h1\"\n\
+                 NAS-Identifier = \"vpn-east\"\nCalling-Station-Id = \"192.0.2.1\"\n";
+    let (ok, out) = radclient(server.addr(), "acct", SECRET, start);
+    assert!(ok, "{out}");
+    let jars = tempfile::tempdir().unwrap();
+    let portal = Portal { server, base, tokens, jars };
+    for role in ["viewer", "analyst", "admin"] {
+        assert_eq!(sign_in(&portal.base, Path::new(&portal.jar(role)), role, PASSWORD), 303, "{role} signs in");
+    }
+    portal
+}
+
+/// Who calls: a role's cookie, a role's token, nobody, or a wrong token.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Cookie(&'static str),
+    Token(&'static str),
+    Anonymous,
+    BadToken,
+}
+
+fn call(p: &Portal, who: Who, method: &str, path: &str, extra: &[&str]) -> Reply {
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_string()).collect();
+    match who {
+        Who::Cookie(role) => args.extend(["-b".into(), p.jar(role)]),
+        Who::Token(role) => {
+            let t = &p.tokens.iter().find(|(r, _)| *r == role).unwrap().1;
+            args.extend(["-H".into(), format!("Authorization: Bearer {t}")]);
+        }
+        Who::Anonymous => {}
+        Who::BadToken => args.extend(["-H".into(), format!("Authorization: Bearer pcl_{}", "0".repeat(64))]),
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&p.base, method, path, &refs)
+}
+
+#[test]
+fn portal_roles_csrf_hostile_names_and_exports() {
+    let p = start();
+    let json = ["-H", "Content-Type: application/json", "--data", "{\"comment\":\"looked at it\"}"];
+    let same_origin = ["-H", "Sec-Fetch-Site: same-origin", "--data", "status=resolved"];
+    // (method, path, extra curl args, [viewer, analyst, admin, anonymous, bad token]).
+    type Row<'a> = (&'a str, &'a str, &'a [&'a str], [u16; 5]);
+    let api: [Row; 8] = [
+        ("GET", "/api/v1/users", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/users/paula", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/users/paula/timeline", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/sessions", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/auth-log", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/stats", &[], [200, 200, 200, 401, 401]),
+        ("GET", "/api/v1/openapi.json", &[], [200, 200, 200, 401, 401]),
+        ("PATCH", "/api/v1/alerts/1", &json, [403, 200, 200, 401, 401]),
+    ];
+    for (method, path, extra, expected) in api {
+        let who = [Who::Token("viewer"), Who::Token("analyst"), Who::Token("admin"), Who::Anonymous, Who::BadToken];
+        for (w, want) in who.into_iter().zip(expected) {
+            let r = call(&p, w, method, path, extra);
+            assert_eq!(r.status, want, "{w:?} {method} {path}: {}", r.body);
+        }
+    }
+    let pages: [Row; 7] = [
+        ("GET", "/", &[], [200, 200, 200, 303, 303]),
+        ("GET", "/users?q=paula", &[], [200, 200, 200, 303, 303]),
+        ("GET", "/users/paula", &[], [200, 200, 200, 303, 303]),
+        ("GET", "/alerts", &[], [200, 200, 200, 303, 303]),
+        ("GET", "/settings", &[], [403, 403, 200, 303, 303]),
+        ("GET", "/audit", &[], [403, 403, 200, 303, 303]),
+        ("POST", "/alerts/1", &same_origin, [403, 303, 303, 303, 303]),
+    ];
+    for (method, path, extra, expected) in pages {
+        let who = [Who::Cookie("viewer"), Who::Cookie("analyst"), Who::Cookie("admin"), Who::Anonymous, Who::BadToken];
+        for (w, want) in who.into_iter().zip(expected) {
+            let r = call(&p, w, method, path, extra);
+            assert_eq!(r.status, want, "{w:?} {method} {path}: {}", r.body);
+        }
+    }
+    // The page's state change persisted; the API's comment too.
+    let alert: serde_json::Value =
+        serde_json::from_str(&call(&p, Who::Token("viewer"), "GET", "/api/v1/alerts/1", &[]).body).unwrap();
+    assert_eq!(alert["status"], "resolved", "{alert}");
+    assert!(alert["comments"].as_array().unwrap().iter().any(|c| c["text"] == "looked at it"), "{alert}");
+    // A viewer sees no settings link.
+    assert!(!call(&p, Who::Cookie("viewer"), "GET", "/", &[]).body.contains("/settings"));
+    assert!(call(&p, Who::Cookie("admin"), "GET", "/", &[]).body.contains("/settings"));
+
+    // Cross-site state changes are refused before anything else, whoever sends them.
+    for header in ["Sec-Fetch-Site: cross-site", "Sec-Fetch-Site: same-site", "Origin: https://evil.example"] {
+        let r = call(&p, Who::Cookie("analyst"), "POST", "/alerts/1", &["-H", header, "--data", "status=closed"]);
+        assert_eq!(r.status, 403, "{header}");
+        let r = call(
+            &p,
+            Who::Token("admin"),
+            "PATCH",
+            "/api/v1/alerts/1",
+            &["-H", header, json[0], json[1], json[2], "{\"status\":\"closed\"}"],
+        );
+        assert_eq!(r.status, 403, "{header}");
+    }
+    let alert: serde_json::Value =
+        serde_json::from_str(&call(&p, Who::Token("viewer"), "GET", "/api/v1/alerts/1", &[]).body).unwrap();
+    assert_eq!(alert["status"], "resolved");
+
+    // Headers of an authenticated page.
+    let r = call(&p, Who::Cookie("viewer"), "GET", "/users/paula", &[]);
+    for h in [
+        "content-security-policy: default-src 'self'; script-src 'self'",
+        "frame-ancestors 'none'",
+        "x-content-type-options: nosniff",
+        "referrer-policy: same-origin",
+        "cache-control: no-store",
+    ] {
+        assert!(r.headers.contains(h), "{h} missing: {}", r.headers);
+    }
+    // The entity page: the far-away location in the table, the facets present only.
+    let r = call(&p, Who::Cookie("viewer"), "GET", "/users/paula?observed=180", &[]);
+    assert!(r.body.contains("<td>Moscow</td>") && r.body.contains("<td>Berlin</td>"), "{}", r.body);
+    assert!(r.body.contains("<option value=\"vpn-west\"") && !r.body.contains("<option value=\"mschapv2\""));
+    assert!(!r.body.contains("http://") && !r.body.contains("https://"), "no external origin in the page");
+
+    // Hostile names are inert: escaped in HTML, plain strings in JSON, neutralised in CSV.
+    let html = call(&p, Who::Cookie("viewer"), "GET", "/users", &[]).body;
+    assert!(!html.contains(HOSTILE_SCRIPT) && html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{html}");
+    let page = call(&p, Who::Cookie("viewer"), "GET", "/users/%3Cscript%3Ealert(1)%3C%2Fscript%3E", &[]);
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(HOSTILE_SCRIPT));
+    let users = call(&p, Who::Token("viewer"), "GET", "/api/v1/users", &[]);
+    assert!(users.headers.contains("content-type: application/json"));
+    let names: serde_json::Value = serde_json::from_str(&users.body).unwrap();
+    let names: Vec<&str> = names["items"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&HOSTILE_SCRIPT) && names.contains(&"=hyperlink(\"http://x\")"), "{names:?}");
+    let csv = call(&p, Who::Token("viewer"), "GET", "/api/v1/users?format=csv", &[]);
+    assert!(csv.body.contains("\"'=hyperlink(\"\"http://x\"\")\""), "{}", csv.body);
+    assert!(!csv.body.lines().any(|l| l.starts_with('=')));
+    let sessions = call(&p, Who::Token("viewer"), "GET", "/api/v1/sessions?format=csv", &[]);
+    assert!(sessions.body.contains(",\"'=hyperlink(\"\"http://x\"\")\","), "{}", sessions.body);
+
+    // Exports stream every row the filter selects, with no cap.
+    let all = call(&p, Who::Token("viewer"), "GET", "/api/v1/users/paula/timeline?format=csv", &[]);
+    assert!(all.headers.contains("content-disposition: attachment"), "{}", all.headers);
+    assert_eq!(all.body.lines().count(), TIMELINE_ROWS + 1, "header + every row");
+    let nd = call(&p, Who::Cookie("viewer"), "GET", "/users/paula?format=ndjson", &[]);
+    assert_eq!(nd.body.lines().count(), TIMELINE_ROWS);
+    let ru = call(&p, Who::Token("viewer"), "GET", "/api/v1/users/paula/timeline?format=csv&country=RU", &[]);
+    assert_eq!(ru.body.lines().count(), 21);
+    assert!(ru.body.lines().skip(1).all(|l| l.contains(",RU,Moscow,")), "{}", ru.body);
+    // Keyset pages of the API cover the same rows.
+    let mut seen = 0;
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/api/v1/users/paula/timeline?limit=1000&nas=vpn-east{cursor}");
+        let page: serde_json::Value =
+            serde_json::from_str(&call(&p, Who::Token("viewer"), "GET", &path, &[]).body).unwrap();
+        seen += page["items"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, TIMELINE_ROWS / 2);
+    assert_eq!(call(&p, Who::Token("viewer"), "GET", "/api/v1/auth-log?cursor=zz", &[]).status, 400);
+    assert_eq!(call(&p, Who::Token("viewer"), "GET", "/api/v1/auth-log?limit=1001", &[]).status, 400);
+
+    // The audit names sign-ins, changes and exports, with the source address.
+    let audit = call(&p, Who::Cookie("admin"), "GET", "/audit?limit=1000", &[]).body;
+    for action in ["sign-in", "alert-update", "export"] {
+        assert!(audit.contains(&format!("<td>{action}</td>")), "{action}: {audit}");
+    }
+    assert!(audit.contains("<td>127.0.0.1</td>"));
+
+    // Sign-out ends the session on the server: the old cookie no longer works.
+    let jar = p.jar("analyst");
+    let saved = std::fs::read_to_string(&jar).unwrap();
+    assert_eq!(call(&p, Who::Cookie("analyst"), "POST", "/logout", &["-H", "Sec-Fetch-Site: same-origin"]).status, 303);
+    std::fs::write(&jar, saved).unwrap();
+    assert_eq!(call(&p, Who::Cookie("analyst"), "GET", "/", &[]).status, 303);
+
+    // Five failures within 15 minutes: the sixth attempt is refused, even with the
+    // right password, and audited. The error never says which part was wrong.
+    let scratch = tempfile::tempdir().unwrap();
+    let jar = scratch.path().join("jar");
+    for _ in 0..5 {
+        assert_eq!(sign_in(&p.base, &jar, "viewer", "wrong"), 401);
+    }
+    assert_eq!(sign_in(&p.base, &jar, "nobody", "wrong"), 429, "the source is limited too");
+    assert_eq!(sign_in(&p.base, &jar, "viewer", PASSWORD), 429);
+    let failed = curl(&p.base, "POST", "/login", &["--data", "name=viewer&password=wrong"]);
+    assert!(failed.body.contains("Too many failed sign-ins"));
+    let audit = call(&p, Who::Cookie("admin"), "GET", "/audit?limit=1000", &[]).body;
+    assert!(audit.contains("<td>sign-in-limited</td>") && audit.contains("<td>sign-in-failed</td>"));
+    assert!(!p.server.log().contains(PASSWORD), "no password in the log");
+}
+
+#[test]
+fn portal_on_a_non_loopback_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        "[storage]\ndata_dir = \"data\"\n[http]\nlisten = [\"0.0.0.0:8080\"]\n[portal]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = Command::new(common::bin()).args(["check-config", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("loopback addresses only"), "{text}");
+}
+
+/// The browser scenario of `tests/browser/portal.test.mjs` (Debian's Chromium driven by
+/// playwright-core under `node --test`) against a server started like the one above.
+/// Screenshots are written to $PORTAL_SHOTS when set, else under the test's directory.
+#[test]
+fn portal_in_a_real_browser() {
+    let node = require("node");
+    let browser = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
+    assert!(Path::new("/usr/bin/chromium").is_file(), "chromium is missing: run scripts/install-test-deps.sh");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: run scripts/install-test-deps.sh"
+    );
+    let p = start();
+    let shots = std::env::var_os("PORTAL_SHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| p.server.dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = Command::new(node)
+        .args(["--test", "portal.test.mjs"])
+        .current_dir(&browser)
+        .env("PORTAL_URL", &p.base)
+        .env("PORTAL_PASSWORD", PASSWORD)
+        .env("PORTAL_RADIUS", p.server.auth_addr().to_string())
+        .env("PORTAL_SECRET", SECRET)
+        .env("PORTAL_SHOTS", &shots)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}\nserver log:\n{}", p.server.log());
+    let taken = std::fs::read_dir(&shots).unwrap().count();
+    assert!(taken >= 6, "{taken} screenshots in {}", shots.display());
+}
