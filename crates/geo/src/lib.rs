@@ -133,11 +133,15 @@ impl Network {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                // A prefix longer than the address is no network (never built by
+                // `from_str`); it matches nothing rather than everything.
+                let Some(shift) = 32u32.checked_sub(u32::from(self.prefix)) else { return false };
+                let mask = u32::MAX.checked_shl(shift).unwrap_or(0);
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let Some(shift) = 128u32.checked_sub(u32::from(self.prefix)) else { return false };
+                let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -164,7 +168,33 @@ impl std::str::FromStr for Network {
                 .ok_or_else(|| format!("prefix length in {s:?} must be 0..={max}"))?,
             None => max,
         };
+        // An IPv4-mapped address (`::ffff:192.0.2.0/120`) is the IPv4 network it maps:
+        // its prefix counts the 96 mapping bits, which must all be in it.
+        let prefix = match (addr, addr.to_canonical()) {
+            (IpAddr::V6(_), IpAddr::V4(_)) => prefix
+                .checked_sub(96)
+                .ok_or_else(|| format!("prefix length of the IPv4-mapped {s:?} must be 96..=128"))?,
+            _ => prefix,
+        };
         Ok(Self { addr: addr.to_canonical(), prefix })
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::Network;
+
+    #[test]
+    fn an_ipv4_mapped_address_is_the_ipv4_network_it_maps() {
+        let one: Network = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(one.to_string(), "192.0.2.7/32");
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("198.51.100.1".parse().unwrap()), "a mapped address is no wildcard");
+        let net: Network = "::ffff:192.0.2.0/120".parse().unwrap();
+        assert_eq!(net.to_string(), "192.0.2.0/24");
+        assert!("::ffff:192.0.2.0/64".parse::<Network>().is_err());
+        let odd = Network { addr: "192.0.2.7".parse().unwrap(), prefix: 128 };
+        assert!(!odd.contains("198.51.100.1".parse().unwrap()));
     }
 }
 
