@@ -57,12 +57,22 @@ fn text(out: &std::process::Output) -> String {
 fn a_session_is_ended_at_its_nas_and_the_outcome_is_recorded() {
     require("radclient");
     let coa_port = free_port();
-    let s = Server::start(&format!("coa_port = {coa_port}\n"));
+    // A second NAS, with a secret of its own, on 127.0.0.2.
+    let s = Server::start(&format!(
+        "coa_port = {coa_port}\n\n[[client]]\nname = \"branch\"\naddress = \"127.0.0.2\"\nsecret = \"branch-secret-1234\"\n"
+    ));
     let start = "Acct-Status-Type = Start\nUser-Name = \"CONTOSO\\\\mallory\"\nAcct-Session-Id = \"S-1\"\n\
                  NAS-IP-Address = 192.0.2.99\nFramed-IP-Address = 10.1.2.3\nCalling-Station-Id = \"198.51.100.7\"\n";
     assert!(radclient(s.addr(), "acct", SECRET, start).0);
     let sessions = s.sessions_until(&[], |v| !v.is_empty());
     let key = sessions[0]["session_key"].as_str().unwrap().to_string();
+    // The other NAS names the same session in an Interim-Update: the session's address
+    // stays the first one, so the request cannot be steered to it.
+    let interim =
+        start.replace("Start", "Interim-Update") + "Acct-Session-Time = 60\nPacket-Src-IP-Address = 127.0.0.2\n";
+    assert!(radclient(s.addr(), "acct", "branch-secret-1234", &interim).0);
+    let v = s.sessions_until(&[], |v| v[0]["session_time"] == 60);
+    assert_eq!(v[0]["details"]["nas_source"], "127.0.0.1", "{v:?}");
 
     // ACK: the NAS stand-in verified the signature, the Message-Authenticator and got
     // the session's names; it listens on 127.0.0.1, not on the claimed 192.0.2.99.

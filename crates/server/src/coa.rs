@@ -18,6 +18,9 @@ use portcullis_storage::Session;
 
 use crate::config::Config;
 
+/// Where a NAS listens for dynamic authorization unless its client says otherwise
+/// (RFC 5176 §3.1); stored clients use it.
+const DEFAULT_COA_PORT: u16 = 3799;
 /// RFC 5176 §3.5 Error-Cause.
 const ERROR_CAUSE: u8 = 101;
 
@@ -87,15 +90,25 @@ pub fn target(config: &Config, session: &Session) -> Result<Target, String> {
                 session.session_key
             )
         })?;
-    let client =
-        config.clients.iter().map(|c| c.get_ref()).find(|c| c.address.contains(source)).ok_or_else(|| {
-            format!("{source}, where session {} came from, is no configured client", session.session_key)
-        })?;
-    let secret = client.secret.as_ref().ok_or_else(|| format!("client {:?} has no secret", client.name))?;
+    // The client the listeners would take a datagram from there for: the most specific
+    // network among the file's and the stored clients, with its secret.
+    let stored = portcullis_storage::SqliteClients::open(&config.storage.data_dir)
+        .and_then(|c| crate::client_watch::load(&c))
+        .map_err(|e| format!("reading the stored RADIUS clients: {e}"))?;
+    let table = crate::clients::ClientTable::new(config, stored);
+    let client = table
+        .lookup(source)
+        .ok_or_else(|| format!("{source}, where session {} came from, is no configured client", session.session_key))?;
+    let coa_port = config
+        .clients
+        .iter()
+        .map(|c| c.get_ref())
+        .find(|c| c.name == client.name)
+        .map_or(DEFAULT_COA_PORT, |c| c.coa_port);
     Ok(Target {
         client: client.name.clone(),
-        address: SocketAddr::new(source, client.coa_port),
-        secret: SharedSecret::new(secret.expose().as_bytes().to_vec()),
+        address: SocketAddr::new(source, coa_port),
+        secret: client.secret.clone(),
     })
 }
 

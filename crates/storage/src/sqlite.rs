@@ -185,7 +185,10 @@ ON CONFLICT(session_key) DO UPDATE SET
     input_packets = COALESCE(MAX(input_packets, excluded.input_packets), input_packets, excluded.input_packets),
     output_packets = COALESCE(MAX(output_packets, excluded.output_packets), output_packets, excluded.output_packets),
     terminate_cause = COALESCE(terminate_cause, excluded.terminate_cause),
-    details = json_patch(details, excluded.details),
+    -- The address the session's first record came from stays: a later record from
+    -- another client naming the same session does not redirect a Disconnect-Request.
+    details = json_patch(json_patch(details, excluded.details), json_object('nas_source',
+        COALESCE(json_extract(details, '$.nas_source'), json_extract(excluded.details, '$.nas_source')))),
     location = COALESCE(location, excluded.location),
     start_seq = COALESCE(start_seq, excluded.start_seq),
     start_time = COALESCE(start_time, excluded.start_time),
