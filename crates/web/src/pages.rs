@@ -1114,11 +1114,19 @@ fn login_error(status: StatusCode, error: &'static str) -> Response {
     (status, render(&LoginPage { error: Some(error) })).into_response()
 }
 
+/// One sign-in is checked at a time, from the failure count to recording its failure:
+/// parallel attempts cannot all pass the count before any is recorded, and password
+/// hashing (19 MiB each) cannot pile up beside the RADIUS path's.
+static SIGN_IN: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 async fn login(
     State(portal): State<Portal>,
     parts: axum::http::request::Parts,
     Form(c): Form<Credentials>,
 ) -> Response {
+    let Ok(_one_at_a_time) = SIGN_IN.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "sign-in is unavailable\n").into_response();
+    };
     let source = auth::source(&parts);
     let now = now_ms();
     let name: String = c.name.trim().chars().take(MAX_NAME).collect();
