@@ -353,7 +353,8 @@ pub struct NpsLog {
     directory: PathBuf,
     computer: String,
     mode: FileMode,
-    current: Option<(String, File)>,
+    /// The open file: its name, handle and identity (device, inode) when opened.
+    current: Option<(String, File, (u64, u64))>,
 }
 
 impl NpsLog {
@@ -391,13 +392,11 @@ impl NpsLog {
         let path = self.directory.join(&name);
         // A file moved away (logrotate) or deleted is replaced by a new one, so that no
         // line goes into a file that is about to be compressed or removed.
-        let moved = self.current.as_ref().is_some_and(|(_, f)| {
-            let open = f.metadata().map(|m| crate::audit::identity(&m)).ok();
-            std::fs::metadata(&path).map(|m| crate::audit::identity(&m)).ok() != open
-        });
-        if moved || self.current.as_ref().is_none_or(|(n, _)| *n != name) {
+        let on_disk = || std::fs::metadata(&path).ok().map(|m| crate::audit::identity(&m));
+        if self.current.as_ref().is_none_or(|(n, _, id)| *n != name || on_disk() != Some(*id)) {
             let file = self.mode.open_append(&path)?;
-            self.current = Some((name, file));
+            let id = crate::audit::identity(&file.metadata()?);
+            self.current = Some((name, file, id));
         }
         let mut text = String::new();
         for r in records {
@@ -409,7 +408,7 @@ impl NpsLog {
             text.push_str("\r\n");
         }
         match &mut self.current {
-            Some((_, f)) => f.write_all(text.as_bytes()),
+            Some((_, f, _)) => f.write_all(text.as_bytes()),
             None => Ok(()),
         }
     }
