@@ -64,7 +64,11 @@ fn start_dc() -> Dc {
     // Simple binds on ldap:// (the test has no DNS name for LDAPS), and MS-CHAPv2 allowed
     // (Samba DCs accept only NTLMv2 by default; AD admins set the same for RADIUS).
     let text = std::fs::read_to_string(&conf).unwrap();
-    let global = "[global]\n\tldap server require strong auth = no\n\tntlm auth = mschapv2-and-ntlmv2-only\n";
+    // Samba's RPC endpoints default to 49152-65535, inside Linux's ephemeral range, where a
+    // socket another test opened can hold the port Samba picks first: keep them below that
+    // range and below the ports the tests pick (10000 up).
+    let global = "[global]\n\tldap server require strong auth = no\n\tntlm auth = mschapv2-and-ntlmv2-only\n\
+                  \trpc server dynamic port range = 6100-6300\n";
     std::fs::write(&conf, text.replacen("[global]\n", global, 1)).unwrap();
     let log = std::fs::File::create(d.join("samba.out")).unwrap();
     let child = Command::new("/usr/sbin/samba")
