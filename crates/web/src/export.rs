@@ -76,10 +76,14 @@ pub(crate) trait ExportRow: Send + 'static {
 /// One CSV field: a leading `= + - @`, tab, carriage return or NUL gets a `'` so a
 /// spreadsheet shows it as text instead of running it (CWE-1236); then RFC 4180 quoting.
 pub fn csv_field(value: &str) -> String {
-    let neutral = match value.as_bytes().first() {
-        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r' | b'\0') => format!("'{value}"),
-        _ => value.to_string(),
+    // Spreadsheets skip leading blanks before they look for a formula, so the first
+    // character that is not one decides, and a value that starts with a control
+    // character is neutralised whatever follows.
+    let formula = match value.as_bytes().first() {
+        Some(b'\t' | b'\r' | b'\n' | b'\0') => true,
+        _ => matches!(value.trim_start().as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@')),
     };
+    let neutral = if formula { format!("'{value}") } else { value.to_string() };
     if neutral.contains([',', '"', '\r', '\n']) || neutral.starts_with(' ') || neutral.ends_with(' ') {
         format!("\"{}\"", neutral.replace('"', "\"\""))
     } else {
@@ -190,6 +194,10 @@ mod tests {
         assert_eq!(csv_field("-2"), "'-2");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
+        assert_eq!(csv_field(" =1+1"), "' =1+1");
+        assert_eq!(csv_field("\u{a0}\u{3000}@x"), "'\u{a0}\u{3000}@x");
+        assert_eq!(csv_field("\nx"), "\"'\nx\"");
+        assert_eq!(csv_field("a - b"), "a - b");
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field(""), "");
     }
