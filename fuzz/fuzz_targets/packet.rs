@@ -26,6 +26,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = VerifiedRequest::verify(p, &secret, VerifyPolicy::default());
     let trusted = VerifiedRequest::assume_verified_from_storage(p);
     for vendor in [Vendor::Generic, Vendor::Microsoft, Vendor::CiscoAsa, Vendor::Fortinet, Vendor::PaloAlto] {
-        let _ = normalise(&trusted, "192.0.2.1".parse().unwrap(), vendor, 1_700_000_000_000);
+        let _ = normalise(&trusted, "nas", "192.0.2.1".parse().unwrap(), vendor, 1_700_000_000_000);
     }
 });

@@ -225,9 +225,11 @@ impl AccountingRecord {
     }
 }
 
-/// Normalises one verified Accounting-Request.
+/// Normalises one verified Accounting-Request that came from the configured client
+/// named `client` (empty for history files, which name none).
 pub fn normalise(
     request: &VerifiedRequest<'_>,
+    client: &str,
     source: IpAddr,
     vendor: Vendor,
     arrival_ms: i64,
@@ -261,11 +263,14 @@ pub fn normalise(
     let session_id = text(p, attr::ACCT_SESSION_ID);
     let session_key = StatusType::from_u32(status)
         .is_session_event()
-        .then(|| session_key(&nas, session_id.as_deref().unwrap_or(""), user.as_deref().unwrap_or("")));
+        .then(|| session_key(client, &nas, session_id.as_deref().unwrap_or(""), user.as_deref().unwrap_or("")));
 
     let mut details = BTreeMap::new();
     if let Some(id) = nas_identifier.filter(|_| nas_ip.is_some()) {
         details.insert("nas_identifier".into(), id);
+    }
+    if !client.is_empty() {
+        details.insert("client".into(), client.to_owned());
     }
     let observed = vendor::observe(p, vendor, &mut details);
 
@@ -298,11 +303,14 @@ pub fn normalise(
     })
 }
 
-/// The stable session key: the first 16 octets of SHA-256 over NAS, Acct-Session-Id
-/// and canonical user, hex. NAS-Port is left out (some NAS change it mid-session).
-pub fn session_key(nas: &str, session_id: &str, user: &str) -> String {
+/// The stable session key: the first 16 octets of SHA-256 over the configured client
+/// the records came from, NAS, Acct-Session-Id and canonical user, hex. The NAS names
+/// are what the packet claims, so the client is part of the key: another NAS, sending
+/// with its own secret, naming the same NAS and session, reaches a session of its own,
+/// never this one. NAS-Port is left out (some NAS change it mid-session).
+pub fn session_key(client: &str, nas: &str, session_id: &str, user: &str) -> String {
     let mut h = Sha256::new();
-    for part in [nas, session_id, user] {
+    for part in [client, nas, session_id, user] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }

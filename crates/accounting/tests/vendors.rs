@@ -16,7 +16,7 @@ fn build(f: impl FnOnce(&mut PacketBuilder)) -> Vec<u8> {
 fn run(bytes: &[u8], vendor: Vendor) -> Result<portcullis_accounting::AccountingRecord, NormaliseError> {
     let p = Packet::decode(bytes).unwrap();
     let v = VerifiedRequest::verify(p, &SharedSecret::new("s"), VerifyPolicy::default()).unwrap();
-    normalise(&v, "192.0.2.10".parse().unwrap(), vendor, ARRIVAL_MS)
+    normalise(&v, "vpn", "192.0.2.10".parse().unwrap(), vendor, ARRIVAL_MS)
 }
 
 fn int(v: u32) -> [u8; 4] {

@@ -451,3 +451,42 @@ fn sessions_and_auth_log_show_device_station_and_pivot_by_address_and_nas() {
         serde_json::from_slice(&s.cli(&["auth-log", "--format", "json"]).stdout).unwrap();
     assert!(json[0].as_object().unwrap().contains_key("location"), "{json:?}");
 }
+
+/// A packet from the NAS at 127.0.0.2 with its own secret, naming another NAS.
+fn send_from_other_nas(s: &Server, id: u8, status: u32, session: Option<&str>) {
+    let mut b = PacketBuilder::new(Code::AccountingRequest, Identifier(id));
+    b.attribute(attr::ACCT_STATUS_TYPE, &status.to_be_bytes()).unwrap();
+    b.attribute(attr::NAS_IDENTIFIER, b"vpn-gw-1").unwrap();
+    b.attribute(attr::NAS_IP_ADDRESS, &[10, 0, 0, 1]).unwrap();
+    if let Some(session) = session {
+        b.attribute(attr::USER_NAME, b"dana").unwrap();
+        b.attribute(attr::ACCT_SESSION_ID, session.as_bytes()).unwrap();
+    }
+    let req = b.encode_computed_request(&SharedSecret::new("other-secret")).unwrap();
+    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.send_to(&req, s.addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("the other NAS is answered");
+    assert_eq!(Packet::decode(&buf[..n]).unwrap().code(), Code::AccountingResponse);
+}
+
+#[test]
+fn another_nas_naming_this_one_can_neither_end_its_sessions_nor_stop_them() {
+    let s = Server::start("[[client]]\nname = \"other\"\naddress = \"127.0.0.2\"\nsecret = \"other-secret\"\n");
+    send(
+        &s,
+        "Acct-Status-Type = Start\nUser-Name = \"dana\"\nNAS-Identifier = \"vpn-gw-1\"\nNAS-IP-Address = 10.0.0.1\nAcct-Session-Id = \"d-1\"\n",
+    );
+    s.sessions_until(&[], |v| v.len() == 1);
+    // The other NAS claims vpn-gw-1's identifier and address: an Accounting-Off, then a
+    // Stop of dana's session.
+    send_from_other_nas(&s, 1, 8, None);
+    send_from_other_nas(&s, 2, 2, Some("d-1"));
+    let v = s.sessions_until(&["--user", "dana"], |v| v.len() == 2);
+    let open: Vec<_> = v.iter().filter(|x| x["status"] == "open").collect();
+    assert_eq!(open.len(), 1, "the NAS's own session stays open: {v:?}");
+    // The NAS's own reset ends it.
+    send(&s, "Acct-Status-Type = Accounting-Off\nNAS-Identifier = \"vpn-gw-1\"\nNAS-IP-Address = 10.0.0.1\n");
+    s.sessions_until(&["--user", "dana"], |v| v.iter().all(|x| x["status"] == "closed"));
+}

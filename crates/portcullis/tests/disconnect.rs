@@ -66,13 +66,17 @@ fn a_session_is_ended_at_its_nas_and_the_outcome_is_recorded() {
     assert!(radclient(s.addr(), "acct", SECRET, start).0);
     let sessions = s.sessions_until(&[], |v| !v.is_empty());
     let key = sessions[0]["session_key"].as_str().unwrap().to_string();
-    // The other NAS names the same session in an Interim-Update: the session's address
-    // stays the first one, so the request cannot be steered to it.
+    // The other NAS names the same session in an Interim-Update: that reaches a session
+    // of its own, so this one's address stays, and the request cannot be steered to it.
     let interim =
         start.replace("Start", "Interim-Update") + "Acct-Session-Time = 60\nPacket-Src-IP-Address = 127.0.0.2\n";
     assert!(radclient(s.addr(), "acct", "branch-secret-1234", &interim).0);
-    let v = s.sessions_until(&[], |v| v[0]["session_time"] == 60);
-    assert_eq!(v[0]["details"]["nas_source"], "127.0.0.1", "{v:?}");
+    let v = s.sessions_until(&[], |v| v.len() == 2);
+    let ours = v.iter().find(|x| x["session_key"] == key.as_str()).unwrap();
+    assert_eq!(ours["details"]["nas_source"], "127.0.0.1", "{v:?}");
+    assert_eq!(ours["session_time"], serde_json::Value::Null, "{v:?}");
+    let theirs = v.iter().find(|x| x["session_key"] != key.as_str()).unwrap();
+    assert_eq!((&theirs["details"]["client"], &theirs["session_time"]), (&"branch".into(), &60.into()), "{v:?}");
 
     // ACK: the NAS stand-in verified the signature, the Message-Authenticator and got
     // the session's names; it listens on 127.0.0.1, not on the claimed 192.0.2.99.
@@ -98,7 +102,7 @@ fn a_session_is_ended_at_its_nas_and_the_outcome_is_recorded() {
 
     // NAK with its Error-Cause: reported, and the command fails.
     let nas = Nas::start(s.dir.path(), coa_port, "nak");
-    let out = s.cli(&["sessions", "disconnect", "--user", "mallory"]);
+    let out = s.cli(&["sessions", "disconnect", "--session-key", &key]);
     assert!(!out.status.success());
     assert!(text(&out).contains("Error-Cause 503 (Session Context Not Found)"), "{}", text(&out));
     assert_eq!(nas.received().len(), 1);

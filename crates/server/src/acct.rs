@@ -131,7 +131,7 @@ pub fn handle(shared: &Arc<Shared>, sender: &Arc<StdUdpSocket>, datagram: &[u8],
     let arrival = now_ms();
     // Normalised here only to refuse what cannot be recorded; the applier derives the
     // record again from the journal.
-    match normalise(&request, ip, client.vendor, arrival) {
+    match normalise(&request, &client.name, ip, client.vendor, arrival) {
         Ok(mut r) => {
             if r.clamp_event_time(shared.clock) {
                 client.counters.bump(Reason::ClockSkew);

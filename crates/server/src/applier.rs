@@ -140,7 +140,7 @@ pub fn record_of(raw: &RawPacket, clock: ClockBounds) -> Option<AccountingRecord
     let vendor = Vendor::from_name(&raw.vendor).unwrap_or_default();
     let packet = Packet::decode(&raw.packet).ok()?;
     let request = VerifiedRequest::assume_verified_from_storage(packet);
-    let mut r = normalise(&request, source.to_canonical(), vendor, raw.received_ms).ok()?;
+    let mut r = normalise(&request, &raw.client, source.to_canonical(), vendor, raw.received_ms).ok()?;
     r.clamp_event_time(clock);
     // Where a Disconnect-Request for the session goes (never a NAS-IP-Address it claims).
     r.details.insert("nas_source".into(), source.to_canonical().to_string());

@@ -391,7 +391,7 @@ fn accounting_record(
         .map_err(|e| e.to_string())?;
     let packet = Packet::decode(&bytes).map_err(|e| e.to_string())?;
     let request = VerifiedRequest::assume_verified_from_storage(packet);
-    match normalise(&request, source, vendor, arrival.saturating_mul(1000)) {
+    match normalise(&request, "", source, vendor, arrival.saturating_mul(1000)) {
         Ok(r) => Ok(Some(r)),
         Err(e) => Err(format!("not a usable accounting record: {e}")),
     }

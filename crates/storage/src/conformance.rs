@@ -16,12 +16,13 @@ type ClientCheck<S> = (&'static str, fn(S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 24] = [
+    let checks: [Check<S>; 25] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
         ("accounting_on_off_close_only_that_nas", accounting_on_off_close_only_that_nas),
         ("accounting_on_by_address_closes_sessions_named_by_identifier", accounting_on_by_address),
+        ("a_reset_from_another_client_ends_none_of_its_sessions", reset_from_another_client),
         ("interim_keeps_the_start_time", interim_keeps_the_start_time),
         ("interim_without_start_derives_the_start", interim_without_start_derives_the_start),
         ("silent_sessions_go_stale_and_a_stop_closes_them", silent_sessions_go_stale),
@@ -67,7 +68,7 @@ pub fn record(status: u32, user: &str, nas: &str, session_id: &str, event_time: 
         user_raw: (!user.is_empty()).then(|| format!("EXAMPLE\\{user}")),
         user: (!user.is_empty()).then(|| user.to_string()),
         session_id: (!session_id.is_empty()).then(|| session_id.to_string()),
-        session_key: session.then(|| session_key(nas, session_id, user)),
+        session_key: session.then(|| session_key("", nas, session_id, user)),
         ..AccountingRecord::bare(status, event_time, nas)
     }
 }
@@ -155,6 +156,37 @@ fn accounting_on_off_close_only_that_nas<S: Store>(s: &mut S) {
     }
     assert!(by_user("c").open);
     commit(s, vec![record(8, "", "nas-2", "", 300)]);
+    assert!(all(s).iter().all(|x| !x.open));
+}
+
+/// A record as the normaliser would produce it for a packet from the configured client
+/// `client`.
+pub fn record_from(client: &str, status: u32, user: &str, nas: &str, session_id: &str, t: i64) -> AccountingRecord {
+    let mut r = record(status, user, nas, session_id, t);
+    r.session_key = r.session_key.map(|_| session_key(client, nas, session_id, user));
+    r.details.insert("client".into(), client.into());
+    r
+}
+
+fn reset_from_another_client<S: Store>(s: &mut S) {
+    let nas_ip = "192.0.2.20".parse().unwrap();
+    let mut start = record_from("vpn-a", 1, "gina", "vpn-a", "G1", 100);
+    start.nas_ip = Some(nas_ip);
+    commit(s, vec![start]);
+    // Another client claims the same NAS-Identifier and NAS-IP-Address.
+    let mut off = record_from("vpn-b", 8, "", "vpn-a", "", 200);
+    off.nas_ip = Some(nas_ip);
+    commit(s, vec![off]);
+    // And a Stop naming gina's session reaches a session of its own.
+    commit(s, vec![record_from("vpn-b", 2, "gina", "vpn-a", "G1", 250)]);
+    let v = all(s);
+    let open: Vec<_> = v.iter().filter(|x| x.open).collect();
+    assert_eq!(open.len(), 1, "{v:?}");
+    assert_eq!(open[0].session_key, session_key("vpn-a", "vpn-a", "G1", "gina"));
+    // The client's own reset ends it.
+    let mut own = record_from("vpn-a", 7, "", "vpn-a", "", 300);
+    own.nas_ip = Some(nas_ip);
+    commit(s, vec![own]);
     assert!(all(s).iter().all(|x| !x.open));
 }
 
@@ -537,7 +569,7 @@ fn replayed_records_survive_reset<S: Store>(s: &mut S) {
     replayed.client_ip = Some("192.0.2.9".parse().unwrap());
     s.apply_replayed(&[Ok(replayed), Err(auth_event(60_000, "old", "reject"))]).unwrap();
     commit(s, vec![record(1, "live", "nas-1", "L", 100)]);
-    let before = s.session(&session_key("nas-9", "R", "old")).unwrap().unwrap();
+    let before = s.session(&session_key("", "nas-9", "R", "old")).unwrap().unwrap();
     assert_eq!(all(s).len(), 2);
     s.reset_sessions().unwrap();
     assert_eq!(all(s), vec![before]);

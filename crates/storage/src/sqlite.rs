@@ -202,11 +202,14 @@ INSERT INTO feed_order (key, seq) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET
 
 /// Accounting-On/Off ends every session of the NAS, open or stale, that started by
 /// then: the NAS is named by NAS-Identifier or NAS-IP-Address, and a reset carrying
-/// either one matches sessions recorded under the other.
+/// either one matches sessions recorded under the other. Those names are claims, so
+/// only sessions recorded from the same configured client (`?5`, none for history
+/// files) are ended: another NAS cannot end this one's sessions by naming it.
 const CLOSE_NAS: &str = "
 UPDATE sessions SET open = 0, stale = 0, stopped_at = ?2, updated_at = MAX(updated_at, ?2),
     terminate_cause = 'NAS-Reboot', reset_seq = COALESCE(reset_seq, ?4)
 WHERE (nas = ?1 OR (?3 IS NOT NULL AND nas_ip = ?3)) AND (open = 1 OR stale = 1) AND started_at <= ?2
+    AND json_extract(details, '$.client') IS ?5
 ";
 
 /// Marks stale the open sessions with no record since `?1` minus the threshold: `?2`
@@ -365,7 +368,13 @@ impl SqliteStore {
         let status = r.status_type();
         if status.is_nas_restart() {
             let seq = w.place(&format!("r:{}:{}", r.nas, r.event_time))?;
-            w.close_nas.execute(params![r.nas, r.event_time, r.nas_ip.map(|i| i.to_string()), seq])?;
+            w.close_nas.execute(params![
+                r.nas,
+                r.event_time,
+                r.nas_ip.map(|i| i.to_string()),
+                seq,
+                r.details.get("client")
+            ])?;
             return Ok(());
         }
         let Some(key) = r.session_key.as_deref().filter(|_| status.is_session_event()) else {
