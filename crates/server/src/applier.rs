@@ -151,9 +151,21 @@ pub fn record_of(raw: &RawPacket, clock: ClockBounds) -> Option<AccountingRecord
 pub fn catch_up<S: Store>(
     store: &mut S,
     reader: &JournalReader,
-    mut detection: Option<&mut Detection>,
+    detection: Option<&mut Detection>,
     clock: ClockBounds,
     mut progress: impl FnMut(&Report),
+) -> Result<Report, StorageError> {
+    catch_up_with(store, reader, detection, clock, |_, _, report| progress(report))
+}
+
+/// [`catch_up`], calling `between` after every batch with the store and detection, so
+/// a long catch-up can store what else is waiting meanwhile.
+fn catch_up_with<S: Store>(
+    store: &mut S,
+    reader: &JournalReader,
+    mut detection: Option<&mut Detection>,
+    clock: ClockBounds,
+    mut between: impl FnMut(&mut S, Option<&mut Detection>, &Report),
 ) -> Result<Report, StorageError> {
     let mut report = Report { position: store.applied_position()?, ..Report::default() };
     loop {
@@ -176,7 +188,7 @@ pub fn catch_up<S: Store>(
         report.records += records.len() as u64;
         apply(store, detection.as_deref_mut(), &mut records, next)?;
         report.position = next;
-        progress(&report);
+        between(store, detection.as_deref_mut(), &report);
     }
 }
 
@@ -331,11 +343,11 @@ pub fn run_applier<S: Store>(
         Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
     }
     let detection = &mut detection;
-    let mut position = recover(&mut store, reader, detection, clock);
+    let mut events = Vec::new();
+    let mut position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     let mut last_auth_commit = Instant::now();
-    let mut events = Vec::new();
     let stale_after = retention.stale_after;
     let sweep_every = Duration::from_secs(stale_after.map_or(60, |s| u64::try_from(s / 2).unwrap_or(0).clamp(1, 60)));
     let mut last_sweep: Option<std::time::Instant> = None;
@@ -368,7 +380,7 @@ pub fn run_applier<S: Store>(
                     continue;
                 }
                 if start != position {
-                    position = recover(&mut store, reader, detection, clock);
+                    position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
                     continue;
                 }
                 // Fold directly following batches into one transaction.
@@ -392,7 +404,7 @@ pub fn run_applier<S: Store>(
                     Err(e) => {
                         tracing::error!(error = %e, "applying records failed; re-reading the journal");
                         std::thread::sleep(Duration::from_millis(500));
-                        position = recover(&mut store, reader, detection, clock);
+                        position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
                     }
                 }
             }
@@ -415,9 +427,11 @@ pub fn run_applier<S: Store>(
                     tracing::warn!(error = %e, "saving ingestion counters failed");
                 }
             }
-            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock),
+            Err(RecvTimeoutError::Timeout) => {
+                position = recover(&mut store, reader, detection, clock, (auth_events, &mut events))
+            }
             Err(RecvTimeoutError::Disconnected) => {
-                recover(&mut store, reader, detection, clock);
+                recover(&mut store, reader, detection, clock, (auth_events, &mut events));
                 store_auth_events(&mut store, detection, auth_events, &mut events);
                 return;
             }
@@ -467,9 +481,23 @@ fn store_auth_events<S: Store>(
 }
 
 /// Applies whatever the journal holds beyond the store's applied position; returns
-/// the position reached (or the stored one if reading fails).
-fn recover<S: Store>(store: &mut S, reader: &JournalReader, detection: &mut Detection, clock: ClockBounds) -> Position {
-    match catch_up(store, reader, Some(detection), clock, |_| {}) {
+/// the position reached (or the stored one if reading fails). Authentication events
+/// that arrive meanwhile are stored (and detected on) between two batches, so a long
+/// catch-up after a restart does not fill their list and refuse them.
+fn recover<S: Store>(
+    store: &mut S,
+    reader: &JournalReader,
+    detection: &mut Detection,
+    clock: ClockBounds,
+    auth: (&PendingAuth, &mut Vec<portcullis_storage::AuthEvent>),
+) -> Position {
+    let (pending, events) = auth;
+    let between = |s: &mut S, d: Option<&mut Detection>, _: &Report| {
+        if let Some(d) = d {
+            store_auth_events(s, d, pending, events);
+        }
+    };
+    match catch_up_with(store, reader, Some(detection), clock, between) {
         Ok(r) => {
             if r.packets > 0 {
                 tracing::info!(records = r.records, position = %r.position, "applied journal records from disk");
@@ -554,6 +582,50 @@ mod tests {
         let users: Vec<_> =
             view.sessions(&SessionQuery::default()).unwrap().into_iter().filter_map(|s| s.user).collect();
         assert_eq!(users, vec!["still"], "the closed old session went, the open one stays");
+    }
+
+    #[test]
+    fn authentication_events_waiting_during_a_catch_up_are_stored_between_its_batches() {
+        use portcullis_radius::{Code, Identifier, PacketBuilder, SharedSecret, attr};
+        let dir = tempfile::tempdir().unwrap();
+        let journal_dir = dir.path().join("journal");
+        let mut journal =
+            portcullis_storage::Journal::open(&journal_dir, portcullis_storage::JournalSync::Process).unwrap();
+        let packets: Vec<RawPacket> = (0..3 * APPLY_BATCH)
+            .map(|i| {
+                let mut b = PacketBuilder::new(Code::AccountingRequest, Identifier(0));
+                b.attribute(attr::ACCT_STATUS_TYPE, &1u32.to_be_bytes()).unwrap();
+                b.attribute(attr::USER_NAME, b"pat").unwrap();
+                b.attribute(attr::ACCT_SESSION_ID, i.to_string().as_bytes()).unwrap();
+                let packet = b.encode_computed_request(&SharedSecret::new("s")).unwrap();
+                RawPacket {
+                    received_ms: 1_000,
+                    client: "c".into(),
+                    vendor: "generic".into(),
+                    source: "127.0.0.1:1".into(),
+                    packet,
+                }
+            })
+            .collect();
+        journal.append(&packets).unwrap();
+        drop(journal);
+        let mut store = SqliteStore::open(dir.path(), SyncMode::Normal).unwrap();
+        let pending = Arc::new(PendingAuth::default());
+        let (tx, _inbox) = std::sync::mpsc::sync_channel(4);
+        let sender = AuthEventSender::new(Arc::clone(&pending), tx);
+        sender.send(event(2_000, "waiting", "reject"));
+        let mut detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
+        let reader = JournalReader::new(&journal_dir);
+        let mut events = Vec::new();
+        let reached = recover(&mut store, &reader, &mut detection, ClockBounds::default(), (&pending, &mut events));
+        assert_eq!(reached, store.applied_position().unwrap());
+        assert_eq!(store.sessions(&SessionQuery::default()).unwrap().len(), 3 * APPLY_BATCH);
+        assert_eq!(count(&store, "waiting"), 1, "stored by the catch-up, not left to wait for it");
+        assert!(pending.is_empty());
+        // In the apply order, after the first batch and before the last.
+        let fed = store.history(0, 0, 10 * APPLY_BATCH).unwrap();
+        let at = fed.iter().position(|f| matches!(f.1, portcullis_storage::Fed::Auth(_))).unwrap();
+        assert!((APPLY_BATCH..3 * APPLY_BATCH).contains(&at), "{at}");
     }
 
     #[test]
