@@ -73,8 +73,9 @@ pub(crate) trait ExportRow: Send + 'static {
     fn cells(&self) -> Vec<String>;
 }
 
-/// One CSV field: a leading `= + - @`, tab, carriage return or NUL gets a `'` so a
-/// spreadsheet shows it as text instead of running it (CWE-1236); then RFC 4180 quoting.
+/// One CSV field: a value whose first character after leading blanks is `= + - @`, or
+/// that starts with a tab, line break or NUL, gets a `'` so a spreadsheet shows it as
+/// text instead of running it (CWE-1236); then RFC 4180 quoting.
 pub fn csv_field(value: &str) -> String {
     // Spreadsheets skip leading blanks before they look for a formula, so the first
     // character that is not one decides, and a value that starts with a control
