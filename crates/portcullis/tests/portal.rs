@@ -365,11 +365,148 @@ fn portal_in_a_real_browser() {
         .env("PORTAL_PASSWORD", PASSWORD)
         .env("PORTAL_RADIUS", p.server.auth_addr().to_string())
         .env("PORTAL_SECRET", SECRET)
+        .env("PORTAL_ACCT", p.server.addr().to_string())
         .env("PORTAL_SHOTS", &shots)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}\nserver log:\n{}", p.server.log());
     let taken = std::fs::read_dir(&shots).unwrap().count();
-    assert!(taken >= 6, "{taken} screenshots in {}", shots.display());
+    assert!(taken >= 7, "{taken} screenshots in {}", shots.display());
+}
+
+const STORED_SECRET: &str = "portal-stored-Zq7-secret-only-here";
+const ROTATED_SECRET: &str = "portal-rotated-Wk3-secret-only-here";
+const PAGE_SECRET: &str = "portal-page-Hn5-secret-only-here";
+
+#[test]
+fn radius_clients_in_settings_and_the_api_with_a_write_only_secret() {
+    require("radclient");
+    let http = free_port();
+    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let server = Server::start(&extra);
+    let mut tokens = Vec::new();
+    for role in ["viewer", "analyst", "admin"] {
+        cli_ok(&server, &["admin", "add", role, "--role", role, "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+        tokens.push((role, cli_ok(&server, &["admin", "token", &format!("{role}-token"), "--role", role], None)));
+    }
+    let jars = tempfile::tempdir().unwrap();
+    let p = Portal { base: format!("http://127.0.0.1:{http}"), server, tokens, jars };
+    assert_eq!(sign_in(&p.base, Path::new(&p.jar("admin")), "admin", PASSWORD), 303);
+    assert_eq!(sign_in(&p.base, Path::new(&p.jar("analyst")), "analyst", PASSWORD), 303);
+    // Every answer is kept, to look for the secrets in them at the end.
+    let mut answers = String::new();
+    let mut keep = |r: Reply| {
+        answers.push_str(&r.headers);
+        answers.push_str(&r.body);
+        r
+    };
+    let json = |body: &str| ["-H".to_string(), "Content-Type: application/json".into(), "--data".into(), body.into()];
+    let new = json(&format!("{{\"name\":\"branch\",\"address\":\"127.0.0.2\",\"secret\":\"{STORED_SECRET}\"}}"));
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+
+    // Only admins list or change clients; nobody without credentials.
+    for (who, want) in [(Who::Token("viewer"), 403), (Who::Token("analyst"), 403), (Who::Anonymous, 401)] {
+        assert_eq!(keep(call(&p, who, "GET", "/api/v1/clients", &[])).status, want, "{who:?}");
+        assert_eq!(keep(call(&p, who, "POST", "/api/v1/clients", &new)).status, want, "{who:?}");
+        assert_eq!(keep(call(&p, who, "DELETE", "/api/v1/clients/local", &[])).status, want, "{who:?}");
+    }
+    let form =
+        format!("name=site-b&address=127.0.0.3&vendor=generic&require_message_authenticator=on&secret={PAGE_SECRET}");
+    let same_origin = ["-H", "Sec-Fetch-Site: same-origin", "--data", form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("analyst"), "POST", "/settings/clients", &same_origin)).status, 403);
+    let cross = ["-H", "Sec-Fetch-Site: cross-site", "--data", form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients", &cross)).status, 403);
+
+    // Added through the API: acknowledged within a second, no restart; the answer has
+    // the client and no secret.
+    let added_at = std::time::Instant::now();
+    let r = keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &new));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let added: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(added["client"]["managed_by"], "stored", "{added}");
+    assert_eq!(added["client"]["address"], "127.0.0.2/32", "{added}");
+    assert_eq!(added["client"]["require_message_authenticator"], true, "BlastRADIUS options default to on");
+    let took = common::acct_until(p.server.addr(), "127.0.0.2", STORED_SECRET, true, added_at);
+    assert!(took < std::time::Duration::from_secs(1), "acknowledged {took:?} after it was added");
+    let list = keep(call(&p, Who::Token("admin"), "GET", "/api/v1/clients", &[]));
+    let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    let managed: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["managed_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(managed, [("local", "file"), ("branch", "stored")]);
+
+    // Refused: the file's client, a duplicate, a bad address, a secret of the wrong type
+    // (and the answer quotes no value).
+    assert_eq!(keep(call(&p, Who::Token("admin"), "DELETE", "/api/v1/clients/local", &[])).status, 400);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &new)).status, 400);
+    let bad = json("{\"name\":\"x\",\"address\":\"not-an-address\",\"secret\":\"s\"}");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    assert_eq!(keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &bad)).status, 400);
+    let typed = json("{\"name\":\"x\",\"address\":\"127.0.0.9\",\"secret\":918273645546372819}");
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    let r = keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &typed));
+    assert_eq!(r.status, 400);
+    assert!(!r.body.contains("918273645546372819"), "{}", r.body);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "GET", "/api/v1/clients/nobody", &[])).status, 404);
+
+    // Re-keyed through the API: the new secret is acknowledged, the old one no longer.
+    let rekey = json(&format!("{{\"secret\":\"{ROTATED_SECRET}\"}}"));
+    let rekey: Vec<&str> = rekey.iter().map(String::as_str).collect();
+    assert_eq!(keep(call(&p, Who::Token("admin"), "PATCH", "/api/v1/clients/branch", &rekey)).status, 200);
+    common::acct_until(p.server.addr(), "127.0.0.2", ROTATED_SECRET, true, std::time::Instant::now());
+    assert!(!common::acct_from(p.server.addr(), "127.0.0.2", STORED_SECRET, "old-secret"));
+
+    // Added on the settings page, then re-keyed and deleted there.
+    let r = keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients", &same_origin));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("client &#34;site-b&#34; added"), "{}", r.body);
+    common::acct_until(p.server.addr(), "127.0.0.3", PAGE_SECRET, true, std::time::Instant::now());
+    let page = keep(call(&p, Who::Cookie("admin"), "GET", "/settings", &[])).body;
+    assert!(page.contains("<td>site-b</td><td>127.0.0.3/32</td><td>generic</td>"), "{page}");
+    assert!(page.contains("configuration file (read-only)"), "{page}");
+    // limit_proxy_state and send_message_authenticator were left unticked.
+    assert!(page.contains("<td>yes</td><td>no</td><td>no</td>\n<td>stored</td>"), "{page}");
+    let rekey_form = format!("secret={ROTATED_SECRET}x");
+    let args = ["-H", "Sec-Fetch-Site: same-origin", "--data", rekey_form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/site-b/secret", &args)).status, 200);
+    let r = keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/local/delete", &args[..2]));
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("managed by the configuration file"), "{}", r.body);
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/site-b/delete", &args[..2])).status, 200);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "DELETE", "/api/v1/clients/branch", &[])).status, 204);
+    common::acct_until(p.server.addr(), "127.0.0.2", ROTATED_SECRET, false, std::time::Instant::now());
+
+    // Every change is audited; no secret is in any page, answer, export or log.
+    let audit = keep(call(&p, Who::Cookie("admin"), "GET", "/audit?limit=1000", &[])).body;
+    for action in ["client-add", "client-rekey", "client-delete"] {
+        assert!(audit.contains(&format!("<td>{action}</td>")), "{action}: {audit}");
+    }
+    for path in ["/settings", "/status", "/sessions", "/auth-log", "/"] {
+        keep(call(&p, Who::Cookie("admin"), "GET", path, &[]));
+    }
+    for path in ["/api/v1/sessions?format=csv", "/api/v1/auth-log?format=ndjson", "/api/v1/openapi.json"] {
+        keep(call(&p, Who::Token("admin"), "GET", path, &[]));
+    }
+    let mut files = String::new();
+    let mut stack = vec![p.server.dir.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.starts_with("clients.db") {
+                files.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    assert!(files.contains("client-add"), "the audit is among the files read");
+    for secret in [STORED_SECRET, ROTATED_SECRET, PAGE_SECRET] {
+        assert!(!answers.contains(secret), "{secret} in an answer");
+        assert!(!files.contains(secret), "{secret} in a file of the data directory or the log");
+    }
 }

@@ -9,6 +9,7 @@
 
 mod api;
 pub mod auth;
+mod clients;
 mod export;
 mod pages;
 mod security;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use portcullis_storage::{PortalDb, StorageError, Store};
+use portcullis_storage::{ClientAdmin, PortalDb, StorageError, Store};
 
 pub use api::{ROUTES, openapi_document};
 pub use export::{Cursor, Format, csv_field};
@@ -31,6 +32,11 @@ pub trait ServerView: Send + Sync + 'static {
     fn clients(&self) -> Vec<(String, String)>;
     /// Journal bytes appended but not yet applied to the store.
     fn journal_backlog_bytes(&self) -> Option<u64>;
+    /// The administration of RADIUS clients (Settings, `/api/v1/clients`); none: the
+    /// portal cannot list or change them.
+    fn client_admin(&self) -> Option<Arc<dyn ClientAdmin>> {
+        None
+    }
 }
 
 /// A [`ServerView`] for a portal running without a server (tests, tools).
@@ -169,6 +175,7 @@ impl Portal {
     /// The pages and the API, with the header policy and the CSRF check.
     pub fn router(self) -> Router {
         pages::routes()
+            .merge(clients::routes())
             .nest("/api/v1", api::routes())
             .layer(axum::middleware::from_fn(security::csrf))
             .layer(axum::middleware::from_fn_with_state(self.clone(), security::headers))

@@ -15,6 +15,7 @@ use portcullis_storage::{
 use serde::Deserialize;
 
 use crate::auth::{self, Caller};
+use crate::clients::{self, ClientView};
 use crate::export::{self, Cursor, EXPORT_PAGE, ExportRow, Format};
 use crate::text::{encode, query, user_href, utc};
 use crate::{Portal, WebError, now_ms};
@@ -981,9 +982,14 @@ const SECRET_REASONS: [&str; 2] = ["bad_authenticator", "bad_message_authenticat
 
 async fn status(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     let counters = portal.store(|s| s.counters()).await?;
+    let listed = clients::listing(&portal).await?;
     let view = portal.view();
-    let mut clients: Vec<ClientStatus> = view
-        .clients()
+    let configured = if listed.is_empty() {
+        view.clients()
+    } else {
+        listed.iter().map(|c| (c.settings().name.clone(), c.settings().address.to_string())).collect()
+    };
+    let mut clients: Vec<ClientStatus> = configured
         .into_iter()
         .map(|(name, networks)| ClientStatus { name, networks, counters: Vec::new(), advice: None })
         .collect();
@@ -1020,16 +1026,35 @@ async fn status(State(portal): State<Portal>, caller: Caller) -> Result<Response
 #[template(path = "settings.html")]
 struct SettingsPage {
     nav: Nav,
+    outcome: Outcome,
+    clients: Vec<ClientView>,
+    vendors: Vec<&'static str>,
     accounts: Vec<(String, &'static str, bool, String)>,
     tokens: Vec<(String, String, &'static str, String, String, String)>,
 }
 
+/// What a change made from the settings page did: notices, or why it did nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub notice: Vec<String>,
+    pub error: Option<String>,
+}
+
 async fn settings(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     caller.require(Role::Admin)?;
+    settings_page(&portal, &caller, Outcome::default()).await
+}
+
+/// The settings page (admin), with the outcome of a change just made.
+pub(crate) async fn settings_page(portal: &Portal, caller: &Caller, outcome: Outcome) -> Result<Response, WebError> {
     let (accounts, tokens) = portal.accounts(|db| Ok((db.accounts()?, db.tokens()?))).await?;
+    let clients = clients::listing(portal).await?.iter().map(ClientView::of).collect();
     let never = || "never".to_string();
     Ok(render(&SettingsPage {
-        nav: Nav::of(&caller),
+        nav: Nav::of(caller),
+        outcome,
+        clients,
+        vendors: clients::vendors(),
         accounts: accounts.into_iter().map(|a| (a.name, a.role.as_str(), a.disabled, utc(a.created_ms))).collect(),
         tokens: tokens
             .into_iter()
