@@ -98,10 +98,22 @@ test("an analyst investigates paula and closes an alert", async () => {
     await page.getByRole("link", { name: "paula", exact: true }).click();
     await page.waitForURL(/\/users\/paula/);
     await page.getByRole("link", { name: "180 days" }).click();
+    await page.waitForURL(/observed=180/);
     const locations = page.locator("#locations tbody tr");
     const cities = await locations.locator("td:first-child").allTextContents();
     assert.ok(cities.includes("Moscow"), `Moscow among ${cities}`);
     await shot(page, "03-entity");
+
+    // The far-away place on the map: a named marker that opens the timeline filtered to it.
+    const marker = page.locator("#map").getByRole("link", { name: /^Moscow, RU — \d+ connections, last / });
+    assert.equal(await marker.count(), 1);
+    assert.equal(await page.locator("#map .travel line").count() > 0, true, "the impossible travel is a line");
+    await marker.click();
+    await page.waitForURL(/country=RU&city=Moscow#timeline/);
+    const placeRows = page.locator("#timeline table tbody tr");
+    assert.equal(await placeRows.count(), 20);
+    assert.deepEqual([...new Set(await placeRows.locator("td:nth-child(11)").allTextContents())], ["Moscow"]);
+    await shot(page, "03b-map-marker");
 
     // Filter the timeline by country: only those rows remain.
     await page.locator("#timeline select[name=country]").selectOption("RU");

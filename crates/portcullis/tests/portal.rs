@@ -57,13 +57,14 @@ fn history(dir: &Path) -> std::path::PathBuf {
     for i in 0..TIMELINE_ROWS {
         let t = now - span + (span / TIMELINE_ROWS as i64) * i as i64;
         let far = i >= TIMELINE_ROWS - 20;
-        let (country, city, asn) = if far { ("RU", "Moscow", 8359) } else { ("DE", "Berlin", 3320) };
+        let (country, city, asn, lat, lon) =
+            if far { ("RU", "Moscow", 8359, 55.75, 37.62) } else { ("DE", "Berlin", 3320, 52.52, 13.40) };
         let nas = if i % 2 == 0 { "vpn-east" } else { "vpn-west" };
         let e = serde_json::json!({
             "time_ms": t, "user": "paula", "user_raw": "paula", "nas": nas, "client": "local",
             "calling_station_id": format!("198.51.100.{}", i % 200), "method": "pap", "decision": "accept",
             "reason_code": 0, "event_id": 6272, "policy": "vpn", "message": "",
-            "location": {"country": country, "city": city, "asn": asn}
+            "location": {"country": country, "city": city, "asn": asn, "latitude": lat, "longitude": lon}
         });
         text.push_str(&format!("{e}\n"));
     }
@@ -72,6 +73,17 @@ fn history(dir: &Path) -> std::path::PathBuf {
             "time_ms": now - 60_000 + i * 1000, "user": "victim", "user_raw": "victim", "nas": "vpn-east",
             "client": "local", "calling_station_id": "203.0.113.9", "method": "pap", "decision": "reject",
             "reason_code": 16, "event_id": 6273, "policy": null, "message": "bad password"
+        });
+        text.push_str(&format!("{e}\n"));
+    }
+    // Two VPN sessions of paula ten minutes apart, Berlin then Moscow: an impossible travel.
+    for (minutes_ago, session, ip, city, country, asn, lat, lon) in [
+        (180, "p-berlin", "85.214.0.1", "Berlin", "DE", 3320, 52.52, 13.40),
+        (170, "p-moscow", "95.165.0.1", "Moscow", "RU", 8359, 55.75, 37.62),
+    ] {
+        let e = serde_json::json!({
+            "time": now / 1000 - minutes_ago * 60, "kind": "vpn_start", "user": "paula", "ip": ip, "nas": "vpn-east",
+            "session": session, "location": {"country": country, "city": city, "asn": asn, "latitude": lat, "longitude": lon}
         });
         text.push_str(&format!("{e}\n"));
     }
@@ -252,6 +264,24 @@ fn portal_roles_csrf_hostile_names_and_exports() {
     assert!(r.body.contains("<td>Moscow</td>") && r.body.contains("<td>Berlin</td>"), "{}", r.body);
     assert!(r.body.contains("<option value=\"vpn-west\"") && !r.body.contains("<option value=\"mschapv2\""));
     assert!(!r.body.contains("http://") && !r.body.contains("https://"), "no external origin in the page");
+    // The map: one named marker per place, each opening the timeline filtered to it, and
+    // the impossible travel from Berlin to Moscow as a line.
+    let moscow = "aria-label=\"Moscow, RU — 21 connections, last ";
+    assert!(r.body.contains(moscow), "{}", r.body);
+    assert!(r.body.contains("<a href=\"/users/paula?country=RU&amp;city=Moscow#timeline\""), "{}", r.body);
+    assert!(r.body.contains("<title>Impossible travel: Berlin, DE → Moscow, RU"), "{}", r.body);
+    let place = call(&p, Who::Token("viewer"), "GET", "/api/v1/users/paula/timeline?country=RU&city=Moscow", &[]);
+    let place: serde_json::Value = serde_json::from_str(&place.body).unwrap();
+    assert_eq!(place["items"].as_array().unwrap().len(), 20);
+    let dashboard = call(&p, Who::Cookie("viewer"), "GET", "/", &[]).body;
+    assert!(dashboard.contains("aria-label=\"Moscow, RU — 21 connections"), "{dashboard}");
+    assert!(!dashboard.contains("http://") && !dashboard.contains("https://"), "no external origin in the page");
+    let travel: serde_json::Value =
+        serde_json::from_str(&call(&p, Who::Token("viewer"), "GET", "/api/v1/alerts?kind=impossible_travel", &[]).body)
+            .unwrap();
+    let id = travel["items"][0]["id"].as_i64().expect("an impossible travel alert");
+    let alert = call(&p, Who::Cookie("viewer"), "GET", &format!("/alerts/{id}"), &[]).body;
+    assert!(alert.contains("class=\"map small\"") && alert.contains("<line "), "{alert}");
 
     // Hostile names are inert: escaped in HTML, plain strings in JSON, neutralised in CSV.
     let html = call(&p, Who::Cookie("viewer"), "GET", "/users", &[]).body;

@@ -11,6 +11,7 @@ mod api;
 pub mod auth;
 mod clients;
 mod export;
+mod map;
 mod pages;
 mod security;
 mod text;

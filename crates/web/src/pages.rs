@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::auth::{self, Caller};
 use crate::clients::{self, ClientView};
 use crate::export::{self, Cursor, EXPORT_PAGE, ExportRow, Format};
+use crate::map::{self, MapSvg, Travel};
 use crate::text::{encode, query, user_href, utc};
 use crate::{Portal, WebError, now_ms};
 
@@ -477,6 +478,7 @@ pub(crate) struct AuthParams {
     nas: Option<String>,
     method: Option<String>,
     country: Option<String>,
+    city: Option<String>,
     /// Events of the last this many days (1 to 180; default 180).
     #[serde(default, deserialize_with = "number")]
     days: Option<u32>,
@@ -508,6 +510,7 @@ impl AuthParams {
             ("nas", given(&self.nas).unwrap_or_default()),
             ("method", given(&self.method).unwrap_or_default()),
             ("country", given(&self.country).unwrap_or_default()),
+            ("city", given(&self.city).unwrap_or_default()),
             ("days", self.days.map(|d| d.to_string()).unwrap_or_default()),
         ];
         if with_user {
@@ -524,6 +527,7 @@ impl AuthParams {
             nas: given(&self.nas),
             method: given(&self.method),
             country: given(&self.country).map(|c| c.to_uppercase()),
+            city: given(&self.city),
             since_ms: Some(now_ms() - self.days()? * DAY_MS),
             ..AuthQuery::default()
         })
@@ -551,6 +555,7 @@ fn facet_filters(p: &AuthParams, facets: Option<AuthFacets>) -> Vec<Filter> {
         choice("country", "Country", &p.country, f.countries),
         choice("nas", "NAS", &p.nas, f.nas),
         choice("method", "Method", &p.method, f.methods),
+        Filter { name: "city", label: "City", value: opt(&given(&p.city)), options: vec![] },
         Filter {
             name: "days",
             label: "Days",
@@ -759,6 +764,16 @@ pub(crate) fn observed_of(p: &AuthParams) -> Result<i64, WebError> {
     }
 }
 
+/// The alert kind whose evidence is drawn as a line between two places.
+const IMPOSSIBLE_TRAVEL: &str = "impossible_travel";
+
+/// The timeline of `user_href` filtered to the place `l` (its country and city).
+fn place_href(user_href: &str, l: &ObservedLocation) -> String {
+    let pairs =
+        [("country", l.country.as_deref().unwrap_or_default()), ("city", l.city.as_deref().unwrap_or_default())];
+    format!("{user_href}{}#timeline", query(&pairs))
+}
+
 struct LocationView {
     city: String,
     country: String,
@@ -775,6 +790,7 @@ struct UserPage {
     nav: Nav,
     profile: Profile,
     href: String,
+    map: MapSvg,
     locations: Vec<LocationView>,
     ranges: Vec<(u32, String, bool)>,
     filters: Vec<Filter>,
@@ -826,9 +842,17 @@ async fn user(
             first: utc(l.first_ms),
             last: utc(l.last_ms),
             count: l.count,
-            href: format!("{href}{}", query(&[("country", l.country.as_deref().unwrap_or_default())])),
+            href: place_href(&href, l),
         })
         .collect();
+    let travel: Vec<Travel> = profile
+        .alerts
+        .iter()
+        .filter(|a| a.kind == IMPOSSIBLE_TRAVEL)
+        .filter_map(|a| map::travel_of(&a.evidence))
+        .collect();
+    let label = format!("Where {} connected from, last {observed} days", profile.user);
+    let map = map::render(&profile.locations, |l| place_href(&href, l), &travel, &label, "map");
     let ranges =
         [30u32, 90, 180].into_iter().map(|d| (d, format!("{href}?observed={d}"), i64::from(d) == observed)).collect();
     let filters = facet_filters(&p, Some(profile.facets.clone()));
@@ -837,6 +861,7 @@ async fn user(
     Ok(render(&UserPage {
         nav: Nav::of(&caller),
         href: href.clone(),
+        map,
         locations,
         ranges,
         filters,
@@ -854,6 +879,7 @@ async fn user(
 struct DashboardPage {
     nav: Nav,
     summary: Summary,
+    map: MapSvg,
     accepted: u64,
     rejected: u64,
     open_alerts: u64,
@@ -863,11 +889,26 @@ pub(crate) async fn summary(portal: &Portal) -> Result<Summary, WebError> {
     portal.store(|s| s.summary(now_ms() - DAY_MS)).await
 }
 
+/// Connections of the day looked at for the dashboard's map, at most (of sessions and
+/// of authentication events each): a busy day costs a bounded scan.
+const MAP_CONNECTIONS: usize = 50_000;
+
 async fn dashboard(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     let summary = summary(&portal).await?;
+    let places = portal.store(|s| s.recent_locations(now_ms() - DAY_MS, MAP_CONNECTIONS)).await?;
+    let href = |l: &ObservedLocation| {
+        let pairs = [
+            ("country", l.country.as_deref().unwrap_or_default()),
+            ("city", l.city.as_deref().unwrap_or_default()),
+            ("days", "1"),
+        ];
+        format!("/auth-log{}", query(&pairs))
+    };
+    let map = map::render(&places, href, &[], "Where the connections of the last 24 hours come from", "map");
     let count = |d: &str| summary.auth_decisions.iter().filter(|(k, _)| k == d).map(|(_, n)| n).sum();
     Ok(render(&DashboardPage {
         nav: Nav::of(&caller),
+        map,
         accepted: count("accept"),
         rejected: count("reject"),
         open_alerts: summary.open_alerts.iter().map(|(_, n)| n).sum(),
@@ -884,6 +925,8 @@ struct AlertPage {
     statuses: &'static [&'static str],
     classifications: &'static [&'static str],
     user_href: String,
+    /// The two places of an impossible travel and the line between them.
+    map: Option<MapSvg>,
 }
 
 /// Evidence as `key: value` lines for people.
@@ -904,8 +947,16 @@ async fn alert(State(portal): State<Portal>, caller: Caller, Path(id): Path<i64>
     let alert = portal.store(move |s| s.alert(id)).await?.ok_or(WebError::NotFound)?;
     let mut evidence = Vec::new();
     evidence_lines("", &alert.evidence, &mut evidence);
+    let travel = (alert.kind == IMPOSSIBLE_TRAVEL).then(|| map::travel_of(&alert.evidence)).flatten();
+    let timeline = format!("{}#timeline", user_href(&alert.user));
+    let map = travel.map(|t| {
+        let ends = map::travel_ends(&alert.evidence, &t);
+        let label = format!("{} (alert {})", t.label, alert.id);
+        map::render(&ends, |_| timeline.clone(), &[t], &label, "map small")
+    });
     Ok(render(&AlertPage {
         nav: Nav::of(&caller),
+        map,
         user_href: user_href(&alert.user),
         alert,
         evidence,
