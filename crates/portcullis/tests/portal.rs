@@ -540,3 +540,78 @@ fn radius_clients_in_settings_and_the_api_with_a_write_only_secret() {
         assert!(!files.contains(secret), "{secret} in a file of the data directory or the log");
     }
 }
+
+/// RFC 4648 base32 without padding, as the otpauth URI carries the secret.
+fn base32_decode(text: &str) -> Vec<u8> {
+    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
+    for c in text.bytes() {
+        let v = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".iter().position(|&a| a == c).unwrap() as u64;
+        value = (value << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn portal_sign_in_asks_for_the_totp_code_after_the_password() {
+    let http = free_port();
+    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let server = Server::start(&extra);
+    let base = format!("http://127.0.0.1:{http}");
+    cli_ok(&server, &["admin", "add", "secure", "--role", "admin", "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+    let uri = cli_ok(&server, &["admin", "totp", "secure"], None);
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let secret = base32_decode(uri.split("secret=").nth(1).unwrap().split('&').next().unwrap());
+    let totp = portcullis_auth::mfa::Totp::default();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("jar");
+    let jar = jar.to_str().unwrap();
+    let password = |pw: &str| {
+        let form = format!("name=secure&password={pw}");
+        curl(&base, "POST", "/login", &["-c", jar, "-b", jar, "--data", &form])
+    };
+    let code = |c: &str| curl(&base, "POST", "/login/code", &["-c", jar, "-b", jar, "--data", &format!("code={c}")]);
+    let home = || curl(&base, "GET", "/", &["-b", jar]).status;
+
+    // A wrong password never reaches the code; a right one is asked for the code and
+    // does not sign in by itself.
+    assert_eq!(password("wrong").status, 401);
+    let asked = password(PASSWORD);
+    assert_eq!(asked.status, 200);
+    assert!(asked.body.contains("name=\"code\"") && asked.headers.contains("set-cookie: portcullis_pending="));
+    assert_eq!(home(), 303, "no session before the code");
+    // Without the pending sign-in a code is worth nothing.
+    let fresh = curl(&base, "POST", "/login/code", &["--data", &format!("code={}", totp.code(&secret, now()))]);
+    assert_eq!(fresh.status, 401);
+    let right = totp.code(&secret, now());
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = code(&wrong);
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("wrong or already used code"));
+    assert_eq!(code(&right).status, 303);
+    assert_eq!(home(), 200, "signed in with password and code");
+    // The same code again is a replay.
+    assert_eq!(password(PASSWORD).status, 200);
+    assert_eq!(code(&right).status, 401, "a code is accepted once");
+    // Codes count toward the sign-in limit: after five failures (one wrong password,
+    // one wrong code, one replay, two more wrong codes) a valid unused code is refused.
+    assert_eq!(code(&wrong).status, 401);
+    assert_eq!(code(&wrong).status, 401);
+    let next = totp.code(&secret, now() + 30);
+    let limited = code(&next);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let mut audit = Vec::new();
+    for file in ["portal.db", "portal.db-wal"] {
+        audit.extend(std::fs::read(server.dir.path().join("data").join(file)).unwrap_or_default());
+    }
+    assert!(String::from_utf8_lossy(&audit).contains("sign-in-code-failed"), "wrong codes are audited");
+    let removed = cli_ok(&server, &["admin", "totp", "secure", "--remove"], None);
+    assert!(removed.contains("password only"), "{removed}");
+    let r = Command::new(common::bin()).args(["admin", "totp", "nobody", "--config"]).arg(&server.config).output();
+    assert!(!r.unwrap().status.success(), "no such account");
+}

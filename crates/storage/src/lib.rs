@@ -33,7 +33,7 @@ pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
 pub use mfa::{Challenge, SqliteMfa, TotpFactor};
-pub use portal::{Account, AuditEntry, LoginSession, PortalDb, Role, Token};
+pub use portal::{Account, AuditEntry, LoginSession, PortalDb, PortalTotp, Role, Token};
 pub use portcullis_detect::AlertDraft;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};

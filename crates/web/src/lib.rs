@@ -173,6 +173,11 @@ impl Portal {
         if self.tls() { "__Host-portcullis_session" } else { "portcullis_session" }
     }
 
+    /// The cookie of a sign-in whose password was right and whose code is to come.
+    pub(crate) fn pending_cookie_name(&self) -> &'static str {
+        if self.tls() { "__Host-portcullis_pending" } else { "portcullis_pending" }
+    }
+
     /// The pages and the API, with the header policy and the CSRF check.
     pub fn router(self) -> Router {
         pages::routes()

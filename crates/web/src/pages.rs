@@ -33,6 +33,7 @@ const JS: &str = include_str!("../assets/app.js");
 pub(crate) fn routes() -> Router<Portal> {
     Router::new()
         .route("/login", get(login_form).post(login))
+        .route("/login/code", post(login_code))
         .route("/logout", post(logout))
         .route("/", get(dashboard))
         .route("/users", get(|s, c, q| users(s, c, q, Format::Html)))
@@ -1168,10 +1169,12 @@ async fn audit(
 #[template(path = "login.html")]
 struct LoginPage {
     error: Option<&'static str>,
+    /// The password was right; the account's TOTP code is asked for.
+    code: bool,
 }
 
 async fn login_form() -> Response {
-    render(&LoginPage { error: None })
+    render(&LoginPage { error: None, code: false })
 }
 
 #[derive(Deserialize)]
@@ -1184,10 +1187,75 @@ struct Credentials {
 const MAX_NAME: usize = 128;
 /// The only thing a failed sign-in says.
 const SIGN_IN_FAILED: &str = "Sign-in failed: wrong name or password, or the account cannot sign in.";
+const CODE_FAILED: &str = "Sign-in failed: wrong or already used code.";
 const SIGN_IN_LIMITED: &str = "Too many failed sign-ins: wait 15 minutes and try again.";
 
 fn login_error(status: StatusCode, error: &'static str) -> Response {
-    (status, render(&LoginPage { error: Some(error) })).into_response()
+    (status, render(&LoginPage { error: Some(error), code: false })).into_response()
+}
+
+/// How long the code may take after the password, in milliseconds.
+const PENDING_MS: i64 = 5 * 60 * 1000;
+
+/// The failure-count keys of a sign-in: the account and the source address.
+fn failure_keys(name: &str, source: &str) -> [String; 2] {
+    [format!("account:{name}"), format!("source:{source}")]
+}
+
+/// The larger of the two failure counts within the window; `None`: the database failed.
+async fn failures(portal: &Portal, keys: &[String; 2], now: i64) -> Option<u64> {
+    let k = keys.clone();
+    let since = now - auth::FAILURE_WINDOW_MS;
+    portal.accounts(move |db| Ok(db.failures(&k[0], since)?.max(db.failures(&k[1], since)?))).await.ok()
+}
+
+async fn record_failure(portal: &Portal, keys: [String; 2], now: i64) {
+    let since = now - auth::FAILURE_WINDOW_MS;
+    let _ = portal
+        .accounts(move |db| {
+            db.record_failure(&keys[0], now, since)?;
+            db.record_failure(&keys[1], now, since)
+        })
+        .await;
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response()
+}
+
+/// A cookie of this portal: `HttpOnly; SameSite=Strict; Path=/`, and `Secure` over TLS.
+fn set_cookie(portal: &Portal, response: &mut Response, name: &str, value: &str, max_age_s: i64) {
+    let secure = if portal.tls() { "; Secure" } else { "" };
+    let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Starts a login session for `account` (a new id; the session the browser held
+/// before ends) and answers with its cookie.
+async fn start_session(portal: &Portal, parts: &axum::http::request::Parts, account: String, source: &str) -> Response {
+    let old = auth::cookie(parts, portal.cookie_name()).map(auth::digest);
+    let id = auth::random_secret();
+    let hash = auth::digest(&id);
+    let who = account.clone();
+    let now = now_ms();
+    let created = portal
+        .accounts(move |db| {
+            if let Some(old) = old {
+                db.end_session(&old)?;
+            }
+            db.create_session(&hash, &who, now)
+        })
+        .await;
+    if created.is_err() {
+        return unavailable();
+    }
+    portal.audit(&account, "sign-in", String::new(), source).await;
+    let mut response = Redirect::to("/").into_response();
+    set_cookie(portal, &mut response, portal.cookie_name(), &id, auth::ABSOLUTE_MS / 1000);
+    set_cookie(portal, &mut response, portal.pending_cookie_name(), "", 0);
+    response
 }
 
 /// One sign-in is checked at a time, from the failure count to recording its failure:
@@ -1206,12 +1274,9 @@ async fn login(
     let source = auth::source(&parts);
     let now = now_ms();
     let name: String = c.name.trim().chars().take(MAX_NAME).collect();
-    let keys = [format!("account:{name}"), format!("source:{source}")];
-    let since = now - auth::FAILURE_WINDOW_MS;
-    let k = keys.clone();
-    let failures = portal.accounts(move |db| Ok(db.failures(&k[0], since)?.max(db.failures(&k[1], since)?))).await;
-    let Ok(failures) = failures else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response();
+    let keys = failure_keys(&name, &source);
+    let Some(failures) = failures(&portal, &keys, now).await else {
+        return unavailable();
     };
     if failures >= auth::MAX_FAILURES {
         portal.audit(&name, "sign-in-limited", String::new(), &source).await;
@@ -1228,44 +1293,87 @@ async fn login(
     .await
     .unwrap_or((None, false));
     let Some(account) = account.filter(|a| ok && !a.disabled) else {
-        let k = keys;
-        let _ = portal
-            .accounts(move |db| {
-                db.record_failure(&k[0], now, since)?;
-                db.record_failure(&k[1], now, since)
-            })
-            .await;
+        record_failure(&portal, keys, now).await;
         portal.audit(&name, "sign-in-failed", String::new(), &source).await;
         return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
     };
-    // A new id at every sign-in; a session the browser held before ends.
-    let old = auth::cookie(&parts, portal.cookie_name()).map(auth::digest);
+    let lookup = account.name.clone();
+    let Ok(totp) = portal.accounts(move |db| db.totp(&lookup)).await else {
+        return unavailable();
+    };
+    if totp.is_none() {
+        return start_session(&portal, &parts, account.name, &source).await;
+    }
+    // The password was right; the code decides. Nothing says so to a wrong password.
     let id = auth::random_secret();
     let hash = auth::digest(&id);
     let who = account.name.clone();
-    let created = portal
+    if portal.accounts(move |db| db.create_pending(&hash, &who, now)).await.is_err() {
+        return unavailable();
+    }
+    let mut response = render(&LoginPage { error: None, code: true });
+    set_cookie(&portal, &mut response, portal.pending_cookie_name(), &id, PENDING_MS / 1000);
+    response
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+/// The second step of a sign-in with TOTP: the code of the account whose password the
+/// pending cookie proved. Wrong codes count as failed sign-ins (the same limit of 5 in
+/// 15 minutes per account and per source); a code is accepted once.
+async fn login_code(State(portal): State<Portal>, parts: axum::http::request::Parts, Form(c): Form<Code>) -> Response {
+    let Ok(_one_at_a_time) = SIGN_IN.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "sign-in is unavailable\n").into_response();
+    };
+    let source = auth::source(&parts);
+    let now = now_ms();
+    let Some(pending) = auth::cookie(&parts, portal.pending_cookie_name()).filter(|v| v.len() == 64).map(auth::digest)
+    else {
+        return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
+    };
+    let Ok(account) = portal.accounts(move |db| db.pending(&pending, now, PENDING_MS)).await else {
+        return unavailable();
+    };
+    let Some(name) = account else {
+        return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
+    };
+    let keys = failure_keys(&name, &source);
+    let Some(failures) = failures(&portal, &keys, now).await else {
+        return unavailable();
+    };
+    if failures >= auth::MAX_FAILURES {
+        let _ = portal.accounts(move |db| db.end_pending(&pending)).await;
+        portal.audit(&name, "sign-in-limited", String::new(), &source).await;
+        return login_error(StatusCode::TOO_MANY_REQUESTS, SIGN_IN_LIMITED);
+    }
+    let (lookup, code) = (name.clone(), c.code);
+    let unix = u64::try_from(now / 1000).unwrap_or(0);
+    let spent = portal
         .accounts(move |db| {
-            if let Some(old) = old {
-                db.end_session(&old)?;
+            let Some((secret, last)) = db.totp(&lookup)? else {
+                return Ok(false);
+            };
+            match portcullis_auth::mfa::Totp::default().verify(&secret, &code, unix, last) {
+                Ok(step) => db.use_totp_step(&lookup, step),
+                Err(_) => Ok(false),
             }
-            db.create_session(&hash, &who, now)
         })
         .await;
-    if created.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response();
+    match spent {
+        Err(_) => unavailable(),
+        Ok(true) => {
+            let _ = portal.accounts(move |db| db.end_pending(&pending)).await;
+            start_session(&portal, &parts, name, &source).await
+        }
+        Ok(false) => {
+            record_failure(&portal, keys, now).await;
+            portal.audit(&name, "sign-in-code-failed", String::new(), &source).await;
+            (StatusCode::UNAUTHORIZED, render(&LoginPage { error: Some(CODE_FAILED), code: true })).into_response()
+        }
     }
-    portal.audit(&account.name, "sign-in", String::new(), &source).await;
-    let secure = if portal.tls() { "; Secure" } else { "" };
-    let cookie = format!(
-        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        portal.cookie_name(),
-        auth::ABSOLUTE_MS / 1000
-    );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
 }
 
 async fn logout(State(portal): State<Portal>, caller: Caller) -> Response {
@@ -1273,11 +1381,7 @@ async fn logout(State(portal): State<Portal>, caller: Caller) -> Response {
         let _ = portal.accounts(move |db| db.end_session(&hash)).await;
         portal.audit(&caller.name, "sign-out", String::new(), &caller.source).await;
     }
-    let secure = if portal.tls() { "; Secure" } else { "" };
-    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}", portal.cookie_name());
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    set_cookie(&portal, &mut response, portal.cookie_name(), "", 0);
     response
 }
