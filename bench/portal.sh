@@ -44,7 +44,8 @@ with open(sys.argv[1], "w") as f:
              "nas": "vpn-%d" % (i % 4), "client": "local", "calling_station_id": "198.51.100.%d" % (i % 250),
              "method": "pap", "decision": "accept" if i % 7 else "reject", "reason_code": 0 if i % 7 else 16,
              "event_id": 6272 if i % 7 else 6273, "policy": "vpn", "message": "",
-             "location": {"country": "C%d" % (city % 20), "city": "city-%d" % city, "asn": 64500 + city}}
+             "location": {"country": "C%d" % (city % 20), "city": "city-%d" % city, "asn": 64500 + city,
+                          "latitude": -60 + city * 2.4, "longitude": -170 + city * 6.8}}
         f.write(json.dumps(e) + "\n")
 PY
 "$bin" replay "$work/history.jsonl" --config "$work/p.toml" >/dev/null 2>&1

@@ -7,13 +7,15 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { chromium } from "playwright-core";
 
 const base = process.env.PORTAL_URL;
 const password = process.env.PORTAL_PASSWORD;
 const radius = process.env.PORTAL_RADIUS; // host:port of the authentication listener
 const secret = process.env.PORTAL_SECRET;
+const acct = process.env.PORTAL_ACCT; // host:port of the accounting listener
 const shots = process.env.PORTAL_SHOTS || mkdtempSync(join(tmpdir(), "portal-shots-"));
 
 // No network beyond loopback: Chromium's background services stay off.
@@ -96,10 +98,22 @@ test("an analyst investigates paula and closes an alert", async () => {
     await page.getByRole("link", { name: "paula", exact: true }).click();
     await page.waitForURL(/\/users\/paula/);
     await page.getByRole("link", { name: "180 days" }).click();
+    await page.waitForURL(/observed=180/);
     const locations = page.locator("#locations tbody tr");
     const cities = await locations.locator("td:first-child").allTextContents();
     assert.ok(cities.includes("Moscow"), `Moscow among ${cities}`);
     await shot(page, "03-entity");
+
+    // The far-away place on the map: a named marker that opens the timeline filtered to it.
+    const marker = page.locator("#map").getByRole("link", { name: /^Moscow, RU — \d+ connections, last / });
+    assert.equal(await marker.count(), 1);
+    assert.equal(await page.locator("#map .travel line").count() > 0, true, "the impossible travel is a line");
+    await marker.click();
+    await page.waitForURL(/country=RU&city=Moscow#timeline/);
+    const placeRows = page.locator("#timeline table tbody tr");
+    assert.equal(await placeRows.count(), 20);
+    assert.deepEqual([...new Set(await placeRows.locator("td:nth-child(11)").allTextContents())], ["Moscow"]);
+    await shot(page, "03b-map-marker");
 
     // Filter the timeline by country: only those rows remain.
     await page.locator("#timeline select[name=country]").selectOption("RU");
@@ -148,6 +162,57 @@ test("a viewer sees no settings and cannot write through the API", async () => {
     );
     assert.equal(status, 403);
     await shot(page, "06-viewer");
+  } finally {
+    await context.close();
+  }
+});
+
+/// One accounting Start from `source` (a loopback address only a stored client covers);
+/// resolves to whether it was acknowledged.
+function accountingFrom(source, clientSecret, session) {
+  return new Promise((resolve) => {
+    const child = spawn("radclient", ["-r", "1", "-t", "0.3", acct, "acct", clientSecret], { stdio: ["pipe", "ignore", "ignore"] });
+    child.on("exit", (code) => resolve(code === 0));
+    child.stdin.end(
+      `Acct-Status-Type = Start\nUser-Name = "branch-user"\nNAS-Identifier = "branch-nas"\n` +
+        `Acct-Session-Id = "${session}"\nPacket-Src-IP-Address = ${source}\n`,
+    );
+  });
+}
+
+test("an admin adds a RADIUS client in Settings and its accounting is acknowledged within a second", async () => {
+  const context = await browser();
+  const clientSecret = "browser-branch-Kf8-secret-only-here";
+  try {
+    const page = await context.newPage();
+    await signIn(page, "admin");
+    await page.getByRole("link", { name: "Settings" }).click();
+    await page.waitForURL(`${base}/settings`);
+    // The configuration file's client is listed, read-only.
+    assert.match(await page.locator("tr[data-client=local]").textContent(), /configuration file \(read-only\)/);
+    const form = page.locator("#add-client");
+    await form.getByLabel("Name").fill("branch-office");
+    await form.getByLabel("Address (IP or CIDR)").fill("127.0.0.4");
+    await form.getByLabel("Vendor").selectOption("fortinet");
+    await form.getByLabel("Shared secret").fill(clientSecret);
+    const since = Date.now();
+    await form.getByRole("button", { name: "Add client" }).click();
+    await page.locator(".notice").first().waitFor();
+    // A request every 50 ms for 1.5 s; the first acknowledged one was sent within a second.
+    const attempts = [];
+    for (let n = 0; Date.now() - since < 1500; n++) {
+      const sent = Date.now() - since;
+      attempts.push(accountingFrom("127.0.0.4", clientSecret, `browser-${n}`).then((ok) => (ok ? sent : null)));
+      await sleep(50);
+    }
+    const acknowledged = (await Promise.all(attempts)).filter((t) => t !== null);
+    assert.ok(acknowledged.length > 0, "no request from the new client was acknowledged");
+    assert.ok(Math.min(...acknowledged) < 1000, `first acknowledged request sent ${Math.min(...acknowledged)} ms after adding`);
+    await page.reload();
+    const row = page.locator("tr[data-client=branch-office]");
+    assert.match(await row.textContent(), /127\.0\.0\.4\/32.*fortinet/s);
+    assert.ok(!(await page.content()).includes(clientSecret), "the secret is never shown again");
+    await shot(page, "07-settings-client");
   } finally {
     await context.close();
   }

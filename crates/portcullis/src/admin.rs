@@ -86,6 +86,23 @@ pub(crate) fn run(command: AdminCommand, load: fn(Option<&PathBuf>) -> Result<Co
             eprintln!("API token {name} ({role}); shown once, only its hash is kept:");
             println!("{value}");
         }
+        AdminCommand::Totp { name, remove, config } => {
+            let db = open(config.as_ref())?;
+            if remove {
+                found(db.set_totp(&name, None)?, &name)?;
+                println!("portal account {name} signs in with its password only; its login sessions ended");
+                return Ok(());
+            }
+            let mut secret = [0u8; 20];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
+            found(db.set_totp(&name, Some(&secret))?, &name)?;
+            let totp = portcullis_auth::mfa::Totp::default();
+            eprintln!(
+                "portal account {name} now signs in with its password and a TOTP code; its login sessions ended. \
+                 Add this to an authenticator app (shown once):"
+            );
+            println!("{}", portcullis_auth::mfa::otpauth_uri("Portcullis portal", &name, &secret, &totp));
+        }
     }
     Ok(())
 }

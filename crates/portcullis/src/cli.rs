@@ -418,6 +418,15 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Enrol a TOTP second factor for a portal account (its otpauth:// URI is printed
+    /// once) or remove it with --remove; ends the account's login sessions.
+    Totp {
+        name: String,
+        #[arg(long)]
+        remove: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Make an API bearer token; its value is printed once and only its hash is kept.
     Token {
         name: String,

@@ -57,13 +57,14 @@ fn history(dir: &Path) -> std::path::PathBuf {
     for i in 0..TIMELINE_ROWS {
         let t = now - span + (span / TIMELINE_ROWS as i64) * i as i64;
         let far = i >= TIMELINE_ROWS - 20;
-        let (country, city, asn) = if far { ("RU", "Moscow", 8359) } else { ("DE", "Berlin", 3320) };
+        let (country, city, asn, lat, lon) =
+            if far { ("RU", "Moscow", 8359, 55.75, 37.62) } else { ("DE", "Berlin", 3320, 52.52, 13.40) };
         let nas = if i % 2 == 0 { "vpn-east" } else { "vpn-west" };
         let e = serde_json::json!({
             "time_ms": t, "user": "paula", "user_raw": "paula", "nas": nas, "client": "local",
             "calling_station_id": format!("198.51.100.{}", i % 200), "method": "pap", "decision": "accept",
             "reason_code": 0, "event_id": 6272, "policy": "vpn", "message": "",
-            "location": {"country": country, "city": city, "asn": asn}
+            "location": {"country": country, "city": city, "asn": asn, "latitude": lat, "longitude": lon}
         });
         text.push_str(&format!("{e}\n"));
     }
@@ -72,6 +73,17 @@ fn history(dir: &Path) -> std::path::PathBuf {
             "time_ms": now - 60_000 + i * 1000, "user": "victim", "user_raw": "victim", "nas": "vpn-east",
             "client": "local", "calling_station_id": "203.0.113.9", "method": "pap", "decision": "reject",
             "reason_code": 16, "event_id": 6273, "policy": null, "message": "bad password"
+        });
+        text.push_str(&format!("{e}\n"));
+    }
+    // Two VPN sessions of paula ten minutes apart, Berlin then Moscow: an impossible travel.
+    for (minutes_ago, session, ip, city, country, asn, lat, lon) in [
+        (180, "p-berlin", "85.214.0.1", "Berlin", "DE", 3320, 52.52, 13.40),
+        (170, "p-moscow", "95.165.0.1", "Moscow", "RU", 8359, 55.75, 37.62),
+    ] {
+        let e = serde_json::json!({
+            "time": now / 1000 - minutes_ago * 60, "kind": "vpn_start", "user": "paula", "ip": ip, "nas": "vpn-east",
+            "session": session, "location": {"country": country, "city": city, "asn": asn, "latitude": lat, "longitude": lon}
         });
         text.push_str(&format!("{e}\n"));
     }
@@ -252,6 +264,24 @@ fn portal_roles_csrf_hostile_names_and_exports() {
     assert!(r.body.contains("<td>Moscow</td>") && r.body.contains("<td>Berlin</td>"), "{}", r.body);
     assert!(r.body.contains("<option value=\"vpn-west\"") && !r.body.contains("<option value=\"mschapv2\""));
     assert!(!r.body.contains("http://") && !r.body.contains("https://"), "no external origin in the page");
+    // The map: one named marker per place, each opening the timeline filtered to it, and
+    // the impossible travel from Berlin to Moscow as a line.
+    let moscow = "aria-label=\"Moscow, RU — 21 connections, last ";
+    assert!(r.body.contains(moscow), "{}", r.body);
+    assert!(r.body.contains("<a href=\"/users/paula?country=RU&amp;city=Moscow#timeline\""), "{}", r.body);
+    assert!(r.body.contains("<title>Impossible travel: Berlin, DE → Moscow, RU"), "{}", r.body);
+    let place = call(&p, Who::Token("viewer"), "GET", "/api/v1/users/paula/timeline?country=RU&city=Moscow", &[]);
+    let place: serde_json::Value = serde_json::from_str(&place.body).unwrap();
+    assert_eq!(place["items"].as_array().unwrap().len(), 20);
+    let dashboard = call(&p, Who::Cookie("viewer"), "GET", "/", &[]).body;
+    assert!(dashboard.contains("aria-label=\"Moscow, RU — 21 connections"), "{dashboard}");
+    assert!(!dashboard.contains("http://") && !dashboard.contains("https://"), "no external origin in the page");
+    let travel: serde_json::Value =
+        serde_json::from_str(&call(&p, Who::Token("viewer"), "GET", "/api/v1/alerts?kind=impossible_travel", &[]).body)
+            .unwrap();
+    let id = travel["items"][0]["id"].as_i64().expect("an impossible travel alert");
+    let alert = call(&p, Who::Cookie("viewer"), "GET", &format!("/alerts/{id}"), &[]).body;
+    assert!(alert.contains("class=\"map small\"") && alert.contains("<line "), "{alert}");
 
     // Hostile names are inert: escaped in HTML, plain strings in JSON, neutralised in CSV.
     let html = call(&p, Who::Cookie("viewer"), "GET", "/users", &[]).body;
@@ -365,11 +395,223 @@ fn portal_in_a_real_browser() {
         .env("PORTAL_PASSWORD", PASSWORD)
         .env("PORTAL_RADIUS", p.server.auth_addr().to_string())
         .env("PORTAL_SECRET", SECRET)
+        .env("PORTAL_ACCT", p.server.addr().to_string())
         .env("PORTAL_SHOTS", &shots)
         .output()
         .unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}\nserver log:\n{}", p.server.log());
     let taken = std::fs::read_dir(&shots).unwrap().count();
-    assert!(taken >= 6, "{taken} screenshots in {}", shots.display());
+    assert!(taken >= 7, "{taken} screenshots in {}", shots.display());
+}
+
+const STORED_SECRET: &str = "portal-stored-Zq7-secret-only-here";
+const ROTATED_SECRET: &str = "portal-rotated-Wk3-secret-only-here";
+const PAGE_SECRET: &str = "portal-page-Hn5-secret-only-here";
+
+#[test]
+fn radius_clients_in_settings_and_the_api_with_a_write_only_secret() {
+    require("radclient");
+    let http = free_port();
+    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let server = Server::start(&extra);
+    let mut tokens = Vec::new();
+    for role in ["viewer", "analyst", "admin"] {
+        cli_ok(&server, &["admin", "add", role, "--role", role, "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+        tokens.push((role, cli_ok(&server, &["admin", "token", &format!("{role}-token"), "--role", role], None)));
+    }
+    let jars = tempfile::tempdir().unwrap();
+    let p = Portal { base: format!("http://127.0.0.1:{http}"), server, tokens, jars };
+    assert_eq!(sign_in(&p.base, Path::new(&p.jar("admin")), "admin", PASSWORD), 303);
+    assert_eq!(sign_in(&p.base, Path::new(&p.jar("analyst")), "analyst", PASSWORD), 303);
+    // Every answer is kept, to look for the secrets in them at the end.
+    let mut answers = String::new();
+    let mut keep = |r: Reply| {
+        answers.push_str(&r.headers);
+        answers.push_str(&r.body);
+        r
+    };
+    let json = |body: &str| ["-H".to_string(), "Content-Type: application/json".into(), "--data".into(), body.into()];
+    let new = json(&format!("{{\"name\":\"branch\",\"address\":\"127.0.0.2\",\"secret\":\"{STORED_SECRET}\"}}"));
+    let new: Vec<&str> = new.iter().map(String::as_str).collect();
+
+    // Only admins list or change clients; nobody without credentials.
+    for (who, want) in [(Who::Token("viewer"), 403), (Who::Token("analyst"), 403), (Who::Anonymous, 401)] {
+        assert_eq!(keep(call(&p, who, "GET", "/api/v1/clients", &[])).status, want, "{who:?}");
+        assert_eq!(keep(call(&p, who, "POST", "/api/v1/clients", &new)).status, want, "{who:?}");
+        assert_eq!(keep(call(&p, who, "DELETE", "/api/v1/clients/local", &[])).status, want, "{who:?}");
+    }
+    let form =
+        format!("name=site-b&address=127.0.0.3&vendor=generic&require_message_authenticator=on&secret={PAGE_SECRET}");
+    let same_origin = ["-H", "Sec-Fetch-Site: same-origin", "--data", form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("analyst"), "POST", "/settings/clients", &same_origin)).status, 403);
+    let cross = ["-H", "Sec-Fetch-Site: cross-site", "--data", form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients", &cross)).status, 403);
+
+    // Added through the API: acknowledged within a second, no restart; the answer has
+    // the client and no secret.
+    let added_at = std::time::Instant::now();
+    let r = keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &new));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let added: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(added["client"]["managed_by"], "stored", "{added}");
+    assert_eq!(added["client"]["address"], "127.0.0.2/32", "{added}");
+    assert_eq!(added["client"]["require_message_authenticator"], true, "BlastRADIUS options default to on");
+    let took = common::acct_until(p.server.addr(), "127.0.0.2", STORED_SECRET, true, added_at);
+    assert!(took < std::time::Duration::from_secs(1), "acknowledged {took:?} after it was added");
+    let list = keep(call(&p, Who::Token("admin"), "GET", "/api/v1/clients", &[]));
+    let list: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    let managed: Vec<(&str, &str)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["managed_by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(managed, [("local", "file"), ("branch", "stored")]);
+
+    // Refused: the file's client, a duplicate, a bad address, a secret of the wrong type
+    // (and the answer quotes no value).
+    assert_eq!(keep(call(&p, Who::Token("admin"), "DELETE", "/api/v1/clients/local", &[])).status, 400);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &new)).status, 400);
+    let bad = json("{\"name\":\"x\",\"address\":\"not-an-address\",\"secret\":\"s\"}");
+    let bad: Vec<&str> = bad.iter().map(String::as_str).collect();
+    assert_eq!(keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &bad)).status, 400);
+    let typed = json("{\"name\":\"x\",\"address\":\"127.0.0.9\",\"secret\":918273645546372819}");
+    let typed: Vec<&str> = typed.iter().map(String::as_str).collect();
+    let r = keep(call(&p, Who::Token("admin"), "POST", "/api/v1/clients", &typed));
+    assert_eq!(r.status, 400);
+    assert!(!r.body.contains("918273645546372819"), "{}", r.body);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "GET", "/api/v1/clients/nobody", &[])).status, 404);
+
+    // Re-keyed through the API: the new secret is acknowledged, the old one no longer.
+    let rekey = json(&format!("{{\"secret\":\"{ROTATED_SECRET}\"}}"));
+    let rekey: Vec<&str> = rekey.iter().map(String::as_str).collect();
+    assert_eq!(keep(call(&p, Who::Token("admin"), "PATCH", "/api/v1/clients/branch", &rekey)).status, 200);
+    common::acct_until(p.server.addr(), "127.0.0.2", ROTATED_SECRET, true, std::time::Instant::now());
+    assert!(!common::acct_from(p.server.addr(), "127.0.0.2", STORED_SECRET, "old-secret"));
+
+    // Added on the settings page, then re-keyed and deleted there.
+    let r = keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients", &same_origin));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("client &#34;site-b&#34; added"), "{}", r.body);
+    common::acct_until(p.server.addr(), "127.0.0.3", PAGE_SECRET, true, std::time::Instant::now());
+    let page = keep(call(&p, Who::Cookie("admin"), "GET", "/settings", &[])).body;
+    assert!(page.contains("<td>site-b</td><td>127.0.0.3/32</td><td>generic</td>"), "{page}");
+    assert!(page.contains("configuration file (read-only)"), "{page}");
+    // limit_proxy_state and send_message_authenticator were left unticked.
+    assert!(page.contains("<td>yes</td><td>no</td><td>no</td>\n<td>stored</td>"), "{page}");
+    let rekey_form = format!("secret={ROTATED_SECRET}x");
+    let args = ["-H", "Sec-Fetch-Site: same-origin", "--data", rekey_form.as_str()];
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/site-b/secret", &args)).status, 200);
+    let r = keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/local/delete", &args[..2]));
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("managed by the configuration file"), "{}", r.body);
+    assert_eq!(keep(call(&p, Who::Cookie("admin"), "POST", "/settings/clients/site-b/delete", &args[..2])).status, 200);
+    assert_eq!(keep(call(&p, Who::Token("admin"), "DELETE", "/api/v1/clients/branch", &[])).status, 204);
+    common::acct_until(p.server.addr(), "127.0.0.2", ROTATED_SECRET, false, std::time::Instant::now());
+
+    // Every change is audited; no secret is in any page, answer, export or log.
+    let audit = keep(call(&p, Who::Cookie("admin"), "GET", "/audit?limit=1000", &[])).body;
+    for action in ["client-add", "client-rekey", "client-delete"] {
+        assert!(audit.contains(&format!("<td>{action}</td>")), "{action}: {audit}");
+    }
+    for path in ["/settings", "/status", "/sessions", "/auth-log", "/"] {
+        keep(call(&p, Who::Cookie("admin"), "GET", path, &[]));
+    }
+    for path in ["/api/v1/sessions?format=csv", "/api/v1/auth-log?format=ndjson", "/api/v1/openapi.json"] {
+        keep(call(&p, Who::Token("admin"), "GET", path, &[]));
+    }
+    let mut files = String::new();
+    let mut stack = vec![p.server.dir.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !name.starts_with("clients.db") {
+                files.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()));
+            }
+        }
+    }
+    assert!(files.contains("client-add"), "the audit is among the files read");
+    for secret in [STORED_SECRET, ROTATED_SECRET, PAGE_SECRET] {
+        assert!(!answers.contains(secret), "{secret} in an answer");
+        assert!(!files.contains(secret), "{secret} in a file of the data directory or the log");
+    }
+}
+
+/// RFC 4648 base32 without padding, as the otpauth URI carries the secret.
+fn base32_decode(text: &str) -> Vec<u8> {
+    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
+    for c in text.bytes() {
+        let v = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".iter().position(|&a| a == c).unwrap() as u64;
+        value = (value << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((value >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn portal_sign_in_asks_for_the_totp_code_after_the_password() {
+    let http = free_port();
+    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let server = Server::start(&extra);
+    let base = format!("http://127.0.0.1:{http}");
+    cli_ok(&server, &["admin", "add", "secure", "--role", "admin", "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+    let uri = cli_ok(&server, &["admin", "totp", "secure"], None);
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    let secret = base32_decode(uri.split("secret=").nth(1).unwrap().split('&').next().unwrap());
+    let totp = portcullis_auth::mfa::Totp::default();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("jar");
+    let jar = jar.to_str().unwrap();
+    let password = |pw: &str| {
+        let form = format!("name=secure&password={pw}");
+        curl(&base, "POST", "/login", &["-c", jar, "-b", jar, "--data", &form])
+    };
+    let code = |c: &str| curl(&base, "POST", "/login/code", &["-c", jar, "-b", jar, "--data", &format!("code={c}")]);
+    let home = || curl(&base, "GET", "/", &["-b", jar]).status;
+
+    // A wrong password never reaches the code; a right one is asked for the code and
+    // does not sign in by itself.
+    assert_eq!(password("wrong").status, 401);
+    let asked = password(PASSWORD);
+    assert_eq!(asked.status, 200);
+    assert!(asked.body.contains("name=\"code\"") && asked.headers.contains("set-cookie: portcullis_pending="));
+    assert_eq!(home(), 303, "no session before the code");
+    // Without the pending sign-in a code is worth nothing.
+    let fresh = curl(&base, "POST", "/login/code", &["--data", &format!("code={}", totp.code(&secret, now()))]);
+    assert_eq!(fresh.status, 401);
+    let right = totp.code(&secret, now());
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let r = code(&wrong);
+    assert_eq!(r.status, 401);
+    assert!(r.body.contains("wrong or already used code"));
+    assert_eq!(code(&right).status, 303);
+    assert_eq!(home(), 200, "signed in with password and code");
+    // The same code again is a replay.
+    assert_eq!(password(PASSWORD).status, 200);
+    assert_eq!(code(&right).status, 401, "a code is accepted once");
+    // Codes count toward the sign-in limit: after five failures (one wrong password,
+    // one wrong code, one replay, two more wrong codes) a valid unused code is refused.
+    assert_eq!(code(&wrong).status, 401);
+    assert_eq!(code(&wrong).status, 401);
+    let next = totp.code(&secret, now() + 30);
+    let limited = code(&next);
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    let mut audit = Vec::new();
+    for file in ["portal.db", "portal.db-wal"] {
+        audit.extend(std::fs::read(server.dir.path().join("data").join(file)).unwrap_or_default());
+    }
+    assert!(String::from_utf8_lossy(&audit).contains("sign-in-code-failed"), "wrong codes are audited");
+    let removed = cli_ok(&server, &["admin", "totp", "secure", "--remove"], None);
+    assert!(removed.contains("password only"), "{removed}");
+    let r = Command::new(common::bin()).args(["admin", "totp", "nobody", "--config"]).arg(&server.config).output();
+    assert!(!r.unwrap().status.success(), "no such account");
 }

@@ -17,49 +17,14 @@ const SOURCE: &str = "127.0.0.2";
 const RUNTIME_SECRET: &str = "rt-secret-XyZ-0123456789-only-here";
 const ROTATED_SECRET: &str = "rt-rotated-QwE-9876543210-only-here";
 
-/// Starts one radclient request from 127.0.0.2 with one short wait.
-fn spawn(addr: SocketAddr, secret: &str, session: &str) -> std::process::Child {
-    let input = format!(
-        "Acct-Status-Type = Start\nUser-Name = \"rt-user\"\nNAS-Identifier = \"lab-nas\"\n\
-         Acct-Session-Id = \"{session}\"\nPacket-Src-IP-Address = {SOURCE}\n"
-    );
-    let mut command = Command::new("radclient");
-    command.args(["-r", "1", "-t", "0.3"]).arg(addr.to_string()).args(["acct", secret]);
-    common::spawn_with_input(command, &input)
-}
-
 /// One accounting request from 127.0.0.2; true when acknowledged.
 fn send(addr: SocketAddr, secret: &str, session: &str) -> bool {
-    spawn(addr, secret, session).wait().unwrap().success()
+    common::acct_from(addr, SOURCE, secret, session)
 }
 
-/// Starts a request every 50 ms (each with its own session) until one sent at or after
-/// `since` ends the way `want` says (acknowledged or not); returns how long after
-/// `since` that request was started. Panics after five seconds.
+/// When a request from 127.0.0.2 sent at or after `since` first ends as `want` says.
 fn until(addr: SocketAddr, secret: &str, want: bool, since: Instant) -> Duration {
-    let mut running: Vec<(Duration, std::process::Child)> = Vec::new();
-    let mut found = None;
-    for n in 0.. {
-        assert!(since.elapsed() < Duration::from_secs(5), "still acknowledged={} after 5 s", !want);
-        running.push((since.elapsed(), spawn(addr, secret, &format!("rt-{n}-{}", since.elapsed().as_micros()))));
-        std::thread::sleep(Duration::from_millis(50));
-        for (sent, child) in &mut running {
-            if let Some(status) = child.try_wait().unwrap() {
-                if status.success() == want && found.is_none_or(|f| *sent < f) {
-                    found = Some(*sent);
-                }
-            }
-        }
-        running.retain_mut(|(_, c)| c.try_wait().unwrap().is_none());
-        // Every request started before the one found has ended: none can be earlier.
-        if let Some(f) = found.filter(|f| running.iter().all(|(sent, _)| sent > f)) {
-            for (_, mut c) in running {
-                let _ = c.wait();
-            }
-            return f;
-        }
-    }
-    unreachable!()
+    common::acct_until(addr, SOURCE, secret, want, since)
 }
 
 /// Status-Server sent from 127.0.0.2; true when a reply arrives.

@@ -80,9 +80,13 @@ pub struct DataDirLock {
 
 /// Takes the data directory's lock (`portcullis.lock`) without waiting; `purpose`
 /// says in the error what refused to run.
+/// The administration of RADIUS clients the portal changes them through; a reload
+/// gives it the configuration file's clients again.
+type PortalClients = Arc<portcullis_storage::RuntimeClients<portcullis_storage::SqliteClients>>;
+
 /// The portal, with a store connection of its own (so its reads never wait on the
 /// applier's connection) and the portal database.
-fn portal(config: &Config) -> Result<portcullis_web::Portal, StartError> {
+fn portal(config: &Config) -> Result<(portcullis_web::Portal, PortalClients), StartError> {
     // The applier's connection opened and upgraded the database already.
     let store = SqliteStore::open_another(&config.storage.data_dir).map_err(StartError::Storage)?;
     let accounts = portcullis_storage::PortalDb::open(&config.storage.data_dir).map_err(StartError::Storage)?;
@@ -91,19 +95,32 @@ fn portal(config: &Config) -> Result<portcullis_web::Portal, StartError> {
             "the portal has no account yet: add one with `portcullis admin add NAME --role admin --password-stdin`"
         );
     }
-    let view = ConfiguredClients(config.client_list().map(|c| (c.name.clone(), c.address.to_string())).collect());
-    Ok(portcullis_web::Portal::new(Box::new(store), accounts, Arc::new(view), portcullis_web::Options { tls: false }))
+    let client_store = portcullis_storage::SqliteClients::open(&config.storage.data_dir)?;
+    let clients = Arc::new(portcullis_storage::RuntimeClients::new(client_store, config.client_settings()));
+    let view = PortalView {
+        configured: config.client_list().map(|c| (c.name.clone(), c.address.to_string())).collect(),
+        clients: Arc::clone(&clients),
+    };
+    let options = portcullis_web::Options { tls: false };
+    Ok((portcullis_web::Portal::new(Box::new(store), accounts, Arc::new(view), options), clients))
 }
 
-/// The RADIUS clients of the configuration, for the portal's status page.
-struct ConfiguredClients(Vec<(String, String)>);
+/// What the portal asks the server: the configured RADIUS clients (status page) and
+/// the administration of stored ones (settings).
+struct PortalView {
+    configured: Vec<(String, String)>,
+    clients: PortalClients,
+}
 
-impl portcullis_web::ServerView for ConfiguredClients {
+impl portcullis_web::ServerView for PortalView {
     fn clients(&self) -> Vec<(String, String)> {
-        self.0.clone()
+        self.configured.clone()
     }
     fn journal_backlog_bytes(&self) -> Option<u64> {
         None
+    }
+    fn client_admin(&self) -> Option<Arc<dyn portcullis_storage::ClientAdmin>> {
+        Some(Arc::clone(&self.clients) as Arc<dyn portcullis_storage::ClientAdmin>)
     }
 }
 
@@ -156,6 +173,8 @@ pub struct Server {
     /// Held while the client table is rebuilt and swapped (reload, stored clients).
     client_swap: Arc<Mutex<()>>,
     watch: client_watch::ClientWatch,
+    /// The portal's client administration, whose file clients a reload replaces.
+    portal_clients: Option<PortalClients>,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
 }
@@ -362,6 +381,7 @@ impl Server {
         let mut acct_addrs = Vec::new();
         let mut audit_writer = None;
         let mut auth_live = None;
+        let mut portal_clients = None;
         for &addr in &config.radius.acct_listen {
             let socket = acct::bind(addr, config.radius.receive_buffer_bytes)
                 .map_err(|source| StartError::Bind { addr, source })?;
@@ -424,6 +444,10 @@ impl Server {
             }
             let connections = http::Connections::new(limits);
             let portal = if config.portal.enabled { Some(portal(config)?) } else { None };
+            let portal = portal.map(|(portal, clients)| {
+                portal_clients = Some(clients);
+                portal
+            });
             for &addr in &config.http.listen {
                 let listener = std::net::TcpListener::bind(addr)
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
@@ -461,6 +485,7 @@ impl Server {
             detect: Mutex::new(format!("{:?}", config.detect)),
             client_swap,
             watch,
+            portal_clients,
             acct_addrs,
         })
     }
@@ -492,6 +517,9 @@ impl Server {
         };
         // Everything is built: swap.
         self.shared.clients.store(clients);
+        if let Some(admin) = &self.portal_clients {
+            admin.set_file_clients(config.client_settings());
+        }
         if let Some((live, shared)) = auth {
             shared.audit.set_rotation(audit::Rotation::of(&config.log));
             shared.audit.reopen();

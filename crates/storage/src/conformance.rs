@@ -782,6 +782,7 @@ fn auth_filters_and_facets<S: Store>(s: &mut S) {
     assert_eq!(only(AuthQuery { method: Some("pap".into()), ..erin() }), vec![1]);
     assert_eq!(only(AuthQuery { decision: Some("accept".into()), ..erin() }), vec![1]);
     assert_eq!(only(AuthQuery { country: Some("DE".into()), ..AuthQuery::default() }), vec![9]);
+    assert_eq!(only(AuthQuery { city: Some("Nowhere".into()), ..AuthQuery::default() }), Vec::<i64>::new());
     let facets = s.auth_facets("ERIN", 0).unwrap();
     assert_eq!(facets.decisions, vec!["accept", "reject"]);
     assert_eq!(facets.nas, vec!["nas", "vpn2"]);
@@ -795,6 +796,8 @@ fn users_and_locations<S: Store>(s: &mut S) {
         country: Some("RU".into()),
         city: Some("Moscow".into()),
         asn: Some(64501),
+        latitude: Some(55.75),
+        longitude: Some(37.62),
         ..Default::default()
     };
     let mut start = record(1, "alice", "nas", "1", 100);
@@ -811,7 +814,14 @@ fn users_and_locations<S: Store>(s: &mut S) {
     let summary: Vec<_> = places.iter().map(|p| (p.country.as_deref(), p.city.as_deref(), p.count)).collect();
     assert_eq!(summary, vec![(Some("DE"), None, 2), (Some("RU"), Some("Moscow"), 1)]);
     assert_eq!((places[1].first_ms, places[1].asn), (100_000, Some(64501)));
+    assert_eq!((places[1].latitude, places[1].longitude), (Some(55.75), Some(37.62)), "the map's coordinates");
     assert_eq!(s.user_locations("alice", 125_000).unwrap().len(), 1);
+    // Every user's places (the dashboard's map), bounded and newest first.
+    let everyone = s.recent_locations(0, 1000).unwrap();
+    let summary: Vec<_> = everyone.iter().map(|p| (p.country.as_deref(), p.count)).collect();
+    assert_eq!(summary, vec![(Some("DE"), 2), (Some("RU"), 1)]);
+    assert!(s.recent_locations(200_000, 1000).unwrap().is_empty());
+    assert_eq!(s.recent_locations(0, 1).unwrap().len(), 2, "the newest session and the newest event");
 }
 
 fn summary_counts<S: Store>(s: &mut S) {

@@ -33,7 +33,7 @@ pub use journal::{
     Journal, JournalReader, JournalSync, Position, crc32, decode_segment, encode_segment, prune, segments,
 };
 pub use mfa::{Challenge, SqliteMfa, TotpFactor};
-pub use portal::{Account, AuditEntry, LoginSession, PortalDb, Role, Token};
+pub use portal::{Account, AuditEntry, LoginSession, PortalDb, PortalTotp, Role, Token};
 pub use portcullis_detect::AlertDraft;
 pub use sqlite::{SqliteStore, SyncMode};
 pub use users::{SqliteUsers, User, UserStore};
@@ -276,6 +276,8 @@ pub struct AuthQuery {
     pub method: Option<String>,
     /// ISO 3166-1 alpha-2 code of the calling station's location.
     pub country: Option<String>,
+    /// City of the calling station's location, as the geolocation names it.
+    pub city: Option<String>,
     /// Keyset paging: only events after this `(time_ms, id)` in the list order (newest
     /// first); ids come from [`Store::auth_page`].
     pub before: Option<(i64, i64)>,
@@ -294,12 +296,17 @@ pub struct AuthFacets {
 
 /// One distinct place a user connected from (VPN session starts and authentication
 /// events together). Times are Unix milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ObservedLocation {
     pub country: Option<String>,
     pub city: Option<String>,
     pub asn: Option<u32>,
     pub as_org: Option<String>,
+    /// Coordinates of the place (for the map), when the geolocation had them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
     pub first_ms: i64,
     pub last_ms: i64,
     pub count: u64,
@@ -404,6 +411,10 @@ pub trait Store: Send {
     fn auth_facets(&self, user: &str, since_ms: i64) -> Result<AuthFacets, StorageError>;
     /// The distinct places a user connected from since then, most recent first.
     fn user_locations(&self, user: &str, since_ms: i64) -> Result<Vec<ObservedLocation>, StorageError>;
+    /// The distinct locations of every user's sessions and authentication events since
+    /// `since_ms` (the dashboard's map), from the newest `limit` of each at most, so a
+    /// busy day costs a bounded scan; internal addresses left out.
+    fn recent_locations(&self, since_ms: i64, limit: usize) -> Result<Vec<ObservedLocation>, StorageError>;
     /// Users by name.
     fn users(&self, query: &UserQuery) -> Result<Vec<UserSummary>, StorageError>;
     /// Open sessions, open alerts by severity, authentication decisions since then.

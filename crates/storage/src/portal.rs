@@ -112,6 +112,9 @@ fn role_of(s: &str) -> rusqlite::Result<Role> {
     s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
 }
 
+/// A portal account's TOTP secret and the last step it accepted.
+pub type PortalTotp = (Vec<u8>, Option<u64>);
+
 impl PortalDb {
     /// Opens (creating) `portal.db` in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
@@ -148,6 +151,16 @@ impl PortalDb {
                 time_ms INTEGER NOT NULL
             );
             CREATE INDEX IF NOT EXISTS sign_in_failures_key ON sign_in_failures(key, time_ms);
+            CREATE TABLE IF NOT EXISTS account_totp (
+                account TEXT PRIMARY KEY,
+                secret BLOB NOT NULL,
+                last_step INTEGER
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS pending_sign_ins (
+                id_hash BLOB PRIMARY KEY,
+                account TEXT NOT NULL,
+                created_ms INTEGER NOT NULL
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS audit (
                 id INTEGER PRIMARY KEY,
                 time_ms INTEGER NOT NULL,
@@ -186,15 +199,83 @@ impl PortalDb {
         Ok(n > 0)
     }
 
-    /// Deletes an account and its login sessions; false: no such account.
+    /// Deletes an account, its login sessions and its second factor; false: no such
+    /// account.
     pub fn delete_account(&self, name: &str) -> Result<bool, StorageError> {
         let n = self.conn.execute("DELETE FROM accounts WHERE name = ?1", [name])?;
+        self.conn.execute("DELETE FROM account_totp WHERE account = ?1", [name])?;
         self.end_sessions_of(name)?;
         Ok(n > 0)
     }
 
     fn end_sessions_of(&self, name: &str) -> Result<(), StorageError> {
         self.conn.execute("DELETE FROM login_sessions WHERE account = ?1", [name])?;
+        self.conn.execute("DELETE FROM pending_sign_ins WHERE account = ?1", [name])?;
+        Ok(())
+    }
+
+    /// Enrols a TOTP secret for an account (replacing one it had) or removes it
+    /// (`None`), ending the account's login sessions; false: no such account.
+    pub fn set_totp(&self, name: &str, secret: Option<&[u8]>) -> Result<bool, StorageError> {
+        let exists: bool =
+            self.conn.query_row("SELECT EXISTS(SELECT 1 FROM accounts WHERE name = ?1)", [name], |r| r.get(0))?;
+        if !exists {
+            return Ok(false);
+        }
+        match secret {
+            Some(secret) => self.conn.execute(
+                "INSERT OR REPLACE INTO account_totp (account, secret, last_step) VALUES (?1, ?2, NULL)",
+                params![name, secret],
+            )?,
+            None => self.conn.execute("DELETE FROM account_totp WHERE account = ?1", [name])?,
+        };
+        self.end_sessions_of(name)?;
+        Ok(true)
+    }
+
+    /// An account's TOTP secret and the last step used, if it has one.
+    pub fn totp(&self, name: &str) -> Result<Option<PortalTotp>, StorageError> {
+        Ok(self
+            .conn
+            .query_row("SELECT secret, last_step FROM account_totp WHERE account = ?1", [name], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<i64>>(1)?.and_then(|s| u64::try_from(s).ok())))
+            })
+            .optional()?)
+    }
+
+    /// Marks `step` used, in one statement: false when it (or a later one) was used
+    /// already, so two sign-ins cannot both spend the same code.
+    pub fn use_totp_step(&self, name: &str, step: u64) -> Result<bool, StorageError> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let n = self.conn.execute(
+            "UPDATE account_totp SET last_step = ?2 WHERE account = ?1 AND (last_step IS NULL OR last_step < ?2)",
+            params![name, step],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Remembers a sign-in whose password was right and whose code is still to come.
+    pub fn create_pending(&self, id_hash: &[u8; 32], account: &str, now_ms: i64) -> Result<(), StorageError> {
+        self.conn.execute(
+            "INSERT INTO pending_sign_ins (id_hash, account, created_ms) VALUES (?1, ?2, ?3)",
+            params![id_hash.as_slice(), account, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The account of a pending sign-in younger than `max_age_ms` (older ones are
+    /// deleted).
+    pub fn pending(&self, id_hash: &[u8; 32], now_ms: i64, max_age_ms: i64) -> Result<Option<String>, StorageError> {
+        self.conn.execute("DELETE FROM pending_sign_ins WHERE created_ms < ?1", [now_ms - max_age_ms])?;
+        Ok(self
+            .conn
+            .query_row("SELECT account FROM pending_sign_ins WHERE id_hash = ?1", [id_hash.as_slice()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Ends a pending sign-in.
+    pub fn end_pending(&self, id_hash: &[u8; 32]) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM pending_sign_ins WHERE id_hash = ?1", [id_hash.as_slice()])?;
         Ok(())
     }
 
@@ -423,6 +504,29 @@ mod tests {
         assert!(db.set_disabled("ann", true).unwrap());
         assert!(db.session(&other, 1_100, 1_000, 10_000).unwrap().is_none());
         assert!(db.credentials("ann").unwrap().unwrap().0.disabled);
+    }
+
+    #[test]
+    fn a_totp_step_is_spent_once_and_pending_sign_ins_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = PortalDb::open(dir.path()).unwrap();
+        assert!(!db.set_totp("nobody", Some(b"k")).unwrap());
+        db.add_account("ann", Role::Admin, "$argon2id$x", 0).unwrap();
+        assert!(db.totp("ann").unwrap().is_none());
+        assert!(db.set_totp("ann", Some(b"secret")).unwrap());
+        assert_eq!(db.totp("ann").unwrap(), Some((b"secret".to_vec(), None)));
+        assert!(db.use_totp_step("ann", 10).unwrap());
+        assert!(!db.use_totp_step("ann", 10).unwrap(), "a replay");
+        assert!(!db.use_totp_step("ann", 9).unwrap());
+        assert_eq!(db.totp("ann").unwrap().unwrap().1, Some(10));
+        let id = [3u8; 32];
+        db.create_pending(&id, "ann", 1_000).unwrap();
+        assert_eq!(db.pending(&id, 1_500, 1_000).unwrap().as_deref(), Some("ann"));
+        assert!(db.pending(&id, 2_500, 1_000).unwrap().is_none(), "expired");
+        db.create_pending(&id, "ann", 3_000).unwrap();
+        assert!(db.set_totp("ann", None).unwrap());
+        assert!(db.pending(&id, 3_100, 1_000).unwrap().is_none(), "a change of factor ends it");
+        assert!(db.totp("ann").unwrap().is_none());
     }
 
     #[test]

@@ -992,6 +992,7 @@ impl Store for SqliteStore {
             ("'$.nas'", &q.nas),
             ("'$.method'", &q.method),
             ("'$.location.country'", &q.country),
+            ("'$.location.city'", &q.city),
         ] {
             if let Some(v) = value {
                 f.and(&format!("json_extract(event, {path}) ="), v.clone());
@@ -1036,30 +1037,30 @@ impl Store for SqliteStore {
     }
 
     fn user_locations(&self, user: &str, since_ms: i64) -> Result<Vec<ObservedLocation>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT json_extract(loc, '$.country') AS c, json_extract(loc, '$.city') AS ci,
-                 json_extract(loc, '$.asn') AS a, MAX(json_extract(loc, '$.as_org')), MIN(t), MAX(t), COUNT(*)
-             FROM (SELECT location AS loc, started_at * 1000 AS t FROM sessions
-                     WHERE user = ?1 AND started_at >= ?2 / 1000 AND location IS NOT NULL
-                   UNION ALL
-                   SELECT json_extract(event, '$.location') AS loc, time_ms AS t FROM auth_events
-                     WHERE user = ?1 AND time_ms >= ?2 AND json_extract(event, '$.location') IS NOT NULL)
-             WHERE json_extract(loc, '$.internal') IS NOT 1
-             GROUP BY c, ci, a ORDER BY MAX(t) DESC LIMIT 10000",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&locations_sql(
+            "SELECT location AS loc, started_at * 1000 AS t FROM sessions
+               WHERE user = ?1 AND started_at >= ?2 / 1000 AND location IS NOT NULL
+             UNION ALL
+             SELECT json_extract(event, '$.location') AS loc, time_ms AS t FROM auth_events
+               WHERE user = ?1 AND time_ms >= ?2 AND json_extract(event, '$.location') IS NOT NULL",
+        ))?;
         let user = portcullis_accounting::canonical_user(user);
-        let rows = stmt.query_map(params![user, since_ms], |r| {
-            let count: i64 = r.get(6)?;
-            Ok(ObservedLocation {
-                country: r.get(0)?,
-                city: r.get(1)?,
-                asn: r.get::<_, Option<i64>>(2)?.and_then(|a| u32::try_from(a).ok()),
-                as_org: r.get(3)?,
-                first_ms: r.get(4)?,
-                last_ms: r.get(5)?,
-                count: u64::try_from(count).unwrap_or(0),
-            })
-        })?;
+        let rows = stmt.query_map(params![user, since_ms], observed_location)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn recent_locations(&self, since_ms: i64, limit: usize) -> Result<Vec<ObservedLocation>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(&locations_sql(
+            "SELECT * FROM (SELECT location AS loc, started_at * 1000 AS t FROM sessions
+                 WHERE started_at >= ?1 / 1000 ORDER BY started_at DESC LIMIT ?2)
+               WHERE loc IS NOT NULL
+             UNION ALL
+             SELECT * FROM (SELECT json_extract(event, '$.location') AS loc, time_ms AS t FROM auth_events
+                 WHERE time_ms >= ?1 ORDER BY time_ms DESC LIMIT ?2)
+               WHERE loc IS NOT NULL",
+        ))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![since_ms, limit], observed_location)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -1123,4 +1124,32 @@ impl Store for SqliteStore {
     fn counters_since(&self) -> Result<Option<i64>, StorageError> {
         Ok(self.conn.query_row("SELECT value FROM meta WHERE key = 'counters_since'", [], |r| r.get(0)).optional()?)
     }
+}
+
+/// Distinct places of the `(loc, t)` rows `source` selects, newest first: one row per
+/// country, city and ASN, with the place's coordinates, first and last time and count.
+fn locations_sql(source: &str) -> String {
+    format!(
+        "SELECT json_extract(loc, '$.country') AS c, json_extract(loc, '$.city') AS ci,
+             json_extract(loc, '$.asn') AS a, MAX(json_extract(loc, '$.as_org')), MIN(t), MAX(t), COUNT(*),
+             MAX(json_extract(loc, '$.latitude')), MAX(json_extract(loc, '$.longitude'))
+         FROM ({source})
+         WHERE json_extract(loc, '$.internal') IS NOT 1
+         GROUP BY c, ci, a ORDER BY MAX(t) DESC LIMIT 10000"
+    )
+}
+
+fn observed_location(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObservedLocation> {
+    let count: i64 = r.get(6)?;
+    Ok(ObservedLocation {
+        country: r.get(0)?,
+        city: r.get(1)?,
+        asn: r.get::<_, Option<i64>>(2)?.and_then(|a| u32::try_from(a).ok()),
+        as_org: r.get(3)?,
+        first_ms: r.get(4)?,
+        last_ms: r.get(5)?,
+        count: u64::try_from(count).unwrap_or(0),
+        latitude: r.get(7)?,
+        longitude: r.get(8)?,
+    })
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::auth::Caller;
+use crate::clients;
 use crate::export::Format;
 use crate::pages::{self, AlertChange, AuthParams};
 use crate::{Portal, WebError};
@@ -23,6 +24,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/alerts"),
     ("GET", "/api/v1/alerts/{id}"),
     ("PATCH", "/api/v1/alerts/{id}"),
+    ("GET", "/api/v1/clients"),
+    ("POST", "/api/v1/clients"),
+    ("GET", "/api/v1/clients/{name}"),
+    ("PATCH", "/api/v1/clients/{name}"),
+    ("DELETE", "/api/v1/clients/{name}"),
     ("GET", "/api/v1/stats"),
     ("GET", "/api/v1/openapi.json"),
 ];
@@ -37,6 +43,8 @@ pub(crate) fn routes() -> Router<Portal> {
         .route("/auth-log", get(|s, c, q| pages::auth_log(s, c, q, Format::Json)))
         .route("/alerts", get(|s, c, q| pages::alerts(s, c, q, Format::Json)))
         .route("/alerts/{id}", get(alert).patch(patch_alert))
+        .route("/clients", get(clients::api_list).post(clients::api_add))
+        .route("/clients/{name}", get(clients::api_get).patch(clients::api_rekey).delete(clients::api_delete))
         .route("/stats", get(stats))
         .route("/openapi.json", get(openapi))
         .layer(axum::middleware::from_fn(mark))
@@ -65,6 +73,15 @@ fn summary_of(method: &str, path: &str) -> &'static str {
         ("GET", "/alerts") => "Alerts (?status=, ?severity=, ?kind=, ?user=); keyset-paged",
         ("GET", "/alerts/{id}") => "One alert with its evidence and comments",
         ("PATCH", "/alerts/{id}") => "Change an alert's status or classification, or add a comment (analyst)",
+        ("GET", "/clients") => {
+            "RADIUS clients, the configuration file's (read-only) and the stored ones, never a secret (admin)"
+        }
+        ("POST", "/clients") => {
+            "Add a stored RADIUS client: name, address, vendor, BlastRADIUS options and a write-only secret (admin)"
+        }
+        ("GET", "/clients/{name}") => "One RADIUS client, without its secret (admin)",
+        ("PATCH", "/clients/{name}") => "Replace a stored client's secret: {\"secret\": ...} (admin)",
+        ("DELETE", "/clients/{name}") => "Delete a stored RADIUS client (admin)",
         ("GET", "/stats") => "Open sessions, open alerts by severity, authentication decisions over 24 h",
         ("GET", "/openapi.json") => "This document",
         _ => "",

@@ -9,7 +9,9 @@
 
 mod api;
 pub mod auth;
+mod clients;
 mod export;
+mod map;
 mod pages;
 mod security;
 mod text;
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use portcullis_storage::{PortalDb, StorageError, Store};
+use portcullis_storage::{ClientAdmin, PortalDb, StorageError, Store};
 
 pub use api::{ROUTES, openapi_document};
 pub use export::{Cursor, Format, csv_field};
@@ -31,6 +33,11 @@ pub trait ServerView: Send + Sync + 'static {
     fn clients(&self) -> Vec<(String, String)>;
     /// Journal bytes appended but not yet applied to the store.
     fn journal_backlog_bytes(&self) -> Option<u64>;
+    /// The administration of RADIUS clients (Settings, `/api/v1/clients`); none: the
+    /// portal cannot list or change them.
+    fn client_admin(&self) -> Option<Arc<dyn ClientAdmin>> {
+        None
+    }
 }
 
 /// A [`ServerView`] for a portal running without a server (tests, tools).
@@ -166,9 +173,15 @@ impl Portal {
         if self.tls() { "__Host-portcullis_session" } else { "portcullis_session" }
     }
 
+    /// The cookie of a sign-in whose password was right and whose code is to come.
+    pub(crate) fn pending_cookie_name(&self) -> &'static str {
+        if self.tls() { "__Host-portcullis_pending" } else { "portcullis_pending" }
+    }
+
     /// The pages and the API, with the header policy and the CSRF check.
     pub fn router(self) -> Router {
         pages::routes()
+            .merge(clients::routes())
             .nest("/api/v1", api::routes())
             .layer(axum::middleware::from_fn(security::csrf))
             .layer(axum::middleware::from_fn_with_state(self.clone(), security::headers))

@@ -15,7 +15,9 @@ use portcullis_storage::{
 use serde::Deserialize;
 
 use crate::auth::{self, Caller};
+use crate::clients::{self, ClientView};
 use crate::export::{self, Cursor, EXPORT_PAGE, ExportRow, Format};
+use crate::map::{self, MapSvg, Travel};
 use crate::text::{encode, query, user_href, utc};
 use crate::{Portal, WebError, now_ms};
 
@@ -31,6 +33,7 @@ const JS: &str = include_str!("../assets/app.js");
 pub(crate) fn routes() -> Router<Portal> {
     Router::new()
         .route("/login", get(login_form).post(login))
+        .route("/login/code", post(login_code))
         .route("/logout", post(logout))
         .route("/", get(dashboard))
         .route("/users", get(|s, c, q| users(s, c, q, Format::Html)))
@@ -476,6 +479,7 @@ pub(crate) struct AuthParams {
     nas: Option<String>,
     method: Option<String>,
     country: Option<String>,
+    city: Option<String>,
     /// Events of the last this many days (1 to 180; default 180).
     #[serde(default, deserialize_with = "number")]
     days: Option<u32>,
@@ -507,6 +511,7 @@ impl AuthParams {
             ("nas", given(&self.nas).unwrap_or_default()),
             ("method", given(&self.method).unwrap_or_default()),
             ("country", given(&self.country).unwrap_or_default()),
+            ("city", given(&self.city).unwrap_or_default()),
             ("days", self.days.map(|d| d.to_string()).unwrap_or_default()),
         ];
         if with_user {
@@ -523,6 +528,7 @@ impl AuthParams {
             nas: given(&self.nas),
             method: given(&self.method),
             country: given(&self.country).map(|c| c.to_uppercase()),
+            city: given(&self.city),
             since_ms: Some(now_ms() - self.days()? * DAY_MS),
             ..AuthQuery::default()
         })
@@ -550,6 +556,7 @@ fn facet_filters(p: &AuthParams, facets: Option<AuthFacets>) -> Vec<Filter> {
         choice("country", "Country", &p.country, f.countries),
         choice("nas", "NAS", &p.nas, f.nas),
         choice("method", "Method", &p.method, f.methods),
+        Filter { name: "city", label: "City", value: opt(&given(&p.city)), options: vec![] },
         Filter {
             name: "days",
             label: "Days",
@@ -758,6 +765,16 @@ pub(crate) fn observed_of(p: &AuthParams) -> Result<i64, WebError> {
     }
 }
 
+/// The alert kind whose evidence is drawn as a line between two places.
+const IMPOSSIBLE_TRAVEL: &str = "impossible_travel";
+
+/// The timeline of `user_href` filtered to the place `l` (its country and city).
+fn place_href(user_href: &str, l: &ObservedLocation) -> String {
+    let pairs =
+        [("country", l.country.as_deref().unwrap_or_default()), ("city", l.city.as_deref().unwrap_or_default())];
+    format!("{user_href}{}#timeline", query(&pairs))
+}
+
 struct LocationView {
     city: String,
     country: String,
@@ -774,6 +791,7 @@ struct UserPage {
     nav: Nav,
     profile: Profile,
     href: String,
+    map: MapSvg,
     locations: Vec<LocationView>,
     ranges: Vec<(u32, String, bool)>,
     filters: Vec<Filter>,
@@ -825,9 +843,17 @@ async fn user(
             first: utc(l.first_ms),
             last: utc(l.last_ms),
             count: l.count,
-            href: format!("{href}{}", query(&[("country", l.country.as_deref().unwrap_or_default())])),
+            href: place_href(&href, l),
         })
         .collect();
+    let travel: Vec<Travel> = profile
+        .alerts
+        .iter()
+        .filter(|a| a.kind == IMPOSSIBLE_TRAVEL)
+        .filter_map(|a| map::travel_of(&a.evidence))
+        .collect();
+    let label = format!("Where {} connected from, last {observed} days", profile.user);
+    let map = map::render(&profile.locations, |l| place_href(&href, l), &travel, &label, "map");
     let ranges =
         [30u32, 90, 180].into_iter().map(|d| (d, format!("{href}?observed={d}"), i64::from(d) == observed)).collect();
     let filters = facet_filters(&p, Some(profile.facets.clone()));
@@ -836,6 +862,7 @@ async fn user(
     Ok(render(&UserPage {
         nav: Nav::of(&caller),
         href: href.clone(),
+        map,
         locations,
         ranges,
         filters,
@@ -853,6 +880,7 @@ async fn user(
 struct DashboardPage {
     nav: Nav,
     summary: Summary,
+    map: MapSvg,
     accepted: u64,
     rejected: u64,
     open_alerts: u64,
@@ -862,11 +890,26 @@ pub(crate) async fn summary(portal: &Portal) -> Result<Summary, WebError> {
     portal.store(|s| s.summary(now_ms() - DAY_MS)).await
 }
 
+/// Connections of the day looked at for the dashboard's map, at most (of sessions and
+/// of authentication events each): a busy day costs a bounded scan.
+const MAP_CONNECTIONS: usize = 50_000;
+
 async fn dashboard(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     let summary = summary(&portal).await?;
+    let places = portal.store(|s| s.recent_locations(now_ms() - DAY_MS, MAP_CONNECTIONS)).await?;
+    let href = |l: &ObservedLocation| {
+        let pairs = [
+            ("country", l.country.as_deref().unwrap_or_default()),
+            ("city", l.city.as_deref().unwrap_or_default()),
+            ("days", "1"),
+        ];
+        format!("/auth-log{}", query(&pairs))
+    };
+    let map = map::render(&places, href, &[], "Where the connections of the last 24 hours come from", "map");
     let count = |d: &str| summary.auth_decisions.iter().filter(|(k, _)| k == d).map(|(_, n)| n).sum();
     Ok(render(&DashboardPage {
         nav: Nav::of(&caller),
+        map,
         accepted: count("accept"),
         rejected: count("reject"),
         open_alerts: summary.open_alerts.iter().map(|(_, n)| n).sum(),
@@ -883,6 +926,8 @@ struct AlertPage {
     statuses: &'static [&'static str],
     classifications: &'static [&'static str],
     user_href: String,
+    /// The two places of an impossible travel and the line between them.
+    map: Option<MapSvg>,
 }
 
 /// Evidence as `key: value` lines for people.
@@ -903,8 +948,16 @@ async fn alert(State(portal): State<Portal>, caller: Caller, Path(id): Path<i64>
     let alert = portal.store(move |s| s.alert(id)).await?.ok_or(WebError::NotFound)?;
     let mut evidence = Vec::new();
     evidence_lines("", &alert.evidence, &mut evidence);
+    let travel = (alert.kind == IMPOSSIBLE_TRAVEL).then(|| map::travel_of(&alert.evidence)).flatten();
+    let timeline = format!("{}#timeline", user_href(&alert.user));
+    let map = travel.map(|t| {
+        let ends = map::travel_ends(&alert.evidence, &t);
+        let label = format!("{} (alert {})", t.label, alert.id);
+        map::render(&ends, |_| timeline.clone(), &[t], &label, "map small")
+    });
     Ok(render(&AlertPage {
         nav: Nav::of(&caller),
+        map,
         user_href: user_href(&alert.user),
         alert,
         evidence,
@@ -981,9 +1034,14 @@ const SECRET_REASONS: [&str; 2] = ["bad_authenticator", "bad_message_authenticat
 
 async fn status(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     let counters = portal.store(|s| s.counters()).await?;
+    let listed = clients::listing(&portal).await?;
     let view = portal.view();
-    let mut clients: Vec<ClientStatus> = view
-        .clients()
+    let configured = if listed.is_empty() {
+        view.clients()
+    } else {
+        listed.iter().map(|c| (c.settings().name.clone(), c.settings().address.to_string())).collect()
+    };
+    let mut clients: Vec<ClientStatus> = configured
         .into_iter()
         .map(|(name, networks)| ClientStatus { name, networks, counters: Vec::new(), advice: None })
         .collect();
@@ -1020,16 +1078,35 @@ async fn status(State(portal): State<Portal>, caller: Caller) -> Result<Response
 #[template(path = "settings.html")]
 struct SettingsPage {
     nav: Nav,
+    outcome: Outcome,
+    clients: Vec<ClientView>,
+    vendors: Vec<&'static str>,
     accounts: Vec<(String, &'static str, bool, String)>,
     tokens: Vec<(String, String, &'static str, String, String, String)>,
 }
 
+/// What a change made from the settings page did: notices, or why it did nothing.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub notice: Vec<String>,
+    pub error: Option<String>,
+}
+
 async fn settings(State(portal): State<Portal>, caller: Caller) -> Result<Response, WebError> {
     caller.require(Role::Admin)?;
+    settings_page(&portal, &caller, Outcome::default()).await
+}
+
+/// The settings page (admin), with the outcome of a change just made.
+pub(crate) async fn settings_page(portal: &Portal, caller: &Caller, outcome: Outcome) -> Result<Response, WebError> {
     let (accounts, tokens) = portal.accounts(|db| Ok((db.accounts()?, db.tokens()?))).await?;
+    let clients = clients::listing(portal).await?.iter().map(ClientView::of).collect();
     let never = || "never".to_string();
     Ok(render(&SettingsPage {
-        nav: Nav::of(&caller),
+        nav: Nav::of(caller),
+        outcome,
+        clients,
+        vendors: clients::vendors(),
         accounts: accounts.into_iter().map(|a| (a.name, a.role.as_str(), a.disabled, utc(a.created_ms))).collect(),
         tokens: tokens
             .into_iter()
@@ -1092,10 +1169,12 @@ async fn audit(
 #[template(path = "login.html")]
 struct LoginPage {
     error: Option<&'static str>,
+    /// The password was right; the account's TOTP code is asked for.
+    code: bool,
 }
 
 async fn login_form() -> Response {
-    render(&LoginPage { error: None })
+    render(&LoginPage { error: None, code: false })
 }
 
 #[derive(Deserialize)]
@@ -1108,10 +1187,75 @@ struct Credentials {
 const MAX_NAME: usize = 128;
 /// The only thing a failed sign-in says.
 const SIGN_IN_FAILED: &str = "Sign-in failed: wrong name or password, or the account cannot sign in.";
+const CODE_FAILED: &str = "Sign-in failed: wrong or already used code.";
 const SIGN_IN_LIMITED: &str = "Too many failed sign-ins: wait 15 minutes and try again.";
 
 fn login_error(status: StatusCode, error: &'static str) -> Response {
-    (status, render(&LoginPage { error: Some(error) })).into_response()
+    (status, render(&LoginPage { error: Some(error), code: false })).into_response()
+}
+
+/// How long the code may take after the password, in milliseconds.
+const PENDING_MS: i64 = 5 * 60 * 1000;
+
+/// The failure-count keys of a sign-in: the account and the source address.
+fn failure_keys(name: &str, source: &str) -> [String; 2] {
+    [format!("account:{name}"), format!("source:{source}")]
+}
+
+/// The larger of the two failure counts within the window; `None`: the database failed.
+async fn failures(portal: &Portal, keys: &[String; 2], now: i64) -> Option<u64> {
+    let k = keys.clone();
+    let since = now - auth::FAILURE_WINDOW_MS;
+    portal.accounts(move |db| Ok(db.failures(&k[0], since)?.max(db.failures(&k[1], since)?))).await.ok()
+}
+
+async fn record_failure(portal: &Portal, keys: [String; 2], now: i64) {
+    let since = now - auth::FAILURE_WINDOW_MS;
+    let _ = portal
+        .accounts(move |db| {
+            db.record_failure(&keys[0], now, since)?;
+            db.record_failure(&keys[1], now, since)
+        })
+        .await;
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response()
+}
+
+/// A cookie of this portal: `HttpOnly; SameSite=Strict; Path=/`, and `Secure` over TLS.
+fn set_cookie(portal: &Portal, response: &mut Response, name: &str, value: &str, max_age_s: i64) {
+    let secure = if portal.tls() { "; Secure" } else { "" };
+    let cookie = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{secure}");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// Starts a login session for `account` (a new id; the session the browser held
+/// before ends) and answers with its cookie.
+async fn start_session(portal: &Portal, parts: &axum::http::request::Parts, account: String, source: &str) -> Response {
+    let old = auth::cookie(parts, portal.cookie_name()).map(auth::digest);
+    let id = auth::random_secret();
+    let hash = auth::digest(&id);
+    let who = account.clone();
+    let now = now_ms();
+    let created = portal
+        .accounts(move |db| {
+            if let Some(old) = old {
+                db.end_session(&old)?;
+            }
+            db.create_session(&hash, &who, now)
+        })
+        .await;
+    if created.is_err() {
+        return unavailable();
+    }
+    portal.audit(&account, "sign-in", String::new(), source).await;
+    let mut response = Redirect::to("/").into_response();
+    set_cookie(portal, &mut response, portal.cookie_name(), &id, auth::ABSOLUTE_MS / 1000);
+    set_cookie(portal, &mut response, portal.pending_cookie_name(), "", 0);
+    response
 }
 
 /// One sign-in is checked at a time, from the failure count to recording its failure:
@@ -1130,12 +1274,9 @@ async fn login(
     let source = auth::source(&parts);
     let now = now_ms();
     let name: String = c.name.trim().chars().take(MAX_NAME).collect();
-    let keys = [format!("account:{name}"), format!("source:{source}")];
-    let since = now - auth::FAILURE_WINDOW_MS;
-    let k = keys.clone();
-    let failures = portal.accounts(move |db| Ok(db.failures(&k[0], since)?.max(db.failures(&k[1], since)?))).await;
-    let Ok(failures) = failures else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response();
+    let keys = failure_keys(&name, &source);
+    let Some(failures) = failures(&portal, &keys, now).await else {
+        return unavailable();
     };
     if failures >= auth::MAX_FAILURES {
         portal.audit(&name, "sign-in-limited", String::new(), &source).await;
@@ -1152,44 +1293,87 @@ async fn login(
     .await
     .unwrap_or((None, false));
     let Some(account) = account.filter(|a| ok && !a.disabled) else {
-        let k = keys;
-        let _ = portal
-            .accounts(move |db| {
-                db.record_failure(&k[0], now, since)?;
-                db.record_failure(&k[1], now, since)
-            })
-            .await;
+        record_failure(&portal, keys, now).await;
         portal.audit(&name, "sign-in-failed", String::new(), &source).await;
         return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
     };
-    // A new id at every sign-in; a session the browser held before ends.
-    let old = auth::cookie(&parts, portal.cookie_name()).map(auth::digest);
+    let lookup = account.name.clone();
+    let Ok(totp) = portal.accounts(move |db| db.totp(&lookup)).await else {
+        return unavailable();
+    };
+    if totp.is_none() {
+        return start_session(&portal, &parts, account.name, &source).await;
+    }
+    // The password was right; the code decides. Nothing says so to a wrong password.
     let id = auth::random_secret();
     let hash = auth::digest(&id);
     let who = account.name.clone();
-    let created = portal
+    if portal.accounts(move |db| db.create_pending(&hash, &who, now)).await.is_err() {
+        return unavailable();
+    }
+    let mut response = render(&LoginPage { error: None, code: true });
+    set_cookie(&portal, &mut response, portal.pending_cookie_name(), &id, PENDING_MS / 1000);
+    response
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: String,
+}
+
+/// The second step of a sign-in with TOTP: the code of the account whose password the
+/// pending cookie proved. Wrong codes count as failed sign-ins (the same limit of 5 in
+/// 15 minutes per account and per source); a code is accepted once.
+async fn login_code(State(portal): State<Portal>, parts: axum::http::request::Parts, Form(c): Form<Code>) -> Response {
+    let Ok(_one_at_a_time) = SIGN_IN.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "sign-in is unavailable\n").into_response();
+    };
+    let source = auth::source(&parts);
+    let now = now_ms();
+    let Some(pending) = auth::cookie(&parts, portal.pending_cookie_name()).filter(|v| v.len() == 64).map(auth::digest)
+    else {
+        return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
+    };
+    let Ok(account) = portal.accounts(move |db| db.pending(&pending, now, PENDING_MS)).await else {
+        return unavailable();
+    };
+    let Some(name) = account else {
+        return login_error(StatusCode::UNAUTHORIZED, SIGN_IN_FAILED);
+    };
+    let keys = failure_keys(&name, &source);
+    let Some(failures) = failures(&portal, &keys, now).await else {
+        return unavailable();
+    };
+    if failures >= auth::MAX_FAILURES {
+        let _ = portal.accounts(move |db| db.end_pending(&pending)).await;
+        portal.audit(&name, "sign-in-limited", String::new(), &source).await;
+        return login_error(StatusCode::TOO_MANY_REQUESTS, SIGN_IN_LIMITED);
+    }
+    let (lookup, code) = (name.clone(), c.code);
+    let unix = u64::try_from(now / 1000).unwrap_or(0);
+    let spent = portal
         .accounts(move |db| {
-            if let Some(old) = old {
-                db.end_session(&old)?;
+            let Some((secret, last)) = db.totp(&lookup)? else {
+                return Ok(false);
+            };
+            match portcullis_auth::mfa::Totp::default().verify(&secret, &code, unix, last) {
+                Ok(step) => db.use_totp_step(&lookup, step),
+                Err(_) => Ok(false),
             }
-            db.create_session(&hash, &who, now)
         })
         .await;
-    if created.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "the portal database is unavailable\n").into_response();
+    match spent {
+        Err(_) => unavailable(),
+        Ok(true) => {
+            let _ = portal.accounts(move |db| db.end_pending(&pending)).await;
+            start_session(&portal, &parts, name, &source).await
+        }
+        Ok(false) => {
+            record_failure(&portal, keys, now).await;
+            portal.audit(&name, "sign-in-code-failed", String::new(), &source).await;
+            (StatusCode::UNAUTHORIZED, render(&LoginPage { error: Some(CODE_FAILED), code: true })).into_response()
+        }
     }
-    portal.audit(&account.name, "sign-in", String::new(), &source).await;
-    let secure = if portal.tls() { "; Secure" } else { "" };
-    let cookie = format!(
-        "{}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        portal.cookie_name(),
-        auth::ABSOLUTE_MS / 1000
-    );
-    let mut response = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    response
 }
 
 async fn logout(State(portal): State<Portal>, caller: Caller) -> Response {
@@ -1197,11 +1381,7 @@ async fn logout(State(portal): State<Portal>, caller: Caller) -> Response {
         let _ = portal.accounts(move |db| db.end_session(&hash)).await;
         portal.audit(&caller.name, "sign-out", String::new(), &caller.source).await;
     }
-    let secure = if portal.tls() { "; Secure" } else { "" };
-    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}", portal.cookie_name());
     let mut response = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    set_cookie(&portal, &mut response, portal.cookie_name(), "", 0);
     response
 }

@@ -378,3 +378,50 @@ pub fn detail_date(t: i64) -> String {
         [u8::from(d.month()) as usize - 1];
     format!("{month} {:>2} {} {:02}:{:02}:{:02} UTC", d.day(), d.year(), d.hour(), d.minute(), d.second())
 }
+
+/// Starts one radclient accounting Start from `source` (a loopback address, through
+/// `Packet-Src-IP-Address`) with one short wait.
+pub fn spawn_acct_from(addr: SocketAddr, source: &str, secret: &str, session: &str) -> Child {
+    let input = format!(
+        "Acct-Status-Type = Start\nUser-Name = \"rt-user\"\nNAS-Identifier = \"lab-nas\"\n\
+         Acct-Session-Id = \"{session}\"\nPacket-Src-IP-Address = {source}\n"
+    );
+    let mut command = Command::new("radclient");
+    command.args(["-r", "1", "-t", "0.3"]).arg(addr.to_string()).args(["acct", secret]);
+    spawn_with_input(command, &input)
+}
+
+/// One accounting request from `source`; true when acknowledged.
+pub fn acct_from(addr: SocketAddr, source: &str, secret: &str, session: &str) -> bool {
+    spawn_acct_from(addr, source, secret, session).wait().unwrap().success()
+}
+
+/// Starts a request from `source` every 50 ms (each with its own session) until one
+/// sent at or after `since` ends the way `want` says (acknowledged or not); returns how
+/// long after `since` that request was started. Panics after five seconds.
+pub fn acct_until(addr: SocketAddr, source: &str, secret: &str, want: bool, since: Instant) -> Duration {
+    let mut running: Vec<(Duration, Child)> = Vec::new();
+    let mut found = None;
+    for n in 0.. {
+        assert!(since.elapsed() < Duration::from_secs(5), "still acknowledged={} after 5 s", !want);
+        let session = format!("rt-{source}-{n}-{}", since.elapsed().as_micros());
+        running.push((since.elapsed(), spawn_acct_from(addr, source, secret, &session)));
+        std::thread::sleep(Duration::from_millis(50));
+        for (sent, child) in &mut running {
+            if let Some(status) = child.try_wait().unwrap() {
+                if status.success() == want && found.is_none_or(|f| *sent < f) {
+                    found = Some(*sent);
+                }
+            }
+        }
+        running.retain_mut(|(_, c)| c.try_wait().unwrap().is_none());
+        // Every request started before the one found has ended: none can be earlier.
+        if let Some(f) = found.filter(|f| running.iter().all(|(sent, _)| sent > f)) {
+            for (_, mut c) in running {
+                let _ = c.wait();
+            }
+            return f;
+        }
+    }
+    unreachable!()
+}
