@@ -21,6 +21,9 @@ pub struct Mfa {
     pub db: Arc<Mutex<SqliteMfa>>,
     /// For push notifications.
     pub http: reqwest::Client,
+    /// Where a push's source address is, for its approval page (the databases the
+    /// applier reads, shared).
+    pub geo: Arc<Mutex<portcullis_geo::GeoDb>>,
 }
 
 impl std::fmt::Debug for Mfa {
@@ -166,13 +169,20 @@ impl Mfa {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http })
+        let geo = Arc::new(Mutex::new(portcullis_geo::GeoDb::empty()));
+        Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http, geo })
     }
 
     /// The same database, key and HTTP client under reloaded settings: recorded
     /// challenges, pending pushes and lockouts carry on.
     pub fn with_config(&self, config: &MfaConfig) -> Self {
-        Self { config: config.clone(), key: self.key, db: Arc::clone(&self.db), http: self.http.clone() }
+        Self {
+            config: config.clone(),
+            key: self.key,
+            db: Arc::clone(&self.db),
+            http: self.http.clone(),
+            geo: Arc::clone(&self.geo),
+        }
     }
 
     /// The key that seals challenge States and signs approval links.
