@@ -278,7 +278,8 @@ fn http(method: &str, url: &str) -> String {
 fn self_service_enrolment_through_a_one_time_link() {
     let shared = shared_dir();
     let phone = Phone::start();
-    let s = server(shared.path(), &phone, "");
+    let prefixes = format!("target_prefixes = [\"http://127.0.0.1:{}/\"]", phone.port);
+    let s = server_with(shared.path(), &phone, "", &prefixes);
     let out = s.cli(&["mfa", "enroll-link", "carl"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -286,14 +287,37 @@ fn self_service_enrolment_through_a_one_time_link() {
     assert!(http("GET", &url).contains("Create my authenticator entry"), "a preview does not use the link");
     let page = http("POST", &url);
     assert!(page.contains("<svg"), "QR code as SVG: {page}");
+    assert!(page.contains("name=\"ntfy\""), "the user may name their own ntfy topic: {page}");
     let secret = page.split("by hand: <code>").nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
     assert_eq!(secret.len(), 32, "{page}");
     assert!(http("POST", &url).contains("not valid"), "the link works once");
     assert!(http("GET", &url).contains("not valid"));
-    let listed = s.cli(&["mfa", "list", "--format", "json"]);
-    let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let carl = v.as_array().unwrap().iter().find(|u| u["user"] == "carl").unwrap();
-    assert_eq!(carl["recovery_codes_left"], 10);
+    let listed = || -> Vec<serde_json::Value> {
+        let out = s.cli(&["mfa", "list", "--format", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert!(listed().iter().all(|u| u["user"] != "carl"), "not active before a first code");
+    // A wrong first code, or a topic outside the prefixes, activates nothing.
+    let confirm = format!("{url}/confirm");
+    let wrong = if code_now(&secret, 0) == "000000" { "111111" } else { "000000" };
+    assert!(post_form(&confirm, &format!("code={wrong}")).contains("does not match"));
+    let outside = format!("code={}&ntfy=http%3A%2F%2F127.0.0.1%3A1%2Fcarl", code_now(&secret, 0));
+    assert!(post_form(&confirm, &outside).contains("refused"));
+    assert!(listed().iter().all(|u| u["user"] != "carl"));
+    let topic = format!("http://127.0.0.1:{}/carl-topic-9q", phone.port);
+    // The code of the step before (within the one step of skew), so the phone's current
+    // code is still unused when it approves below.
+    let done = post_form(&confirm, &format!("code={}&ntfy={}", code_now(&secret, -1), topic.replace(':', "%3A")));
+    assert!(done.contains("Recovery codes") && done.contains("active"), "{done}");
+    assert!(post_form(&confirm, &format!("code={}", code_now(&secret, 1))).contains("not valid"), "confirmed once");
+    let carl = listed().into_iter().find(|u| u["user"] == "carl").unwrap();
+    assert_eq!((carl["recovery_codes_left"].as_u64(), carl["push_target"].as_str()), (Some(10), Some("ntfy")));
+    // Carl's logins now go to his own topic and are approved with his code.
+    phone.learn("carl", &secret);
+    phone.set("approve 0.3");
+    let r = pyrad(&s, "8", &["mschapv2", "carl", "nopush"]);
+    assert_eq!((r["code"].as_str(), r["send_key_ok"].as_bool()), (Some("accept"), Some(true)), "{r}");
+    assert_eq!(phone.pushes().last().unwrap()["path"], "/carl-topic-9q");
 }
 
 #[test]
@@ -409,10 +433,10 @@ fn base32_decode(text: &str) -> Vec<u8> {
     out
 }
 
-fn code_now(secret: &str, offset_steps: u64) -> String {
+fn code_now(secret: &str, offset_steps: i64) -> String {
     let totp = portcullis_auth::mfa::Totp { algorithm: portcullis_auth::mfa::TotpAlgorithm::Sha1, digits: 6, step: 30 };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    totp.code(&base32_decode(secret), now + offset_steps * 30)
+    totp.code(&base32_decode(secret), now.saturating_add_signed(offset_steps * 30))
 }
 
 /// POSTs a form with a User-Agent; the answer page.

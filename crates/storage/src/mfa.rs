@@ -123,6 +123,13 @@ impl SqliteMfa {
                 context TEXT NOT NULL,
                 decision TEXT
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS pending_factors (
+                token_hash BLOB PRIMARY KEY,
+                user TEXT NOT NULL,
+                secret BLOB NOT NULL,
+                expires_at INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS enrol_links (
                 token_hash BLOB PRIMARY KEY,
                 user TEXT NOT NULL,
@@ -533,6 +540,55 @@ impl SqliteMfa {
         Ok(n == 1)
     }
 
+    /// Keeps the TOTP secret an enrolment page showed until the user confirms a first
+    /// code from it (by the hash of the link's token); drops expired ones.
+    pub fn add_pending_factor(
+        &self,
+        token_hash: &[u8; 32],
+        user: &str,
+        secret: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM pending_factors WHERE expires_at <= ?1", [now])?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending_factors (token_hash, user, secret, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![&token_hash[..], user, secret, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Takes one confirmation attempt of a pending factor: its user and secret, unless it
+    /// is unknown, expired or had `max_attempts` already (then it is dropped).
+    pub fn pending_factor_attempt(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        let n = self.conn.execute(
+            "UPDATE pending_factors SET attempts = attempts + 1
+             WHERE token_hash = ?1 AND expires_at > ?2 AND attempts < ?3",
+            params![&token_hash[..], now, max_attempts],
+        )?;
+        if n != 1 {
+            self.drop_pending_factor(token_hash)?;
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row("SELECT user, secret FROM pending_factors WHERE token_hash = ?1", [&token_hash[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Forgets a pending factor (confirmed, or out of attempts).
+    pub fn drop_pending_factor(&self, token_hash: &[u8; 32]) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM pending_factors WHERE token_hash = ?1", [&token_hash[..]])?;
+        Ok(())
+    }
+
     /// Enrolled users with their enrolment time.
     pub fn enrolled(&self) -> Result<Vec<(String, i64)>, StorageError> {
         let mut stmt = self.conn.prepare("SELECT user, created_at FROM factors ORDER BY user")?;
@@ -638,6 +694,11 @@ mod tests {
         assert!(!a.enroll_new("alice", &factor(), &[]).unwrap(), "an existing factor is not replaced");
         assert_eq!(a.push_target("alice").unwrap(), None);
         a.set_push_target("alice", "webhook", 1).unwrap();
+        a.add_pending_factor(&[5; 32], "carl", b"secret", 200, 100).unwrap();
+        assert_eq!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap(), Some(("carl".into(), b"secret".to_vec())));
+        assert!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap().is_some());
+        assert_eq!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap(), None, "out of attempts");
+        assert_eq!(a.pending_factor_attempt(&[5; 32], 150, 9).unwrap(), None, "dropped");
         assert_eq!(b.push_target("alice").unwrap().as_deref(), Some("webhook"));
         assert!(a.reset("alice").unwrap());
         assert_eq!(b.push_target("alice").unwrap(), None);

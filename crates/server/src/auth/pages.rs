@@ -56,6 +56,7 @@ pub fn router(shared: Arc<LiveAuth>) -> axum::Router {
         .route("/mfa/push/{id}/deny", axum::routing::post(deny))
         .route("/mfa/push/{id}/report", axum::routing::post(report))
         .route("/mfa/enroll/{token}", axum::routing::get(enrol_page).post(enrol))
+        .route("/mfa/enroll/{token}/confirm", axum::routing::post(confirm))
         .with_state(shared)
 }
 
@@ -274,17 +275,29 @@ async fn enrol_page(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>
 }
 
 const INVALID_LINK: &str = "This enrolment link is not valid (used, expired or unknown).";
+const UNAVAILABLE: &str = "The second-factor database is unavailable; try again later.";
 const ALREADY_ENROLLED: &str =
     "This account already has a second factor. Ask an administrator to reset it before enrolling a new one.";
 
+/// How long the secret an enrolment page showed waits for its first code.
+const CONFIRM_SECONDS: i64 = 900;
+/// Wrong first codes before the shown secret is dropped (the link is used up already).
+const CONFIRM_ATTEMPTS: u32 = 5;
+
+const SIX_DIGITS: portcullis_auth::mfa::Totp =
+    portcullis_auth::mfa::Totp { algorithm: portcullis_auth::mfa::TotpAlgorithm::Sha1, digits: 6, step: 30 };
+
+/// The first press: uses the link up and shows a new secret, which becomes the
+/// account's factor only once a first code from it is confirmed.
 async fn enrol(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> Html<String> {
     let shared = live.load();
-    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
+    let Some(mfa) = &shared.mfa else { return message("Not available.") };
     let db = Arc::clone(&mfa.db);
     let hash = super::factor::enrol_token_hash(&token);
-    let issuer = mfa.config.issuer.clone();
+    let secret = super::factor::fresh_secret(SIX_DIGITS.algorithm);
+    let shown = secret.clone();
     let done = blocking(move || {
-        let mut db = lock(&db);
+        let db = lock(&db);
         let now = now_unix();
         let user = db.enrol_link(&hash, now).ok().flatten().ok_or(INVALID_LINK)?;
         // A link never replaces a factor: that needs the old one, or an administrator.
@@ -294,25 +307,104 @@ async fn enrol(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> 
         if !db.use_enrol_link(&hash, now).unwrap_or(false) {
             return Err(INVALID_LINK);
         }
-        super::factor::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer, false)
-            .map(|e| (user, e))
-            .map_err(|_| ALREADY_ENROLLED)
+        db.add_pending_factor(&hash, &user, &shown, now + CONFIRM_SECONDS, now).map_err(|_| UNAVAILABLE)?;
+        Ok(user)
     })
     .await
     .unwrap_or(Err(INVALID_LINK));
-    let (user, e) = match done {
-        Ok(d) => d,
-        Err(why) => return Html(format!("{PAGE}<p>{why}</p>")),
+    let user = match done {
+        Ok(user) => user,
+        Err(why) => return message(why),
     };
-    let qr = qrcode::QrCode::new(e.uri.as_bytes())
+    let uri = super::factor::otpauth_uri(&mfa.config.issuer, &user, &secret, &SIX_DIGITS);
+    let qr = qrcode::QrCode::new(uri.as_bytes())
         .map(|q| q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build())
         .unwrap_or_default();
+    // Users choose their own ntfy topic only where the administrator fenced the URLs in.
+    let target = match mfa.config.push.as_ref() {
+        Some(p) if !p.target_prefixes.is_empty() => format!(
+            "<p><label>Your ntfy topic URL for sign-in approvals (optional, starting with {}): \
+             <input name=\"ntfy\" type=\"url\" autocomplete=\"off\"></label></p>",
+            escape(&p.target_prefixes.join(" or "))
+        ),
+        _ => String::new(),
+    };
+    Html(format!(
+        "{PAGE}<h1>Second factor for {user}</h1><p>Scan this with your authenticator app:</p>{qr}\
+         <p>Or enter the key by hand: <code>{key}</code></p>\
+         <form method=\"post\" action=\"/mfa/enroll/{token}/confirm\">\
+         <p><label>The code your app shows now: <input name=\"code\" inputmode=\"numeric\" \
+         autocomplete=\"one-time-code\" required></label></p>{target}<button>Confirm</button></form>\
+         <p>The factor is active only once you confirm a code, within {minutes} minutes.</p></body></html>",
+        user = escape(super::factor::label(&user)),
+        key = portcullis_auth::mfa::base32(&secret),
+        token = escape(&token),
+        minutes = CONFIRM_SECONDS / 60,
+    ))
+}
+
+/// The confirmation form of an enrolment page.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Confirmation {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    ntfy: Option<String>,
+}
+
+/// Activates the shown secret once a first code from it checks out (that code is then
+/// used up), with fresh recovery codes and, when given, the user's ntfy topic.
+async fn confirm(
+    State(live): State<Arc<LiveAuth>>,
+    Path(token): Path<String>,
+    form: Result<axum::Form<Confirmation>, axum::extract::rejection::FormRejection>,
+) -> Html<String> {
+    let shared = live.load();
+    let Some(mfa) = &shared.mfa else { return message("Not available.") };
+    let form = form.map(|axum::Form(f)| f).unwrap_or_default();
+    let target = match form.ntfy.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        None => None,
+        Some(url) => {
+            let t = super::target::PushTarget::Ntfy(url.to_string());
+            match mfa.config.push.as_ref().filter(|p| !p.target_prefixes.is_empty()).map(|p| t.check(p)) {
+                Some(Ok(())) => Some(t),
+                Some(Err(e)) => return message(&format!("The ntfy topic is refused: {e}. Go back and correct it.")),
+                None => return message("Push targets cannot be set here."),
+            }
+        }
+    };
+    let db = Arc::clone(&mfa.db);
+    let hash = super::factor::enrol_token_hash(&token);
+    let issuer = mfa.config.issuer.clone();
+    let done = blocking(move || {
+        let mut db = lock(&db);
+        let now = now_unix();
+        let (user, secret) =
+            db.pending_factor_attempt(&hash, now, CONFIRM_ATTEMPTS).ok().flatten().ok_or(INVALID_LINK)?;
+        let now_u = u64::try_from(now).unwrap_or(0);
+        let Ok(step) = SIX_DIGITS.verify(&secret, &form.code, now_u, None) else {
+            return Err("That code does not match. Check the app's clock and try the current code again.");
+        };
+        let e = super::factor::enroll_secret(&mut db, &user, secret, &SIX_DIGITS, &issuer, false)
+            .map_err(|_| ALREADY_ENROLLED)?;
+        let _ = db.drop_pending_factor(&hash);
+        // The confirming code is used: it cannot also answer a challenge.
+        let _ = db.use_step(&user, step);
+        if let Some(t) = target {
+            db.set_push_target(&user, &t.stored(), now).map_err(|_| UNAVAILABLE)?;
+        }
+        Ok((user, e))
+    })
+    .await
+    .unwrap_or(Err(UNAVAILABLE));
+    let (user, e) = match done {
+        Ok(d) => d,
+        Err(why) => return message(why),
+    };
     let codes: String = e.recovery_codes.iter().map(|c| format!("<li><code>{c}</code></li>")).collect();
     Html(format!(
-        "{PAGE}<h1>Second factor for {}</h1><p>Scan this with your authenticator app:</p>{qr}\
-         <p>Or enter the key by hand: <code>{}</code></p><p>Recovery codes (each works once; keep them safe, \
-         they are not shown again):</p><ul>{codes}</ul></body></html>",
+        "{PAGE}<h1>Second factor for {}</h1><p>Your authenticator is active.</p><p>Recovery codes (each \
+         works once; keep them safe, they are not shown again):</p><ul>{codes}</ul></body></html>",
         escape(super::factor::label(&user)),
-        portcullis_auth::mfa::base32(&e.secret)
     ))
 }
