@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Html;
+use axum::response::{Html, IntoResponse, Response};
 use portcullis_storage::{PushContext, PushDecision};
 
 use super::context::{AuthShared, LiveAuth};
@@ -167,14 +167,30 @@ async fn approve(
     Query(q): Query<Signed>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    form: Result<axum::Form<Proof>, axum::extract::rejection::FormRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    // A body over the limit is refused as such (413); an unreadable form proves nothing.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let proof = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    proven(&live, id, &q.sig, peer, &headers, proof).await.into_response()
+}
+
+async fn proven(
+    live: &LiveAuth,
+    id: String,
+    sig: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    proof: Proof,
 ) -> Html<String> {
     let shared = live.load();
     let Some(mfa) = &shared.mfa else { return message("Not available.") };
-    if !verify(&mfa.key(), &id, &q.sig) {
+    if !verify(&mfa.key(), &id, sig) {
         return message("This link is not valid.");
     }
-    let proof = form.map(|axum::Form(p)| p).unwrap_or_default();
     let db = Arc::clone(&mfa.db);
     let pid = id.clone();
     let push = blocking(move || {
@@ -191,7 +207,7 @@ async fn approve(
         Some(Ok((None, _))) => return message("Unknown sign-in."),
         _ => return message("The sign-in cannot be read now; try again."),
     };
-    let none = answerer(peer, &headers, "none");
+    let none = answerer(peer, headers, "none");
     // Number matching: a wrong number denies (someone else may be at the prompt).
     if let Some(n) = expected
         && proof.number.as_deref().map(str::trim) != Some(n.to_string().as_str())
@@ -211,7 +227,7 @@ async fn approve(
     .await
     .unwrap_or(Err(("the check could not run".into(), "unavailable")));
     match proved {
-        Ok(factor) => settle(&shared, id, "approved", answerer(peer, &headers, factor)).await,
+        Ok(factor) => settle(&shared, id, "approved", answerer(peer, headers, factor)).await,
         Err((_, "unavailable")) => message("The code cannot be checked now; the sign-in is still waiting."),
         Err((why, _)) => {
             // One try per push: a wrong or used code denies it (and counts towards lockout).
