@@ -1005,23 +1005,37 @@ impl Engine {
         let reason = event.reason.as_deref().unwrap_or("");
         let config = std::sync::Arc::clone(&self.config);
         let enabled = |k| config.enabled.contains(&k);
-        let push = matches!(reason, "push_denied" | "push_timeout" | "push_fatigue");
+        let push = matches!(reason, "push_denied" | "push_timeout" | "push_fatigue" | "push_reported");
         let refusal = config.failed_second_factor.reasons.iter().any(|r| r == reason);
         let Some(state) = self.user_mut(&event.user, event.time) else { return };
         let mut found = Vec::new();
         if push {
             let c = &config.mfa_fatigue;
             let on = enabled(AlertKind::MfaFatigue);
+            // The user said the push was not theirs: an alert at once, whatever the count.
+            let needed = if reason == "push_reported" { 1 } else { c.pushes };
+            if reason == "push_reported" {
+                state.fatigue_fired = None;
+            }
             if let Some(count) =
-                burst(&mut state.pushes, &mut state.fatigue_fired, event.time, c.pushes, c.window_minutes, on)
+                burst(&mut state.pushes, &mut state.fatigue_fired, event.time, needed, c.window_minutes, on)
             {
-                found.push((
-                    AlertKind::MfaFatigue,
-                    json!({ "pushes": count, "last_outcome": reason, "window_minutes": c.window_minutes, "ip": event.ip, "nas": event.nas }),
+                let message = if reason == "push_reported" {
+                    format!(
+                        "{} reported a push approval request as not theirs (\"this wasn't me\"): someone else \
+                         holds the password.",
+                        event.user
+                    )
+                } else {
                     format!(
                         "{} received {count} push requests that were denied or not answered within {} minutes.",
                         event.user, c.window_minutes
-                    ),
+                    )
+                };
+                found.push((
+                    AlertKind::MfaFatigue,
+                    json!({ "pushes": count, "last_outcome": reason, "window_minutes": c.window_minutes, "ip": event.ip, "nas": event.nas }),
+                    message,
                 ));
             }
         }
@@ -1664,6 +1678,15 @@ mod tests {
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].kind, AlertKind::MfaFatigue);
         assert_eq!(alerts[0].evidence["pushes"], 3);
+        // "This wasn't me" raises at once, even right after the burst above.
+        let reported = auth(T0 + 300, EventKind::MfaFailure, "fay", "192.0.2.9", Some("push_reported"));
+        let alerts = e.ingest_all(&[reported]);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(
+            (alerts[0].kind, alerts[0].evidence["last_outcome"].as_str()),
+            (AlertKind::MfaFatigue, Some("push_reported"))
+        );
+        assert!(alerts[0].message.contains("not theirs"), "{:?}", alerts[0].message);
     }
 
     #[test]

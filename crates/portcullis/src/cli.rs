@@ -51,8 +51,9 @@ pub(crate) enum MfaCommand {
         #[arg(long, default_value_t = 24)]
         valid_hours: u32,
     },
-    /// Let the user's logins ask for push approval (through the configured webhook).
-    /// Users who did not enrol for push get none.
+    /// Let the user's logins ask for push approval, sent to the user's own ntfy topic
+    /// or webhook, or else through the configured shared webhook (replaces an earlier
+    /// target). Users who did not enrol for push get none.
     EnrollPush {
         user: String,
         /// The user store to look the account up in (when connection-request
@@ -61,6 +62,12 @@ pub(crate) enum MfaCommand {
         store: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The user's own ntfy topic URL (ntfy's plain-text publish).
+        #[arg(long, conflicts_with = "webhook")]
+        ntfy: Option<String>,
+        /// The user's own webhook URL (gets the configured JSON template).
+        #[arg(long)]
+        webhook: Option<String>,
     },
     /// Remove a user's factor, recovery codes, push enrolment and lockout.
     Reset {

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use portcullis_auth::mfa::{TotpAlgorithm, base32};
+use portcullis_server::auth::target::PushTarget;
 use portcullis_server::config::{Config, MfaConfig};
 use portcullis_storage::SqliteMfa;
 use serde_json::json;
@@ -84,15 +85,24 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
             eprintln!("one-time link for {user}, valid until {}", crate::output::rfc3339(expires));
             Ok(())
         }
-        MfaCommand::EnrollPush { user, store, config } => {
+        MfaCommand::EnrollPush { user, store, config, ntfy, webhook } => {
             let config = load(config.as_ref())?;
-            if config.mfa.as_ref().and_then(|m| m.push.as_ref()).is_none() {
+            let Some(push) = config.mfa.as_ref().and_then(|m| m.push.as_ref()) else {
                 bail!("push approval is not configured ([mfa.push])");
-            }
+            };
+            let target = match (ntfy, webhook) {
+                (Some(url), _) => PushTarget::Ntfy(url),
+                (None, Some(url)) => PushTarget::Webhook(url),
+                (None, None) => PushTarget::Shared,
+            };
+            target.check(push).map_err(anyhow::Error::msg)?;
             let (db, _) = open(&config)?;
             let user = account_key(&config, &user, store.as_deref())?;
-            db.set_push_target(&user, "webhook", crate::now_unix())?;
-            println!("{user} enrolled for push approval");
+            db.set_push_target(&user, &target.stored(), crate::now_unix())?;
+            if db.factor(&user)?.is_none() {
+                eprintln!("{user} has no TOTP factor yet: approvals are proven with its code, so enrol one too");
+            }
+            println!("{user} enrolled for push approval ({})", target.kind());
             Ok(())
         }
         MfaCommand::Reset { user, store, config } => {
@@ -116,30 +126,32 @@ pub(crate) fn run(command: MfaCommand, load: impl Fn(Option<&std::path::PathBuf>
                 .map(|(u, at)| {
                     let (failures, locked_until) = db.failures(u).unwrap_or((0, 0));
                     let left = db.recovery_left(u).unwrap_or(0);
-                    (u, *at, failures, locked_until, left)
+                    let push = db.push_target(u).ok().flatten().as_deref().and_then(PushTarget::parse);
+                    (u, *at, failures, locked_until, left, push.map_or("none", |t| t.kind()))
                 })
                 .collect();
             match format {
                 Format::Json => {
                     let v: Vec<_> = rows
                         .iter()
-                        .map(|(u, at, f, l, left)| {
+                        .map(|(u, at, f, l, left, push)| {
                             json!({
                                 "user": u,
                                 "enrolled_at": crate::output::rfc3339(*at),
                                 "failures": f,
                                 "locked_until": (*l > 0).then(|| crate::output::rfc3339(*l as i64)),
                                 "recovery_codes_left": left,
+                                "push_target": push,
                             })
                         })
                         .collect();
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 Format::Table => {
-                    for (u, at, f, l, left) in &rows {
+                    for (u, at, f, l, left, push) in &rows {
                         let locked = if *l > crate::now_unix() as u64 { " LOCKED" } else { "" };
                         println!(
-                            "{u:<24} enrolled {}  failures {f}  recovery codes left {left}{locked}",
+                            "{u:<24} enrolled {}  failures {f}  recovery codes left {left}  push {push}{locked}",
                             crate::output::rfc3339(*at)
                         );
                     }

@@ -217,6 +217,7 @@ pub(crate) fn run_auth_log(
                         "mfa": e.mfa,
                         "message": e.message,
                         "location": e.location,
+                        "approval": e.approval,
                     })
                 })
                 .collect();

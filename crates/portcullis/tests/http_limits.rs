@@ -243,6 +243,7 @@ fn a_push_login_is_not_admitted_while_connections_flood_the_listener() {
     );
     let s = Server::start(&config);
     add_user(&s, "alice", "wonderland", &["vpn"], &[]);
+    assert!(s.cli(&["mfa", "enroll", "alice", "--format", "json"]).status.success());
     assert!(s.cli(&["mfa", "enroll-push", "alice"]).status.success());
 
     // Keep a few hundred connections open, opening new ones as old ones are closed.

@@ -107,8 +107,14 @@ pub struct MfaConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
-    /// Where the notification is POSTed (ntfy, a chat webhook, a gateway of your own).
+    /// The shared channel: where the notification of users enrolled without a target of
+    /// their own is POSTed (ntfy, a chat webhook, a gateway of your own). Empty: none.
+    #[serde(default)]
     pub webhook_url: String,
+    /// URL prefixes a user's own target (ntfy topic or webhook) must start with. Empty:
+    /// any http(s) URL an administrator sets; the enrolment page then offers none.
+    #[serde(default)]
+    pub target_prefixes: Vec<String>,
     /// JSON body; `{user}`, `{nas}`, `{calling_station_id}`, `{method}`, `{time}` and
     /// `{url}` (the signed approval page) are replaced, JSON-escaped.
     #[serde(default = "default_push_template")]
@@ -148,6 +154,7 @@ impl std::fmt::Debug for PushConfig {
             self.webhook_headers.keys().map(|k| (k.as_str(), Redacted)).collect();
         f.debug_struct("PushConfig")
             .field("webhook_url", &redact_url(&self.webhook_url))
+            .field("target_prefixes", &self.target_prefixes)
             .field("webhook_template", &Redacted)
             .field("webhook_headers", &headers)
             .field("public_url", &self.public_url)

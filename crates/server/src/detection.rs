@@ -34,7 +34,7 @@ impl GeoConfig {
 
 /// Geolocation and detection, owned by one thread.
 pub struct Detection {
-    geo: GeoDb,
+    geo: std::sync::Arc<std::sync::Mutex<GeoDb>>,
     engine: Engine,
     out: Vec<AlertDraft>,
 }
@@ -132,7 +132,12 @@ pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
 
 impl Detection {
     pub fn new(geo: GeoDb, config: portcullis_detect::Config) -> Self {
-        Self { geo, engine: Engine::new(config), out: Vec::new() }
+        Self { geo: std::sync::Arc::new(std::sync::Mutex::new(geo)), engine: Engine::new(config), out: Vec::new() }
+    }
+
+    /// The geolocation databases, shared with the push approval pages.
+    pub fn geo(&self) -> std::sync::Arc<std::sync::Mutex<GeoDb>> {
+        std::sync::Arc::clone(&self.geo)
     }
 
     /// New detection parameters: the engine starts again from the history window, as
@@ -153,17 +158,17 @@ impl Detection {
 
     /// Where `ip` is.
     pub fn locate(&mut self, ip: IpAddr) -> Location {
-        self.geo.lookup(ip)
+        crate::lock(&self.geo).lookup(ip)
     }
 
     /// Adds the client's location to a record that has none yet.
     pub fn enrich_record(&mut self, r: &mut AccountingRecord) {
-        locate_record(&mut self.geo, r);
+        locate_record(&mut crate::lock(&self.geo), r);
     }
 
     /// Adds the calling station's location to an authentication event.
     pub fn enrich_auth(&mut self, e: &mut AuthEvent) {
-        locate_auth(&mut self.geo, e);
+        locate_auth(&mut crate::lock(&self.geo), e);
     }
 
     /// Runs the detectors over events (in the given order); returns their alerts.
@@ -172,7 +177,8 @@ impl Detection {
         for e in events {
             match (e.location.is_none(), e.ip) {
                 (true, Some(ip)) => {
-                    let located = Event { location: Some(self.geo.lookup(ip)), ..e.clone() };
+                    let location = Some(crate::lock(&self.geo).lookup(ip));
+                    let located = Event { location, ..e.clone() };
                     self.engine.ingest(&located, &mut self.out);
                 }
                 _ => self.engine.ingest(e, &mut self.out),
@@ -322,6 +328,7 @@ pub fn stored_forms(e: Event) -> Option<Result<AccountingRecord, AuthEvent>> {
                 connection_request_policy: None,
                 mfa,
                 location: e.location,
+                approval: None,
             }));
         }
     };
@@ -386,6 +393,7 @@ mod tests {
             connection_request_policy: None,
             mfa: mfa.map(Into::into),
             location: None,
+            approval: None,
         }
     }
 

@@ -210,6 +210,7 @@ struct AuthState {
     audit: Arc<audit::AuditLog>,
     applier: applier::AuthEventSender,
     pending: Arc<std::sync::atomic::AtomicUsize>,
+    geo: Arc<Mutex<portcullis_geo::GeoDb>>,
 }
 
 impl AuthState {
@@ -220,6 +221,10 @@ impl AuthState {
             audit: Arc::clone(&shared.audit),
             applier: shared.applier.clone(),
             pending: Arc::clone(&shared.pending),
+            geo: shared
+                .mfa
+                .as_ref()
+                .map_or_else(|| Arc::new(Mutex::new(portcullis_geo::GeoDb::empty())), |m| Arc::clone(&m.geo)),
         }
     }
 }
@@ -244,7 +249,11 @@ fn auth_shared(
     let router = directory::Router::from_config(config).map_err(StartError::Config)?;
     let mfa = match (&config.mfa, mfa_before) {
         (Some(c), Some(before)) => Some(before.with_config(c)),
-        (Some(c), None) => Some(mfa::Mfa::open(c, &config.storage.data_dir).map_err(StartError::Config)?),
+        (Some(c), None) => {
+            let mut m = mfa::Mfa::open(c, &config.storage.data_dir).map_err(StartError::Config)?;
+            m.geo = Arc::clone(&state.geo);
+            Some(m)
+        }
         (None, _) => None,
     };
     let nps_log = match &config.nps_log {
@@ -338,6 +347,7 @@ impl Server {
             tracing::info!(path = %db.path, database_type = %db.database_type, build_epoch = db.build_epoch, "geolocation database loaded");
         }
         let detection = detection::Detection::new(geo, config.detect.clone());
+        let shared_geo = detection.geo();
         let clock = config.radius.clock_bounds();
         let pending_auth = Arc::new(applier::PendingAuth::default());
         let auth_events = Arc::clone(&pending_auth);
@@ -419,6 +429,7 @@ impl Server {
                 audit: Arc::new(audit),
                 applier: auth_tx,
                 pending: Arc::default(),
+                geo: shared_geo,
             };
             let auth_shared = Arc::new(Live::new(Arc::new(auth_shared(config, Arc::clone(&clients), state, None)?)));
             auth_live = Some(Arc::clone(&auth_shared));
@@ -454,7 +465,7 @@ impl Server {
                     .and_then(tokio::net::TcpListener::from_std)
                     .map_err(|source| StartError::Bind { addr, source })?;
                 let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-                let mut app = auth::push::router(Arc::clone(&auth_shared));
+                let mut app = auth::router(Arc::clone(&auth_shared));
                 if let Some(portal) = &portal {
                     app = app.merge(portal.clone().router());
                 }

@@ -492,6 +492,7 @@ fn nps_item(
                 connection_request_policy: get(4154),
                 mfa: None,
                 location: None,
+                approval: None,
             }))))
         }
         _ => Ok(None),

@@ -382,6 +382,7 @@ pub fn auth_event(t: i64, user: &str, decision: &str) -> AuthEvent {
         mfa: None,
         location: (user == "alice")
             .then(|| portcullis_geo::Location { country: Some("DE".into()), ..Default::default() }),
+        approval: None,
     }
 }
 

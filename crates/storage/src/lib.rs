@@ -191,6 +191,35 @@ pub struct AuthEvent {
     /// Where the calling station's address is, when it is an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<portcullis_geo::Location>,
+    /// How the push that settled this login was answered: the proving factor, the
+    /// address and the user agent of the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<PushDecision>,
+}
+
+/// The answer to a push, as the approval page saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PushDecision {
+    /// What proved an approval: `totp`; `none` for a denial or a report (they need no
+    /// proof).
+    pub factor: String,
+    /// The TCP peer that answered (a proxy in front of the listener shows as itself).
+    pub address: String,
+    /// The User-Agent header of the answer, at most 200 characters.
+    pub user_agent: String,
+}
+
+/// What a push was sent for, shown on its approval page.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PushContext {
+    /// Unix seconds.
+    pub time: i64,
+    pub nas: String,
+    pub method: String,
+    /// The Calling-Station-Id as the NAS sent it.
+    pub source: Option<String>,
+    pub city: Option<String>,
+    pub country: Option<String>,
 }
 
 /// An alert as stored: drafts from the detection engine, folded by key while open.

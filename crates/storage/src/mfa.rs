@@ -6,7 +6,7 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::StorageError;
+use crate::{PushContext, PushDecision, StorageError};
 
 /// An enrolled TOTP factor.
 #[derive(Clone, PartialEq, Eq)]
@@ -118,6 +118,18 @@ impl SqliteMfa {
                 target TEXT NOT NULL,
                 created_at INTEGER NOT NULL
             ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS push_details (
+                id TEXT PRIMARY KEY,
+                context TEXT NOT NULL,
+                decision TEXT
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS pending_factors (
+                token_hash BLOB PRIMARY KEY,
+                user TEXT NOT NULL,
+                secret BLOB NOT NULL,
+                expires_at INTEGER NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0
+            ) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS enrol_links (
                 token_hash BLOB PRIMARY KEY,
                 user TEXT NOT NULL,
@@ -200,8 +212,9 @@ impl SqliteMfa {
         Ok(true)
     }
 
-    /// Records where a user's push approvals go (`webhook`: the configured webhook).
-    /// Without a target a user gets no push.
+    /// Records where a user's push approvals go (`webhook`: the configured shared
+    /// webhook; `ntfy <url>` or `webhook <url>`: the user's own). Without a target a
+    /// user gets no push.
     pub fn set_push_target(&self, user: &str, target: &str, now: i64) -> Result<(), StorageError> {
         self.conn.execute(
             "INSERT OR REPLACE INTO push_targets (user, target, created_at) VALUES (?1, ?2, ?3)",
@@ -388,6 +401,10 @@ impl SqliteMfa {
             params![id, user, origin, now, expires_at, number],
         )?;
         // Old pushes are kept a day for the fatigue count, then dropped.
+        tx.execute(
+            "DELETE FROM push_details WHERE id IN (SELECT id FROM pushes WHERE created_at < ?1)",
+            [now - 86_400],
+        )?;
         tx.execute("DELETE FROM pushes WHERE created_at < ?1", [now - 86_400])?;
         tx.commit()?;
         Ok((id.to_string(), true))
@@ -413,6 +430,64 @@ impl SqliteMfa {
             .flatten())
     }
 
+    /// Records what a push was sent for (shown on its approval page).
+    pub fn set_push_context(&self, id: &str, context: &PushContext) -> Result<(), StorageError> {
+        let text = serde_json::to_string(context).unwrap_or_default();
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO push_details (id, context) VALUES (?1, ?2)")?
+            .execute(params![id, text])?;
+        Ok(())
+    }
+
+    /// What a push was sent for and how it was answered, when recorded.
+    pub fn push_details(&self, id: &str) -> Result<(Option<PushContext>, Option<PushDecision>), StorageError> {
+        let row: Option<(String, Option<String>)> = self
+            .conn
+            .prepare_cached("SELECT context, decision FROM push_details WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        Ok(row.map_or((None, None), |(c, d)| {
+            (serde_json::from_str(&c).ok(), d.and_then(|d| serde_json::from_str(&d).ok()))
+        }))
+    }
+
+    /// Settles a pending push with the answer that settled it, in one transaction;
+    /// false when it was already settled or has expired (so a replayed answer changes
+    /// nothing).
+    pub fn decide_push(
+        &mut self,
+        id: &str,
+        status: &str,
+        now: i64,
+        decision: &PushDecision,
+    ) -> Result<bool, StorageError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n = tx.execute(
+            "UPDATE pushes SET status = ?2, decided_at = ?3 WHERE id = ?1 AND status = 'pending' AND expires_at > ?3",
+            params![id, status, now],
+        )?;
+        if n != 1 {
+            return Ok(false);
+        }
+        let text = serde_json::to_string(decision).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO push_details (id, context, decision) VALUES (?1, '{}', ?2)
+             ON CONFLICT (id) DO UPDATE SET decision = excluded.decision",
+            params![id, text],
+        )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Pushes sent to a user since `since`, whatever their outcome.
+    pub fn pushes_since(&self, user: &str, since: i64) -> Result<u32, StorageError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM pushes WHERE user = ?1 AND created_at >= ?2 AND status != 'failed'",
+            params![user, since],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Settles a pending push; false when it was already settled or has expired.
     pub fn settle_push(&self, id: &str, status: &str, now: i64) -> Result<bool, StorageError> {
         let n = self
@@ -429,7 +504,7 @@ impl SqliteMfa {
     /// (push-fatigue protection).
     pub fn unapproved_pushes(&self, user: &str, since: i64) -> Result<u32, StorageError> {
         Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM pushes WHERE user = ?1 AND created_at >= ?2 AND status IN ('denied', 'timeout', 'pending')",
+            "SELECT COUNT(*) FROM pushes WHERE user = ?1 AND created_at >= ?2 AND status IN ('denied', 'reported', 'timeout', 'pending')",
             params![user, since],
             |r| r.get(0),
         )?)
@@ -463,6 +538,55 @@ impl SqliteMfa {
             params![&token_hash[..], now],
         )?;
         Ok(n == 1)
+    }
+
+    /// Keeps the TOTP secret an enrolment page showed until the user confirms a first
+    /// code from it (by the hash of the link's token); drops expired ones.
+    pub fn add_pending_factor(
+        &self,
+        token_hash: &[u8; 32],
+        user: &str,
+        secret: &[u8],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM pending_factors WHERE expires_at <= ?1", [now])?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO pending_factors (token_hash, user, secret, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![&token_hash[..], user, secret, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Takes one confirmation attempt of a pending factor: its user and secret, unless it
+    /// is unknown, expired or had `max_attempts` already (then it is dropped).
+    pub fn pending_factor_attempt(
+        &self,
+        token_hash: &[u8; 32],
+        now: i64,
+        max_attempts: u32,
+    ) -> Result<Option<(String, Vec<u8>)>, StorageError> {
+        let n = self.conn.execute(
+            "UPDATE pending_factors SET attempts = attempts + 1
+             WHERE token_hash = ?1 AND expires_at > ?2 AND attempts < ?3",
+            params![&token_hash[..], now, max_attempts],
+        )?;
+        if n != 1 {
+            self.drop_pending_factor(token_hash)?;
+            return Ok(None);
+        }
+        Ok(self
+            .conn
+            .query_row("SELECT user, secret FROM pending_factors WHERE token_hash = ?1", [&token_hash[..]], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// Forgets a pending factor (confirmed, or out of attempts).
+    pub fn drop_pending_factor(&self, token_hash: &[u8; 32]) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM pending_factors WHERE token_hash = ?1", [&token_hash[..]])?;
+        Ok(())
     }
 
     /// Enrolled users with their enrolment time.
@@ -524,6 +648,24 @@ mod tests {
         assert!(!a.settle_push("p3", "approved", 200).unwrap(), "expired pushes cannot be approved");
         assert!(a.settle_push("p3", "timeout", 200).unwrap());
         assert_eq!(a.unapproved_pushes("bob", 0).unwrap(), 1);
+        assert_eq!(a.pushes_since("bob", 0).unwrap(), 2);
+    }
+
+    #[test]
+    fn a_push_is_decided_once_with_its_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = SqliteMfa::open(&dir.path().join("mfa.db")).unwrap();
+        a.start_push("p1", "bob", "nas", 100, 155, None).unwrap();
+        let context = PushContext { time: 100, nas: "vpn".into(), method: "mschapv2".into(), ..Default::default() };
+        a.set_push_context("p1", &context).unwrap();
+        let answer = PushDecision { factor: "totp".into(), address: "192.0.2.1".into(), user_agent: "phone".into() };
+        assert!(a.decide_push("p1", "approved", 110, &answer).unwrap());
+        let other = PushDecision { factor: "none".into(), ..answer.clone() };
+        assert!(!a.decide_push("p1", "reported", 111, &other).unwrap(), "a replayed answer changes nothing");
+        assert_eq!(a.push_details("p1").unwrap(), (Some(context), Some(answer)));
+        assert_eq!(a.push("p1").unwrap().unwrap().1, "approved");
+        a.start_push("p2", "bob", "nas2", 100, 155, None).unwrap();
+        assert!(!a.decide_push("p2", "approved", 155, &other).unwrap(), "expired");
     }
 
     #[test]
@@ -552,6 +694,11 @@ mod tests {
         assert!(!a.enroll_new("alice", &factor(), &[]).unwrap(), "an existing factor is not replaced");
         assert_eq!(a.push_target("alice").unwrap(), None);
         a.set_push_target("alice", "webhook", 1).unwrap();
+        a.add_pending_factor(&[5; 32], "carl", b"secret", 200, 100).unwrap();
+        assert_eq!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap(), Some(("carl".into(), b"secret".to_vec())));
+        assert!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap().is_some());
+        assert_eq!(b.pending_factor_attempt(&[5; 32], 150, 2).unwrap(), None, "out of attempts");
+        assert_eq!(a.pending_factor_attempt(&[5; 32], 150, 9).unwrap(), None, "dropped");
         assert_eq!(b.push_target("alice").unwrap().as_deref(), Some("webhook"));
         assert!(a.reset("alice").unwrap());
         assert_eq!(b.push_target("alice").unwrap(), None);

@@ -55,6 +55,7 @@ pub(crate) fn event(
         connection_request_policy: None,
         mfa: None,
         location: None,
+        approval: None,
     }
 }
 

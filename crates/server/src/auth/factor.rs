@@ -21,6 +21,9 @@ pub struct Mfa {
     pub db: Arc<Mutex<SqliteMfa>>,
     /// For push notifications.
     pub http: reqwest::Client,
+    /// Where a push's source address is, for its approval page (the databases the
+    /// applier reads, shared).
+    pub geo: Arc<Mutex<portcullis_geo::GeoDb>>,
 }
 
 impl std::fmt::Debug for Mfa {
@@ -92,12 +95,34 @@ pub fn enroll(
     issuer: &str,
     replace: bool,
 ) -> Result<Enrolment, String> {
-    let user = key;
     if digits != 6 && digits != 8 {
         return Err("digits must be 6 or 8".into());
     }
+    enroll_secret(db, key, fresh_secret(algorithm), &Totp { algorithm, digits, step: 30 }, issuer, replace)
+}
+
+/// A new random TOTP secret of the algorithm's recommended length.
+pub fn fresh_secret(algorithm: TotpAlgorithm) -> Vec<u8> {
     let mut secret = vec![0u8; if algorithm == TotpAlgorithm::Sha256 { 32 } else { 20 }];
     rand::thread_rng().fill_bytes(&mut secret);
+    secret
+}
+
+/// The otpauth URI of a secret for the account `key`.
+pub fn otpauth_uri(issuer: &str, key: &str, secret: &[u8], totp: &Totp) -> String {
+    portcullis_auth::mfa::otpauth_uri(issuer, label(key), secret, totp)
+}
+
+/// Enrols `secret` (with fresh recovery codes) for the account `key`, as [`enroll`].
+pub fn enroll_secret(
+    db: &mut SqliteMfa,
+    key: &str,
+    secret: Vec<u8>,
+    totp: &Totp,
+    issuer: &str,
+    replace: bool,
+) -> Result<Enrolment, String> {
+    let (user, algorithm, digits) = (key, totp.algorithm, totp.digits);
     let recovery_codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
             let mut b = [0u8; 7];
@@ -120,7 +145,7 @@ pub fn enroll(
     } else if !db.enroll_new(user, &factor, &hashes).map_err(|e| e.to_string())? {
         return Err(format!("{user} already has a second factor; an administrator must reset it first"));
     }
-    let uri = portcullis_auth::mfa::otpauth_uri(issuer, label(user), &secret, &Totp { algorithm, digits, step: 30 });
+    let uri = otpauth_uri(issuer, user, &secret, totp);
     Ok(Enrolment { uri, secret, recovery_codes })
 }
 
@@ -166,13 +191,20 @@ impl Mfa {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http })
+        let geo = Arc::new(Mutex::new(portcullis_geo::GeoDb::empty()));
+        Ok(Self { config: config.clone(), key, db: Arc::new(Mutex::new(db)), http, geo })
     }
 
     /// The same database, key and HTTP client under reloaded settings: recorded
     /// challenges, pending pushes and lockouts carry on.
     pub fn with_config(&self, config: &MfaConfig) -> Self {
-        Self { config: config.clone(), key: self.key, db: Arc::clone(&self.db), http: self.http.clone() }
+        Self {
+            config: config.clone(),
+            key: self.key,
+            db: Arc::clone(&self.db),
+            http: self.http.clone(),
+            geo: Arc::clone(&self.geo),
+        }
     }
 
     /// The key that seals challenge States and signs approval links.

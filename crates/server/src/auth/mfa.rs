@@ -110,7 +110,9 @@ impl Mfa {
             Err(e) => return self.unavailable("push target", &e),
         };
         let push = self.config.push.as_ref();
-        let can_push = push.is_some() && target.is_some();
+        // An approval must be proven on the page, with the account's own code: a push
+        // target without a factor to prove it with is no usable push.
+        let can_push = push.is_some() && target.is_some() && factor.is_some();
         let not_enrolled = || {
             if mode == MfaMode::Required && self.config.require_user_match {
                 Gate::Reject("no second factor enrolled (require_user_match)".into(), "not_enrolled")
@@ -124,20 +126,26 @@ impl Mfa {
                 (true, _) => Gate::Push,
                 (false, false) => not_enrolled(),
                 (false, true) => Gate::Reject(
-                    "this method cannot carry a code and the user has no usable push approval".into(),
+                    "this method cannot carry a code and the user has no usable push approval \
+                     (a push target and a TOTP factor to prove approvals with)"
+                        .into(),
                     "push_unavailable",
                 ),
             };
         }
         let Some(factor) = factor else {
-            return if can_push && push.is_some_and(|p| p.for_pap) {
-                Gate::Push
-            } else if target.is_some() {
-                Gate::Reject("the user enrolled only for push, which PAP does not use here".into(), "push_unavailable")
+            return if target.is_some() {
+                Gate::Reject(
+                    "the user enrolled only for push, without a TOTP factor to prove approvals with".into(),
+                    "push_unavailable",
+                )
             } else {
                 not_enrolled()
             };
         };
+        if can_push && push.is_some_and(|p| p.for_pap) && ask.code.is_none() {
+            return Gate::Push;
+        }
         let now = now_unix();
         match self.locked_out(key, now) {
             Ok(false) => {}
@@ -190,6 +198,26 @@ impl Mfa {
         let (count, locked_until) =
             lock(&self.db).failures(key).map_err(|e| format!("MFA database unavailable (lockout): {e}"))?;
         Ok(Failures { count, locked_until }.locked(now))
+    }
+
+    /// Proves an approval on the approval page with the account's own TOTP or recovery
+    /// code, under the same lockout and single use as a code sent by Access-Challenge:
+    /// the factor that proved it (`totp`, `recovery_code`), or why not and the outcome.
+    pub(crate) fn prove(&self, key: &str, code: &str, now: u64) -> Result<&'static str, (String, &'static str)> {
+        let factor = match lock(&self.db).factor(key) {
+            Ok(Some(f)) => f,
+            Ok(None) => return Err(("the account has no factor to prove an approval with".into(), "not_enrolled")),
+            Err(e) => return Err((format!("MFA database unavailable: {e}"), "unavailable")),
+        };
+        match self.locked_out(key, now) {
+            Ok(false) => {}
+            Ok(true) => return Err(("second factor locked out after repeated wrong codes".into(), "locked_out")),
+            Err(why) => return Err((why, "unavailable")),
+        }
+        match self.check(key, &factor, code, now) {
+            Checked::Ok(note) => Ok(note),
+            Checked::Refused(why, note) => Err((why, note)),
+        }
     }
 
     /// Checks a TOTP or recovery code; counts failures and locks out.

@@ -1,13 +1,14 @@
 //! Authentication, as a pipeline whose stages import one way (each only from the ones
 //! listed before it):
 //!
-//! - `context`, `decision`, `conversations`, `factor`: the shared state, the values the
-//!   stages hand each other, EAP conversations between round trips, the second-factor
-//!   service (key, database, enrolment);
+//! - `context`, `decision`, `conversations`, `factor`, `target`: the shared state, the
+//!   values the stages hand each other, EAP conversations between round trips, the
+//!   second-factor service (key, database, enrolment), users' push targets;
 //! - `reply`, `audit`: building answers and recording decisions;
 //! - `identity`: connection-request policy (which store) and the one account lookup;
 //! - `credentials` (PAP, CHAP, MS-CHAPv2) and `policy` (network policies);
-//! - `push`, then `mfa`: the second factor;
+//! - `push`, then `mfa`: the second factor; `pages`, the approval and enrolment pages
+//!   (they prove approvals with `mfa`'s code check);
 //! - `eap` (EAP-MSCHAPv2, PEAP), then `pipeline`, which runs the stages for one
 //!   request, then `listener`, the UDP side.
 //!
@@ -26,14 +27,17 @@ pub mod factor;
 mod identity;
 mod listener;
 mod mfa;
+mod pages;
 mod pipeline;
 mod policy;
 pub mod push;
 mod reply;
+pub mod target;
 
 pub use context::{AuthShared, LiveAuth};
 pub use conversations::EapTable;
 pub use listener::{RECEIVERS_PER_SOCKET, serve};
+pub use pages::router;
 pub use reply::{encode_reply_attribute, validate_replies};
 
 /// A new random key for the credential cache.

@@ -14,18 +14,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::response::Html;
 use hmac::{Hmac, Mac};
 use portcullis_radius::{Authenticator, Identifier, Packet, attr};
-use portcullis_storage::AuthEvent;
+use portcullis_storage::{AuthEvent, PushContext};
 use rand::RngCore;
 use sha2::Sha256;
 use tokio::net::UdpSocket;
 
 use super::audit::{audit, second_factor_outcome};
-use super::context::{AuthShared, LiveAuth};
+use super::context::AuthShared;
 use super::factor::Mfa;
+use super::target::PushTarget;
 use crate::clients::Reason;
 use crate::config::FailMode;
 use crate::{hex, lock, now_unix};
@@ -70,7 +69,7 @@ pub fn sign(key: &[u8; 32], id: &str) -> String {
     hex(&m.finalize().into_bytes()[..16])
 }
 
-fn verify(key: &[u8; 32], id: &str, sig: &str) -> bool {
+pub(crate) fn verify(key: &[u8; 32], id: &str, sig: &str) -> bool {
     use subtle::ConstantTimeEq;
     bool::from(sign(key, id).as_bytes().ct_eq(sig.as_bytes()))
 }
@@ -112,7 +111,7 @@ pub(crate) async fn settle(
     shared.pending.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     tokio::task::spawn_blocking(f).await.ok()
 }
 
@@ -145,11 +144,30 @@ async fn wait(shared: &Arc<AuthShared>, work: PushWork) -> (Vec<u8>, AuthEvent) 
         if status == "unknown" && now_unix() <= deadline {
             continue;
         }
+        let answered = |mut event: AuthEvent| {
+            let db = Arc::clone(&mfa.db);
+            let pid = push_id.clone();
+            async move {
+                event.approval = blocking(move || lock(&db).push_details(&pid)).await.and_then(|d| d.ok()?.1);
+                event
+            }
+        };
         match status.as_str() {
             "approved" => {
-                return (accept, outcome(event, true, "push_approved", "access granted after push approval".into()));
+                let event = answered(event).await;
+                let factor = event.approval.as_ref().map_or("unknown", |a| a.factor.as_str()).to_string();
+                let why = format!("access granted after push approval proven by {factor}");
+                return (accept, outcome(event, true, "push_approved", why));
             }
-            "denied" => return (reject, outcome(event, false, "push_denied", "the user denied the push".into())),
+            "denied" => {
+                let event = answered(event).await;
+                return (reject, outcome(event, false, "push_denied", "the user denied the push".into()));
+            }
+            "reported" => {
+                let event = answered(event).await;
+                let why = "the user reported the push as not theirs (\"this wasn't me\")".to_string();
+                return (reject, outcome(event, false, "push_reported", why));
+            }
             "pending" if now_unix() < expires_at.min(deadline) => {}
             _ => {
                 let db = Arc::clone(&mfa.db);
@@ -221,12 +239,22 @@ pub(crate) async fn begin(
     let now = now_unix();
     let db = Arc::clone(&mfa.db);
     let (u, since) = (user.clone(), now - push.fatigue_window_seconds as i64);
-    let unapproved = blocking(move || lock(&db).unapproved_pushes(&u, since)).await;
-    let unapproved = match unapproved {
-        Some(Ok(n)) => n,
+    let looked = blocking(move || {
+        let db = lock(&db);
+        Ok::<_, portcullis_storage::StorageError>((db.unapproved_pushes(&u, since)?, db.push_target(&u)?))
+    })
+    .await;
+    let (unapproved, target) = match looked {
+        Some(Ok(found)) => found,
         Some(Err(e)) => return Err(Begin::Local(format!("MFA database unavailable (push fatigue): {e}"))),
         None => return Err(Begin::Local("MFA database unavailable (push fatigue)".into())),
     };
+    // The target is the user's; one that cannot be used is refused, never replaced.
+    let target = target
+        .as_deref()
+        .and_then(PushTarget::parse)
+        .ok_or_else(|| Begin::Local("the account has no push target this server can use".to_string()))?;
+    target.check(push).map_err(|e| Begin::Local(format!("the account's {} push target: {e}", target.kind())))?;
     let new_id = {
         let mut raw = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut raw);
@@ -252,48 +280,103 @@ pub(crate) async fn begin(
             "{unapproved} pushes were denied or left unanswered recently; no new push sent"
         )));
     }
+    let context = context_of(mfa, event, now);
+    let db = Arc::clone(&mfa.db);
+    let pid = push_id.clone();
+    if !matches!(blocking(move || lock(&db).set_push_context(&pid, &context)).await, Some(Ok(()))) {
+        let _ = settle_as("failed").await;
+        return Err(Begin::Local("the MFA database is unavailable".into()));
+    }
     let url =
         format!("{}/mfa/push/{push_id}?sig={}", push.public_url.trim_end_matches('/'), sign(&mfa.key(), &push_id));
-    let request_built = mfa.http.post(&push.webhook_url).build();
-    if let Err(e) = request_built {
-        let _ = settle_as("failed").await;
-        return Err(Begin::Local(format!("the webhook request cannot be built: {}", e.without_url())));
-    }
-    let time =
-        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    let body = render(
-        &push.webhook_template,
-        &[
-            ("user", &event.user),
-            ("nas", &event.nas),
-            ("calling_station_id", event.calling_station_id.as_deref().unwrap_or("unknown")),
-            ("method", &event.method),
-            ("time", &time),
-            ("url", &url),
-        ],
-    );
-    let mut request = mfa
-        .http
-        .post(&push.webhook_url)
-        .timeout(Duration::from_secs(push.webhook_timeout_seconds.max(1)))
-        .header("content-type", "application/json")
-        .body(body);
-    for (k, v) in &push.webhook_headers {
-        request = request.header(k, v);
-    }
-    // Errors are shown without the URL: its path may be the credential (ntfy topics).
-    let sent = match request.send().await {
-        Ok(r) if r.status().is_success() => Ok(()),
-        Ok(r) => Err((true, format!("the webhook answered {}", r.status()))),
-        Err(e) => Err((notifier_unreachable(&e), e.without_url().to_string())),
-    };
-    if let Err((unreachable, e)) = sent {
-        tracing::error!(error = %e, "push notification could not be sent");
+    if let Err((unreachable, e)) = notify(mfa, push, &target, event, &url).await {
+        tracing::error!(error = %e, target = target.kind(), "push notification could not be sent");
         let _ = settle_as("failed").await;
         let why = format!("push notification failed: {e}");
         return Err(if unreachable { Begin::Unavailable(why) } else { Begin::Local(why) });
     }
     Ok(push_id)
+}
+
+/// What the approval page shows about the login: when, from where (the
+/// Calling-Station-Id and, when it is an address, its city and country), NAS, method.
+fn context_of(mfa: &Mfa, event: &AuthEvent, now: i64) -> PushContext {
+    let located =
+        event.calling_station_id.as_deref().and_then(crate::detection::station_ip).map(|ip| lock(&mfa.geo).lookup(ip));
+    PushContext {
+        time: now,
+        nas: event.nas.clone(),
+        method: event.method.clone(),
+        source: event.calling_station_id.clone(),
+        city: located.as_ref().and_then(|l| l.city.clone()),
+        country: located.and_then(|l| l.country_name.or(l.country)),
+    }
+}
+
+/// Sends the notification of a push to its target. The error says whether the notifier
+/// is to blame (unreachable, refused), and never carries the URL: its path may be the
+/// credential (ntfy topics).
+async fn notify(
+    mfa: &Mfa,
+    push: &crate::config::PushConfig,
+    target: &PushTarget,
+    event: &AuthEvent,
+    url: &str,
+) -> Result<(), (bool, String)> {
+    let destination = match target {
+        PushTarget::Shared => push.webhook_url.as_str(),
+        PushTarget::Ntfy(u) | PushTarget::Webhook(u) => u.as_str(),
+    };
+    if let Err(e) = mfa.http.post(destination).build() {
+        return Err((false, format!("the webhook request cannot be built: {}", e.without_url())));
+    }
+    let time =
+        time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let station = event.calling_station_id.as_deref().unwrap_or("unknown");
+    let timeout = Duration::from_secs(push.webhook_timeout_seconds.max(1));
+    let request = mfa.http.post(destination).timeout(timeout);
+    let request = match target {
+        PushTarget::Ntfy(_) => {
+            // ntfy's publish: the body is the message; headers are ASCII (the link is).
+            let message = format!(
+                "{} is signing in to the VPN ({}, from {station}, {}) at {time}. Open to approve or deny.",
+                event.user, event.nas, event.method
+            );
+            request
+                .header("title", "VPN sign-in")
+                .header("tags", "lock")
+                .header("priority", "high")
+                .header("click", url)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(message)
+        }
+        PushTarget::Shared | PushTarget::Webhook(_) => {
+            let body = render(
+                &push.webhook_template,
+                &[
+                    ("user", &event.user),
+                    ("nas", &event.nas),
+                    ("calling_station_id", station),
+                    ("method", &event.method),
+                    ("time", &time),
+                    ("url", url),
+                ],
+            );
+            let mut request = request.header("content-type", "application/json").body(body);
+            // The shared channel's headers are its credentials: never sent elsewhere.
+            if *target == PushTarget::Shared {
+                for (k, v) in &push.webhook_headers {
+                    request = request.header(k, v);
+                }
+            }
+            request
+        }
+    };
+    match request.send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err((true, format!("the webhook answered {}", r.status()))),
+        Err(e) => Err((notifier_unreachable(&e), e.without_url().to_string())),
+    }
 }
 
 fn fail(
@@ -321,176 +404,6 @@ fn fail(
             )
         }
     }
-}
-
-/// Query string of the approval links.
-#[derive(Debug, serde::Deserialize)]
-pub struct Signed {
-    sig: String,
-}
-
-const PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>VPN sign-in</title></head><body style=\"font-family:sans-serif;max-width:30em;margin:2em auto\">";
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// The HTTP routes: approval pages and a health check.
-pub fn router(shared: Arc<LiveAuth>) -> axum::Router {
-    axum::Router::new()
-        .route("/health", axum::routing::get(|| async { "ok\n" }))
-        .route("/mfa/push/{id}", axum::routing::get(page))
-        .route("/mfa/push/{id}/approve", axum::routing::post(approve))
-        .route("/mfa/push/{id}/deny", axum::routing::post(deny))
-        .route("/mfa/enroll/{token}", axum::routing::get(enrol_page).post(enrol))
-        .with_state(shared)
-}
-
-async fn page(State(live): State<Arc<LiveAuth>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
-    let shared = live.load();
-    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
-    if !verify(&mfa.key(), &id, &q.sig) {
-        return Html(format!("{PAGE}<p>This link is not valid.</p>"));
-    }
-    let db = Arc::clone(&mfa.db);
-    let pid = id.clone();
-    let push = blocking(move || lock(&db).push(&pid)).await.and_then(Result::ok).flatten();
-    match push {
-        Some((user, status, _)) if status == "pending" => {
-            let db = Arc::clone(&mfa.db);
-            let pid = id.clone();
-            let numbered = blocking(move || lock(&db).push_number(&pid)).await.and_then(Result::ok).flatten().is_some();
-            let field = if numbered {
-                "<p><label>Number shown on your VPN screen: <input name=\"number\" inputmode=\"numeric\" autocomplete=\"off\"></label></p>"
-            } else {
-                ""
-            };
-            Html(format!(
-                "{PAGE}<h1>VPN sign-in for {}</h1><p>Is this you signing in now?</p>\
-                 <form method=\"post\" action=\"/mfa/push/{id}/approve?sig={sig}\">{field}<button>Approve</button></form>\
-                 <form method=\"post\" action=\"/mfa/push/{id}/deny?sig={sig}\"><button>Deny</button></form></body></html>",
-                escape(super::factor::label(&user)),
-                id = escape(&id),
-                sig = escape(&q.sig)
-            ))
-        }
-        Some((_, status, _)) => Html(format!("{PAGE}<p>This sign-in was already {}.</p>", escape(&status))),
-        None => Html(format!("{PAGE}<p>Unknown sign-in.</p>")),
-    }
-}
-
-async fn decide(
-    shared: Arc<AuthShared>,
-    id: String,
-    sig: String,
-    status: &'static str,
-    typed: Option<String>,
-) -> Html<String> {
-    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
-    if !verify(&mfa.key(), &id, &sig) {
-        return Html(format!("{PAGE}<p>This link is not valid.</p>"));
-    }
-    let db = Arc::clone(&mfa.db);
-    let settled = blocking(move || {
-        let db = lock(&db);
-        // Number matching: a wrong number denies (someone else may be at the prompt).
-        let expected = db.push_number(&id).ok().flatten();
-        let status = match (status, expected) {
-            ("approved", Some(n)) if typed.as_deref().map(str::trim) != Some(n.to_string().as_str()) => "denied",
-            _ => status,
-        };
-        db.settle_push(&id, status, now_unix()).map(|ok| ok.then_some(status))
-    })
-    .await
-    .and_then(Result::ok);
-    let settled = match settled {
-        Some(Some(s)) if s == status => Some(true),
-        Some(Some(_)) => return Html(format!("{PAGE}<p>The number did not match; the sign-in was denied.</p>")),
-        _ => Some(false),
-    };
-    if settled == Some(true) {
-        Html(format!("{PAGE}<p>Sign-in {status}.</p>"))
-    } else {
-        Html(format!("{PAGE}<p>This sign-in can no longer be changed.</p>"))
-    }
-}
-
-async fn approve(
-    State(live): State<Arc<LiveAuth>>,
-    Path(id): Path<String>,
-    Query(q): Query<Signed>,
-    body: String,
-) -> Html<String> {
-    let shared = live.load();
-    // The form's only field: `number=<digits>` (URL-encoded digits are themselves).
-    let typed = body.split('&').find_map(|kv| kv.strip_prefix("number=")).map(str::to_string);
-    decide(shared, id, q.sig, "approved", typed).await
-}
-
-async fn deny(State(live): State<Arc<LiveAuth>>, Path(id): Path<String>, Query(q): Query<Signed>) -> Html<String> {
-    let shared = live.load();
-    decide(shared, id, q.sig, "denied", None).await
-}
-
-async fn enrol_page(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> Html<String> {
-    let shared = live.load();
-    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
-    let db = Arc::clone(&mfa.db);
-    let hash = super::factor::enrol_token_hash(&token);
-    let user = blocking(move || lock(&db).enrol_link(&hash, now_unix())).await.and_then(Result::ok).flatten();
-    match user {
-        // A form, so link previews (which only fetch) cannot use the link up.
-        Some(user) => Html(format!(
-            "{PAGE}<h1>Second factor for {}</h1><p>This link works once. Have your authenticator app ready.</p>\
-             <form method=\"post\"><button>Create my authenticator entry</button></form></body></html>",
-            escape(super::factor::label(&user))
-        )),
-        None => Html(format!("{PAGE}<p>This enrolment link is not valid (used, expired or unknown).</p>")),
-    }
-}
-
-const INVALID_LINK: &str = "This enrolment link is not valid (used, expired or unknown).";
-const ALREADY_ENROLLED: &str =
-    "This account already has a second factor. Ask an administrator to reset it before enrolling a new one.";
-
-async fn enrol(State(live): State<Arc<LiveAuth>>, Path(token): Path<String>) -> Html<String> {
-    let shared = live.load();
-    let Some(mfa) = &shared.mfa else { return Html(format!("{PAGE}<p>Not available.</p>")) };
-    let db = Arc::clone(&mfa.db);
-    let hash = super::factor::enrol_token_hash(&token);
-    let issuer = mfa.config.issuer.clone();
-    let done = blocking(move || {
-        let mut db = lock(&db);
-        let now = now_unix();
-        let user = db.enrol_link(&hash, now).ok().flatten().ok_or(INVALID_LINK)?;
-        // A link never replaces a factor: that needs the old one, or an administrator.
-        if !matches!(db.factor(&user), Ok(None)) {
-            return Err(ALREADY_ENROLLED);
-        }
-        if !db.use_enrol_link(&hash, now).unwrap_or(false) {
-            return Err(INVALID_LINK);
-        }
-        super::factor::enroll(&mut db, &user, portcullis_auth::mfa::TotpAlgorithm::Sha1, 6, &issuer, false)
-            .map(|e| (user, e))
-            .map_err(|_| ALREADY_ENROLLED)
-    })
-    .await
-    .unwrap_or(Err(INVALID_LINK));
-    let (user, e) = match done {
-        Ok(d) => d,
-        Err(why) => return Html(format!("{PAGE}<p>{why}</p>")),
-    };
-    let qr = qrcode::QrCode::new(e.uri.as_bytes())
-        .map(|q| q.render::<qrcode::render::svg::Color<'_>>().min_dimensions(240, 240).build())
-        .unwrap_or_default();
-    let codes: String = e.recovery_codes.iter().map(|c| format!("<li><code>{c}</code></li>")).collect();
-    Html(format!(
-        "{PAGE}<h1>Second factor for {}</h1><p>Scan this with your authenticator app:</p>{qr}\
-         <p>Or enter the key by hand: <code>{}</code></p><p>Recovery codes (each works once; keep them safe, \
-         they are not shown again):</p><ul>{codes}</ul></body></html>",
-        escape(super::factor::label(&user)),
-        portcullis_auth::mfa::base32(&e.secret)
-    ))
 }
 
 #[cfg(test)]
