@@ -4,9 +4,12 @@
 //! checks the Standard Webhooks signature. What the receivers wrote is decoded here
 //! (their own CEF parsers are not trusted).
 
+mod receivers;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use receivers::{Certs, rsyslog, syslog_ng};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,15 +17,6 @@ use portcullis_detect::AlertKind;
 use portcullis_export::{Context, Exporter, SinkConfig, SinkStats};
 use portcullis_storage::conformance::{auth_event, draft};
 use portcullis_storage::{SqliteStore, Store, SyncMode};
-
-fn peers() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-peers/syslog");
-    assert!(
-        dir.join("usr/sbin/rsyslogd").is_file() && dir.join("usr/sbin/syslog-ng").is_file(),
-        "rsyslog and syslog-ng are not unpacked: run scripts/install-test-deps.sh first"
-    );
-    dir
-}
 
 /// A port below the ephemeral range, different per process and per call.
 fn free_port() -> u16 {
@@ -35,12 +29,6 @@ fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-struct Certs {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
 }
 
 fn certs(dir: &Path, tag: &str) -> Certs {
@@ -61,108 +49,6 @@ fn certs(dir: &Path, tag: &str) -> Certs {
     std::fs::write(&c.cert, cert.pem()).unwrap();
     std::fs::write(&c.key, key.serialize_pem()).unwrap();
     c
-}
-
-/// A receiver process, killed when dropped.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the receiver did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// rsyslog writing `hostname|app|msgid|sd|msg` lines to `out`; TLS when `certs` is set.
-fn rsyslog(dir: &Path, port: u16, certs: Option<&Certs>, out: &Path) -> Peer {
-    let p = peers();
-    let work = dir.join(format!("rs-work-{port}"));
-    std::fs::create_dir_all(&work).unwrap();
-    let (global, module) = match certs {
-        Some(c) => (
-            format!(
-                r#"DefaultNetstreamDriverCAFile="{}" DefaultNetstreamDriverCertFile="{}" DefaultNetstreamDriverKeyFile="{}""#,
-                c.ca.display(),
-                c.cert.display(),
-                c.key.display()
-            ),
-            r#"StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.AuthMode="anon""#.to_string(),
-        ),
-        None => (String::new(), String::new()),
-    };
-    let conf = format!(
-        r#"global(workDirectory="{work}" {global})
-module(load="imtcp" {module})
-input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="s")
-template(name="f" type="list"){{ property(name="hostname") constant(value="|") property(name="app-name")
-  constant(value="|") property(name="msgid") constant(value="|") property(name="structured-data")
-  constant(value="|") property(name="msg") constant(value="\n") }}
-ruleset(name="s"){{ action(type="omfile" file="{out}" template="f") }}
-"#,
-        work = work.display(),
-        out = out.display()
-    );
-    let conf_path = dir.join(format!("rsyslog-{port}.conf"));
-    std::fs::write(&conf_path, conf).unwrap();
-    // A pid file left by a killed instance would stop the next one.
-    let _ = std::fs::remove_file(dir.join(format!("rsyslog-{port}.pid")));
-    let child = Command::new(p.join("usr/sbin/rsyslogd"))
-        .args(["-n", "-f"])
-        .arg(&conf_path)
-        .arg("-i")
-        .arg(dir.join(format!("rsyslog-{port}.pid")))
-        .arg("-M")
-        .arg(p.join("usr/lib/x86_64-linux-gnu/rsyslog"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("rsyslogd starts");
-    wait_for_port(port);
-    Peer(child)
-}
-
-/// syslog-ng receiving RFC 5424 over TLS and writing one JSON object per message.
-fn syslog_ng(dir: &Path, port: u16, certs: &Certs, out: &Path) -> Peer {
-    let p = peers();
-    let conf = format!(
-        r#"@version: 3.38
-options {{ stats_freq(0); keep_hostname(yes); }};
-source s {{ syslog(ip(127.0.0.1) port({port}) transport("tls")
-  tls(key-file("{key}") cert-file("{cert}") peer-verify(optional-untrusted))); }};
-destination d {{ file("{out}" template("$(format-json --scope rfc5424 --key MSGID --key PROGRAM --key HOST)\n")); }};
-log {{ source(s); destination(d); }};
-"#,
-        key = certs.key.display(),
-        cert = certs.cert.display(),
-        out = out.display()
-    );
-    let conf_path = dir.join(format!("syslog-ng-{port}.conf"));
-    std::fs::write(&conf_path, conf).unwrap();
-    let child = Command::new(p.join("usr/sbin/syslog-ng"))
-        .env("LD_LIBRARY_PATH", p.join("usr/lib/syslog-ng"))
-        .args(["-F", "--no-caps", "-f"])
-        .arg(&conf_path)
-        .arg(format!("--module-path={}", p.join("usr/lib/syslog-ng/3.38").display()))
-        .arg("-R")
-        .arg(dir.join(format!("ng-{port}.persist")))
-        .arg("-p")
-        .arg(dir.join(format!("ng-{port}.pid")))
-        .arg("-c")
-        .arg(dir.join(format!("ng-{port}.ctl")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("syslog-ng starts");
-    wait_for_port(port);
-    Peer(child)
 }
 
 fn sink(toml_text: &str) -> SinkConfig {

@@ -321,7 +321,9 @@ pub fn run_applier<S: Store>(
     retention: Retention,
     clock: ClockBounds,
     mut detection: Detection,
+    export: Option<Arc<portcullis_export::Exporter>>,
 ) {
+    let export = export.as_deref();
     match detection.warm_up(&mut store, crate::now_unix()) {
         Ok(n) => tracing::info!(
             events = n,
@@ -403,7 +405,7 @@ pub fn run_applier<S: Store>(
                 if last_auth_commit.elapsed() < GATHER {
                     std::thread::sleep(GATHER);
                 }
-                store_auth_events(&mut store, detection, auth_events, &mut events);
+                store_auth_events(&mut store, detection, auth_events, &mut events, export);
                 last_auth_commit = Instant::now();
             }
             Ok(ApplierMessage::Detect(config)) => match detection.reconfigure(&mut store, *config, crate::now_unix()) {
@@ -418,12 +420,12 @@ pub fn run_applier<S: Store>(
             Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock),
             Err(RecvTimeoutError::Disconnected) => {
                 recover(&mut store, reader, detection, clock);
-                store_auth_events(&mut store, detection, auth_events, &mut events);
+                store_auth_events(&mut store, detection, auth_events, &mut events, export);
                 return;
             }
         }
         if !auth_events.is_empty() {
-            store_auth_events(&mut store, detection, auth_events, &mut events);
+            store_auth_events(&mut store, detection, auth_events, &mut events, export);
             last_auth_commit = Instant::now();
         }
         pruner.step(&mut store);
@@ -448,6 +450,7 @@ fn store_auth_events<S: Store>(
     detection: &mut Detection,
     pending: &PendingAuth,
     events: &mut Vec<portcullis_storage::AuthEvent>,
+    export: Option<&portcullis_export::Exporter>,
 ) {
     pending.take(events);
     if events.is_empty() {
@@ -458,6 +461,9 @@ fn store_auth_events<S: Store>(
     }
     if let Err(e) = store.record_auth_events(events) {
         tracing::warn!(error = %e, events = events.len(), "recording authentication events failed");
+    }
+    if let Some(export) = export {
+        export.offer_auth(events);
     }
     let observed: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
     events.clear();
@@ -528,7 +534,7 @@ mod tests {
         let applier = std::thread::spawn(move || {
             let reader = JournalReader::new(&journal);
             let detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
-            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection);
+            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection, None);
         });
         let view = SqliteStore::open_read_only(dir.path()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

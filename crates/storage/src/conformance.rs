@@ -514,6 +514,8 @@ fn alert_events_in_order<S: Store>(s: &mut S) {
     let page = s.alert_events(all[0].seq, 2).unwrap();
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![all[1].seq, all[2].seq]);
     assert_eq!(s.alert_events(all[3].seq, 10).unwrap(), Vec::new());
+    // dave's alert is closed: only erin's counts as open.
+    assert_eq!(s.open_alerts_by_kind().unwrap(), vec![("mfa_fatigue".to_string(), 1)]);
 }
 
 /// What `history` returns, as (kind, session or NAS) pairs.

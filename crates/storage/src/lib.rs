@@ -407,6 +407,8 @@ pub trait Store: Send {
     fn alert_events(&self, after: i64, limit: usize) -> Result<Vec<AlertEvent>, StorageError>;
     /// The `seq` of the latest alert change, 0 when there is none.
     fn last_alert_event(&self) -> Result<i64, StorageError>;
+    /// Open alerts per kind (kinds with none are absent), ordered by kind: for metrics.
+    fn open_alerts_by_kind(&self) -> Result<Vec<(String, u64)>, StorageError>;
     /// Changes status/classification and adds a comment; `None` when no such alert.
     fn update_alert(&mut self, id: i64, update: &AlertUpdate, now_ms: i64) -> Result<Option<Alert>, StorageError>;
     /// Retention: deletes, oldest first, at most `limit` authentication events older

@@ -994,6 +994,15 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
+    fn open_alerts_by_kind(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, COUNT(*) FROM alerts WHERE status = 'open' GROUP BY kind ORDER BY kind")?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn last_alert_event(&self) -> Result<i64, StorageError> {
         Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alert_events", [], |r| r.get(0))?)
     }
