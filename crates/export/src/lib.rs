@@ -183,17 +183,28 @@ pub struct Exporter {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
+/// Checks every sink as [`Exporter::start`] would (names, keys, files, secrets)
+/// without starting anything: for check-config.
+pub fn check(configs: &[SinkConfig]) -> Result<(), ExportError> {
+    prepare(configs).map(drop)
+}
+
+fn prepare(configs: &[SinkConfig]) -> Result<Vec<Prepared>, ExportError> {
+    let prepared = configs.iter().map(Prepared::new).collect::<Result<Vec<_>, _>>()?;
+    let mut names = std::collections::HashSet::new();
+    for p in &prepared {
+        if !names.insert(p.config.name.clone()) {
+            return Err(config_error(&p.config, "two [[export]] tables have this name"));
+        }
+    }
+    Ok(prepared)
+}
+
 impl Exporter {
     /// Checks every sink, then starts one thread per sink, each with its own store
     /// connection. A sink seen for the first time starts after the latest alert change.
     pub fn start(configs: &[SinkConfig], context: &Context, open: &OpenStore) -> Result<Self, ExportError> {
-        let prepared = configs.iter().map(Prepared::new).collect::<Result<Vec<_>, _>>()?;
-        let mut names = std::collections::HashSet::new();
-        for p in &prepared {
-            if !names.insert(p.config.name.clone()) {
-                return Err(config_error(&p.config, "two [[export]] tables have this name"));
-            }
-        }
+        let prepared = prepare(configs)?;
         std::fs::create_dir_all(&context.state_dir)
             .map_err(|source| ExportError::State { path: context.state_dir.display().to_string(), source })?;
         let stop = Arc::new(AtomicBool::new(false));

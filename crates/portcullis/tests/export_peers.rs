@@ -132,3 +132,36 @@ fn metrics_with_a_token_refuse_a_scrape_without_it() {
     assert!(text.contains("# TYPE portcullis_build_info gauge"));
     assert!(!s.log().contains("s3cret"), "the token never reaches the log");
 }
+
+#[test]
+fn check_config_refuses_exports_that_would_leak_or_cannot_be_signed() {
+    let work = tempfile::tempdir().unwrap();
+    let secret = work.path().join("hook.secret");
+    std::fs::write(&secret, "not-a-whsec-secret\n").unwrap();
+    let good = work.path().join("good.secret");
+    std::fs::write(&good, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
+    let base = "[radius]\nacct_listen = [\"127.0.0.1:0\"]\n\n[storage]\ndata_dir = \"data\"\n\n\
+                [[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"0123456789abcdef\"\n\n";
+    let check = |export: &str| {
+        let path = work.path().join("p.toml");
+        std::fs::write(&path, format!("{base}{export}")).unwrap();
+        let out =
+            std::process::Command::new(common::bin()).arg("check-config").arg("--config").arg(&path).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = check(&format!(
+        "[[export]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"http://hooks.example/x\"\nsecret_file = \"{}\"\n",
+        good.display()
+    ));
+    assert!(!ok && err.contains("http:// only to a loopback address"), "{err}");
+    let (ok, err) = check(&format!(
+        "[[export]]\nname = \"h\"\ntype = \"webhook\"\nurl = \"https://hooks.example/x\"\nsecret_file = \"{}\"\n",
+        secret.display()
+    ));
+    assert!(!ok && err.contains("whsec_"), "{err}");
+    assert!(!err.contains("not-a-whsec-secret"), "the secret's text never reaches the output");
+    let (ok, err) = check("[[export]]\nname = \"bad name\"\ntype = \"syslog\"\naddress = \"127.0.0.1:6514\"\n");
+    assert!(!ok && err.contains("name"), "{err}");
+    let (ok, err) = check("[[export]]\nname = \"s\"\ntype = \"syslog\"\naddress = \"127.0.0.1:6514\"\n");
+    assert!(ok, "{err}");
+}

@@ -929,6 +929,11 @@ impl Config {
                 *f = base.join(&*f);
             }
         }
+        portcullis_export::check(&self.exports).map_err(|e| ConfigError {
+            file: file.into(),
+            line: None,
+            message: e.to_string(),
+        })?;
         if self.eap.default_method() == EapMethod::Peap && self.eap.certificate.is_none() {
             return Err(ConfigError {
                 file: file.into(),
@@ -1017,6 +1022,9 @@ impl Config {
         let mut out = Vec::new();
         if self.clients.is_empty() {
             out.push("no [[client]] is configured: only clients added with `portcullis clients add` are served".into());
+        }
+        if self.metrics.enabled && self.http.listen.is_empty() {
+            out.push("[metrics] is enabled but [http] has no listen address: /metrics is not served".into());
         }
         for c in self.client_list() {
             let name = &c.name;
