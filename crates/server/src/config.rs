@@ -49,6 +49,22 @@ pub struct Config {
     /// Detection parameters, egress and suppressions.
     #[serde(default)]
     pub detect: portcullis_detect::Config,
+    /// Where alerts (and, optionally, authentication decisions) are sent.
+    #[serde(default, rename = "export")]
+    pub exports: Vec<portcullis_export::SinkConfig>,
+    /// `/metrics` on the `[http]` listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: Prometheus text on `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// A file holding the bearer token a scraper sends (`Authorization: Bearer …`);
+    /// without it only loopback addresses may scrape.
+    pub token_file: Option<PathBuf>,
 }
 
 /// What happens when a second factor cannot be asked for (notifier or provider down).
@@ -905,13 +921,26 @@ impl Config {
             }
         }
         let nps_dir = self.nps_log.as_mut().map(|n| &mut n.directory);
-        for f in
-            [Some(&mut self.eap.certificate), Some(&mut self.eap.private_key), nps_dir].into_iter().flatten().flatten()
+        let export_files = self
+            .exports
+            .iter_mut()
+            .flat_map(|e| [&mut e.ca_file, &mut e.client_cert_file, &mut e.client_key_file, &mut e.secret_file]);
+        for f in [Some(&mut self.eap.certificate), Some(&mut self.eap.private_key), nps_dir]
+            .into_iter()
+            .flatten()
+            .chain(export_files)
+            .chain([&mut self.metrics.token_file])
+            .flatten()
         {
             if f.is_relative() {
                 *f = base.join(&*f);
             }
         }
+        portcullis_export::check(&self.exports).map_err(|e| ConfigError {
+            file: file.into(),
+            line: None,
+            message: e.to_string(),
+        })?;
         if self.eap.default_method() == EapMethod::Peap && self.eap.certificate.is_none() {
             return Err(ConfigError {
                 file: file.into(),
@@ -1000,6 +1029,9 @@ impl Config {
         let mut out = Vec::new();
         if self.clients.is_empty() {
             out.push("no [[client]] is configured: only clients added with `portcullis clients add` are served".into());
+        }
+        if self.metrics.enabled && self.http.listen.is_empty() {
+            out.push("[metrics] is enabled but [http] has no listen address: /metrics is not served".into());
         }
         for c in self.client_list() {
             let name = &c.name;

@@ -23,6 +23,7 @@ pub mod http;
 pub mod ldap;
 pub mod live;
 pub mod logtext;
+pub mod metrics;
 pub mod npslog;
 pub mod ntlm;
 pub mod privacyidea;
@@ -78,8 +79,6 @@ pub struct DataDirLock {
     _file: std::fs::File,
 }
 
-/// Takes the data directory's lock (`portcullis.lock`) without waiting; `purpose`
-/// says in the error what refused to run.
 /// The administration of RADIUS clients the portal changes them through; a reload
 /// gives it the configuration file's clients again.
 type PortalClients = Arc<portcullis_storage::RuntimeClients<portcullis_storage::SqliteClients>>;
@@ -105,6 +104,42 @@ fn portal(config: &Config) -> Result<(portcullis_web::Portal, PortalClients), St
     Ok((portcullis_web::Portal::new(Box::new(store), accounts, Arc::new(view), options), clients))
 }
 
+/// The export sinks, each with a store connection of its own and its cursor in
+/// `<data_dir>/export`.
+fn start_export(config: &Config) -> Result<portcullis_export::Exporter, StartError> {
+    let data = config.storage.data_dir.clone();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "portcullis".into());
+    let context = portcullis_export::Context {
+        hostname,
+        version: env!("CARGO_PKG_VERSION").into(),
+        portal_url: if config.portal.enabled { config.http.base_url() } else { None },
+        state_dir: data.join("export"),
+    };
+    let open = move || SqliteStore::open_another(&data).map(|s| Box::new(s) as Box<dyn portcullis_storage::Store>);
+    portcullis_export::Exporter::start(&config.exports, &context, &open).map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// `/metrics`, with a store connection of its own.
+fn metrics_source(
+    config: &Config,
+    clients: Arc<Live<ClientTable>>,
+    export: Option<Arc<portcullis_export::Exporter>>,
+) -> Result<metrics::Metrics, StartError> {
+    let token = config
+        .metrics
+        .token_file
+        .as_deref()
+        .map(metrics::Metrics::read_token)
+        .transpose()
+        .map_err(StartError::Config)?;
+    let store = SqliteStore::open_another(&config.storage.data_dir)?;
+    Ok(metrics::Metrics::new(clients, export, store, JournalReader::new(&journal_dir(config)), token))
+}
+
 /// What the portal asks the server: the configured RADIUS clients (status page) and
 /// the administration of stored ones (settings).
 struct PortalView {
@@ -124,6 +159,8 @@ impl portcullis_web::ServerView for PortalView {
     }
 }
 
+/// Takes the data directory's lock (`portcullis.lock`) without waiting; `purpose`
+/// says in the error what refused to run.
 pub fn lock_data_dir(dir: &std::path::Path, purpose: &str) -> Result<DataDirLock, StorageError> {
     let path = dir.join("portcullis.lock");
     let io = |source| StorageError::DataDir { path: path.display().to_string(), source };
@@ -177,6 +214,8 @@ pub struct Server {
     portal_clients: Option<PortalClients>,
     /// The bound accounting addresses (useful when port 0 was configured).
     pub acct_addrs: Vec<SocketAddr>,
+    /// The export sinks, when any are configured.
+    export: Option<Arc<portcullis_export::Exporter>>,
 }
 
 /// A start-up failure.
@@ -317,6 +356,8 @@ fn restart_only(running: &Config, new: &Config) -> Vec<String> {
     differs("[storage]", format!("{:?}", running.storage), format!("{:?}", new.storage));
     differs("[http]", format!("{:?}", running.http), format!("{:?}", new.http));
     differs("[geo]", format!("{:?}", running.geo), format!("{:?}", new.geo));
+    differs("[[export]]", format!("{:?}", running.exports), format!("{:?}", new.exports));
+    differs("[metrics]", format!("{:?}", running.metrics), format!("{:?}", new.metrics));
     differs("log.format", format!("{:?}", running.log.format), format!("{:?}", new.log.format));
     differs("log.level", running.log.level.clone(), new.log.level.clone());
     let paths =
@@ -339,6 +380,9 @@ impl Server {
         // Counters go on from where the last run stopped.
         let stored_counters = store.counters()?;
         let journal = open_journal(config)?;
+        // The applier's connection opened (and upgraded) the database: the sinks may
+        // open theirs.
+        let export = if config.exports.is_empty() { None } else { Some(Arc::new(start_export(config)?)) };
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
         let dir = journal_dir(config);
         let retention = applier::Retention::from_config(&config.storage);
@@ -351,11 +395,22 @@ impl Server {
         let clock = config.radius.clock_bounds();
         let pending_auth = Arc::new(applier::PendingAuth::default());
         let auth_events = Arc::clone(&pending_auth);
+        let applier_export = export.clone();
         let applier = std::thread::Builder::new()
             .name("applier".into())
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
-                applier::run_applier(store, &reader, &dir, &applier_rx, &auth_events, retention, clock, detection);
+                applier::run_applier(
+                    store,
+                    &reader,
+                    &dir,
+                    &applier_rx,
+                    &auth_events,
+                    retention,
+                    clock,
+                    detection,
+                    applier_export,
+                );
             })
             .map_err(|source| StartError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })?;
         let wake = applier_tx.clone();
@@ -447,31 +502,42 @@ impl Server {
                 tasks.push(spawn_auth(socket, Arc::clone(&auth_shared), local));
                 tracing::info!(%local, "authentication listener ready");
             }
-            let limits = http::Limits::from_config(&config.http).map_err(StartError::Config)?;
-            if !config.http.listen.is_empty() {
-                let pools = config.ldap.iter().map(|l| l.pool_size).sum();
-                http::check_descriptors(&limits, config.http.listen.len(), pools, http::raise_descriptor_limit())
-                    .map_err(StartError::Config)?;
+        }
+        let limits = http::Limits::from_config(&config.http).map_err(StartError::Config)?;
+        if !config.http.listen.is_empty() {
+            let pools = config.ldap.iter().map(|l| l.pool_size).sum();
+            http::check_descriptors(&limits, config.http.listen.len(), pools, http::raise_descriptor_limit())
+                .map_err(StartError::Config)?;
+        }
+        let connections = http::Connections::new(limits);
+        let portal = if config.portal.enabled { Some(portal(config)?) } else { None };
+        let portal = portal.map(|(portal, clients)| {
+            portal_clients = Some(clients);
+            portal
+        });
+        let metrics = if config.metrics.enabled && !config.http.listen.is_empty() {
+            Some(Arc::new(metrics_source(config, Arc::clone(&clients), export.clone())?))
+        } else {
+            None
+        };
+        for &addr in &config.http.listen {
+            let listener = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|source| StartError::Bind { addr, source })?;
+            let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+            let mut app = match &auth_live {
+                Some(auth_shared) => auth::router(Arc::clone(auth_shared)),
+                None => axum::Router::new(),
+            };
+            if let Some(portal) = &portal {
+                app = app.merge(portal.clone().router());
             }
-            let connections = http::Connections::new(limits);
-            let portal = if config.portal.enabled { Some(portal(config)?) } else { None };
-            let portal = portal.map(|(portal, clients)| {
-                portal_clients = Some(clients);
-                portal
-            });
-            for &addr in &config.http.listen {
-                let listener = std::net::TcpListener::bind(addr)
-                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                    .and_then(tokio::net::TcpListener::from_std)
-                    .map_err(|source| StartError::Bind { addr, source })?;
-                let local = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-                let mut app = auth::router(Arc::clone(&auth_shared));
-                if let Some(portal) = &portal {
-                    app = app.merge(portal.clone().router());
-                }
-                tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections))));
-                tracing::info!(%local, "HTTP listener ready");
+            if let Some(metrics) = &metrics {
+                app = app.merge(metrics::router(Arc::clone(metrics)));
             }
+            tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections))));
+            tracing::info!(%local, "HTTP listener ready");
         }
         // Counters reach storage every two seconds, so `portcullis stats` sees them.
         let counters = Arc::clone(&shared);
@@ -498,6 +564,7 @@ impl Server {
             watch,
             portal_clients,
             acct_addrs,
+            export,
         })
     }
 
@@ -559,6 +626,7 @@ impl Server {
         let applier = self.applier;
         let audit = self.audit;
         let lock = self.lock;
+        let export = self.export;
         // The listener tasks held the last other references; once `shared` and the live
         // authentication snapshot (whose senders feed the audit log and the applier) are
         // gone the queues close, the writer drains its queue, and then the applier
@@ -572,6 +640,11 @@ impl Server {
                 audit.finish();
             }
             let _ = applier.join();
+            // What the applier recorded last is in the outbox; a sink that cannot send
+            // it now sends it after the next start.
+            if let Some(export) = export {
+                export.stop();
+            }
             drop(lock);
         })
         .await;

@@ -16,7 +16,7 @@ type ClientCheck<S> = (&'static str, fn(S));
 
 /// Runs every check; panics with the check's name on the first failure.
 pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
-    let checks: [Check<S>; 25] = [
+    let checks: [Check<S>; 26] = [
         ("start_then_stop", start_then_stop),
         ("stop_without_start", stop_without_start),
         ("interim_counters_never_double_count", interim_counters_never_double_count),
@@ -35,6 +35,7 @@ pub fn run_all<S: Store>(mut fresh: impl FnMut() -> S) {
         ("session_location_round_trip", session_location_round_trip),
         ("alerts_fold_and_are_idempotent", alerts_fold_and_are_idempotent),
         ("alert_lifecycle", alert_lifecycle),
+        ("alert_events_follow_every_change_in_order", alert_events_in_order),
         ("history_follows_apply_order", history_follows_apply_order),
         ("replayed_records_survive_reset", replayed_records_survive_reset),
         ("retention_prunes_old_events_and_closed_sessions", retention_prunes_old_events_and_closed_sessions),
@@ -514,6 +515,40 @@ fn alert_lifecycle<S: Store>(s: &mut S) {
     let bad = AlertUpdate { classification: Some("maybe".into()), ..AlertUpdate::default() };
     assert!(s.update_alert(id, &bad, 7_000).is_err());
     assert_eq!(s.update_alert(9_999, &update, 7_000).unwrap(), None);
+}
+
+fn alert_events_in_order<S: Store>(s: &mut S) {
+    assert_eq!(s.last_alert_event().unwrap(), 0);
+    assert!(s.alert_events(0, 10).unwrap().is_empty());
+    let a = draft(AlertKind::BruteForce, "dave", 100, "e1", "brute_force:dave");
+    let b = draft(AlertKind::BruteForce, "dave", 200, "e2", "brute_force:dave");
+    let AlertChange::Created(id) = s.record_alerts(&[a.clone(), b], 1_000).unwrap()[0] else { panic!() };
+    // A replay records nothing, and neither does an update of a missing alert.
+    s.record_alerts(&[a], 1_500).unwrap();
+    assert_eq!(
+        s.update_alert(id + 100, &AlertUpdate { comment: Some("x".into()), ..AlertUpdate::default() }, 1_600).unwrap(),
+        None
+    );
+    let close = AlertUpdate { status: Some("closed".into()), ..AlertUpdate::default() };
+    s.update_alert(id, &close, 2_000).unwrap().expect("exists");
+    let c = draft(AlertKind::MfaFatigue, "erin", 300, "e3", "mfa_fatigue:erin");
+    s.record_alerts(&[c], 3_000).unwrap();
+    let all = s.alert_events(0, 100).unwrap();
+    let seen: Vec<(&str, &str, i64)> =
+        all.iter().map(|e| (e.trigger.as_str(), e.alert.user.as_str(), e.time_ms)).collect();
+    assert_eq!(
+        seen,
+        vec![("new", "dave", 1_000), ("update", "dave", 1_000), ("update", "dave", 2_000), ("new", "erin", 3_000)]
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "{all:?}");
+    // The alert is read as it is now; the cursor pages without gaps or repeats.
+    assert_eq!(all[0].alert.status, "closed");
+    assert_eq!(s.last_alert_event().unwrap(), all[3].seq);
+    let page = s.alert_events(all[0].seq, 2).unwrap();
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![all[1].seq, all[2].seq]);
+    assert_eq!(s.alert_events(all[3].seq, 10).unwrap(), Vec::new());
+    // dave's alert is closed: only erin's counts as open.
+    assert_eq!(s.open_alerts_by_kind().unwrap(), vec![("mfa_fatigue".to_string(), 1)]);
 }
 
 /// What `history` returns, as (kind, session or NAS) pairs.

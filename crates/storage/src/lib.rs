@@ -292,6 +292,20 @@ pub enum AlertChange {
     Known,
 }
 
+/// One change of an alert's lifecycle in the order it was recorded: the outbox that
+/// export sinks read through their cursors.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertEvent {
+    /// Position in the outbox: increasing, never reused, the same on every read.
+    pub seq: i64,
+    /// `new` (raised) or `update` (folded repeat, status, classification or comment).
+    pub trigger: String,
+    /// When the change was recorded (Unix milliseconds).
+    pub time_ms: i64,
+    /// The alert as it is now.
+    pub alert: Alert,
+}
+
 /// Which authentication events to list.
 #[derive(Debug, Clone, Default)]
 pub struct AuthQuery {
@@ -423,6 +437,14 @@ pub trait Store: Send {
     ) -> Result<Vec<AlertChange>, StorageError>;
     /// Alerts, newest first.
     fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError>;
+    /// The outbox: alert changes with a `seq` greater than `after`, oldest first, at
+    /// most `limit`. Every `Created` and `Folded` of [`Store::record_alerts`] and every
+    /// [`Store::update_alert`] that found its alert adds one, in the same transaction.
+    fn alert_events(&self, after: i64, limit: usize) -> Result<Vec<AlertEvent>, StorageError>;
+    /// The `seq` of the latest alert change, 0 when there is none.
+    fn last_alert_event(&self) -> Result<i64, StorageError>;
+    /// Open alerts per kind (kinds with none are absent), ordered by kind: for metrics.
+    fn open_alerts_by_kind(&self) -> Result<Vec<(String, u64)>, StorageError>;
     /// Changes status/classification and adds a comment; `None` when no such alert.
     fn update_alert(&mut self, id: i64, update: &AlertUpdate, now_ms: i64) -> Result<Option<Alert>, StorageError>;
     /// Retention: deletes, oldest first, at most `limit` authentication events older

@@ -7,8 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::files::FileMode;
 use crate::{
-    Alert, AlertChange, AlertComment, AlertQuery, AlertUpdate, AuthEvent, AuthFacets, AuthQuery, Counter, Cutoff, Fed,
-    ObservedLocation, Position, Pruned, Session, SessionQuery, StorageError, Store, Summary, UserQuery, UserSummary,
+    Alert, AlertChange, AlertComment, AlertEvent, AlertQuery, AlertUpdate, AuthEvent, AuthFacets, AuthQuery, Counter,
+    Cutoff, Fed, ObservedLocation, Position, Pruned, Session, SessionQuery, StorageError, Store, Summary, UserQuery,
+    UserSummary,
 };
 
 /// How hard a commit pushes data to disk. Sessions are derived from the journal, so
@@ -125,6 +126,13 @@ CREATE TABLE IF NOT EXISTS alert_comments (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alert_comments_alert ON alert_comments(alert_id);
+-- The outbox of alert changes export sinks read in order (AUTOINCREMENT: a seq is never reused).
+CREATE TABLE IF NOT EXISTS alert_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id INTEGER NOT NULL,
+    trigger TEXT NOT NULL,
+    time_ms INTEGER NOT NULL
+);
 -- The next place in the order records and authentication events are applied in.
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -562,6 +570,8 @@ fn row_to_session(row: &rusqlite::Row<'_>) -> rusqlite::Result<Session> {
 const ALERT_COLUMNS: &str = "id, kind, severity, user, created_ms, updated_ms, event_time, last_event_time, status,
     classification, message, evidence, count, ip";
 
+const ALERT_EVENT_INSERT: &str = "INSERT INTO alert_events (alert_id, trigger, time_ms) VALUES (?1, ?2, ?3)";
+
 fn ms_to_rfc3339(ms: i64) -> String {
     portcullis_detect::rfc3339(ms.div_euclid(1000))
 }
@@ -871,6 +881,7 @@ impl Store for SqliteStore {
             )?;
             let mut cause =
                 tx.prepare_cached("INSERT INTO alert_causes (cause, kind, alert_id) VALUES (?1, ?2, ?3)")?;
+            let mut event = tx.prepare_cached(ALERT_EVENT_INSERT)?;
             for d in drafts {
                 let kind = d.kind.name();
                 if known.query_row(params![d.cause, kind], |r| r.get::<_, i64>(0)).optional()?.is_some() {
@@ -880,6 +891,7 @@ impl Store for SqliteStore {
                 let id = match open.query_row([&d.fold_key], |r| r.get::<_, i64>(0)).optional()? {
                     Some(id) => {
                         fold.execute(params![id, now_ms, d.event_time])?;
+                        event.execute(params![id, "update", now_ms])?;
                         out.push(AlertChange::Folded(id));
                         id
                     }
@@ -898,6 +910,7 @@ impl Store for SqliteStore {
                             d.ip.map(|i| i.to_string()),
                         ])?;
                         let id = tx.last_insert_rowid();
+                        event.execute(params![id, "new", now_ms])?;
                         out.push(AlertChange::Created(id));
                         id
                     }
@@ -963,8 +976,44 @@ impl Store for SqliteStore {
             )?;
             tx.execute("UPDATE alerts SET updated_ms = ?2 WHERE id = ?1", params![id, now_ms])?;
         }
+        if u.status.is_some() || u.classification.is_some() || u.comment.is_some() {
+            tx.execute(ALERT_EVENT_INSERT, params![id, "update", now_ms])?;
+        }
         tx.commit()?;
         self.alert(id)
+    }
+
+    fn alert_events(&self, after: i64, limit: usize) -> Result<Vec<AlertEvent>, StorageError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, i64, String, i64)> = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, alert_id, trigger, time_ms FROM alert_events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (seq, alert_id, trigger, time_ms) in rows {
+            // Alerts are never deleted, so every change names one.
+            let alert = self.alert(alert_id)?.ok_or_else(|| {
+                StorageError::Corrupt(format!("alert change {seq} names alert {alert_id}, which is missing"))
+            })?;
+            out.push(AlertEvent { seq, trigger, time_ms, alert });
+        }
+        Ok(out)
+    }
+
+    fn open_alerts_by_kind(&self) -> Result<Vec<(String, u64)>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT kind, COUNT(*) FROM alerts WHERE status = 'open' GROUP BY kind ORDER BY kind")?;
+        let rows =
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn last_alert_event(&self) -> Result<i64, StorageError> {
+        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM alert_events", [], |r| r.get(0))?)
     }
 
     fn alert(&self, id: i64) -> Result<Option<Alert>, StorageError> {
