@@ -21,6 +21,10 @@ python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 # playwright-core, pinned in tests/browser/package-lock.json.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v npm >/dev/null || need_apt+=(nodejs npm)
+# The PostgreSQL backend's tests start throwaway clusters of Debian's PostgreSQL
+# (initdb and pg_ctl under /usr/lib/postgresql, psql for the FreeRADIUS views).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
 "$(dirname "$0")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.
