@@ -28,6 +28,10 @@ for lib in libestr0 libfastjson4 liblognorm5 libgnutls30 libivykis0 libnet1 libw
   libglib2.0-0; do
   dpkg -s "$lib" >/dev/null 2>&1 || need_apt+=("$lib")
 done
+# The PostgreSQL backend's tests start throwaway clusters of Debian's PostgreSQL
+# (initdb and pg_ctl under /usr/lib/postgresql, psql for the FreeRADIUS views).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+command -v psql >/dev/null || need_apt+=(postgresql-client)
 "$(dirname "$0")/apt-install.sh" ${need_apt[@]+"${need_apt[@]}"}
 # pyrad is the independent RADIUS client; pycryptodome gives the MS-CHAPv2 test client
 # MD4 and DES, which Python's standard library lacks.

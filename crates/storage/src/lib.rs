@@ -44,6 +44,9 @@ pub use users::{SqliteUsers, User, UserStore};
 pub enum StorageError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A failure of another database backend, as text without credentials.
+    #[error("database error: {0}")]
+    Backend(String),
     #[error("cannot use data directory {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("no database in {path} yet (has the server run?)")]
@@ -470,6 +473,18 @@ pub trait Store: Send {
     fn users(&self, query: &UserQuery) -> Result<Vec<UserSummary>, StorageError>;
     /// Open sessions, open alerts by severity, authentication decisions since then.
     fn summary(&self, since_ms: i64) -> Result<Summary, StorageError>;
+}
+
+/// Merges the lists a backend's [`Store::history`] read (starts, stops, resets,
+/// authentication events, each in order and at most `limit` long) into one list in
+/// apply order, a Start before other events at its place. A full list may have more
+/// beyond its last: nothing past that is complete yet, so nothing past it is returned.
+pub fn merge_history(lists: Vec<Vec<(i64, Fed)>>, limit: usize) -> Vec<(i64, Fed)> {
+    let bound = lists.iter().filter(|l| l.len() >= limit).filter_map(|l| l.last().map(|e| e.0)).min();
+    let mut out: Vec<(i64, Fed)> =
+        lists.into_iter().flatten().filter(|(seq, _)| bound.is_none_or(|b| *seq <= b)).collect();
+    out.sort_by_key(|(seq, fed)| (*seq, !matches!(fed, Fed::Start(_))));
+    out
 }
 
 /// What retention deletes: stored data older than these times.

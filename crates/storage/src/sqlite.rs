@@ -774,12 +774,7 @@ impl Store for SqliteStore {
             }
             lists.push(auth);
         }
-        // A full list may have more beyond its last: nothing past that is complete yet.
-        let bound = lists.iter().filter(|l| l.len() >= limit).filter_map(|l| l.last().map(|e| e.0)).min();
-        let mut out: Vec<(i64, Fed)> =
-            lists.into_iter().flatten().filter(|(seq, _)| bound.is_none_or(|b| *seq <= b)).collect();
-        out.sort_by_key(|(seq, fed)| (*seq, !matches!(fed, Fed::Start(_))));
-        Ok(out)
+        Ok(crate::merge_history(lists, limit))
     }
 
     fn save_counters(&mut self, counters: &[Counter]) -> Result<(), StorageError> {
