@@ -513,8 +513,7 @@ impl Worker {
             if let Some(seq) = confirmed {
                 self.advance(seq);
             }
-            let last = self.store.last_alert_event().unwrap_or(self.cursor.seq);
-            self.sink.counters.lag.store(u64::try_from(last - self.cursor.seq).unwrap_or(0), Ordering::Relaxed);
+            self.refresh_lag();
             if let (Target::Syslog { address, tls }, None) = (&self.prepared.target, &conn) {
                 match transport::Connection::open(address, tls.as_ref()) {
                     Ok(c) => {
@@ -615,12 +614,26 @@ impl Worker {
             tracing::warn!(sink = %self.sink.name, error = %e, "cannot save the export cursor");
             self.cursor.seq = seq;
         }
+        self.refresh_lag();
     }
 
+    /// Publishes how many alert changes the sink has not yet delivered.
+    fn refresh_lag(&self) {
+        let last = self.store.last_alert_event().unwrap_or(self.cursor.seq);
+        self.sink.counters.lag.store(u64::try_from(last - self.cursor.seq).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Waits, keeping the published lag current: a sink in a long back-off still
+    /// shows what it owes.
     fn sleep(&self, d: Duration) {
         let until = Instant::now() + d;
+        let mut refreshed = Instant::now();
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())));
+            if refreshed.elapsed() >= POLL {
+                self.refresh_lag();
+                refreshed = Instant::now();
+            }
         }
     }
 
@@ -717,9 +730,9 @@ impl Worker {
     fn send_webhooks(&mut self, messages: &[Message], written: &mut i64) -> Result<(), String> {
         for m in messages {
             self.post(m)?;
-            self.sink.counters.sent.fetch_add(1, Ordering::Relaxed);
             *written = m.seq;
             self.advance(m.seq);
+            self.sink.counters.sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
