@@ -9,7 +9,7 @@ scripts/install-test-deps.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --release --workspace 2>&1 | tee "$log" || status=$?
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 scripts/fuzz-smoke.sh "${FUZZ_SECONDS:-10}" || status=$?
 scripts/test-deb.sh || status=$?
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
