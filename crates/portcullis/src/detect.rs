@@ -25,7 +25,7 @@ pub(crate) fn detection(config: &Config) -> Result<Detection> {
 pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<Config>) -> Result<()> {
     let UsersCommand::Show { user, config, timeline, format } = command;
     let config = load(config.as_ref())?;
-    let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
+    let store = portcullis_server::open_reader(&config)?;
     let canonical = portcullis_accounting::canonical_user(&user);
     let days = i64::from(config.detect.new_country.history_days.max(config.detect.window_days));
     // The window ends at the user's latest activity, as the engine's own does, so an
@@ -176,7 +176,7 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
                 let kinds: Vec<&str> = portcullis_detect::AlertKind::ALL.iter().map(|k| k.name()).collect();
                 crate::output::one_of("--kind", k, &kinds)?;
             }
-            let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
+            let store = portcullis_server::open_reader(&config)?;
             let alerts = store.alerts(&AlertQuery { status, user, kind, limit, ..AlertQuery::default() })?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
@@ -200,7 +200,7 @@ pub(crate) fn alerts(command: AlertsCommand, load: fn(Option<&PathBuf>) -> Resul
             if status.is_none() && classification.is_none() && comment.is_none() {
                 bail!("nothing to change: give --status, --classification or --comment");
             }
-            let mut store = portcullis_server::open_store(&config)?;
+            let mut store = portcullis_server::open_configured_store(&config)?;
             let update = AlertUpdate { status, classification, comment };
             let Some(alert) = store.update_alert(id, &update, crate::now_unix() * 1000)? else {
                 bail!("no alert {id}");
@@ -300,6 +300,9 @@ pub(crate) fn replay(config: &Config, files: &[PathBuf], options: &ReplayOptions
     // Lookups happen on the reading thread, detection on this one.
     let mut geo = config.geo.open().context("opening the geolocation databases")?;
     let mut detection = Detection::new(portcullis_geo::GeoDb::empty(), config.detect.clone());
+    if !dry_run {
+        portcullis_server::require_embedded(config, "replay")?;
+    }
     let mut store = if dry_run { None } else { Some(portcullis_server::open_store(config)?) };
     if let Some(s) = store.as_mut() {
         detection.warm_up(s, now_unix()).context("reading stored history")?;

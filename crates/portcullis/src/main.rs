@@ -245,7 +245,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sessions { action: None, config, user, open, since, pivot, limit, format } => {
             let config = load(config.as_ref())?;
             let since = since.map(|s| output::parse_time(&s, now_unix())).transpose()?;
-            let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
+            let store = portcullis_server::open_reader(&config)?;
             let store_limit = if pivot.is_empty() { limit } else { None };
             let q = portcullis_storage::SessionQuery {
                 user,
@@ -254,7 +254,7 @@ fn run(cli: Cli) -> Result<()> {
                 limit: store_limit,
                 ..Default::default()
             };
-            let mut sessions = portcullis_storage::Store::sessions(&store, &q)?;
+            let mut sessions = store.sessions(&q)?;
             sessions.retain(|s| {
                 let nas = [s.nas.as_str(), s.nas_ip.as_deref().unwrap_or("")];
                 pivot.matches(s.client_ip.as_deref(), s.location.as_ref(), &nas)
@@ -264,6 +264,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Stats { config, format } => {
             let config = load(config.as_ref())?;
+            portcullis_server::require_embedded(&config, "stats (use /metrics)")?;
             let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
             let counters = portcullis_storage::Store::counters(&store)?;
             let since = portcullis_storage::Store::counters_since(&store)?;
@@ -275,6 +276,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Rebuild { config } => {
             let config = load(config.as_ref())?;
+            portcullis_server::require_embedded(&config, "rebuild")?;
             let _lock = portcullis_server::lock_data_dir(&config.storage.data_dir, "rebuild")?;
             let mut store = portcullis_server::open_store(&config)?;
             let reader = portcullis_storage::JournalReader::new(&portcullis_server::journal_dir(&config));

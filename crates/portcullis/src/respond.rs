@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::{Result, bail};
 use portcullis_server::coa;
 use portcullis_server::config::Config;
-use portcullis_storage::{SessionQuery, SqliteStore, Store};
+use portcullis_storage::SessionQuery;
 use serde_json::json;
 
 use crate::cli::Format;
@@ -30,7 +30,7 @@ pub(crate) fn disconnect(
     attempts: u32,
     format: Format,
 ) -> Result<()> {
-    let store = SqliteStore::open_read_only(&config.storage.data_dir)?;
+    let store = portcullis_server::open_reader(config)?;
     let sessions = store.sessions(&SessionQuery {
         user: user.map(str::to_owned),
         open_only: user.is_some(),

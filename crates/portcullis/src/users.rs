@@ -5,7 +5,7 @@ use std::io::BufRead;
 use anyhow::{Context, Result, bail};
 use portcullis_auth::policy::{Method, PolicyDecision, PolicyRequest, evaluate, reason};
 use portcullis_server::config::Config;
-use portcullis_storage::{AuthQuery, SqliteUsers, Store, User, UserStore};
+use portcullis_storage::{AuthQuery, SqliteUsers, User, UserStore};
 use rand::RngCore;
 use serde_json::json;
 
@@ -188,7 +188,7 @@ pub(crate) fn run_auth_log(
         output::one_of("--result", r, &["accept", "reject", "challenge"])?;
     }
     let since_ms = since.map(|s| output::parse_time(&s, super::now_unix())).transpose()?.map(|s| s * 1000);
-    let store = portcullis_storage::SqliteStore::open_read_only(&config.storage.data_dir)?;
+    let store = portcullis_server::open_reader(config)?;
     let store_limit = if pivot.is_empty() { limit } else { None };
     let mut events =
         store.auth_events(&AuthQuery { user, decision: result, since_ms, limit: store_limit, ..Default::default() })?;

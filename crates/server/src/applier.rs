@@ -83,7 +83,7 @@ impl Pruner {
     }
 
     /// One step, if a pass is under way or due.
-    fn step<S: Store>(&mut self, store: &mut S) {
+    fn step<S: Store + ?Sized>(&mut self, store: &mut S) {
         if !self.busy && (Instant::now() < self.next_pass || self.retention.cutoff(0) == Cutoff::default()) {
             return;
         }
@@ -148,7 +148,7 @@ pub fn record_of(raw: &RawPacket, clock: ClockBounds) -> Option<AccountingRecord
 }
 
 /// Applies everything in the journal after the store's applied position.
-pub fn catch_up<S: Store>(
+pub fn catch_up<S: Store + ?Sized>(
     store: &mut S,
     reader: &JournalReader,
     detection: Option<&mut Detection>,
@@ -160,7 +160,7 @@ pub fn catch_up<S: Store>(
 
 /// [`catch_up`], calling `between` after every batch with the store and detection, so
 /// a long catch-up can store what else is waiting meanwhile.
-fn catch_up_with<S: Store>(
+fn catch_up_with<S: Store + ?Sized>(
     store: &mut S,
     reader: &JournalReader,
     mut detection: Option<&mut Detection>,
@@ -193,7 +193,7 @@ fn catch_up_with<S: Store>(
 }
 
 /// Clears the sessions and re-applies the whole journal.
-pub fn rebuild<S: Store>(
+pub fn rebuild<S: Store + ?Sized>(
     store: &mut S,
     reader: &JournalReader,
     detection: Option<&mut Detection>,
@@ -207,7 +207,7 @@ pub fn rebuild<S: Store>(
 /// Enriches records, applies them, then runs the detectors over them. Alerts are
 /// recorded after the records are durable; a failure to record them is logged and
 /// does not undo the records.
-fn apply<S: Store>(
+fn apply<S: Store + ?Sized>(
     store: &mut S,
     detection: Option<&mut Detection>,
     records: &mut [AccountingRecord],
@@ -324,8 +324,8 @@ impl AuthEventSender {
 /// `stale_after` when that is shorter. Event times outside `clock` around their
 /// arrival are set to arrival.
 #[allow(clippy::too_many_arguments)]
-pub fn run_applier<S: Store>(
-    mut store: S,
+pub fn run_applier<S: Store + ?Sized>(
+    store: &mut S,
     reader: &JournalReader,
     journal_dir: &std::path::Path,
     inbox: &Receiver<ApplierMessage>,
@@ -336,7 +336,7 @@ pub fn run_applier<S: Store>(
     export: Option<Arc<portcullis_export::Exporter>>,
 ) {
     let export = export.as_deref();
-    match detection.warm_up(&mut store, crate::now_unix()) {
+    match detection.warm_up(&mut *store, crate::now_unix()) {
         Ok(n) => tracing::info!(
             events = n,
             profiles = detection.engine().stats().profiles,
@@ -346,7 +346,7 @@ pub fn run_applier<S: Store>(
     }
     let detection = &mut detection;
     let mut waiting = AuthWaiting { pending: auth_events, events: Vec::new(), export };
-    let mut position = recover(&mut store, reader, detection, clock, &mut waiting);
+    let mut position = recover(&mut *store, reader, detection, clock, &mut waiting);
     let mut last_prune = SystemTime::now();
     let mut pending: Option<ApplierMessage> = None;
     let mut last_auth_commit = Instant::now();
@@ -369,7 +369,7 @@ pub fn run_applier<S: Store>(
             None if pruner.busy() => match inbox.try_recv() {
                 Ok(m) => Ok(m),
                 Err(TryRecvError::Empty) => {
-                    pruner.step(&mut store);
+                    pruner.step(&mut *store);
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
@@ -382,7 +382,7 @@ pub fn run_applier<S: Store>(
                     continue;
                 }
                 if start != position {
-                    position = recover(&mut store, reader, detection, clock, &mut waiting);
+                    position = recover(&mut *store, reader, detection, clock, &mut waiting);
                     continue;
                 }
                 // Fold directly following batches into one transaction.
@@ -401,12 +401,12 @@ pub fn run_applier<S: Store>(
                         Err(_) => break,
                     }
                 }
-                match apply(&mut store, Some(detection), &mut records, through) {
+                match apply(&mut *store, Some(detection), &mut records, through) {
                     Ok(()) => position = through,
                     Err(e) => {
                         tracing::error!(error = %e, "applying records failed; re-reading the journal");
                         std::thread::sleep(Duration::from_millis(500));
-                        position = recover(&mut store, reader, detection, clock, &mut waiting);
+                        position = recover(&mut *store, reader, detection, clock, &mut waiting);
                     }
                 }
             }
@@ -417,30 +417,32 @@ pub fn run_applier<S: Store>(
                 if last_auth_commit.elapsed() < GATHER {
                     std::thread::sleep(GATHER);
                 }
-                store_auth_events(&mut store, detection, &mut waiting);
+                store_auth_events(&mut *store, detection, &mut waiting);
                 last_auth_commit = Instant::now();
             }
-            Ok(ApplierMessage::Detect(config)) => match detection.reconfigure(&mut store, *config, crate::now_unix()) {
-                Ok(n) => tracing::info!(events = n, "detection parameters reloaded; state rebuilt from history"),
-                Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
-            },
+            Ok(ApplierMessage::Detect(config)) => {
+                match detection.reconfigure(&mut *store, *config, crate::now_unix()) {
+                    Ok(n) => tracing::info!(events = n, "detection parameters reloaded; state rebuilt from history"),
+                    Err(e) => tracing::error!(error = %e, "rebuilding detection state failed; profiles start empty"),
+                }
+            }
             Ok(ApplierMessage::Counters(c)) => {
                 if let Err(e) = store.save_counters(&c) {
                     tracing::warn!(error = %e, "saving ingestion counters failed");
                 }
             }
-            Err(RecvTimeoutError::Timeout) => position = recover(&mut store, reader, detection, clock, &mut waiting),
+            Err(RecvTimeoutError::Timeout) => position = recover(&mut *store, reader, detection, clock, &mut waiting),
             Err(RecvTimeoutError::Disconnected) => {
-                recover(&mut store, reader, detection, clock, &mut waiting);
-                store_auth_events(&mut store, detection, &mut waiting);
+                recover(&mut *store, reader, detection, clock, &mut waiting);
+                store_auth_events(&mut *store, detection, &mut waiting);
                 return;
             }
         }
         if !auth_events.is_empty() {
-            store_auth_events(&mut store, detection, &mut waiting);
+            store_auth_events(&mut *store, detection, &mut waiting);
             last_auth_commit = Instant::now();
         }
-        pruner.step(&mut store);
+        pruner.step(&mut *store);
         if let Some(keep) = retention.journal {
             if last_prune.elapsed().unwrap_or_default() >= Duration::from_secs(3600) {
                 last_prune = SystemTime::now();
@@ -456,7 +458,7 @@ pub fn run_applier<S: Store>(
 
 /// Stores every waiting authentication event in one transaction (enriched with its
 /// location), offers them to the export sinks, then runs the detectors over them.
-fn store_auth_events<S: Store>(store: &mut S, detection: &mut Detection, waiting: &mut AuthWaiting<'_>) {
+fn store_auth_events<S: Store + ?Sized>(store: &mut S, detection: &mut Detection, waiting: &mut AuthWaiting<'_>) {
     let AuthWaiting { pending, events, export } = waiting;
     pending.take(events);
     if events.is_empty() {
@@ -490,7 +492,7 @@ struct AuthWaiting<'a> {
 /// the position reached (or the stored one if reading fails). Authentication events
 /// that arrive meanwhile are stored (and detected on) between two batches, so a long
 /// catch-up after a restart does not fill their list and refuse them.
-fn recover<S: Store>(
+fn recover<S: Store + ?Sized>(
     store: &mut S,
     reader: &JournalReader,
     detection: &mut Detection,
@@ -557,11 +559,21 @@ mod tests {
         // Long enough that the old open session is not marked stale meanwhile.
         let retention =
             Retention { journal: None, auth_event_days: 365, session_days: 365, stale_after: Some(1000 * 86_400) };
-        let store = SqliteStore::open(dir.path(), SyncMode::Normal).unwrap();
+        let mut store = SqliteStore::open(dir.path(), SyncMode::Normal).unwrap();
         let applier = std::thread::spawn(move || {
             let reader = JournalReader::new(&journal);
             let detection = Detection::new(portcullis_geo::GeoDb::empty(), portcullis_detect::Config::default());
-            run_applier(store, &reader, &journal, &inbox, &pending, retention, ClockBounds::default(), detection, None);
+            run_applier(
+                &mut store,
+                &reader,
+                &journal,
+                &inbox,
+                &pending,
+                retention,
+                ClockBounds::default(),
+                detection,
+                None,
+            );
         });
         let view = SqliteStore::open_read_only(dir.path()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -592,6 +592,29 @@ pub struct StorageConfig {
     /// Data files (database, journal, `auth.log`, NPS logs) readable by the group too
     /// (0640 instead of 0600).
     pub group_readable: bool,
+    /// Where sessions, history, authentication events and alerts are kept: the
+    /// embedded SQLite database in `data_dir` (default) or a PostgreSQL database
+    /// several nodes share. The journal stays in `data_dir` either way.
+    pub backend: Backend,
+    /// The PostgreSQL connection string (it carries a password: prefer `url_file`).
+    pub url: Option<Secret>,
+    /// A file holding the PostgreSQL connection string on its first line.
+    pub url_file: Option<PathBuf>,
+    /// This node's name in the shared database (its applied journal position is kept
+    /// under it); default: the host name. Two nodes must never share one.
+    pub node_id: Option<String>,
+    /// PEM certificate authorities the database server's certificate must chain to
+    /// (with `sslmode=require` or stronger); default: the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    Postgres,
 }
 
 impl Default for StorageConfig {
@@ -606,6 +629,11 @@ impl Default for StorageConfig {
             session_retention_days: 365,
             stale_after_seconds: None,
             group_readable: false,
+            backend: Backend::Sqlite,
+            url: None,
+            url_file: None,
+            node_id: None,
+            ca_file: None,
         }
     }
 }
@@ -614,6 +642,44 @@ impl StorageConfig {
     /// The mode of the data files.
     pub fn file_mode(&self) -> portcullis_storage::FileMode {
         portcullis_storage::FileMode::new(self.group_readable)
+    }
+
+    /// This node's name in a shared database.
+    pub fn node(&self) -> String {
+        self.node_id.clone().unwrap_or_else(crate::hostname)
+    }
+
+    /// Resolves relative paths, reads `url_file` and refuses an incomplete PostgreSQL
+    /// setting (a server would otherwise start on a store nobody else sees).
+    fn resolve(&mut self, base: &Path) -> Result<(), String> {
+        for f in [&mut self.url_file, &mut self.ca_file].into_iter().flatten() {
+            if f.is_relative() {
+                *f = base.join(&*f);
+            }
+        }
+        if self.backend == Backend::Sqlite {
+            if self.url.is_some() || self.url_file.is_some() || self.ca_file.is_some() {
+                return Err("storage.url, url_file and ca_file need storage.backend = \"postgres\"".into());
+            }
+            return Ok(());
+        }
+        match (&self.url, &self.url_file) {
+            (Some(_), Some(_)) => return Err("storage: set url or url_file, not both".into()),
+            (None, None) => return Err("storage.backend = \"postgres\" needs storage.url_file (or url)".into()),
+            (None, Some(path)) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("storage.url_file {}: {e}", path.display()))?;
+                self.url = Some(Secret(text.lines().next().unwrap_or("").trim().to_string()));
+            }
+            (Some(_), None) => {}
+        }
+        if self.url.as_ref().is_none_or(|u| u.0.is_empty()) {
+            return Err("storage.url is empty".into());
+        }
+        if self.node_id.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().any(char::is_control)) {
+            return Err("storage.node_id must be a non-empty name".into());
+        }
+        Ok(())
     }
 }
 
@@ -915,6 +981,11 @@ impl Config {
         if self.storage.data_dir.is_relative() {
             self.storage.data_dir = base.join(&self.storage.data_dir);
         }
+        self.storage.resolve(base).map_err(|message| ConfigError {
+            file: file.into(),
+            line: text.find("[storage]").map(|i| line_of(text, i)),
+            message,
+        })?;
         for f in &mut self.dictionary.files {
             if f.is_relative() {
                 *f = base.join(&*f);

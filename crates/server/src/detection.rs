@@ -142,7 +142,7 @@ impl Detection {
 
     /// New detection parameters: the engine starts again from the history window, as
     /// after a restart with them, so live and restarted servers agree.
-    pub fn reconfigure<S: Store>(
+    pub fn reconfigure<S: Store + ?Sized>(
         &mut self,
         store: &mut S,
         config: portcullis_detect::Config,
@@ -188,7 +188,11 @@ impl Detection {
     }
 
     /// Runs the detectors and records their alerts.
-    pub fn observe_and_record<S: Store>(&mut self, store: &mut S, events: &[Event]) -> Result<usize, StorageError> {
+    pub fn observe_and_record<S: Store + ?Sized>(
+        &mut self,
+        store: &mut S,
+        events: &[Event],
+    ) -> Result<usize, StorageError> {
         let drafts = self.observe(events);
         record(store, &drafts)
     }
@@ -201,7 +205,7 @@ impl Detection {
     /// replayed files reached the detectors — so the engine ends where it was and
     /// raises nothing live traffic did not. It is read in pages, so memory holds one
     /// page, not the whole window.
-    pub fn warm_up<S: Store>(&mut self, store: &mut S, now: i64) -> Result<usize, StorageError> {
+    pub fn warm_up<S: Store + ?Sized>(&mut self, store: &mut S, now: i64) -> Result<usize, StorageError> {
         const DAY: i64 = 86_400;
         const PAGE: usize = 16_384;
         let days = i64::from(self.engine.config().new_country.history_days.max(self.engine.config().window_days));
@@ -350,7 +354,7 @@ pub fn stored_forms(e: Event) -> Option<Result<AccountingRecord, AuthEvent>> {
 }
 
 /// Stores drafts; logs the new ones. Returns how many alerts were created or folded.
-pub fn record<S: Store>(store: &mut S, drafts: &[AlertDraft]) -> Result<usize, StorageError> {
+pub fn record<S: Store + ?Sized>(store: &mut S, drafts: &[AlertDraft]) -> Result<usize, StorageError> {
     if drafts.is_empty() {
         return Ok(0);
     }

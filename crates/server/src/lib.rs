@@ -67,9 +67,68 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Opens the configured store for writing.
+/// This machine's host name (`portcullis` when it has none).
+pub(crate) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "portcullis".into())
+}
+
+/// Opens the embedded store in the data directory for writing (what the maintenance
+/// commands work on).
 pub fn open_store(config: &Config) -> Result<SqliteStore, StorageError> {
     SqliteStore::open_with_mode(&config.storage.data_dir, SyncMode::Normal, config.storage.file_mode())
+}
+
+/// The configured store behind the [`Store`] trait, for writing; PostgreSQL's
+/// migrations are applied here, under their lock.
+pub fn open_configured_store(config: &Config) -> Result<Box<dyn Store>, StorageError> {
+    match config.storage.backend {
+        config::Backend::Sqlite => Ok(Box::new(open_store(config)?)),
+        config::Backend::Postgres => Ok(Box::new(open_postgres(config)?)),
+    }
+}
+
+fn open_postgres(config: &Config) -> Result<portcullis_storage_postgres::PgStore, StorageError> {
+    let url = config.storage.url.as_ref().map(|u| u.expose()).unwrap_or_default();
+    let tls = portcullis_storage_postgres::TlsOptions { ca_file: config.storage.ca_file.clone() };
+    let node = config.storage.node();
+    let store =
+        portcullis_storage_postgres::PgStore::open(&portcullis_storage_postgres::DatabaseUrl::new(url), &tls, &node)?;
+    tracing::info!(database = %portcullis_storage_postgres::redact(url), node = %node, "storage: PostgreSQL");
+    Ok(store)
+}
+
+/// The configured store for reading (the reporting commands): the embedded database
+/// read-only, or a connection to the shared one.
+pub fn open_reader(config: &Config) -> Result<Box<dyn Store>, StorageError> {
+    match config.storage.backend {
+        config::Backend::Sqlite => Ok(Box::new(SqliteStore::open_read_only(&config.storage.data_dir)?)),
+        config::Backend::Postgres => Ok(Box::new(open_postgres(config)?)),
+    }
+}
+
+/// Refuses `what` when the store is shared: commands that rewrite the embedded
+/// database would otherwise act on a store no node reads, or on other nodes' data.
+pub fn require_embedded(config: &Config, what: &str) -> Result<(), StorageError> {
+    match config.storage.backend {
+        config::Backend::Sqlite => Ok(()),
+        config::Backend::Postgres => Err(StorageError::Invalid(format!(
+            "{what} works on the embedded store; with storage.backend = \"postgres\" it is not available yet"
+        ))),
+    }
+}
+
+/// Another connection to the configured store, opened after [`open_configured_store`]
+/// (which created or upgraded the schema): the portal's, each export sink's, the
+/// metrics'.
+pub fn open_another_store(config: &Config) -> Result<Box<dyn Store>, StorageError> {
+    match config.storage.backend {
+        config::Backend::Sqlite => Ok(Box::new(SqliteStore::open_another(&config.storage.data_dir)?)),
+        config::Backend::Postgres => Ok(Box::new(open_postgres(config)?)),
+    }
 }
 
 /// An exclusive hold on a data directory, released when dropped (or when the process
@@ -87,7 +146,7 @@ type PortalClients = Arc<portcullis_storage::RuntimeClients<portcullis_storage::
 /// applier's connection) and the portal database.
 fn portal(config: &Config) -> Result<(portcullis_web::Portal, PortalClients), StartError> {
     // The applier's connection opened and upgraded the database already.
-    let store = SqliteStore::open_another(&config.storage.data_dir).map_err(StartError::Storage)?;
+    let store = open_another_store(config).map_err(StartError::Storage)?;
     let accounts = portcullis_storage::PortalDb::open(&config.storage.data_dir).map_err(StartError::Storage)?;
     if accounts.accounts().map_err(StartError::Storage)?.is_empty() {
         tracing::warn!(
@@ -101,25 +160,20 @@ fn portal(config: &Config) -> Result<(portcullis_web::Portal, PortalClients), St
         clients: Arc::clone(&clients),
     };
     let options = portcullis_web::Options { tls: false };
-    Ok((portcullis_web::Portal::new(Box::new(store), accounts, Arc::new(view), options), clients))
+    Ok((portcullis_web::Portal::new(store, accounts, Arc::new(view), options), clients))
 }
 
 /// The export sinks, each with a store connection of its own and its cursor in
 /// `<data_dir>/export`.
 fn start_export(config: &Config) -> Result<portcullis_export::Exporter, StartError> {
-    let data = config.storage.data_dir.clone();
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "portcullis".into());
     let context = portcullis_export::Context {
-        hostname,
+        hostname: hostname(),
         version: env!("CARGO_PKG_VERSION").into(),
         portal_url: if config.portal.enabled { config.http.base_url() } else { None },
-        state_dir: data.join("export"),
+        state_dir: config.storage.data_dir.join("export"),
     };
-    let open = move || SqliteStore::open_another(&data).map(|s| Box::new(s) as Box<dyn portcullis_storage::Store>);
+    let store_config = config.clone();
+    let open = move || open_another_store(&store_config);
     portcullis_export::Exporter::start(&config.exports, &context, &open).map_err(|e| StartError::Config(e.to_string()))
 }
 
@@ -136,7 +190,7 @@ fn metrics_source(
         .map(metrics::Metrics::read_token)
         .transpose()
         .map_err(StartError::Config)?;
-    let store = SqliteStore::open_another(&config.storage.data_dir)?;
+    let store = open_another_store(config)?;
     Ok(metrics::Metrics::new(clients, export, store, JournalReader::new(&journal_dir(config)), token))
 }
 
@@ -376,9 +430,19 @@ impl Server {
     /// tokio runtime.
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let lock = lock_data_dir(&config.storage.data_dir, "start the server")?;
-        let store = open_store(config)?;
+        let store = open_configured_store(config)?;
         // Counters go on from where the last run stopped.
-        let stored_counters = store.counters()?;
+        // Off the runtime's thread: a PostgreSQL store's calls block.
+        let (mut store, stored_counters) = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let counters = store.counters();
+                    (store, counters)
+                })
+                .join()
+        })
+        .map_err(|_| StartError::Storage(StorageError::Corrupt("reading the stored counters failed".into())))?;
+        let stored_counters = stored_counters?;
         let journal = open_journal(config)?;
         // The applier's connection opened (and upgraded) the database: the sinks may
         // open theirs.
@@ -401,7 +465,7 @@ impl Server {
             .spawn(move || {
                 let reader = JournalReader::new(&dir);
                 applier::run_applier(
-                    store,
+                    &mut *store,
                     &reader,
                     &dir,
                     &applier_rx,

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_storage::{Counter, JournalReader, SqliteStore, Store};
+use portcullis_storage::{Counter, JournalReader, Store};
 
 use crate::clients::{ClientTable, Reason};
 use crate::live::Live;
@@ -20,7 +20,7 @@ use crate::live::Live;
 pub struct Metrics {
     clients: Arc<Live<ClientTable>>,
     export: Option<Arc<portcullis_export::Exporter>>,
-    store: Mutex<SqliteStore>,
+    store: Mutex<Box<dyn Store>>,
     journal: JournalReader,
     token: Option<String>,
 }
@@ -35,7 +35,7 @@ impl Metrics {
     pub fn new(
         clients: Arc<Live<ClientTable>>,
         export: Option<Arc<portcullis_export::Exporter>>,
-        store: SqliteStore,
+        store: Box<dyn Store>,
         journal: JournalReader,
         token: Option<String>,
     ) -> Self {

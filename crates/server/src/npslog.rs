@@ -362,10 +362,7 @@ impl NpsLog {
     pub fn open(config: &NpsLogConfig, data_dir: &std::path::Path, mode: FileMode) -> std::io::Result<Self> {
         let directory = config.directory.clone().unwrap_or_else(|| data_dir.join("nps"));
         mode.create_dir_all(&directory)?;
-        let computer = config.computer_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map_or_else(|_| "portcullis".into(), |h| h.trim().to_string())
-        });
+        let computer = config.computer_name.clone().unwrap_or_else(crate::hostname);
         Ok(Self { format: config.format, period: config.period, directory, computer, mode, current: None })
     }
 

@@ -72,10 +72,15 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, port: u16, extra: &str) -> Self {
+        Self::start_with_storage(dir, port, "", extra)
+    }
+
+    /// [`Server::start_in`] with more `[storage]` lines.
+    pub fn start_with_storage(dir: tempfile::TempDir, port: u16, storage: &str, extra: &str) -> Self {
         let config = dir.path().join("portcullis.toml");
         let auth_port = free_port();
         let text = format!(
-            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\nauth_listen = [\"127.0.0.1:{auth_port}\"]\n\n[storage]\ndata_dir = \"data\"\n\n[log]\nlevel = \"warn\"\n\n\
+            "[radius]\nacct_listen = [\"127.0.0.1:{port}\"]\nauth_listen = [\"127.0.0.1:{auth_port}\"]\n\n[storage]\ndata_dir = \"data\"\n{storage}\n[log]\nlevel = \"warn\"\n\n\
              # The tests' passwords are short words.\n[auth]\nmin_password_length = 1\n\n\
              [[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"{SECRET}\"\n{extra}"
         );
