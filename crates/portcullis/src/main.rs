@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod detect;
 mod mfa;
+mod notify;
 mod output;
 mod respond;
 mod users;
@@ -436,6 +437,7 @@ fn serve(config: &Config, path: Option<&std::path::Path>) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let notifier = notify::Notifier::from_env();
     runtime.block_on(async {
         let server = portcullis_server::Server::start(config)?;
         tracing::info!(
@@ -443,8 +445,24 @@ fn serve(config: &Config, path: Option<&std::path::Path>) -> Result<()> {
             clients = server.clients().iter().count(),
             "portcullis is running"
         );
-        signals(&server, path).await;
+        notifier.send("READY=1\nSTATUS=serving");
+        let watchdog = notifier.watchdog_interval().map(|every| {
+            let notifier = notify::Notifier::from_env();
+            // Pinged from the runtime that serves the listeners: a stuck runtime stops it.
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    notifier.send("WATCHDOG=1");
+                }
+            })
+        });
+        signals(&server, path, &notifier).await;
         tracing::info!("shutting down: answering every queued request first");
+        notifier.send("STOPPING=1");
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         server.shutdown().await;
         Ok(())
     })
@@ -452,7 +470,7 @@ fn serve(config: &Config, path: Option<&std::path::Path>) -> Result<()> {
 
 /// Waits for SIGINT or SIGTERM; SIGHUP (`systemctl reload`) reloads the configuration
 /// meanwhile.
-async fn signals(server: &portcullis_server::Server, path: Option<&std::path::Path>) {
+async fn signals(server: &portcullis_server::Server, path: Option<&std::path::Path>, notifier: &notify::Notifier) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -465,7 +483,11 @@ async fn signals(server: &portcullis_server::Server, path: Option<&std::path::Pa
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hup.recv() => reload(server, path),
+                _ = hup.recv() => {
+                    notifier.send("RELOADING=1");
+                    reload(server, path);
+                    notifier.send("READY=1\nSTATUS=serving");
+                }
             }
         }
     }

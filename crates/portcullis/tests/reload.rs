@@ -144,3 +144,47 @@ fn auth_log_is_reopened_after_it_was_moved_away_and_sighup() {
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
     s.stop();
 }
+
+/// `Type=notify`: READY=1 once serving, watchdog pings at half of WATCHDOG_USEC,
+/// RELOADING=1 then READY=1 around a SIGHUP, STOPPING=1 at SIGTERM.
+#[test]
+fn systemd_hears_ready_watchdog_reloading_and_stopping() {
+    let mut s = Server::start("");
+    s.stop();
+    let socket_path = s.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let log = std::fs::File::create(s.dir.path().join("server.log")).unwrap();
+    let mut child = Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(&s.config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 256];
+        let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("no notification: {e}\n{}", s.log()));
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.starts_with("READY=1"), "{ready}");
+    // It answers once it said so.
+    assert!(common::status_server(s.addr(), SECRET).is_some());
+    // Pings every 200 ms: two in a row well before the 20 s receive timeout.
+    let began = Instant::now();
+    assert_eq!((next(), next()), ("WATCHDOG=1".to_string(), "WATCHDOG=1".to_string()));
+    assert!(began.elapsed() < Duration::from_secs(5));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    let mut after_hup: Vec<String> = (0..6).map(|_| next()).filter(|m| m != "WATCHDOG=1").collect();
+    after_hup.truncate(2);
+    assert_eq!(after_hup.first().map(String::as_str), Some("RELOADING=1"), "{after_hup:?}");
+    assert!(after_hup.get(1).is_some_and(|m| m.starts_with("READY=1")), "{after_hup:?}");
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopping = (0..20).map(|_| next()).find(|m| m != "WATCHDOG=1");
+    assert_eq!(stopping.as_deref(), Some("STOPPING=1"));
+    assert!(child.wait().unwrap().success());
+}
