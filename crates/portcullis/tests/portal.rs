@@ -460,6 +460,12 @@ fn https_certificate_made_once_and_a_host_only_secure_cookie() {
     let log = server.log();
     assert!(log.contains(&fingerprint) && log.contains("HTTPS certificate (self-signed)"), "{log}");
     assert!(!log.contains("PRIVATE KEY"), "{log}");
+
+    // A backup keeps the certificate and its key, so a restored server shows the same one.
+    let copy = server.dir.path().join("backup");
+    cli_ok(&server, &["backup", "--to", copy.to_str().unwrap()], None);
+    assert_eq!(std::fs::read(copy.join("http-tls/cert.pem")).unwrap(), first);
+    assert_eq!(std::fs::read(copy.join("http-tls/key.pem")).unwrap(), std::fs::read(&key).unwrap());
 }
 
 /// The browser scenario of `tests/browser/portal.test.mjs` (Debian's Chromium driven by
