@@ -3,7 +3,8 @@
 //! headers are refused; when every slot has a request in progress a new connection is
 //! closed at once; and a login waiting for a push is not admitted while a flood of
 //! connections is on, even with `fail_mode = "safe"`. Over TLS, connections that never
-//! finish their handshake are closed by the header timeout and make room for others.
+//! finish their handshake are closed by the header timeout and make room for others,
+//! and every answer carries HSTS.
 
 mod common;
 
@@ -40,12 +41,14 @@ fn tls_handshakes_that_never_finish_cannot_hold_the_listener() {
     let https_health = || {
         let started = Instant::now();
         let out = std::process::Command::new("curl")
-            .args(["-s", "--max-time", "5", "--cacert"])
+            .args(["-si", "--max-time", "5", "--cacert"])
             .arg(&ca)
             .arg(format!("https://127.0.0.1:{port}/health"))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n", "{}", s.log());
+        let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer:?}\n{}", s.log());
+        assert!(answer.contains("strict-transport-security: max-age=31536000\r\n"), "HSTS on every answer: {answer}");
         started.elapsed()
     };
     https_health();

@@ -57,6 +57,8 @@ const WEBHOOK_RESERVE: u64 = 1024;
 const EVICTION_WAIT: Duration = Duration::from_millis(200);
 /// Pause after a failed `accept` (out of descriptors, say) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// `Strict-Transport-Security` of every response over TLS: one year.
+const HSTS: &str = "max-age=31536000";
 /// hyper refuses read buffers smaller than this.
 const MIN_READ_BUFFER: usize = 8192;
 
@@ -249,14 +251,14 @@ async fn connection(
 ) {
     let tracked = Tracked { inner: stream, watch: Arc::clone(&watch), connections: Arc::clone(&connections) };
     match tls {
-        None => requests(&connections, TokioIo::new(tracked), peer, app, &watch).await,
+        None => requests(&connections, TokioIo::new(tracked), peer, app, &watch, false).await,
         Some(acceptor) => {
             // The handshake has the header's deadline, and the connection, with no
             // request in progress yet, can be closed to make room for another.
             let handshake = tokio::time::timeout(connections.limits.header_timeout, acceptor.accept(tracked));
             tokio::select! {
                 accepted = handshake => match accepted {
-                    Ok(Ok(stream)) => requests(&connections, TokioIo::new(stream), peer, app, &watch).await,
+                    Ok(Ok(stream)) => requests(&connections, TokioIo::new(stream), peer, app, &watch, true).await,
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -271,9 +273,16 @@ async fn connection(
 }
 
 /// Serves the requests of one connection until it ends, is closed for another or
-/// stays quiet too long.
-async fn requests<S>(connections: &Connections, io: TokioIo<S>, peer: SocketAddr, app: axum::Router, watch: &Arc<Watch>)
-where
+/// stays quiet too long. Over TLS every response carries HSTS, so a browser that once
+/// reached the listener never sends it a request in clear.
+async fn requests<S>(
+    connections: &Connections,
+    io: TokioIo<S>,
+    peer: SocketAddr,
+    app: axum::Router,
+    watch: &Arc<Watch>,
+    tls: bool,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = &connections.limits;
@@ -299,7 +308,13 @@ where
                 let mut request = request.map(|body| http_body_util::Limited::new(body, max_body as usize));
                 request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 match tokio::time::timeout(request_timeout, hyper::service::Service::call(&app, request)).await {
-                    Ok(Ok(response)) => Ok(response),
+                    Ok(Ok(mut response)) => {
+                        if tls {
+                            let hsts = header::HeaderValue::from_static(HSTS);
+                            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+                        }
+                        Ok(response)
+                    }
                     Ok(Err(never)) => match never {},
                     Err(_) => Ok(closing(StatusCode::REQUEST_TIMEOUT)),
                 }
