@@ -211,6 +211,17 @@ fn run(cli: Cli) -> Result<()> {
                 list(&config.radius.acct_listen),
                 list(&config.radius.auth_listen)
             );
+            let http = if config.http.listen.is_empty() {
+                "none".to_string()
+            } else if !config.http.tls {
+                format!("plain HTTP (loopback) on {}", list(&config.http.listen))
+            } else if let Some(cert) = &config.http.certificate {
+                format!("HTTPS on {} with the certificate {}", list(&config.http.listen), cert.display())
+            } else {
+                let (cert, _) = certs::http_files(&config);
+                format!("HTTPS on {} with the self-signed certificate {}", list(&config.http.listen), cert.display())
+            };
+            println!("http: {http}");
             let clients: Vec<String> = config.client_list().map(|c| c.name.clone()).collect();
             println!("clients: {}", clients.join(", "));
             let policies: Vec<&str> = config.network_policies.iter().map(|p| p.name.as_str()).collect();

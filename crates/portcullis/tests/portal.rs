@@ -410,6 +410,11 @@ fn plain_http_off_loopback_is_refused() {
     std::fs::write(&config, text.replace("tls = false\n", "")).unwrap();
     let out = Command::new(common::bin()).args(["check-config", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("http: HTTPS on 127.0.0.1:8080, 0.0.0.0:8080 with the self-signed certificate"),
+        "{printed}"
+    );
 }
 
 /// The first start makes the self-signed certificate (key 0600) and logs its

@@ -199,7 +199,11 @@ pub fn ensure_http_certificate(config: &Config) -> Result<HttpCertificate, Strin
         }
     }
     let dir = http_tls_dir(&config.storage.data_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let pair = KeyPair::generate().map_err(made)?;
     let certificate = server_params(names, "Portcullis (self-signed)", HTTP_DAYS)?.self_signed(&pair).map_err(made)?;
     write(&key, pair.serialize_pem().as_bytes(), true)?;
@@ -314,6 +318,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(std::fs::metadata(key.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
         }
         let first = std::fs::read(&cert).unwrap();
         let summary = summarize(&first).unwrap();
