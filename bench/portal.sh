@@ -30,6 +30,9 @@ address = "127.0.0.1"
 secret = "bench-secret-0123456789"
 [http]
 listen = ["127.0.0.1:$http"]
+# Plain HTTP on loopback: every curl below opens a connection, and a TLS handshake
+# each time would be measured with the page.
+tls = false
 [portal]
 enabled = true
 CONF

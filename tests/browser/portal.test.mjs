@@ -1,7 +1,8 @@
 // The portal in Debian's Chromium, driven by playwright-core, against a server that
-// crates/portcullis/tests/portal.rs started on 127.0.0.1 (PORTAL_URL) with history
-// replayed and accounts made (PORTAL_PASSWORD for "analyst" and "viewer").
-// Screenshots go to PORTAL_SHOTS.
+// crates/portcullis/tests/portal.rs started on 127.0.0.1 (PORTAL_URL, https) with history
+// replayed and accounts made (PORTAL_PASSWORD for "analyst" and "viewer"). Chromium
+// trusts only the server's self-signed certificate, by the SHA-256 of its public key
+// (PORTAL_SPKI, base64). Screenshots go to PORTAL_SHOTS.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -17,6 +18,9 @@ const radius = process.env.PORTAL_RADIUS; // host:port of the authentication lis
 const secret = process.env.PORTAL_SECRET;
 const acct = process.env.PORTAL_ACCT; // host:port of the accounting listener
 const shots = process.env.PORTAL_SHOTS || mkdtempSync(join(tmpdir(), "portal-shots-"));
+const spki = process.env.PORTAL_SPKI;
+assert.ok(base.startsWith("https://"), `the portal is served over HTTPS: ${base}`);
+assert.match(spki, /^[A-Za-z0-9+/]{43}=$/, "the SPKI hash of the server's certificate");
 
 // No network beyond loopback: Chromium's background services stay off.
 const args = [
@@ -28,6 +32,8 @@ const args = [
   "--disable-background-networking",
   "--disable-component-update",
   "--disable-sync",
+  // The one certificate accepted beyond the system's trust: the server's own.
+  `--ignore-certificate-errors-spki-list=${spki}`,
 ];
 
 async function browser() {

@@ -110,6 +110,12 @@ pub(crate) enum CertCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Print the `[http]` listener's certificate: its SHA-256 fingerprint (compare it
+    /// with the one the browser shows), SPKI hash, validity and names.
+    Show {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// `portcullis sessions ...`.
@@ -211,7 +217,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MfaCommand,
     },
-    /// Server certificates for PEAP.
+    /// Server certificates: a demo CA for PEAP, and the HTTPS listener's.
     Cert {
         #[command(subcommand)]
         command: CertCommand,

@@ -8,7 +8,6 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod admin;
 mod bench;
-mod cert;
 mod cli;
 mod clients;
 mod detect;
@@ -22,6 +21,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
+use portcullis_server::certs;
 use portcullis_server::config::{Config, LogFormat};
 
 use crate::cli::{CertCommand, Cli, Command, DictionaryCommand};
@@ -212,6 +212,17 @@ fn run(cli: Cli) -> Result<()> {
                 list(&config.radius.acct_listen),
                 list(&config.radius.auth_listen)
             );
+            let http = if config.http.listen.is_empty() {
+                "none".to_string()
+            } else if !config.http.tls {
+                format!("plain HTTP (loopback) on {}", list(&config.http.listen))
+            } else if let Some(cert) = &config.http.certificate {
+                format!("HTTPS on {} with the certificate {}", list(&config.http.listen), cert.display())
+            } else {
+                let (cert, _) = certs::http_files(&config);
+                format!("HTTPS on {} with the self-signed certificate {}", list(&config.http.listen), cert.display())
+            };
+            println!("http: {http}");
             let clients: Vec<String> = config.client_list().map(|c| c.name.clone()).collect();
             println!("clients: {}", clients.join(", "));
             let policies: Vec<&str> = config.network_policies.iter().map(|p| p.name.as_str()).collect();
@@ -339,7 +350,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {
             let config = load(config.as_ref())?;
             let dir = dir.unwrap_or_else(|| config.storage.data_dir.join("tls"));
-            let files = cert::init(&dir, &name, force)?;
+            let files = certs::init(&dir, &name, force).map_err(anyhow::Error::msg)?;
             println!("wrote a demo CA and a certificate for {name:?}:");
             println!("  CA certificate (install on VPN clients): {}", files.ca.display());
             println!("  CA key (keep offline or delete):         {}", files.ca_key.display());
@@ -347,6 +358,10 @@ fn run(cli: Cli) -> Result<()> {
             println!("certificate = {:?}", files.certificate.display().to_string());
             println!("private_key = {:?}", files.private_key.display().to_string());
             Ok(())
+        }
+        Command::Cert { command: CertCommand::Show { config } } => {
+            let config = load(config.as_ref())?;
+            show_http_certificate(&config)
         }
         Command::Clients { command } => clients::run(command, load),
         Command::Admin { command } => admin::run(command, load),
@@ -377,12 +392,37 @@ fn demo_portal_account(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// `portcullis cert show`: what an administrator compares with what the browser shows
+/// of the `[http]` listener's certificate.
+fn show_http_certificate(config: &Config) -> Result<()> {
+    if !config.http.tls {
+        bail!("[http] serves plain HTTP (tls = false): there is no certificate to show");
+    }
+    let (cert, _) = certs::http_files(config);
+    if config.http.certificate.is_none() && !cert.exists() {
+        bail!(
+            "no [http] certificate yet: `portcullis serve` makes a self-signed one in {} on first start",
+            cert.display()
+        );
+    }
+    let pem = std::fs::read(&cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let summary = certs::summarize(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+    let rfc3339 = &time::format_description::well_known::Rfc3339;
+    println!("certificate: {}", cert.display());
+    println!("sha256:      {}", summary.fingerprint());
+    println!("spki sha256: {} (base64)", summary.spki_base64());
+    println!("not before:  {}", summary.not_before.format(rfc3339)?);
+    println!("not after:   {}", summary.not_after.format(rfc3339)?);
+    println!("names:       {}", summary.names.join(", "));
+    Ok(())
+}
+
 /// The demo serves PEAP with a demo certificate, made on first start.
 fn demo_certificate(config: &mut Config) -> Result<()> {
     let dir = config.storage.data_dir.join("tls");
-    let files = cert::CertFiles::in_dir(&dir);
+    let files = certs::CertFiles::in_dir(&dir);
     if !files.exist() {
-        cert::init(&dir, "portcullis.local", true)?;
+        certs::init(&dir, "portcullis.local", true).map_err(anyhow::Error::msg)?;
         tracing::info!(ca = %files.ca.display(), "made a demo CA and server certificate for PEAP");
     }
     config.eap.certificate = Some(files.certificate);
@@ -409,6 +449,9 @@ pub(crate) fn now_unix() -> i64 {
 /// certificate and key load. Returns the PEAP settings.
 fn check(config: &Config) -> Result<Option<portcullis_auth::peap::PeapConfig>> {
     let dict = load_dictionary(config)?;
+    if let (Some(cert), Some(key)) = (&config.http.certificate, &config.http.private_key) {
+        certs::http_tls_config(cert, key).map_err(|e| anyhow::anyhow!("[http] certificate: {e}"))?;
+    }
     portcullis_server::auth::validate_replies(&dict, &config.network_policies).map_err(anyhow::Error::msg)?;
     config.eap.peap().map_err(anyhow::Error::msg)
 }

@@ -40,7 +40,7 @@ fn alerts_and_decisions_reach_rsyslog_and_metrics_pass_promtool() {
     let out = work.path().join("rsyslog.out");
     let _rsyslog = receivers::rsyslog(work.path(), syslog_port, None, &out);
     let s = Server::start(&format!(
-        "[http]\nlisten = [\"127.0.0.1:{http_port}\"]\n\n[metrics]\nenabled = true\n\n\
+        "[http]\nlisten = [\"127.0.0.1:{http_port}\"]\ntls = false\n\n[metrics]\nenabled = true\n\n\
          [[export]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{syslog_port}\"\nauth_events = true\n"
     ));
     add_user(&s, "bob", "correct-horse", &[], &[]);
@@ -122,7 +122,7 @@ fn metrics_with_a_token_refuse_a_scrape_without_it() {
     let token_file = work.path().join("metrics.token");
     std::fs::write(&token_file, "s3cret-scrape-token-0123456789\n").unwrap();
     let s = Server::start(&format!(
-        "[http]\nlisten = [\"127.0.0.1:{http_port}\"]\n\n[metrics]\nenabled = true\ntoken_file = \"{}\"\n",
+        "[http]\nlisten = [\"127.0.0.1:{http_port}\"]\ntls = false\n\n[metrics]\nenabled = true\ntoken_file = \"{}\"\n",
         token_file.display()
     ));
     assert_eq!(scrape(http_port, None).0, 403);

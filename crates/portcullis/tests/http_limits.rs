@@ -2,7 +2,9 @@
 //! the cap make room for new ones, time out and are closed; oversized bodies and
 //! headers are refused; when every slot has a request in progress a new connection is
 //! closed at once; and a login waiting for a push is not admitted while a flood of
-//! connections is on, even with `fail_mode = "safe"`.
+//! connections is on, even with `fail_mode = "safe"`. Over TLS, connections that never
+//! finish their handshake are closed by the header timeout and make room for others,
+//! and every answer carries HSTS.
 
 mod common;
 
@@ -18,11 +20,53 @@ fn tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Plain HTTP on loopback (the bounds are the same over TLS), so requests are bytes.
 fn limits(port: u16, max_connections: usize) -> String {
+    format!("{}tls = false\n", tls_limits(port, max_connections))
+}
+
+fn tls_limits(port: u16, max_connections: usize) -> String {
     format!(
         "[http]\nlisten = [\"127.0.0.1:{port}\"]\nmax_connections = {max_connections}\nheader_timeout_seconds = 2\n\
          idle_timeout_seconds = 1\nrequest_timeout_seconds = 2\n"
     )
+}
+
+#[test]
+fn tls_handshakes_that_never_finish_cannot_hold_the_listener() {
+    common::require("curl");
+    let port = tcp_port();
+    let s = Server::start(&tls_limits(port, 4));
+    let ca = s.dir.path().join("data/http-tls/cert.pem");
+    let https_health = || {
+        let started = Instant::now();
+        let out = std::process::Command::new("curl")
+            .args(["-si", "--max-time", "5", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://127.0.0.1:{port}/health"))
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer:?}\n{}", s.log());
+        assert!(answer.contains("strict-transport-security: max-age=31536000\r\n"), "HSTS on every answer: {answer}");
+        started.elapsed()
+    };
+    https_health();
+    // Connections that send no ClientHello, and one that sends half of one.
+    let started = Instant::now();
+    let silent: Vec<TcpStream> = (0..10).map(|_| connect(port)).collect();
+    let mut half = connect(port);
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).unwrap();
+    let took = https_health();
+    assert!(took < Duration::from_secs(2), "/health took {took:?} with the listener full of handshakes");
+    let deadline = started + Duration::from_secs(6);
+    for c in silent.iter().chain([&half]) {
+        if let Some((at, _)) = closed_by(c, deadline) {
+            assert!(at - started < Duration::from_secs(4), "closed after {:?}", at - started);
+        } else {
+            panic!("a handshake that never finished was still open after 6 s");
+        }
+    }
 }
 
 fn connect(port: u16) -> TcpStream {

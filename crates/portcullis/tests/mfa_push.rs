@@ -76,6 +76,8 @@ fn config(shared: &Path, webhook_port: u16, http_port: u16, extra: &str, push_ex
         r#"
 [http]
 listen = ["127.0.0.1:{http_port}"]
+# The phone stand-in follows plain links; plain HTTP is allowed on loopback.
+tls = false
 
 [eap]
 certificate = "{tls}/server.pem"

@@ -1,7 +1,8 @@
-//! The portal and `/api/v1` on the real binary, driven by curl, with history replayed
-//! from JSON lines and hostile user names sent by radclient: the role × route matrix,
-//! cross-site state changes refused, hostile names inert in HTML, JSON and CSV, an
-//! uncapped export, and the sign-in rate limit.
+//! The portal and `/api/v1` on the real binary over HTTPS (curl trusting only the
+//! server's self-signed certificate), with history replayed from JSON lines and hostile
+//! user names sent by radclient: the role × route matrix, cross-site state changes
+//! refused, hostile names inert in HTML, JSON and CSV, an uncapped export, the sign-in
+//! rate limit, the certificate made once and reused, and the `__Host-` cookie.
 
 mod common;
 
@@ -20,8 +21,27 @@ struct Reply {
     body: String,
 }
 
+/// Where the portal is: its base URL and the certificate curl trusts (the only one).
+struct Site {
+    url: String,
+    ca: std::path::PathBuf,
+}
+
+impl Site {
+    /// The portal of `server` on `https://127.0.0.1:{port}`, with the certificate the
+    /// server made in its data directory.
+    fn https(server: &Server, port: u16) -> Self {
+        Self { url: format!("https://127.0.0.1:{port}"), ca: server.dir.path().join("data/http-tls/cert.pem") }
+    }
+}
+
+/// The `[http]` and `[portal]` sections of a portal on 127.0.0.1:`port` over HTTPS.
+fn portal_config(port: u16) -> String {
+    format!("\n[http]\nlisten = [\"127.0.0.1:{port}\"]\n\n[portal]\nenabled = true\n")
+}
+
 /// One request with curl; `args` are extra curl arguments (headers, cookies, body).
-fn curl(base: &str, method: &str, path: &str, args: &[&str]) -> Reply {
+fn curl(site: &Site, method: &str, path: &str, args: &[&str]) -> Reply {
     require("curl");
     let dir = tempfile::tempdir().unwrap();
     let (body, headers) = (dir.path().join("body"), dir.path().join("headers"));
@@ -30,9 +50,10 @@ fn curl(base: &str, method: &str, path: &str, args: &[&str]) -> Reply {
         .arg(&body)
         .arg("-D")
         .arg(&headers)
-        .args(["-w", "%{http_code}", "--max-time", "60"])
+        .args(["-w", "%{http_code}", "--max-time", "60", "--cacert"])
+        .arg(&site.ca)
         .args(args)
-        .arg(format!("{base}{path}"))
+        .arg(format!("{}{path}", site.url))
         .output()
         .unwrap();
     Reply {
@@ -42,7 +63,7 @@ fn curl(base: &str, method: &str, path: &str, args: &[&str]) -> Reply {
     }
 }
 
-fn sign_in(base: &str, jar: &Path, name: &str, password: &str) -> u16 {
+fn sign_in(base: &Site, jar: &Path, name: &str, password: &str) -> u16 {
     let jar = jar.to_str().unwrap();
     let form = format!("name={name}&password={password}");
     curl(base, "POST", "/login", &["-c", jar, "-b", jar, "--data", &form]).status
@@ -94,7 +115,7 @@ fn history(dir: &Path) -> std::path::PathBuf {
 
 struct Portal {
     server: Server,
-    base: String,
+    base: Site,
     tokens: Vec<(&'static str, String)>,
     jars: tempfile::TempDir,
 }
@@ -124,7 +145,7 @@ fn cli_ok(s: &Server, args: &[&str], stdin: Option<&str>) -> String {
 
 fn start() -> Portal {
     let http = free_port();
-    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let extra = portal_config(http);
     let mut server = Server::start(&extra);
     server.stop();
     let file = history(server.dir.path());
@@ -137,7 +158,7 @@ fn start() -> Portal {
     let listed = cli_ok(&server, &["admin", "list"], None);
     assert!(listed.contains("analyst") && listed.contains("viewer"), "{listed}");
     server.spawn();
-    let base = format!("http://127.0.0.1:{http}");
+    let base = Site::https(&server, http);
     // Hostile names from the wire: an Access-Request and an accounting Start.
     let (_, out) = radclient(
         server.auth_addr(),
@@ -356,19 +377,100 @@ fn portal_roles_csrf_hostile_names_and_exports() {
     assert!(!p.server.log().contains(PASSWORD), "no password in the log");
 }
 
+/// `portcullis cert show`, as `field: value` pairs.
+fn cert_show(s: &Server) -> std::collections::HashMap<String, String> {
+    cli_ok(s, &["cert", "show"], None)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .collect()
+}
+
+/// The base64 SHA-256 of the server certificate's public key, which Chromium trusts.
+fn spki(s: &Server) -> String {
+    let shown = cert_show(s);
+    shown["spki sha256"].trim_end_matches(" (base64)").to_string()
+}
+
 #[test]
-fn portal_on_a_non_loopback_address_is_refused() {
+fn plain_http_off_loopback_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        "[storage]\ndata_dir = \"data\"\n[http]\nlisten = [\"0.0.0.0:8080\"]\n[portal]\nenabled = true\n",
-    )
-    .unwrap();
+    let text = "[storage]\ndata_dir = \"data\"\n[[client]]\nname = \"l\"\naddress = \"127.0.0.1\"\nsecret = \"s3cret-s3cret\"\n\
+                [http]\nlisten = [\"127.0.0.1:8080\", \"0.0.0.0:8080\"]\ntls = false\n[portal]\nenabled = true\n";
+    std::fs::write(&config, text).unwrap();
+    for command in ["check-config", "serve"] {
+        let out = Command::new(common::bin()).args([command, "--config"]).arg(&config).output().unwrap();
+        assert!(!out.status.success(), "{command}");
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("http.tls = false") && text.contains("0.0.0.0:8080"), "{command}: {text}");
+        assert!(text.contains("loopback addresses only"), "{command}: {text}");
+    }
+    assert!(!dir.path().join("data/http-tls").exists(), "nothing made for a refused configuration");
+    // Over TLS, the same addresses are fine.
+    std::fs::write(&config, text.replace("tls = false\n", "")).unwrap();
     let out = Command::new(common::bin()).args(["check-config", "--config"]).arg(&config).output().unwrap();
-    assert!(!out.status.success());
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("loopback addresses only"), "{text}");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("http: HTTPS on 127.0.0.1:8080, 0.0.0.0:8080 with the self-signed certificate"),
+        "{printed}"
+    );
+}
+
+/// The first start makes the self-signed certificate (key 0600) and logs its
+/// fingerprint, never the key; the next start serves the same one. Over TLS the session
+/// cookie is `__Host-` prefixed and `Secure`, and HSTS is sent; plain HTTP to the port
+/// gets nowhere.
+#[test]
+fn https_certificate_made_once_and_a_host_only_secure_cookie() {
+    let http = free_port();
+    let mut server = Server::start(&portal_config(http));
+    let site = Site::https(&server, http);
+    let key = server.dir.path().join("data/http-tls/key.pem");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let first = std::fs::read(&site.ca).unwrap();
+    let shown = cert_show(&server);
+    let fingerprint = shown["sha256"].clone();
+    assert_eq!(fingerprint.len(), 95, "{shown:?}");
+    assert!(shown["names"].contains("localhost, 127.0.0.1, ::1"), "{shown:?}");
+    assert!(shown["not after"].starts_with("20"), "{shown:?}");
+
+    cli_ok(&server, &["admin", "add", "admin", "--role", "admin", "--password-stdin"], Some(&format!("{PASSWORD}\n")));
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("jar");
+    let jar = jar.to_str().unwrap();
+    let form = format!("name=admin&password={PASSWORD}");
+    let r = curl(&site, "POST", "/login", &["-c", jar, "-b", jar, "--data", &form]);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie =
+        r.headers.lines().find(|l| l.starts_with("set-cookie: __host-portcullis_session=")).unwrap_or_default();
+    for part in ["; path=/", "; httponly", "; samesite=strict", "; secure"] {
+        assert!(cookie.contains(part), "{part} in {cookie:?}\n{}", r.headers);
+    }
+    assert!(!cookie.contains("domain="), "{cookie}");
+    assert!(r.headers.contains("strict-transport-security: max-age="), "{}", r.headers);
+    assert_eq!(curl(&site, "GET", "/", &["-b", jar]).status, 200, "signed in over HTTPS");
+    let plain = Site { url: format!("http://127.0.0.1:{http}"), ca: site.ca.clone() };
+    assert_eq!(curl(&plain, "GET", "/login", &[]).status, 0, "no plain HTTP on the HTTPS port");
+
+    // The second start reuses the certificate and logs its fingerprint.
+    server.config_log_level("info");
+    assert_eq!(std::fs::read(&site.ca).unwrap(), first, "the certificate is kept");
+    assert_eq!(cert_show(&server)["sha256"], fingerprint);
+    assert_eq!(curl(&site, "GET", "/login", &[]).status, 200);
+    let log = server.log();
+    assert!(log.contains(&fingerprint) && log.contains("HTTPS certificate (self-signed)"), "{log}");
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+
+    // A backup keeps the certificate and its key, so a restored server shows the same one.
+    let copy = server.dir.path().join("backup");
+    cli_ok(&server, &["backup", "--to", copy.to_str().unwrap()], None);
+    assert_eq!(std::fs::read(copy.join("http-tls/cert.pem")).unwrap(), first);
+    assert_eq!(std::fs::read(copy.join("http-tls/key.pem")).unwrap(), std::fs::read(&key).unwrap());
 }
 
 /// The browser scenario of `tests/browser/portal.test.mjs` (Debian's Chromium driven by
@@ -391,7 +493,8 @@ fn portal_in_a_real_browser() {
     let out = Command::new(node)
         .args(["--test", "portal.test.mjs"])
         .current_dir(&browser)
-        .env("PORTAL_URL", &p.base)
+        .env("PORTAL_URL", &p.base.url)
+        .env("PORTAL_SPKI", spki(&p.server))
         .env("PORTAL_PASSWORD", PASSWORD)
         .env("PORTAL_RADIUS", p.server.auth_addr().to_string())
         .env("PORTAL_SECRET", SECRET)
@@ -413,7 +516,7 @@ const PAGE_SECRET: &str = "portal-page-Hn5-secret-only-here";
 fn radius_clients_in_settings_and_the_api_with_a_write_only_secret() {
     require("radclient");
     let http = free_port();
-    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let extra = portal_config(http);
     let server = Server::start(&extra);
     let mut tokens = Vec::new();
     for role in ["viewer", "analyst", "admin"] {
@@ -421,7 +524,7 @@ fn radius_clients_in_settings_and_the_api_with_a_write_only_secret() {
         tokens.push((role, cli_ok(&server, &["admin", "token", &format!("{role}-token"), "--role", role], None)));
     }
     let jars = tempfile::tempdir().unwrap();
-    let p = Portal { base: format!("http://127.0.0.1:{http}"), server, tokens, jars };
+    let p = Portal { base: Site::https(&server, http), server, tokens, jars };
     assert_eq!(sign_in(&p.base, Path::new(&p.jar("admin")), "admin", PASSWORD), 303);
     assert_eq!(sign_in(&p.base, Path::new(&p.jar("analyst")), "analyst", PASSWORD), 303);
     // Every answer is kept, to look for the secrets in them at the end.
@@ -559,9 +662,9 @@ fn base32_decode(text: &str) -> Vec<u8> {
 #[test]
 fn portal_sign_in_asks_for_the_totp_code_after_the_password() {
     let http = free_port();
-    let extra = format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n\n[portal]\nenabled = true\n");
+    let extra = portal_config(http);
     let server = Server::start(&extra);
-    let base = format!("http://127.0.0.1:{http}");
+    let base = Site::https(&server, http);
     cli_ok(&server, &["admin", "add", "secure", "--role", "admin", "--password-stdin"], Some(&format!("{PASSWORD}\n")));
     let uri = cli_ok(&server, &["admin", "totp", "secure"], None);
     assert!(uri.starts_with("otpauth://totp/"), "{uri}");
@@ -583,7 +686,7 @@ fn portal_sign_in_asks_for_the_totp_code_after_the_password() {
     assert_eq!(password("wrong").status, 401);
     let asked = password(PASSWORD);
     assert_eq!(asked.status, 200);
-    assert!(asked.body.contains("name=\"code\"") && asked.headers.contains("set-cookie: portcullis_pending="));
+    assert!(asked.body.contains("name=\"code\"") && asked.headers.contains("set-cookie: __host-portcullis_pending="));
     assert_eq!(home(), 303, "no session before the code");
     // Without the pending sign-in a code is worth nothing.
     let fresh = curl(&base, "POST", "/login/code", &["--data", &format!("code={}", totp.code(&secret, now()))]);

@@ -63,7 +63,11 @@ fn two_nodes_share_one_database_and_an_outage_delays_only_the_shared_copy() {
     let url = pg.url("portcullis");
     let mut a = node(&url, "node-a", "");
     let http = free_port();
-    let b = node(&url, "node-b", &format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\n[metrics]\nenabled = true\n"));
+    let b = node(
+        &url,
+        "node-b",
+        &format!("\n[http]\nlisten = [\"127.0.0.1:{http}\"]\ntls = false\n[metrics]\nenabled = true\n"),
+    );
     assert!(start(&a, "alice", "s-a-1", "vpn-a"));
     assert!(start(&b, "bob", "s-b-1", "vpn-b"));
     // Each node's reporting commands read the shared store: both see both sessions.

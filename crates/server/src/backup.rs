@@ -103,6 +103,18 @@ pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
     if key.exists() {
         add(PathBuf::from("mfa.key"), copy_private(&key, &dest.join("mfa.key"))?);
     }
+    // The HTTPS listener's self-signed certificate and key, so a restored server shows
+    // the fingerprint its users already compared.
+    let tls = crate::certs::http_tls_dir(data);
+    if config.http.certificate.is_none() && tls.is_dir() {
+        private_dir(&dest.join("http-tls"))?;
+        for name in ["cert.pem", "key.pem"] {
+            let rel = Path::new("http-tls").join(name);
+            if tls.join(name).is_file() {
+                add(rel.clone(), copy_private(&tls.join(name), &dest.join(&rel))?);
+            }
+        }
+    }
 
     let mut dirs: Vec<(PathBuf, PathBuf)> = entries(data, |p| p.is_dir() && is_journal(p))?
         .into_iter()

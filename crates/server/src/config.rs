@@ -234,39 +234,38 @@ pub struct PortalConfig {
 }
 
 impl PortalConfig {
-    /// The portal is served over plain HTTP, which is only allowed on loopback: a
-    /// password or session cookie must not cross a network in clear.
+    /// The portal needs a listener to be served on.
     pub fn check(&self, http: &HttpConfig) -> Result<(), String> {
-        if !self.enabled {
-            return Ok(());
-        }
-        if http.listen.is_empty() {
+        if self.enabled && http.listen.is_empty() {
             return Err("portal.enabled needs [http] listen addresses to serve it on".into());
-        }
-        if let Some(a) = http.listen.iter().find(|a| !a.ip().is_loopback()) {
-            return Err(format!(
-                "portal.enabled with [http] listen address {a}: the portal is served over plain HTTP, which is \
-                 allowed on loopback addresses only (put a TLS reverse proxy on this host in front of a loopback \
-                 address)"
-            ));
         }
         Ok(())
     }
 }
 
-/// `[http]`: the HTTP listener (push approval pages, health).
+/// `[http]`: the HTTPS listener (portal, REST API, push approval and enrolment pages,
+/// `/metrics`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: Vec<SocketAddr>,
+    /// Serve HTTPS (the default). `false` serves plain HTTP, which is allowed only when
+    /// every listen address is a loopback address.
+    pub tls: bool,
+    /// The certificate chain (PEM, the server's certificate first). Without it and
+    /// `private_key`, a self-signed certificate is made on first start and kept in
+    /// `<data_dir>/http-tls/`.
+    pub certificate: Option<PathBuf>,
+    /// The private key of `certificate` (PEM).
+    pub private_key: Option<PathBuf>,
     /// Base URL users reach the listener at (enrolment links); default
-    /// `http://<first listen address>`.
+    /// `https://<first listen address>` (`http://` with `tls = false`).
     pub public_url: Option<String>,
     /// Open connections at most, over all listen addresses (see `http.rs` for the file
     /// descriptor arithmetic).
     pub max_connections: usize,
-    /// The whole request header must arrive within this many seconds of the server
-    /// starting to wait for it.
+    /// The TLS handshake, and then the whole request header, must each arrive within
+    /// this many seconds of the server starting to wait for it.
     pub header_timeout_seconds: u64,
     /// A connection with no request in progress that moves no byte for this long is
     /// closed.
@@ -285,6 +284,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: Vec::new(),
+            tls: true,
+            certificate: None,
+            private_key: None,
             public_url: None,
             max_connections: 512,
             header_timeout_seconds: 10,
@@ -300,10 +302,37 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// The base URL for links.
     pub fn base_url(&self) -> Option<String> {
+        let scheme = if self.tls { "https" } else { "http" };
         self.public_url
             .clone()
-            .or_else(|| self.listen.first().map(|a| format!("http://{a}")))
+            .or_else(|| self.listen.first().map(|a| format!("{scheme}://{a}")))
             .map(|u| u.trim_end_matches('/').to_string())
+    }
+
+    /// Plain HTTP carries passwords, session cookies and approval links in clear, so
+    /// it is served on loopback addresses only; a certificate needs its key.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.tls {
+            if let Some(a) = self.listen.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(format!(
+                    "http.tls = false with [http] listen address {a}: plain HTTP is allowed on loopback addresses \
+                     only. Remove `tls = false` to serve HTTPS (with http.certificate and http.private_key, or a \
+                     self-signed certificate made on first start), or listen on 127.0.0.1 behind a TLS reverse \
+                     proxy on this host"
+                ));
+            }
+            if self.certificate.is_some() || self.private_key.is_some() {
+                return Err("http.certificate and http.private_key are set but http.tls = false: remove them, \
+                            or `tls = false`"
+                    .into());
+            }
+        }
+        if self.certificate.is_some() != self.private_key.is_some() {
+            return Err("http.certificate and http.private_key go together: set both, or neither for a \
+                        self-signed certificate made on first start"
+                .into());
+        }
+        Ok(())
     }
 }
 
@@ -852,7 +881,7 @@ impl Config {
 
     /// The demo configuration used when `serve` runs without a file.
     pub fn demo() -> Self {
-        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n\n[http]\nlisten = [\"127.0.0.1:8080\"]\n\n[portal]\nenabled = true\n";
+        let text = "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\nauth_listen = [\"127.0.0.1:1812\"]\n\n[storage]\ndata_dir = \"portcullis-data\"\n\n[[client]]\nname = \"localhost\"\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[[network_policy]]\nname = \"demo: any local user\"\n\n[http]\nlisten = [\"127.0.0.1:8443\"]\n\n[portal]\nenabled = true\n";
         let mut config = Self::parse("<demo>", text, Path::new(".")).expect("the demo configuration is valid");
         // Where scripts/fetch-geoip.sh puts DB-IP City Lite.
         let geo = Path::new(DEMO_GEOIP);
@@ -868,6 +897,10 @@ impl Config {
             line: Some(line_of(text, span.start)),
             message,
         };
+        if let Err(message) = self.http.check() {
+            let line = text.find("[http]").map(|i| line_of(text, i));
+            return Err(ConfigError { file: file.into(), line, message });
+        }
         if let Err(message) = self.portal.check(&self.http) {
             let line = text.find("[portal]").map(|i| line_of(text, i));
             return Err(ConfigError { file: file.into(), line, message });
@@ -996,11 +1029,13 @@ impl Config {
             .exports
             .iter_mut()
             .flat_map(|e| [&mut e.ca_file, &mut e.client_cert_file, &mut e.client_key_file, &mut e.secret_file]);
+        let http_files = [&mut self.http.certificate, &mut self.http.private_key];
         for f in [Some(&mut self.eap.certificate), Some(&mut self.eap.private_key), nps_dir]
             .into_iter()
             .flatten()
             .chain(export_files)
             .chain([&mut self.metrics.token_file])
+            .chain(http_files)
             .flatten()
         {
             if f.is_relative() {
@@ -1275,6 +1310,27 @@ mod tests {
     fn demo_is_valid() {
         let d = Config::demo();
         assert_eq!(d.client_list().count(), 1);
+        assert!(d.http.tls);
+        assert_eq!(d.http.base_url().as_deref(), Some("https://127.0.0.1:8443"));
+    }
+
+    #[test]
+    fn plain_http_is_for_loopback_only() {
+        let portal = "[portal]\nenabled = true\n";
+        let over_tls = parse(&format!("{OK}[http]\nlisten = [\"0.0.0.0:8443\"]\n{portal}")).unwrap();
+        assert!(over_tls.http.tls, "HTTPS is the default, on any address");
+        for listen in ["\"0.0.0.0:8080\"", "\"127.0.0.1:8080\", \"[2001:db8::1]:8080\""] {
+            let e = parse(&format!("{OK}[http]\nlisten = [{listen}]\ntls = false\n{portal}")).unwrap_err();
+            assert!(e.message.contains("http.tls = false") && e.message.contains("loopback"), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+        let plain = parse(&format!("{OK}[http]\nlisten = [\"127.0.0.1:8080\", \"[::1]:8080\"]\ntls = false\n{portal}"));
+        assert_eq!(plain.unwrap().http.base_url().as_deref(), Some("http://127.0.0.1:8080"));
+        let e = parse(&format!("{OK}[http]\nlisten = [\"127.0.0.1:8443\"]\ncertificate = \"c.pem\"\n")).unwrap_err();
+        assert!(e.message.contains("http.private_key"), "{e}");
+        let both = "certificate = \"c.pem\"\nprivate_key = \"k.pem\"\n";
+        let e = parse(&format!("{OK}[http]\nlisten = [\"127.0.0.1:8080\"]\ntls = false\n{both}")).unwrap_err();
+        assert!(e.message.contains("tls = false"), "{e}");
     }
 
     const MFA_POLICY: &str = "[[network_policy]]\nname = \"staff\"\nmfa = \"required\"\n";

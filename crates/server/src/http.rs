@@ -1,7 +1,8 @@
-//! Serves the `[http]` listener (push approval and enrolment pages, `/health`) so that
-//! no client can hold it open: every connection has a deadline for its header, its
-//! request and its silences, bodies and headers are bounded, and the number of open
-//! connections is capped.
+//! Serves the `[http]` listener (portal, REST API, push approval and enrolment pages,
+//! `/metrics`), over TLS unless configured otherwise, so that no client can hold it
+//! open: every connection has a deadline for its TLS handshake, its header, its request
+//! and its silences, bodies and headers are bounded, and the number of open connections
+//! is capped.
 //!
 //! The cap is what keeps file descriptors for the rest of the server. A second factor
 //! that cannot be checked because a webhook call or a database open failed for want of
@@ -56,6 +57,8 @@ const WEBHOOK_RESERVE: u64 = 1024;
 const EVICTION_WAIT: Duration = Duration::from_millis(200);
 /// Pause after a failed `accept` (out of descriptors, say) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// `Strict-Transport-Security` of every response over TLS: one year.
+const HSTS: &str = "max-age=31536000";
 /// hyper refuses read buffers smaller than this.
 const MIN_READ_BUFFER: usize = 8192;
 
@@ -200,9 +203,14 @@ impl Connections {
     }
 }
 
-/// Accepts connections on `listener` and serves `app` on each within the limits.
-/// Runs until the task is aborted.
-pub async fn serve(listener: TcpListener, app: axum::Router, connections: Arc<Connections>) {
+/// Accepts connections on `listener` and serves `app` on each within the limits, over
+/// TLS when `tls` is given. Runs until the task is aborted.
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    connections: Arc<Connections>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -228,7 +236,8 @@ pub async fn serve(listener: TcpListener, app: axum::Router, connections: Arc<Co
             close: Notify::new(),
         });
         lock(&connections.open).insert(id, Arc::clone(&watch));
-        tokio::spawn(connection(Arc::clone(&connections), stream, peer, app.clone(), (id, watch, permit)));
+        let slot = (id, watch, permit);
+        tokio::spawn(connection(Arc::clone(&connections), stream, peer, app.clone(), tls.clone(), slot));
     }
 }
 
@@ -237,14 +246,49 @@ async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     app: axum::Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     (id, watch, permit): (u64, Arc<Watch>, OwnedSemaphorePermit),
 ) {
-    let limits = &connections.limits;
+    let tracked = Tracked { inner: stream, watch: Arc::clone(&watch), connections: Arc::clone(&connections) };
+    match tls {
+        None => requests(&connections, TokioIo::new(tracked), peer, app, &watch, false).await,
+        Some(acceptor) => {
+            // The handshake has the header's deadline, and the connection, with no
+            // request in progress yet, can be closed to make room for another.
+            let handshake = tokio::time::timeout(connections.limits.header_timeout, acceptor.accept(tracked));
+            tokio::select! {
+                accepted = handshake => match accepted {
+                    Ok(Ok(stream)) => requests(&connections, TokioIo::new(stream), peer, app, &watch, true).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+                () = watch.close.notified() => {}
+            }
+        }
+    }
+    // The socket is closed (by `requests`, or with the handshake) before its slot is
+    // given back.
+    lock(&connections.open).remove(&id);
+    drop(permit);
+}
 
-    let io = TokioIo::new(Tracked { inner: stream, watch: Arc::clone(&watch), connections: Arc::clone(&connections) });
+/// Serves the requests of one connection until it ends, is closed for another or
+/// stays quiet too long. Over TLS every response carries HSTS, so a browser that once
+/// reached the listener never sends it a request in clear.
+async fn requests<S>(
+    connections: &Connections,
+    io: TokioIo<S>,
+    peer: SocketAddr,
+    app: axum::Router,
+    watch: &Arc<Watch>,
+    tls: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = &connections.limits;
     let app = TowerToHyperService::new(app);
     let service = {
-        let watch = Arc::clone(&watch);
+        let watch = Arc::clone(watch);
         let (max_body, request_timeout) = (limits.max_body_bytes, limits.request_timeout);
         hyper::service::service_fn(move |request: Request<Incoming>| {
             let guard = InFlight::enter(&watch);
@@ -264,7 +308,13 @@ async fn connection(
                 let mut request = request.map(|body| http_body_util::Limited::new(body, max_body as usize));
                 request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 match tokio::time::timeout(request_timeout, hyper::service::Service::call(&app, request)).await {
-                    Ok(Ok(response)) => Ok(response),
+                    Ok(Ok(mut response)) => {
+                        if tls {
+                            let hsts = header::HeaderValue::from_static(HSTS);
+                            response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+                        }
+                        Ok(response)
+                    }
                     Ok(Err(never)) => match never {},
                     Err(_) => Ok(closing(StatusCode::REQUEST_TIMEOUT)),
                 }
@@ -306,10 +356,7 @@ async fn connection(
             }
         }
     }
-    // The socket is closed before its slot is given back.
     drop(conn);
-    lock(&connections.open).remove(&id);
-    drop(permit);
 }
 
 /// Counts one more; the new count when it is a power of two (the times to log it).

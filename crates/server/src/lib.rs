@@ -10,6 +10,7 @@ pub mod applier;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod certs;
 /// The second-factor service and enrolment (also used by the CLI).
 pub use auth::factor as mfa;
 pub mod client_watch;
@@ -159,8 +160,35 @@ fn portal(config: &Config) -> Result<(portcullis_web::Portal, PortalClients), St
         configured: config.client_list().map(|c| (c.name.clone(), c.address.to_string())).collect(),
         clients: Arc::clone(&clients),
     };
-    let options = portcullis_web::Options { tls: false };
+    let options = portcullis_web::Options { tls: config.http.tls };
     Ok((portcullis_web::Portal::new(store, accounts, Arc::new(view), options), clients))
+}
+
+/// The `[http]` listener's TLS: the configured certificate, or the self-signed one of
+/// `<data_dir>/http-tls/` (made on first start). Its fingerprint is logged, so an
+/// administrator can compare it with the one the browser shows.
+fn http_tls(config: &Config) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    let made = certs::ensure_http_certificate(config).map_err(StartError::Config)?;
+    let (cert, key) = certs::http_files(config);
+    let tls = certs::http_tls_config(&cert, &key).map_err(StartError::Config)?;
+    let pem = std::fs::read(&cert).map_err(|e| StartError::Config(format!("cannot read {}: {e}", cert.display())))?;
+    let summary = certs::summarize(&pem).map_err(|e| StartError::Config(format!("{}: {e}", cert.display())))?;
+    let expires = summary.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let what = match made {
+        certs::HttpCertificate::Configured => "configured",
+        certs::HttpCertificate::Reused => "self-signed",
+        certs::HttpCertificate::Made => "self-signed, made now",
+    };
+    tracing::info!(
+        certificate = %cert.display(),
+        sha256 = %summary.fingerprint(),
+        %expires,
+        "HTTPS certificate ({what}); compare its SHA-256 fingerprint with the one the browser shows"
+    );
+    if summary.not_after <= time::OffsetDateTime::now_utc() {
+        tracing::warn!(certificate = %cert.display(), %expires, "the HTTPS certificate has expired");
+    }
+    Ok(tokio_rustls::TlsAcceptor::from(tls))
 }
 
 /// The export sinks, each with a store connection of its own and its cursor in
@@ -574,6 +602,7 @@ impl Server {
                 .map_err(StartError::Config)?;
         }
         let connections = http::Connections::new(limits);
+        let tls = if config.http.tls && !config.http.listen.is_empty() { Some(http_tls(config)?) } else { None };
         let portal = if config.portal.enabled { Some(portal(config)?) } else { None };
         let portal = portal.map(|(portal, clients)| {
             portal_clients = Some(clients);
@@ -600,8 +629,12 @@ impl Server {
             if let Some(metrics) = &metrics {
                 app = app.merge(metrics::router(Arc::clone(metrics)));
             }
-            tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections))));
-            tracing::info!(%local, "HTTP listener ready");
+            tasks.push(tokio::spawn(http::serve(listener, app, Arc::clone(&connections), tls.clone())));
+            if tls.is_some() {
+                tracing::info!(url = %format!("https://{local}/"), "HTTPS listener ready");
+            } else {
+                tracing::info!(url = %format!("http://{local}/"), "HTTP listener ready (plain, loopback only)");
+            }
         }
         // Counters reach storage every two seconds, so `portcullis stats` sees them.
         let counters = Arc::clone(&shared);

@@ -1,19 +1,58 @@
 //! The OpenAPI document and the router agree: every documented route is routed (it
 //! asks for credentials rather than answering 404 or 405), and the document lists
-//! exactly the API's routes.
+//! exactly the API's routes. Over TLS the session cookie is `__Host-` prefixed and
+//! `Secure`, and HSTS is sent; over plain HTTP (loopback only) neither.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use portcullis_storage::{PortalDb, SqliteStore, SyncMode};
+use axum::http::{Request, StatusCode, header};
+use portcullis_storage::{PortalDb, Role, SqliteStore, SyncMode};
 use portcullis_web::{NoServer, Options, Portal, ROUTES, openapi_document};
 use tower::ServiceExt;
 
 fn portal(dir: &std::path::Path) -> axum::Router {
+    portal_with(dir, Options { tls: false })
+}
+
+fn portal_with(dir: &std::path::Path, options: Options) -> axum::Router {
     let store = SqliteStore::open(dir, SyncMode::Normal).unwrap();
     let accounts = PortalDb::open(dir).unwrap();
-    Portal::new(Box::new(store), accounts, Arc::new(NoServer), Options { tls: false }).router()
+    Portal::new(Box::new(store), accounts, Arc::new(NoServer), options).router()
+}
+
+#[tokio::test]
+async fn over_tls_the_session_cookie_is_host_only_and_secure() {
+    for tls in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = portcullis_web::auth::hash_password("a-portal-password").unwrap();
+        PortalDb::open(dir.path()).unwrap().add_account("admin", Role::Admin, &hash, 0).unwrap();
+        let router = portal_with(dir.path(), Options { tls });
+        let request = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "same-origin")
+            .body(Body::from("name=admin&password=a-portal-password"))
+            .unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "tls = {tls}");
+        let cookies: Vec<&str> =
+            response.headers().get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+        let session = cookies.iter().find(|c| c.contains("portcullis_session=")).unwrap();
+        let hsts = response.headers().get(header::STRICT_TRANSPORT_SECURITY);
+        for part in ["; Path=/", "; HttpOnly", "; SameSite=Strict"] {
+            assert!(session.contains(part), "{part} in {session}");
+        }
+        assert!(!session.contains("Domain="), "{session}");
+        if tls {
+            assert!(session.starts_with("__Host-portcullis_session=") && session.ends_with("; Secure"), "{session}");
+            assert!(hsts.is_some_and(|v| v.to_str().unwrap().starts_with("max-age=")), "{hsts:?}");
+        } else {
+            assert!(session.starts_with("portcullis_session=") && !session.contains("Secure"), "{session}");
+            assert!(hsts.is_none(), "no HSTS over plain HTTP");
+        }
+    }
 }
 
 async fn status(router: &axum::Router, method: &str, path: &str) -> StatusCode {
