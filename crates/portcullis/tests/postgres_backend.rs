@@ -107,6 +107,20 @@ fn two_nodes_share_one_database_and_an_outage_delays_only_the_shared_copy() {
     // The outage was logged, without the connection string's password.
     let log = a.log();
     assert!(!log.contains(portcullis_storage_postgres::testing::PASSWORD), "{log}");
+    // A third node started with node-b's id is refused: they would share one position.
+    let twin = tempfile::tempdir().unwrap();
+    std::fs::write(twin.path().join("db.url"), format!("{url}\n")).unwrap();
+    let text = std::fs::read_to_string(&b.config).unwrap().replace(&b.port.to_string(), &free_port().to_string());
+    let text = text.replace(&http.to_string(), &free_port().to_string());
+    let text = text.replace(&b.auth_port.to_string(), &free_port().to_string());
+    std::fs::write(twin.path().join("portcullis.toml"), text).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["serve", "--config"])
+        .arg(twin.path().join("portcullis.toml"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("node-b") && err.contains("node_id"), "{err}");
     // The maintenance commands that rewrite the embedded store refuse a shared one.
     let out = a.cli(&["rebuild"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("postgres"), "{out:?}");

@@ -122,6 +122,19 @@ pub fn require_embedded(config: &Config, what: &str) -> Result<(), StorageError>
     }
 }
 
+/// The server's own store: [`open_configured_store`], holding the node's claim on a
+/// shared database.
+fn open_node_store(config: &Config) -> Result<Box<dyn Store>, StorageError> {
+    match config.storage.backend {
+        config::Backend::Sqlite => Ok(Box::new(open_store(config)?)),
+        config::Backend::Postgres => {
+            let mut store = open_postgres(config)?;
+            store.claim_node()?;
+            Ok(Box::new(store))
+        }
+    }
+}
+
 /// Another connection to the configured store, opened after [`open_configured_store`]
 /// (which created or upgraded the schema): the portal's, each export sink's, the
 /// metrics'.
@@ -458,9 +471,9 @@ impl Server {
     /// tokio runtime.
     pub fn start(config: &Config) -> Result<Self, StartError> {
         let lock = lock_data_dir(&config.storage.data_dir, "start the server")?;
-        let store = open_configured_store(config)?;
-        // Counters go on from where the last run stopped.
-        // Off the runtime's thread: a PostgreSQL store's calls block.
+        let store = open_node_store(config)?;
+        // Counters go on from where the last run stopped; read off the runtime thread,
+        // since a PostgreSQL store's calls block.
         let (mut store, stored_counters) = std::thread::scope(|scope| {
             scope
                 .spawn(move || {

@@ -139,6 +139,8 @@ pub struct PgStore {
     config: postgres::Config,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     node: String,
+    /// Whether this connection holds the node's claim (the applier's does).
+    claim: bool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -190,6 +192,7 @@ impl PgStore {
             config: connect::config(url)?,
             tls: connect::tls(tls)?,
             node: node.to_string(),
+            claim: false,
         };
         store.migrate()?;
         Ok(store)
@@ -202,9 +205,18 @@ impl PgStore {
             config: self.config.clone(),
             tls: self.tls.clone(),
             node: self.node.clone(),
+            claim: false,
         };
         other.with(|_| Ok(()))?;
         Ok(other)
+    }
+
+    /// Makes this connection the node's writer: it holds a session advisory lock on
+    /// the node id (taken again after every reconnect), so a second node started with
+    /// the same `node_id` is refused instead of sharing one journal position with it.
+    pub fn claim_node(&mut self) -> Result<(), StorageError> {
+        self.claim = true;
+        self.with(|_| Ok(()))
     }
 
     /// The node whose journal position this store keeps.
@@ -269,7 +281,24 @@ impl PgStore {
             }
         }
         if slot.is_none() {
-            *slot = Some(self.connect().map_err(|e| self.error(&e))?);
+            let mut conn = self.connect().map_err(|e| self.error(&e))?;
+            if self.claim {
+                let key = format!("portcullis-node:{}", self.node);
+                let held = outside_runtime(|| {
+                    conn.client
+                        .query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key])
+                        .map(|r| r.get::<_, bool>(0))
+                })
+                .map_err(|e| self.error(&e))?;
+                if !held {
+                    discard(conn);
+                    return Err(StorageError::Invalid(format!(
+                        "another node is connected with storage.node_id {:?}; give every node its own",
+                        self.node
+                    )));
+                }
+            }
+            *slot = Some(conn);
         }
         let Some(conn) = slot.as_mut() else { unreachable!("connected above") };
         let result = f(conn);
