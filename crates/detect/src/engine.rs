@@ -185,6 +185,8 @@ struct Pending {
 #[derive(Debug, Clone)]
 struct Open {
     session: u64,
+    /// The configured client the Start came through (hashed; "" for none).
+    client: u64,
     nas: u64,
     nas_ip: Option<u64>,
     device: Option<u64>,
@@ -549,8 +551,7 @@ impl Engine {
         let egress = self.config.is_egress(event.ip, Some(&location));
         let cc = country_code(&location).filter(|_| !location.internal);
         let session = event.session.as_deref().map(|s| self.hash(s)).unwrap_or_else(|| self.hash(&event.identity()));
-        let nas = self.hash(event.nas.as_deref().unwrap_or(""));
-        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
+        let (client, nas, nas_ip) = self.nas_of(event);
         let device = event.device.as_deref().map(clip).filter(|d| !d.is_empty());
         let device_hash = device.map(|d| self.hash(d));
         let fix = self.fix_of(event, place, device_hash).filter(|_| !egress && !location.internal);
@@ -805,7 +806,7 @@ impl Engine {
         if state.open.len() >= MAX_OPEN {
             state.open.remove(0);
         }
-        state.open.push(Open { session, nas, nas_ip, device: device_hash, start: event.time, fix });
+        state.open.push(Open { session, client, nas, nas_ip, device: device_hash, start: event.time, fix });
         count_user(&mut self.org_countries, new_cc, dropped_cc);
         count_user(&mut self.org_asns, new_asn, dropped_asn);
 
@@ -904,11 +905,25 @@ impl Engine {
         }
     }
 
-    fn nas_reset(&mut self, event: &Event) {
+    /// The configured client, NAS-Identifier and NAS-IP-Address of an event, hashed.
+    fn nas_of(&self, event: &Event) -> (u64, u64, Option<u64>) {
+        let client = self.hash(event.client.as_deref().unwrap_or(""));
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
-        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
+        (client, nas, event.nas_ip.map(|i| self.hash(&i.to_string())))
+    }
+
+    /// Accounting-On/Off ends the sessions of the NAS named by NAS-Identifier or
+    /// NAS-IP-Address (a reset naming either matches sessions recorded under the other)
+    /// that started by then, as the store does. The names are claims, so only sessions
+    /// recorded through the same configured client end: a client cannot silence the
+    /// concurrent-session detection of another NAS by naming it.
+    fn nas_reset(&mut self, event: &Event) {
+        let (client, nas, nas_ip) = self.nas_of(event);
         for state in self.users.values_mut() {
-            state.open.retain(|o| (o.nas != nas && (nas_ip.is_none() || o.nas_ip != nas_ip)) || o.start > event.time);
+            state.open.retain(|o| {
+                let named = o.nas == nas || nas_ip.is_some() && o.nas_ip == nas_ip;
+                !(named && o.client == client) || o.start > event.time
+            });
         }
     }
 
@@ -1316,6 +1331,7 @@ mod tests {
             device: Some(device.into()),
             nas: Some("gw".into()),
             nas_ip: None,
+            client: None,
             session: Some(session.into()),
             reason: None,
             location: Some(l),
@@ -1331,6 +1347,7 @@ mod tests {
             device: None,
             nas: None,
             nas_ip: None,
+            client: None,
             session: None,
             reason: reason.map(Into::into),
             location: None,
@@ -1700,6 +1717,34 @@ mod tests {
         stop.kind = EventKind::VpnStop;
         let a = e.ingest_all(&[stop, start(T0 + 20 * 3600, "d", "198.51.100.1", "PC", ny, "2")]);
         assert!(a.iter().all(|a| a.kind != AlertKind::ConcurrentSessions));
+    }
+
+    #[test]
+    fn a_nas_reset_ends_only_sessions_recorded_through_the_same_client() {
+        // Bob's session came through client "hq". A reset naming his NAS through
+        // client "branch" (whose secret an attacker holds) ends nothing of it, so the
+        // attacker's far session is still concurrent with it; one through "hq" does.
+        let through = |mut e: Event, client: &str| {
+            e.client = Some(client.into());
+            e
+        };
+        let reset = |client: &str| Event {
+            kind: EventKind::NasReset,
+            user: String::new(),
+            nas: Some("gw".into()),
+            session: None,
+            location: None,
+            client: Some(client.into()),
+            ..start(T0 + 3600, "", "192.0.2.1", "", berlin(), "")
+        };
+        let ny = loc("US", "New York", 40.71, -74.0, Some(50), 64510);
+        let far = through(start(T0 + 2 * 3600, "bob", "198.51.100.1", "PC", ny, "2"), "hq");
+        for (client, concurrent) in [("branch", true), ("hq", false)] {
+            let mut e = Engine::new(Config::default());
+            let home = through(start(T0, "bob", "192.0.2.1", "LT", berlin(), "1"), "hq");
+            let a = e.ingest_all(&[home, reset(client), far.clone()]);
+            assert_eq!(kinds(&a).contains(&AlertKind::ConcurrentSessions), concurrent, "reset via {client}: {a:?}");
+        }
     }
 
     #[test]

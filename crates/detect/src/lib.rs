@@ -24,7 +24,7 @@ pub enum EventKind {
     VpnStart,
     /// Accounting Stop.
     VpnStop,
-    /// Accounting-On/Off: every session of the NAS ended.
+    /// Accounting-On/Off: every session of the NAS (through the same client) ended.
     NasReset,
     /// Access-Accept.
     AuthSuccess,
@@ -59,6 +59,11 @@ pub struct Event {
     /// by address ends the sessions recorded under its NAS-Identifier, and the reverse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nas_ip: Option<IpAddr>,
+    /// The configured RADIUS client the record came through (none for history files):
+    /// an Accounting-On/Off ends only the sessions recorded through the same client,
+    /// since the NAS names in it are claims another client could make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// Stable session key (accounting) — identifies the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,

@@ -79,9 +79,24 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             })
         })
         .collect();
+    // Where each device name came from (attribute and vendor), as the latest session
+    // claiming it recorded: the connecting computer chooses every one of them.
+    let source_of = |device: &str| {
+        sessions
+            .iter()
+            .filter(|s| s.device.as_deref() == Some(device))
+            .max_by_key(|s| s.started_at)
+            .and_then(|s| s.details.get("device_source").and_then(|v| v.as_str()).map(str::to_owned))
+    };
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(&profile)?;
+            if let Some(list) = v["devices"].as_array_mut() {
+                for d in list {
+                    let source = d["value"].as_str().and_then(source_of);
+                    d["source"] = json!(source);
+                }
+            }
             v["open_alerts"] = json!(open_alerts.iter().map(|a| a.id).collect::<Vec<_>>());
             v["timeline"] = json!(entries);
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -104,7 +119,12 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             for (title, list) in [("addresses", &profile.ips), ("devices", &profile.devices), ("NAS", &profile.nas)] {
                 println!("\n{title}:");
                 for s in list {
-                    println!("  {:<28} {:>5}x  {} .. {}", s.value, s.count, s.first_seen, s.last_seen);
+                    let source = if title == "devices" {
+                        format!("  claimed by {}", source_of(&s.value).as_deref().unwrap_or("an unrecorded attribute"))
+                    } else {
+                        String::new()
+                    };
+                    println!("  {:<28} {:>5}x  {} .. {}{source}", s.value, s.count, s.first_seen, s.last_seen);
                 }
             }
             println!("\ntimeline (newest first):");
