@@ -11,6 +11,8 @@ use serde_json::json;
 use crate::{AlertDraft, AlertKind, Config, Event, EventKind, neighbours};
 
 const DAY: i64 = 86_400;
+/// Hours at airports on a journey by air, on top of the flight.
+const GROUND_HOURS: f64 = 3.0;
 /// Per-user bounds: the newest entries are kept.
 const MAX_PLACES: usize = 48;
 const MAX_IPS: usize = 48;
@@ -113,12 +115,19 @@ fn place_device(list: &mut Vec<(u64, Fix)>, device: u64, fix: Fix) {
     list.push((device, fix));
 }
 
-/// Whether the hour of `time` (UTC), or one next to it, holds at least a tenth of the
-/// user's connections.
-fn usual_hour(hours: &[u16; 24], time: i64) -> bool {
+/// The hour of the day (0..24) of `time` in the solar time of `longitude` (UTC when it is
+/// unknown): people work by the sun where they are, so a traveller's morning abroad is
+/// their morning at home. Solar time is within an hour or so of civil time almost
+/// everywhere, and [`usual_hour`] accepts the next hours too.
+fn local_hour(time: i64, longitude: Option<f32>) -> usize {
+    let offset = longitude.filter(|l| l.is_finite()).map_or(0, |l| (f64::from(l) / 15.0).round() as i64);
+    ((time + offset * 3600).rem_euclid(DAY) / 3600) as usize
+}
+
+/// Whether `hour`, or one next to it, holds at least a tenth of the user's connections.
+fn usual_hour(hours: &[u16; 24], hour: usize) -> bool {
     let total: u32 = hours.iter().map(|&h| u32::from(h)).sum();
-    let h = time.rem_euclid(DAY) / 3600;
-    [h + 23, h, h + 1].iter().any(|&x| u32::from(hours[(x % 24) as usize]) * 10 >= total.max(1))
+    [hour + 23, hour, hour + 1].iter().any(|&x| u32::from(hours[x % 24]) * 10 >= total.max(1))
 }
 
 /// Adds `time` to a bounded list of recent times; when at least `needed` fall within
@@ -176,6 +185,8 @@ struct Pending {
 #[derive(Debug, Clone)]
 struct Open {
     session: u64,
+    /// The configured client the Start came through (hashed; "" for none).
+    client: u64,
     nas: u64,
     nas_ip: Option<u64>,
     device: Option<u64>,
@@ -540,8 +551,7 @@ impl Engine {
         let egress = self.config.is_egress(event.ip, Some(&location));
         let cc = country_code(&location).filter(|_| !location.internal);
         let session = event.session.as_deref().map(|s| self.hash(s)).unwrap_or_else(|| self.hash(&event.identity()));
-        let nas = self.hash(event.nas.as_deref().unwrap_or(""));
-        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
+        let (client, nas, nas_ip) = self.nas_of(event);
         let device = event.device.as_deref().map(clip).filter(|d| !d.is_empty());
         let device_hash = device.map(|d| self.hash(d));
         let fix = self.fix_of(event, place, device_hash).filter(|_| !egress && !location.internal);
@@ -550,7 +560,8 @@ impl Engine {
         let history_since = event.time - i64::from(config.new_country.history_days) * DAY;
         let common = cc.map(|c| self.org_common(c)).unwrap_or(true);
         let rare_country = cc.is_some_and(|c| !self.widespread(&self.org_countries, &c));
-        let rare_asn = location.asn.is_some_and(|a| !self.widespread(&self.org_asns, &a));
+        let common_network = location.asn.is_some_and(|a| self.widespread(&self.org_asns, &a));
+        let rare_asn = location.asn.is_some() && !common_network;
         let enabled = |k| config.enabled.contains(&k);
         let Some(state) = self.user_mut(&event.user, event.time) else { return };
         let mut found = Vec::new();
@@ -598,6 +609,21 @@ impl Engine {
             claim_consistent && place.is_some() && p.place == place && p.device == device_hash && p.asn == location.asn
         });
 
+        // The hour of the user's day. A body keeps the clock of where it was last until
+        // it could have travelled here by air (the flight plus time at airports): a
+        // traveller's morning abroad is their usual morning, a connection from the other
+        // side of the world hours after the user left the office is at the user's night.
+        // Egress and unknown places: where the user was last.
+        let arrived = |now: Fix, prev: Fix| {
+            let hours = (now.time - prev.time) as f64 / 3600.0;
+            hours >= motion(prev, now).1.max(0.0) / config.impossible_travel.max_speed_kmh + GROUND_HOURS
+        };
+        let clock = match (fix, state.fix) {
+            (Some(now), Some(prev)) if !arrived(now, prev) => Some(prev),
+            (now, prev) => now.or(prev),
+        };
+        let hour = local_hour(event.time, clock.map(|f| f.lon));
+
         // Suspicious VPN connection.
         let in_window = state.connections.iter().filter(|&&t| i64::from(t) >= window_since).count();
         let armed =
@@ -615,13 +641,21 @@ impl Engine {
             let new_device = device.is_some() && (!(seen_device || managed) || !claim_consistent);
             // The user's own computer in a rare country during their working hours is
             // a trip; the same name there at an hour they never work is not.
-            let odd_hour = !usual_hour(&state.hours, event.time);
+            let odd_hour = !usual_hour(&state.hours, hour);
             let strong_where = new_country && rare_country && (new_device || odd_hour);
-            let strong_device = new_device && (!claim_consistent || !v.managed_devices.is_empty());
+            // A computer new to the user deviates on its own when the organisation names
+            // its computers (it matches none of the patterns), when the physics
+            // contradicts its name, or at an hour the user does not connect in; a new
+            // computer in working hours is a replaced laptop or a first tablet.
+            let strong_device = new_device && (!claim_consistent || !v.managed_devices.is_empty() || odd_hour);
+            // A place or network new to the user, reached over a network many colleagues
+            // use (the national mobile carrier, whose addresses geolocate to its hub
+            // city; a large ISP) in a country that is not rare, is not somewhere new.
+            let new_where = (new_place || new_network) && (!common_network || new_country && rare_country);
             // Two features, as the model of the anchor: where (location or network) and
             // which computer. Without a device only "where" can deviate.
             let features = if device.is_some() { 2 } else { 1 };
-            let deviations = u32::from(new_place || new_network) + u32::from(new_device);
+            let deviations = u32::from(new_where) + u32::from(new_device);
             let strong = v.min_deviations <= 1 && (strong_where || strong_device);
             if strong || deviations >= v.min_deviations.max(2).min(features) {
                 let computers = recent(&state.devices, window_since) + usize::from(new_device && !seen_device);
@@ -759,7 +793,7 @@ impl Engine {
         if let Some(n) = event.nas.as_deref().map(clip) {
             touch_text(&mut state.nas, n, event.time, MAX_NAS);
         }
-        state.hours[(event.time.rem_euclid(DAY) / 3600) as usize] += 1;
+        state.hours[hour] += 1;
         if let Some(f) = fix {
             if state.fix.is_none_or(|p| p.time <= f.time) {
                 state.fix = Some(f);
@@ -772,7 +806,7 @@ impl Engine {
         if state.open.len() >= MAX_OPEN {
             state.open.remove(0);
         }
-        state.open.push(Open { session, nas, nas_ip, device: device_hash, start: event.time, fix });
+        state.open.push(Open { session, client, nas, nas_ip, device: device_hash, start: event.time, fix });
         count_user(&mut self.org_countries, new_cc, dropped_cc);
         count_user(&mut self.org_asns, new_asn, dropped_asn);
 
@@ -871,11 +905,25 @@ impl Engine {
         }
     }
 
-    fn nas_reset(&mut self, event: &Event) {
+    /// The configured client, NAS-Identifier and NAS-IP-Address of an event, hashed.
+    fn nas_of(&self, event: &Event) -> (u64, u64, Option<u64>) {
+        let client = self.hash(event.client.as_deref().unwrap_or(""));
         let nas = self.hash(event.nas.as_deref().unwrap_or(""));
-        let nas_ip = event.nas_ip.map(|i| self.hash(&i.to_string()));
+        (client, nas, event.nas_ip.map(|i| self.hash(&i.to_string())))
+    }
+
+    /// Accounting-On/Off ends the sessions of the NAS named by NAS-Identifier or
+    /// NAS-IP-Address (a reset naming either matches sessions recorded under the other)
+    /// that started by then, as the store does. The names are claims, so only sessions
+    /// recorded through the same configured client end: a client cannot silence the
+    /// concurrent-session detection of another NAS by naming it.
+    fn nas_reset(&mut self, event: &Event) {
+        let (client, nas, nas_ip) = self.nas_of(event);
         for state in self.users.values_mut() {
-            state.open.retain(|o| (o.nas != nas && (nas_ip.is_none() || o.nas_ip != nas_ip)) || o.start > event.time);
+            state.open.retain(|o| {
+                let named = o.nas == nas || nas_ip.is_some() && o.nas_ip == nas_ip;
+                !(named && o.client == client) || o.start > event.time
+            });
         }
     }
 
@@ -1140,7 +1188,7 @@ impl Engine {
                     .collect(),
             ),
             asns: state.asns.iter().filter(|s| i64::from(s.last) >= since).map(|s| s.key).collect(),
-            usual_hours_utc: usual_hours,
+            usual_hours_local: usual_hours,
             open_sessions: state
                 .open
                 .iter()
@@ -1237,8 +1285,9 @@ pub struct Profile {
     pub nas: Vec<SeenView>,
     pub countries: Vec<SeenView>,
     pub asns: Vec<u32>,
-    /// Hours (UTC) holding at least a tenth of the user's connections.
-    pub usual_hours_utc: Vec<u8>,
+    /// Hours of the day holding at least a tenth of the user's connections, in the
+    /// solar time where the user was (see docs/detections.md).
+    pub usual_hours_local: Vec<u8>,
     pub open_sessions: Vec<OpenSessionView>,
     pub window_days: u32,
 }
@@ -1282,6 +1331,7 @@ mod tests {
             device: Some(device.into()),
             nas: Some("gw".into()),
             nas_ip: None,
+            client: None,
             session: Some(session.into()),
             reason: None,
             location: Some(l),
@@ -1297,6 +1347,7 @@ mod tests {
             device: None,
             nas: None,
             nas_ip: None,
+            client: None,
             session: None,
             reason: reason.map(Into::into),
             location: None,
@@ -1474,6 +1525,73 @@ mod tests {
         engine.ingest_all(&[start(T0 + d * DAY + 8 * 3600, "alice", "192.0.2.1", "LT-1", berlin(), &format!("s{d}"))]);
     }
 
+    fn vienna() -> Location {
+        loc("AT", "Vienna", 48.21, 16.37, Some(20), 65224)
+    }
+
+    fn new_york() -> Location {
+        loc("US", "New York", 40.71, -74.0, Some(20), 65131)
+    }
+
+    /// 40 working days in New York, 07:30 local (12:30 UTC).
+    fn new_yorker(e: &mut Engine) {
+        for d in 0..40 {
+            let t = T0 + d * DAY + 12 * 3600 + 1800;
+            e.ingest_all(&[start(t, "nina", "192.0.2.7", "LT-7", new_york(), &format!("n{d}"))]);
+        }
+    }
+
+    #[test]
+    fn a_trip_is_judged_by_the_hour_where_the_user_is() {
+        // Her own laptop in Vienna at 07:30 local (06:30 UTC, an hour she never connects
+        // at on the UTC clock) two days after she left New York: a trip.
+        let mut e = Engine::new(Config::default());
+        new_yorker(&mut e);
+        let trip = T0 + 41 * DAY + 6 * 3600 + 1800;
+        let a = e.ingest_all(&[start(trip, "nina", "198.51.100.9", "LT-7", vienna(), "trip")]);
+        assert!(!kinds(&a).contains(&AlertKind::SuspiciousVpnConnection), "{a:?}");
+    }
+
+    #[test]
+    fn a_far_connection_before_the_user_could_have_flown_keeps_the_home_clock() {
+        // The same laptop name in Vienna at 07:30 local, but eight hours after her day
+        // ended in New York (the flight and the airports take longer): at 01:30 on her
+        // clock, which she never connects at.
+        let mut e = Engine::new(Config::default());
+        new_yorker(&mut e);
+        let evening = T0 + 40 * DAY + 22 * 3600 + 1800;
+        e.ingest_all(&[start(evening, "nina", "192.0.2.7", "LT-7", new_york(), "late")]);
+        let a = e.ingest_all(&[start(evening + 8 * 3600, "nina", "198.51.100.9", "LT-7", vienna(), "x")]);
+        let a = a.iter().find(|a| a.kind == AlertKind::SuspiciousVpnConnection).expect("suspicious");
+        assert_eq!(a.evidence["unusual_hour"], true);
+    }
+
+    #[test]
+    fn a_new_tablet_on_a_network_colleagues_use_is_not_somewhere_new() {
+        // Ten colleagues connect over the national mobile carrier; alice's first tablet
+        // over it, in her working hours, deviates only in the computer.
+        let mut e = Engine::new(Config::default());
+        let carrier = loc("DE", "Frankfurt", 50.11, 8.68, Some(200), 65005);
+        for u in 0..10 {
+            let s = start(
+                T0 + 35 * DAY + u * 60,
+                &format!("c{u}"),
+                "192.0.2.20",
+                "LT-C",
+                carrier.clone(),
+                &format!("c{u}"),
+            );
+            e.ingest_all(&[s]);
+        }
+        learned(&mut e, 40);
+        let t = T0 + 40 * DAY + 8 * 3600;
+        let a = e.ingest_all(&[start(t, "alice", "192.0.2.30", "TAB-1", carrier.clone(), "tab")]);
+        assert!(!kinds(&a).contains(&AlertKind::SuspiciousVpnConnection), "{a:?}");
+        // The same at 02:00, an hour she never connects at, alerts.
+        let a = e.ingest_all(&[start(t + 18 * 3600, "alice", "192.0.2.30", "TAB-2", carrier, "tab2")]);
+        assert!(kinds(&a).contains(&AlertKind::SuspiciousVpnConnection), "{a:?}");
+    }
+
     #[test]
     fn impossible_travel_is_told_in_event_time_order() {
         let mut e = Engine::new(Config::default());
@@ -1602,6 +1720,34 @@ mod tests {
     }
 
     #[test]
+    fn a_nas_reset_ends_only_sessions_recorded_through_the_same_client() {
+        // Bob's session came through client "hq". A reset naming his NAS through
+        // client "branch" (whose secret an attacker holds) ends nothing of it, so the
+        // attacker's far session is still concurrent with it; one through "hq" does.
+        let through = |mut e: Event, client: &str| {
+            e.client = Some(client.into());
+            e
+        };
+        let reset = |client: &str| Event {
+            kind: EventKind::NasReset,
+            user: String::new(),
+            nas: Some("gw".into()),
+            session: None,
+            location: None,
+            client: Some(client.into()),
+            ..start(T0 + 3600, "", "192.0.2.1", "", berlin(), "")
+        };
+        let ny = loc("US", "New York", 40.71, -74.0, Some(50), 64510);
+        let far = through(start(T0 + 2 * 3600, "bob", "198.51.100.1", "PC", ny, "2"), "hq");
+        for (client, concurrent) in [("branch", true), ("hq", false)] {
+            let mut e = Engine::new(Config::default());
+            let home = through(start(T0, "bob", "192.0.2.1", "LT", berlin(), "1"), "hq");
+            let a = e.ingest_all(&[home, reset(client), far.clone()]);
+            assert_eq!(kinds(&a).contains(&AlertKind::ConcurrentSessions), concurrent, "reset via {client}: {a:?}");
+        }
+    }
+
+    #[test]
     fn a_nas_reset_by_address_ends_sessions_named_by_identifier() {
         let mut e = Engine::new(Config::default());
         let mut first = start(T0, "d", "192.0.2.1", "LT", berlin(), "1");
@@ -1723,7 +1869,7 @@ mod tests {
         assert_eq!(p.locations[0].first_seen, "2026-01-05T08:00:00Z");
         assert_eq!(p.ips[0].value, "192.0.2.1");
         assert_eq!(p.devices[0].value, "LT-1");
-        assert_eq!(p.usual_hours_utc, vec![8]);
+        assert_eq!(p.usual_hours_local, vec![9], "08:00 UTC is 09:00 in Berlin's solar time");
         assert_eq!(p.open_sessions.len(), 3);
     }
 

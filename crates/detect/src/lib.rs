@@ -24,7 +24,7 @@ pub enum EventKind {
     VpnStart,
     /// Accounting Stop.
     VpnStop,
-    /// Accounting-On/Off: every session of the NAS ended.
+    /// Accounting-On/Off: every session of the NAS (through the same client) ended.
     NasReset,
     /// Access-Accept.
     AuthSuccess,
@@ -59,6 +59,11 @@ pub struct Event {
     /// by address ends the sessions recorded under its NAS-Identifier, and the reverse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nas_ip: Option<IpAddr>,
+    /// The configured RADIUS client the record came through (none for history files):
+    /// an Accounting-On/Off ends only the sessions recorded through the same client,
+    /// since the NAS names in it are claims another client could make.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
     /// Stable session key (accounting) — identifies the connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
@@ -314,10 +319,12 @@ pub struct SuspiciousVpnConfig {
     /// 1 (default): one strong deviation alerts — a country new to the user in the
     /// window and rare across the organisation, reached on a new computer or at an
     /// hour the user does not connect in; a computer new to the user that matches no
-    /// `managed_devices` pattern (when patterns are set); a device name physically
-    /// impossible here. A new place or network and a new computer together alert too.
-    /// 2: only those two together (the anchor's two-feature rule, the behaviour before
-    /// strong deviations).
+    /// `managed_devices` pattern (when patterns are set) or that connects at an hour the
+    /// user does not connect in; a device name physically impossible here. A new place
+    /// or network (not one many colleagues use, in a country that is not rare) and a
+    /// new computer together alert too. Hours are those of the user's day: the solar
+    /// time where they are, once they could have flown there.
+    /// 2: only those two together (the anchor's two-feature rule).
     pub min_deviations: u32,
     /// Name patterns (`*`, `?`) of the organisation's managed computers: a managed
     /// computer new to the user is not a device deviation (a replaced laptop, a second

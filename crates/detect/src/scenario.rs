@@ -299,6 +299,7 @@ impl Gen {
             device: None,
             nas: Some("vpn-gw".into()),
             nas_ip: None,
+            client: None,
             session: None,
             reason: None,
             location: None,

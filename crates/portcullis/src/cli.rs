@@ -324,6 +324,10 @@ pub(crate) enum Command {
         /// VDI egress ASN and managed computer names unknown to the detectors).
         #[arg(long)]
         defaults: bool,
+        /// `[detect.suspicious_vpn] min_deviations` to score with: 1 (the default, one
+        /// strong deviation alerts) or 2 (where and which computer must both deviate).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=2))]
+        min_deviations: u32,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -79,9 +79,24 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             })
         })
         .collect();
+    // Where each device name came from (attribute and vendor), as the latest session
+    // claiming it recorded: the connecting computer chooses every one of them.
+    let source_of = |device: &str| {
+        sessions
+            .iter()
+            .filter(|s| s.device.as_deref() == Some(device))
+            .max_by_key(|s| s.started_at)
+            .and_then(|s| s.details.get("device_source").and_then(|v| v.as_str()).map(str::to_owned))
+    };
     match format {
         Format::Json => {
             let mut v = serde_json::to_value(&profile)?;
+            if let Some(list) = v["devices"].as_array_mut() {
+                for d in list {
+                    let source = d["value"].as_str().and_then(source_of);
+                    d["source"] = json!(source);
+                }
+            }
             v["open_alerts"] = json!(open_alerts.iter().map(|a| a.id).collect::<Vec<_>>());
             v["timeline"] = json!(entries);
             println!("{}", serde_json::to_string_pretty(&v)?);
@@ -91,7 +106,7 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             println!("first seen:    {}", profile.first_seen);
             println!("last seen:     {}", profile.last_seen);
             println!("open alerts:   {}", open_alerts.len());
-            println!("usual hours:   {:?} (UTC)", profile.usual_hours_utc);
+            println!("usual hours:   {:?} (solar time where the user was)", profile.usual_hours_local);
             println!("\nlocations (last {} days):", profile.window_days);
             for l in &profile.locations {
                 let place = match (&l.city, &l.country) {
@@ -104,7 +119,12 @@ pub(crate) fn users(command: UsersCommand, load: fn(Option<&PathBuf>) -> Result<
             for (title, list) in [("addresses", &profile.ips), ("devices", &profile.devices), ("NAS", &profile.nas)] {
                 println!("\n{title}:");
                 for s in list {
-                    println!("  {:<28} {:>5}x  {} .. {}", s.value, s.count, s.first_seen, s.last_seen);
+                    let source = if title == "devices" {
+                        format!("  claimed by {}", source_of(&s.value).as_deref().unwrap_or("an unrecorded attribute"))
+                    } else {
+                        String::new()
+                    };
+                    println!("  {:<28} {:>5}x  {} .. {}{source}", s.value, s.count, s.first_seen, s.last_seen);
                 }
             }
             println!("\ntimeline (newest first):");
@@ -431,11 +451,21 @@ fn rss_bytes() -> u64 {
         .map_or(0, |pages| pages * 4096)
 }
 
+/// The detection settings `portcullis eval` scores.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EvalSettings {
+    /// None of the organisation's settings (see [`eval_config`]).
+    pub(crate) defaults: bool,
+    /// `suspicious_vpn.min_deviations`.
+    pub(crate) min_deviations: u32,
+}
+
 /// The organisation's settings of the synthetic workforce: its cloud VDI is egress,
 /// its computers are named LT-* and TAB-*. `defaults`: none of that is configured.
-fn eval_config(defaults: bool) -> portcullis_detect::Config {
+fn eval_config(settings: EvalSettings) -> portcullis_detect::Config {
     let mut c = portcullis_detect::Config::default();
-    if !defaults {
+    c.suspicious_vpn.min_deviations = settings.min_deviations;
+    if !settings.defaults {
         c.egress_asns.push(scenario::VDI_ASN);
         c.suspicious_vpn.managed_devices = vec!["LT-*".into(), "TAB-*".into()];
     }
@@ -446,7 +476,7 @@ pub(crate) fn eval(
     params: Params,
     geoip: Option<&Path>,
     write: Option<&Path>,
-    defaults: bool,
+    settings: EvalSettings,
     format: Format,
 ) -> Result<()> {
     let t = Instant::now();
@@ -463,7 +493,7 @@ pub(crate) fn eval(
         std::fs::write(dir.join("truth.json"), serde_json::to_string_pretty(&s.attacks)?)?;
     }
     let rss_before = rss_bytes();
-    let mut engine = Engine::new(eval_config(defaults));
+    let mut engine = Engine::new(eval_config(settings));
     let t = Instant::now();
     let alerts = engine.ingest_all(&s.events);
     let detect_secs = t.elapsed().as_secs_f64();
@@ -477,7 +507,7 @@ pub(crate) fn eval(
         Some(path) => {
             let mut geo = portcullis_geo::GeoDb::open(&[path])?;
             let stripped: Vec<Event> = s.events.iter().map(|e| Event { location: None, ..e.clone() }).collect();
-            let mut engine = Engine::new(eval_config(defaults));
+            let mut engine = Engine::new(eval_config(settings));
             let t = Instant::now();
             std::thread::scope(|scope| {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Event>>(8);
@@ -507,7 +537,8 @@ pub(crate) fn eval(
         "users": s.users,
         "days": s.days,
         "seed": params.seed,
-        "default_settings": defaults,
+        "default_settings": settings.defaults,
+        "min_deviations": settings.min_deviations,
         "events": s.events.len(),
         "attacks": s.attacks.len(),
         "generate_seconds": generated,
@@ -522,10 +553,12 @@ pub(crate) fn eval(
         Format::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
         Format::Table => {
             println!(
-                "{} users, {} days, seed {}: {} events, {} attacks",
+                "{} users, {} days, seed {}, {} settings, min_deviations {}: {} events, {} attacks",
                 s.users,
                 s.days,
                 params.seed,
+                if settings.defaults { "default" } else { "organisation" },
+                settings.min_deviations,
                 s.events.len(),
                 s.attacks.len()
             );

@@ -342,9 +342,10 @@ fn run(cli: Cli) -> Result<()> {
             let options = detect::ReplayOptions { input, vendor: &vendor, time_zone: time_zone.as_deref(), dry_run };
             detect::replay(&config, &files, &options)
         }
-        Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, defaults, format } => {
+        Command::Eval { users, days, seed, attacks_per_thousand, geoip, write, defaults, min_deviations, format } => {
             let params = portcullis_detect::scenario::Params { users, days, seed, attacks_per_thousand };
-            detect::eval(params, geoip.as_deref(), write.as_deref(), defaults, format)
+            let settings = detect::EvalSettings { defaults, min_deviations };
+            detect::eval(params, geoip.as_deref(), write.as_deref(), settings, format)
         }
         Command::Mfa { command } => mfa::run(command, load),
         Command::Cert { command: CertCommand::Init { config, dir, name, force } } => {

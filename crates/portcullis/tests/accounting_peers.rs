@@ -42,6 +42,13 @@ fn radclient_microsoft_rras_start_interim_stop() {
     assert_eq!(x["output_octets"], 3000);
     assert_eq!(x["terminate_cause"], "User-Request");
     assert!(x["stopped_at"].as_str().unwrap().ends_with('Z'));
+    // The profile says where the device name came from: it is the client's claim.
+    let out = s.cli(&["profiles", "show", "alice", "--format", "json"]);
+    let profile: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(profile["devices"][0]["value"], "ALICE-LAPTOP", "{profile}");
+    assert_eq!(profile["devices"][0]["source"], "Microsoft MS-Machine-Name (311/50)", "{profile}");
+    let table = String::from_utf8_lossy(&s.cli(&["profiles", "show", "alice"]).stdout).to_string();
+    assert!(table.contains("ALICE-LAPTOP") && table.contains("claimed by Microsoft MS-Machine-Name"), "{table}");
 }
 
 #[test]

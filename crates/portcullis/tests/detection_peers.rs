@@ -339,3 +339,65 @@ fn nps_log_files_replay_to_the_same_alerts() {
         assert_eq!(comparable(&alerts(&other)), live, "{format}");
     }
 }
+
+/// An Accounting-On naming the NAS 192.0.2.254, sent by the configured client at
+/// 127.0.0.2 with its own secret.
+fn reset_from_other_client(s: &Server) {
+    use portcullis_radius::{Code, Identifier, Packet, PacketBuilder, SharedSecret, attr};
+    let mut b = PacketBuilder::new(Code::AccountingRequest, Identifier(7));
+    b.attribute(attr::ACCT_STATUS_TYPE, &7u32.to_be_bytes()).unwrap();
+    b.attribute(attr::NAS_IP_ADDRESS, &[192, 0, 2, 254]).unwrap();
+    let req = b.encode_computed_request(&SharedSecret::new("other-secret")).unwrap();
+    let sock = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    sock.send_to(&req, s.addr()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("the other client is answered");
+    assert_eq!(Packet::decode(&buf[..n]).unwrap().code(), Code::AccountingResponse);
+}
+
+fn alerts_until(s: &Server, until: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let all = alerts(s);
+        if until(&all) || Instant::now() > deadline {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_reset_through_another_client_does_not_silence_concurrent_sessions() {
+    let extra = format!(
+        "{}\n[[client]]\nname = \"branch\"\naddress = \"127.0.0.2\"\nsecret = \"other-secret\"\n",
+        geo_section()
+    );
+    let s = Server::start(&extra);
+    let t0 = now() - 3600;
+    let home = Acct { status: "Start", session: "c-1", station: "192.0.2.10", time: t0 };
+    assert!(radclient(s.addr(), "acct", SECRET, &radclient_text(&home)).0);
+    s.sessions_until(&[], |v| v.len() == 1);
+    // Whoever holds the branch client's secret claims the NAS restarted ...
+    reset_from_other_client(&s);
+    let v = s.sessions_until(&[], |v| v.len() == 1);
+    assert_eq!(v[0]["status"], "open", "the store keeps the session open: {v:?}");
+    // ... and alice's second session, 16,000 km away, still meets her first one.
+    let far = Acct { status: "Start", session: "c-2", station: "203.0.113.5", time: t0 + 600 };
+    assert!(radclient(s.addr(), "acct", SECRET, &radclient_text(&far)).0);
+    let all = alerts_until(&s, |a| a.iter().any(|a| a["kind"] == "concurrent_sessions"));
+    assert!(all.iter().any(|a| a["kind"] == "concurrent_sessions"), "{all:?}\n{}", s.log());
+    // The NAS's own reset, by address only, ends both sessions (recorded under that
+    // address) in the store and in the engine: a third session meets neither.
+    let own = "Acct-Status-Type = Accounting-On\nNAS-IP-Address = 192.0.2.254\n";
+    assert!(radclient(s.addr(), "acct", SECRET, own).0);
+    s.sessions_until(&[], |v| v.len() == 2 && v.iter().all(|x| x["status"] == "closed"));
+    let again = Acct { status: "Start", session: "c-3", station: "192.0.2.10", time: t0 + 1800 };
+    assert!(radclient(s.addr(), "acct", SECRET, &radclient_text(&again)).0);
+    s.sessions_until(&[], |v| v.len() == 3);
+    s.wait_applied(Duration::from_secs(10));
+    let all = alerts(&s);
+    let concurrent: Vec<_> = all.iter().filter(|a| a["kind"] == "concurrent_sessions").collect();
+    assert_eq!(concurrent.len(), 1, "{all:?}");
+    assert_eq!(concurrent[0]["count"], 1, "the reset ended the sessions in the engine too: {all:?}");
+}

@@ -89,6 +89,7 @@ pub fn event_of_record(r: &AccountingRecord) -> Option<Event> {
         device: r.device.clone(),
         nas: Some(r.nas.clone()),
         nas_ip: r.nas_ip,
+        client: r.details.get("client").cloned(),
         session: r.session_key.clone(),
         reason: None,
         location: r.location.clone(),
@@ -124,6 +125,7 @@ pub fn event_of_auth(e: &AuthEvent) -> Option<Event> {
         device: None,
         nas: Some(e.nas.clone()),
         nas_ip: None,
+        client: None,
         session: None,
         reason,
         location: e.location.clone(),
@@ -235,7 +237,7 @@ fn event_of_fed(fed: Fed) -> Option<Event> {
             let time = s.stopped_at?;
             session_event(s, EventKind::VpnStop, time)
         }
-        Fed::Reset { nas, nas_ip, time } => Some(Event {
+        Fed::Reset { nas, nas_ip, client, time } => Some(Event {
             time,
             kind: EventKind::NasReset,
             user: String::new(),
@@ -243,12 +245,18 @@ fn event_of_fed(fed: Fed) -> Option<Event> {
             device: None,
             nas: Some(nas),
             nas_ip: nas_ip.and_then(|i| i.parse().ok()),
+            client,
             session: None,
             reason: None,
             location: None,
         }),
         Fed::Auth(a) => event_of_auth(&a),
     }
+}
+
+/// The configured client a stored session was recorded through.
+fn recorded_client(details: &serde_json::Value) -> Option<String> {
+    details.get("client").and_then(|c| c.as_str()).map(str::to_owned)
 }
 
 fn session_event(s: Session, kind: EventKind, time: i64) -> Option<Event> {
@@ -259,6 +267,7 @@ fn session_event(s: Session, kind: EventKind, time: i64) -> Option<Event> {
         ip: s.client_ip.as_deref().and_then(|i| i.parse().ok()),
         device: s.device,
         nas_ip: s.nas_ip.as_deref().and_then(|i| i.parse().ok()),
+        client: recorded_client(&s.details),
         nas: Some(s.nas),
         session: Some(s.session_key),
         reason: None,
@@ -279,6 +288,7 @@ pub fn merge(sessions: &[Session], auth: &[AuthEvent]) -> Vec<Event> {
             device: s.device.clone(),
             nas: Some(s.nas.clone()),
             nas_ip: s.nas_ip.as_deref().and_then(|i| i.parse().ok()),
+            client: recorded_client(&s.details),
             session: Some(s.session_key.clone()),
             reason: None,
             location: s.location.clone(),

@@ -668,12 +668,15 @@ impl Store for PgStore {
         let stops = sessions("stopped_at >= $2", "stop_seq")?;
         lists.push(stops.into_iter().filter_map(|s| Some((s.order.stop?, Fed::Stop(s)))).collect());
         let resets = self.query(
-            "SELECT reset_seq, MIN(nas), MIN(nas_ip), MIN(stopped_at) FROM sessions
+            "SELECT reset_seq, MIN(nas), MIN(nas_ip), MIN(stopped_at), MIN(details ->> 'client') FROM sessions
              WHERE reset_seq >= $1 AND stopped_at >= $2 GROUP BY reset_seq ORDER BY reset_seq LIMIT $3",
             &[&from, &since, &n],
         )?;
         lists.push(
-            resets.iter().map(|r| (r.get(0), Fed::Reset { nas: r.get(1), nas_ip: r.get(2), time: r.get(3) })).collect(),
+            resets
+                .iter()
+                .map(|r| (r.get(0), Fed::Reset { nas: r.get(1), nas_ip: r.get(2), client: r.get(4), time: r.get(3) }))
+                .collect(),
         );
         let auth = self.query(
             "SELECT seq, event FROM auth_events WHERE seq >= $1 AND time_ms >= $2 ORDER BY seq LIMIT $3",

@@ -130,6 +130,9 @@ pub enum Fed {
         nas: String,
         /// The NAS-IP-Address recorded with the sessions it closed.
         nas_ip: Option<String>,
+        /// The configured client the reset came through (none for history files):
+        /// the sessions it ended were recorded through the same one.
+        client: Option<String>,
         time: i64,
     },
     Auth(AuthEvent),

@@ -751,11 +751,15 @@ impl Store for SqliteStore {
         lists.push(stops.into_iter().filter_map(|s| Some((s.order.stop?, Fed::Stop(s)))).collect());
         {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT reset_seq, MIN(nas), MIN(nas_ip), MIN(stopped_at) FROM sessions WHERE reset_seq >= ?1 AND stopped_at >= ?2
+                "SELECT reset_seq, MIN(nas), MIN(nas_ip), MIN(stopped_at), MIN(json_extract(details, '$.client'))
+                 FROM sessions WHERE reset_seq >= ?1 AND stopped_at >= ?2
                  GROUP BY reset_seq ORDER BY reset_seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![from, since, n], |r| {
-                Ok((r.get::<_, i64>(0)?, Fed::Reset { nas: r.get(1)?, nas_ip: r.get(2)?, time: r.get(3)? }))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    Fed::Reset { nas: r.get(1)?, nas_ip: r.get(2)?, client: r.get(4)?, time: r.get(3)? },
+                ))
             })?;
             lists.push(rows.collect::<Result<_, _>>()?);
         }
