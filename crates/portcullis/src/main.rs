@@ -528,7 +528,7 @@ async fn signals(server: &portcullis_server::Server, path: Option<&std::path::Pa
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
                 _ = hup.recv() => {
-                    notifier.send("RELOADING=1");
+                    notifier.reloading();
                     reload(server, path);
                     notifier.send("READY=1\nSTATUS=serving");
                 }

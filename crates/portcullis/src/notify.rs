@@ -37,6 +37,14 @@ impl Notifier {
         }
     }
 
+    /// `RELOADING=1` with the `CLOCK_MONOTONIC` time systemd (253 and later) expects
+    /// beside it.
+    pub(crate) fn reloading(&self) {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let usec = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(now.tv_nsec).unwrap_or(0) / 1000;
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    }
+
     /// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, when it is meant for
     /// this process (`WATCHDOG_PID` unset or ours).
     pub(crate) fn watchdog_interval(&self) -> Option<Duration> {

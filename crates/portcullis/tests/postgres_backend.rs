@@ -61,7 +61,31 @@ fn two_nodes_share_one_database_and_an_outage_delays_only_the_shared_copy() {
     let pg = Cluster::start().unwrap();
     pg.create_database("portcullis").unwrap();
     let url = pg.url("portcullis");
-    let mut a = node(&url, "node-a", "");
+    // A reporting command never migrates: before any node ran, it refuses and the
+    // database stays empty.
+    let probe = tempfile::tempdir().unwrap();
+    std::fs::write(probe.path().join("db.url"), format!("{url}\n")).unwrap();
+    std::fs::write(
+        probe.path().join("portcullis.toml"),
+        "[radius]\nacct_listen = [\"127.0.0.1:1813\"]\n[storage]\ndata_dir = \"data\"\nbackend = \"postgres\"\n\
+         url_file = \"db.url\"\n[[client]]\nname = \"local\"\naddress = \"127.0.0.1\"\nsecret = \"s3cret-long-enough\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["sessions", "--config"])
+        .arg(probe.path().join("portcullis.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("version 0"), "{out:?}");
+    assert_eq!(pg.psql("portcullis", "SELECT to_regclass('sessions') IS NULL").unwrap(), "t");
+    // Node A also exports alerts (to a receiver that is not there): opening a sink
+    // reads the shared store at start.
+    let siem = free_port();
+    let mut a = node(
+        &url,
+        "node-a",
+        &format!("\n[[export]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{siem}\"\n"),
+    );
     let http = free_port();
     let b = node(
         &url,

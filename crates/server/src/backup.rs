@@ -74,7 +74,10 @@ fn copy_private(from: &Path, to: &Path) -> Result<u64, String> {
 /// (`auth.log`, NPS logs) are left to the system's log backup unless `logs` is set.
 pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
     let data = &config.storage.data_dir;
-    if !data.join("portcullis.db").exists() {
+    // With a shared PostgreSQL store the sessions, events and alerts are in that
+    // database (its own backup, `pg_dump`); the rest of the data directory is copied.
+    let shared = config.storage.backend == crate::config::Backend::Postgres;
+    if !shared && !data.join("portcullis.db").exists() {
         return Err(format!("{} holds no database (has the server run?)", data.display()));
     }
     if dest.exists() {
@@ -88,7 +91,7 @@ pub fn run(config: &Config, dest: &Path, logs: bool) -> Result<Report, String> {
     let mut databases: Vec<(PathBuf, PathBuf)> = ["portcullis.db", "users.db", "clients.db"]
         .iter()
         .map(|n| (data.join(n), PathBuf::from(n)))
-        .filter(|(p, _)| p.exists())
+        .filter(|(p, rel)| p.exists() && !(shared && rel.as_os_str() == "portcullis.db"))
         .collect();
     let mfa_db = config.mfa.as_ref().map_or_else(|| data.join("mfa.db"), |m| m.database_path(data));
     if mfa_db.exists() {

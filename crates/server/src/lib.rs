@@ -92,13 +92,19 @@ pub fn open_configured_store(config: &Config) -> Result<Box<dyn Store>, StorageE
     }
 }
 
-fn open_postgres(config: &Config) -> Result<portcullis_storage_postgres::PgStore, StorageError> {
+fn postgres_settings(
+    config: &Config,
+) -> (portcullis_storage_postgres::DatabaseUrl, portcullis_storage_postgres::TlsOptions) {
     let url = config.storage.url.as_ref().map(|u| u.expose()).unwrap_or_default();
     let tls = portcullis_storage_postgres::TlsOptions { ca_file: config.storage.ca_file.clone() };
+    (portcullis_storage_postgres::DatabaseUrl::new(url), tls)
+}
+
+fn open_postgres(config: &Config) -> Result<portcullis_storage_postgres::PgStore, StorageError> {
+    let (url, tls) = postgres_settings(config);
     let node = config.storage.node();
-    let store =
-        portcullis_storage_postgres::PgStore::open(&portcullis_storage_postgres::DatabaseUrl::new(url), &tls, &node)?;
-    tracing::info!(database = %portcullis_storage_postgres::redact(url), node = %node, "storage: PostgreSQL");
+    let store = portcullis_storage_postgres::PgStore::open(&url, &tls, &node)?;
+    tracing::info!(database = %url, node = %node, "storage: PostgreSQL");
     Ok(store)
 }
 
@@ -107,7 +113,11 @@ fn open_postgres(config: &Config) -> Result<portcullis_storage_postgres::PgStore
 pub fn open_reader(config: &Config) -> Result<Box<dyn Store>, StorageError> {
     match config.storage.backend {
         config::Backend::Sqlite => Ok(Box::new(SqliteStore::open_read_only(&config.storage.data_dir)?)),
-        config::Backend::Postgres => Ok(Box::new(open_postgres(config)?)),
+        config::Backend::Postgres => {
+            let (url, tls) = postgres_settings(config);
+            let node = config.storage.node();
+            Ok(Box::new(portcullis_storage_postgres::PgStore::open_reader(&url, &tls, &node)?))
+        }
     }
 }
 
@@ -449,6 +459,9 @@ fn restart_only(running: &Config, new: &Config) -> Vec<String> {
         n.duplicate_cache_entries.to_string(),
     );
     differs("[storage]", format!("{:?}", running.storage), format!("{:?}", new.storage));
+    // The connection string prints redacted: compare what it says.
+    let url = |c: &Config| c.storage.url.as_ref().map(|u| u.expose().to_string()).unwrap_or_default();
+    differs("storage.url (or the file it is read from)", url(running), url(new));
     differs("[http]", format!("{:?}", running.http), format!("{:?}", new.http));
     differs("[geo]", format!("{:?}", running.geo), format!("{:?}", new.geo));
     differs("[[export]]", format!("{:?}", running.exports), format!("{:?}", new.exports));
@@ -487,7 +500,13 @@ impl Server {
         let journal = open_journal(config)?;
         // The applier's connection opened (and upgraded) the database: the sinks may
         // open theirs.
-        let export = if config.exports.is_empty() { None } else { Some(Arc::new(start_export(config)?)) };
+        // Opening the sinks reads the store: off the runtime's thread, as above.
+        let export = if config.exports.is_empty() {
+            None
+        } else {
+            let started = std::thread::scope(|scope| scope.spawn(|| start_export(config)).join());
+            Some(Arc::new(started.map_err(|_| StartError::Config("starting the export sinks failed".into()))??))
+        };
         let (applier_tx, applier_rx) = std::sync::mpsc::sync_channel(1024);
         let dir = journal_dir(config);
         let retention = applier::Retention::from_config(&config.storage);

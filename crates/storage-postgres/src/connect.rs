@@ -136,12 +136,40 @@ pub(crate) fn config(url: &DatabaseUrl) -> Result<postgres::Config, StorageError
     if config.get_application_name().is_none() {
         config.application_name("portcullis");
     }
+    // The server notices a vanished client as fast, so a session (and the node lock it
+    // holds) does not outlive a partition by the operating system's two hours.
+    if config.get_options().is_none() {
+        config.options("-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3");
+    }
+    // Without an explicit sslmode the driver would fall back to clear text (and accept
+    // a clear-text password request) when an on-path attacker refuses TLS: toward
+    // anything but this machine, TLS is required unless the URL says otherwise.
+    if !mentions_sslmode(url.expose()) && !all_hosts_local(&config) {
+        config.ssl_mode(postgres::config::SslMode::Require);
+    }
     Ok(config)
+}
+
+fn mentions_sslmode(url: &str) -> bool {
+    url.to_ascii_lowercase().contains("sslmode")
+}
+
+/// Every host is a Unix socket directory or a loopback address (or `localhost`).
+fn all_hosts_local(config: &postgres::Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts.iter().all(|h| match h {
+            postgres::config::Host::Tcp(name) => {
+                name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback())
+            }
+            postgres::config::Host::Unix(_) => true,
+        })
 }
 
 /// The TLS connector: rustls with the ring provider, TLS 1.2 or 1.3, the server's
 /// certificate checked against `ca_file` or the system's roots. Whether TLS is used is
-/// the URL's `sslmode` (`disable`, `prefer`, the default, or `require`).
+/// the URL's `sslmode` (`disable`, `prefer` or `require`); without one, `require` toward
+/// another machine and `prefer` on this one.
 pub(crate) fn tls(options: &TlsOptions) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StorageError> {
     let mut roots = rustls::RootCertStore::empty();
     match &options.ca_file {
@@ -176,6 +204,17 @@ pub(crate) fn tls(options: &TlsOptions) -> Result<tokio_postgres_rustls::MakeRus
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_is_required_toward_another_machine_unless_the_url_says_otherwise() {
+        use postgres::config::SslMode;
+        let mode = |url: &str| config(&DatabaseUrl::new(url)).unwrap().get_ssl_mode();
+        assert_eq!(mode("postgres://app:pw@db.example/portcullis"), SslMode::Require);
+        assert_eq!(mode("host=10.0.0.5 user=app password=pw dbname=portcullis"), SslMode::Require);
+        assert_eq!(mode("postgres://app:pw@127.0.0.1/portcullis"), SslMode::Prefer);
+        assert_eq!(mode("host=/run/postgresql user=app dbname=portcullis"), SslMode::Prefer);
+        assert_eq!(mode("postgres://app:pw@db.example/portcullis?sslmode=disable"), SslMode::Disable);
+    }
 
     #[test]
     fn passwords_never_show() {

@@ -33,6 +33,16 @@ pub(crate) enum Outcome {
 }
 
 /// Applies every pending migration.
+/// The schema version the database is at (0 before the first migration), read without
+/// changing anything.
+pub(crate) fn version(client: &mut Client) -> Result<i32, postgres::Error> {
+    let exists: bool = client.query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?.get(0);
+    if !exists {
+        return Ok(0);
+    }
+    Ok(client.query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?.get(0))
+}
+
 pub(crate) fn migrate(client: &mut Client) -> Result<Outcome, postgres::Error> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])?;

@@ -184,17 +184,42 @@ impl PgStore {
     /// journal position is kept under that name). Fails when the database cannot be
     /// reached or was migrated by a newer build.
     pub fn open(url: &DatabaseUrl, tls: &TlsOptions, node: &str) -> Result<Self, StorageError> {
+        let store = Self::unconnected(url, tls, node)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn unconnected(url: &DatabaseUrl, tls: &TlsOptions, node: &str) -> Result<Self, StorageError> {
         if node.trim().is_empty() {
             return Err(StorageError::Invalid("storage.node_id must name this node".into()));
         }
-        let store = Self {
+        Ok(Self {
             conn: RefCell::new(None),
             config: connect::config(url)?,
             tls: connect::tls(tls)?,
             node: node.to_string(),
             claim: false,
-        };
-        store.migrate()?;
+        })
+    }
+
+    /// Connects for reading without migrating: a reporting command must not upgrade a
+    /// schema that running nodes of an older build still use. Fails unless the schema
+    /// is exactly the one this build knows.
+    pub fn open_reader(url: &DatabaseUrl, tls: &TlsOptions, node: &str) -> Result<Self, StorageError> {
+        let store = Self::unconnected(url, tls, node)?;
+        let (config, tls) = (&store.config, store.tls.clone());
+        let version = outside_runtime(move || {
+            let mut client = config.connect(tls)?;
+            migrate::version(&mut client)
+        })
+        .map_err(|e| store.error(&e))?;
+        let latest = crate::MIGRATIONS.last().map_or(0, |m| m.version);
+        if version != latest {
+            return Err(StorageError::Invalid(format!(
+                "the database schema is at version {version} and this build reads version {latest}: \
+                 start a node of this build (it migrates), or use the build the nodes run"
+            )));
+        }
         Ok(store)
     }
 
