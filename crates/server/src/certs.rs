@@ -166,15 +166,18 @@ fn url_host(url: &str) -> Option<String> {
 }
 
 /// What became of the `[http]` certificate at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HttpCertificate {
     /// The configured files.
     Configured,
     /// The self-signed certificate made before, still valid and naming every host.
     Reused,
-    /// A self-signed certificate made now (none before, or one expiring or missing a
-    /// name).
+    /// A self-signed certificate made now, with a new key (there was none before).
     Made,
+    /// The self-signed certificate renewed (it was expiring or missing a name) with
+    /// the key it had, so key pins (the SPKI hash) still hold; the browser's
+    /// fingerprint changes from `previous`.
+    Renewed { previous: String },
 }
 
 /// Makes sure the `[http]` certificate exists: with configured files, nothing to do;
@@ -187,6 +190,7 @@ pub fn ensure_http_certificate(config: &Config) -> Result<HttpCertificate, Strin
     }
     let (cert, key) = http_files(config);
     let names = http_names(config);
+    let mut previous = None;
     if cert.exists() && key.exists() {
         let pem = std::fs::read(&cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
         let summary = summarize(&pem).map_err(|e| {
@@ -197,6 +201,7 @@ pub fn ensure_http_certificate(config: &Config) -> Result<HttpCertificate, Strin
         if fresh && named {
             return Ok(HttpCertificate::Reused);
         }
+        previous = Some(summary.fingerprint());
     }
     let dir = http_tls_dir(&config.storage.data_dir);
     let mut builder = std::fs::DirBuilder::new();
@@ -204,11 +209,30 @@ pub fn ensure_http_certificate(config: &Config) -> Result<HttpCertificate, Strin
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let pair = KeyPair::generate().map_err(made)?;
+    // A renewal keeps the key: pins on it hold, and the key file is not rewritten.
+    let kept = match &previous {
+        Some(_) => {
+            let text = std::fs::read_to_string(&key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+            Some(KeyPair::from_pem(&text).map_err(|e| {
+                format!("{}: {e}; delete it and {} to have a new key made", key.display(), cert.display())
+            })?)
+        }
+        None => None,
+    };
+    let pair = match kept {
+        Some(pair) => pair,
+        None => {
+            let pair = KeyPair::generate().map_err(made)?;
+            write(&key, pair.serialize_pem().as_bytes(), true)?;
+            pair
+        }
+    };
     let certificate = server_params(names, "Portcullis (self-signed)", HTTP_DAYS)?.self_signed(&pair).map_err(made)?;
-    write(&key, pair.serialize_pem().as_bytes(), true)?;
     write(&cert, certificate.pem().as_bytes(), false)?;
-    Ok(HttpCertificate::Made)
+    Ok(match previous {
+        Some(previous) => HttpCertificate::Renewed { previous },
+        None => HttpCertificate::Made,
+    })
 }
 
 /// What an administrator checks of a certificate.
@@ -331,8 +355,16 @@ mod tests {
         assert_eq!(std::fs::read(&cert).unwrap(), first, "kept as it was");
         // A new public host needs a certificate that names it.
         let moved = config(dir.path(), "public_url = \"https://[2001:db8::1]/\"\n");
-        assert_eq!(ensure_http_certificate(&moved).unwrap(), HttpCertificate::Made);
-        assert!(summarize(&std::fs::read(&cert).unwrap()).unwrap().names.contains(&"2001:db8::1".to_string()));
+        let key_before = std::fs::read(&key).unwrap();
+        assert_eq!(
+            ensure_http_certificate(&moved).unwrap(),
+            HttpCertificate::Renewed { previous: summary.fingerprint() }
+        );
+        let renewed = summarize(&std::fs::read(&cert).unwrap()).unwrap();
+        assert!(renewed.names.contains(&"2001:db8::1".to_string()));
+        // Same key: pins on the SPKI hold; the certificate's fingerprint changed.
+        assert_eq!((renewed.spki_sha256, std::fs::read(&key).unwrap()), (summary.spki_sha256, key_before));
+        assert_ne!(renewed.sha256, summary.sha256);
     }
 
     #[test]

@@ -201,6 +201,16 @@ fn http_tls(config: &Config) -> Result<tokio_rustls::TlsAcceptor, StartError> {
         certs::HttpCertificate::Configured => "configured",
         certs::HttpCertificate::Reused => "self-signed",
         certs::HttpCertificate::Made => "self-signed, made now",
+        certs::HttpCertificate::Renewed { previous } => {
+            tracing::warn!(
+                certificate = %cert.display(),
+                previous = %previous,
+                sha256 = %summary.fingerprint(),
+                "the self-signed HTTPS certificate was renewed (expiring, or a listen address or public host \
+                 changed) with the same key: browsers show a new fingerprint"
+            );
+            "self-signed, renewed now"
+        }
     };
     tracing::info!(
         certificate = %cert.display(),
