@@ -145,6 +145,13 @@ fn two_nodes_share_one_database_and_an_outage_delays_only_the_shared_copy() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("node-b") && err.contains("node_id"), "{err}");
+    // Node A's journal lost (a node rebuilt under the same id): the database is ahead
+    // of the new, empty journal, and the node refuses to start instead of skipping.
+    a.stop();
+    std::fs::remove_dir_all(a.dir.path().join("data/journal")).unwrap();
+    let out = std::process::Command::new(common::bin()).args(["serve", "--config"]).arg(&a.config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("journal was replaced"), "{err}");
     // The maintenance commands that rewrite the embedded store refuse a shared one.
     let out = a.cli(&["rebuild"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("postgres"), "{out:?}");

@@ -500,17 +500,28 @@ impl Server {
         let (mut store, stored_counters) = std::thread::scope(|scope| {
             scope
                 .spawn(move || {
-                    let counters = store.counters();
-                    (store, counters)
+                    let read = store.counters().and_then(|c| Ok((c, store.applied_position()?)));
+                    (store, read)
                 })
                 .join()
         })
         .map_err(|_| StartError::Storage(StorageError::Corrupt("reading the stored counters failed".into())))?;
-        let stored_counters = stored_counters?;
+        let (stored_counters, applied) = stored_counters?;
         let journal = open_journal(config)?;
+        // A shared database that recorded this node further than its journal reaches
+        // belongs to another journal (a node rebuilt or restored under the same id):
+        // every new record up to that position would be skipped without a word.
+        if config.storage.backend == config::Backend::Postgres && applied > journal.position() {
+            return Err(StartError::Storage(StorageError::Invalid(format!(
+                "the shared database records storage.node_id {:?} as applied through journal position {applied}, \
+                 beyond this node's journal (which ends at {}): the journal was replaced. Give this node a new \
+                 node_id, or remove its row (DELETE FROM applied WHERE node = '…') once nothing else uses it",
+                config.storage.node(),
+                journal.position()
+            ))));
+        }
         // The applier's connection opened (and upgraded) the database: the sinks may
-        // open theirs.
-        // Opening the sinks reads the store: off the runtime's thread, as above.
+        // open theirs, off the runtime's thread as above.
         let export = if config.exports.is_empty() {
             None
         } else {
