@@ -29,6 +29,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 port, mode_file, log_file, secrets_file = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 last_step = {}
 lock = threading.Lock()
+# A code is typed and submitted before the next one is made: a later step submitted
+# first would burn the earlier one (the server refuses a step at or before the last
+# one used), which no person with one phone can do.
+submitting = threading.Lock()
 
 
 def totp(user):
@@ -49,6 +53,11 @@ def answer(url, action, delay, extra):
     if "Approve" not in page:
         return
     user = re.search(r"VPN sign-in for ([^<]+)</h1>", page).group(1)
+    with submitting:
+        submit(url, action, extra, user)
+
+
+def submit(url, action, extra, user):
     form = {}
     if extra == "WRONG":
         form["number"] = "100"
