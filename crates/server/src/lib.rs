@@ -113,12 +113,15 @@ fn open_postgres(config: &Config) -> Result<portcullis_storage_postgres::PgStore
 pub fn open_reader(config: &Config) -> Result<Box<dyn Store>, StorageError> {
     match config.storage.backend {
         config::Backend::Sqlite => Ok(Box::new(SqliteStore::open_read_only(&config.storage.data_dir)?)),
-        config::Backend::Postgres => {
-            let (url, tls) = postgres_settings(config);
-            let node = config.storage.node();
-            Ok(Box::new(portcullis_storage_postgres::PgStore::open_reader(&url, &tls, &node)?))
-        }
+        config::Backend::Postgres => Ok(Box::new(open_postgres_migrated(config)?)),
     }
+}
+
+/// A connection to a shared database that is already at this build's schema; it
+/// never migrates.
+fn open_postgres_migrated(config: &Config) -> Result<portcullis_storage_postgres::PgStore, StorageError> {
+    let (url, tls) = postgres_settings(config);
+    portcullis_storage_postgres::PgStore::open_reader(&url, &tls, &config.storage.node())
 }
 
 /// Refuses `what` when the store is shared: commands that rewrite the embedded
@@ -151,7 +154,7 @@ fn open_node_store(config: &Config) -> Result<Box<dyn Store>, StorageError> {
 pub fn open_another_store(config: &Config) -> Result<Box<dyn Store>, StorageError> {
     match config.storage.backend {
         config::Backend::Sqlite => Ok(Box::new(SqliteStore::open_another(&config.storage.data_dir)?)),
-        config::Backend::Postgres => Ok(Box::new(open_postgres(config)?)),
+        config::Backend::Postgres => Ok(Box::new(open_postgres_migrated(config)?)),
     }
 }
 
